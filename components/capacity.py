@@ -1,0 +1,234 @@
+"""Settings -> capacity plan: how many of everything the concurrency needs.
+
+A pure function. Its result is exported as a stack output so that every
+``pulumi preview`` shows what a concurrency change will cost, and the
+components read their sizes from it and from nowhere else.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from components.settings import ConfigError, Settings
+from components.vmsizes import VM_SIZES, Allocatable, allocatable
+
+# --- Worker memory ---------------------------------------------------------
+# Measured on Airflow 3.3.2 with the prefork pool (2-core machine, PSS summed
+# over the worker's process tree from /proc/*/smaps_rollup): an idle worker is
+# about 150 MiB plus 15-20 MiB per idle pool child, and each busy slot adds
+# about 62 MiB (the task process the pool child forks). A slot therefore costs
+# about 82 MiB; the default request per slot (settings.py) is that plus 25 %.
+MEASURED_WORKER_IDLE_MIB = 150
+MEASURED_SLOT_MIB = 82
+REQUEST_HEADROOM = 1.25
+WORKER_BASE_MEMORY_MIB = math.ceil(MEASURED_WORKER_IDLE_MIB * REQUEST_HEADROOM)
+# A task that outgrows its share should not take the whole worker (and every
+# other task in it) down at once, so the limit leaves room above the request.
+WORKER_MEMORY_LIMIT_FACTOR = 1.25
+
+# --- Worker CPU --------------------------------------------------------------
+# A running task that waits (sensors, sleeps, remote jobs) uses close to no CPU
+# between heartbeats; the start of a task (forking and importing the task SDK)
+# is a burst. Requests cover the steady state and no CPU limit is set, so start
+# bursts borrow idle CPU on the node instead of being throttled.
+WORKER_BASE_CPU_MILLICORES = 100
+
+# --- Per-node overhead -----------------------------------------------------
+# Allowance for the DaemonSets AKS runs on every node (kube-proxy, CNI, CSI
+# disk and file drivers, cloud-node-manager); on a default cluster their
+# requests come to about this.
+NODE_DAEMONSET_CPU_MILLICORES = 350
+NODE_DAEMONSET_MEMORY_MIB = 600
+NODE_DAEMONSET_PODS = 12
+
+# --- Metadata database -----------------------------------------------------
+# Airflow's SQLAlchemy pool per process: [database] sql_alchemy_pool_size (5)
+# plus sql_alchemy_max_overflow (10); the program pins both in airflow.cfg.
+SQLALCHEMY_POOL_SIZE = 5
+SQLALCHEMY_MAX_OVERFLOW = 10
+CONNECTIONS_PER_ENGINE = SQLALCHEMY_POOL_SIZE + SQLALCHEMY_MAX_OVERFLOW
+# Uvicorn worker processes per api-server pod ([api] workers, Airflow's default).
+API_SERVER_WORKERS = 1
+# With the database result backend every busy pool child keeps a connection
+# to store its result: about one per busy slot, plus a couple per worker.
+CONNECTIONS_PER_WORKER_BASE = 2
+# The scheduler has its own engine plus the Celery executor's result-backend
+# reads.
+SCHEDULER_CONNECTIONS = CONNECTIONS_PER_ENGINE + 5
+MIGRATION_JOB_CONNECTIONS = 2
+# Rolling updates run old and new pods side by side for a while.
+CONNECTION_HEADROOM = 1.10
+POSTGRES_SUPERUSER_RESERVED = 3
+
+
+@dataclass(frozen=True)
+class WorkerPlan:
+    replicas: int
+    concurrency: int
+    task_slots: int
+    spare_slots: int
+    memory_request_mib: int
+    memory_limit_mib: int
+    cpu_request_millicores: int
+
+
+@dataclass(frozen=True)
+class NodePoolPlan:
+    vm_size: str
+    vcpus: int
+    memory_gib: int
+    allocatable_cpu_millicores: int
+    allocatable_memory_mib: int
+    max_pods: int
+    workers_per_node: int
+    nodes_needed: int
+    min_count: int
+    max_count: int
+
+    @property
+    def autoscale(self) -> bool:
+        return self.min_count != self.max_count
+
+
+@dataclass(frozen=True)
+class DatabasePlan:
+    connections: dict[str, int]
+    budget: int
+    max_connections: int
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    parallelism: int
+    max_active_tasks_per_dag: int
+    max_active_runs_per_dag: int
+    default_pool_slots: int
+    worker: WorkerPlan
+    worker_nodes: NodePoolPlan
+    database: DatabasePlan
+
+    def to_output(self) -> dict[str, Any]:
+        """The plan as plain data, for the stack output and the render command."""
+        out = asdict(self)
+        out["worker_nodes"]["autoscale"] = self.worker_nodes.autoscale
+        return out
+
+    def summary(self) -> str:
+        """A few lines a reviewer can read in a preview."""
+        w, n, d = self.worker, self.worker_nodes, self.database
+        count = f"{n.min_count}-{n.max_count} (autoscaler)" if n.autoscale else str(n.min_count)
+        return "\n".join([
+            f"parallelism {self.parallelism}: {w.replicas} workers x {w.concurrency} = "
+            f"{w.task_slots} task slots ({w.spare_slots} spare)",
+            f"worker pod: {w.memory_request_mib} MiB memory request ({w.memory_limit_mib} MiB limit), "
+            f"{w.cpu_request_millicores}m CPU request",
+            f"worker nodes: {count} x {n.vm_size} ({n.workers_per_node} workers per node, "
+            f"{n.nodes_needed} needed)",
+            f"metadata database: budget {d.budget} connections, max_connections {d.max_connections}",
+            f"default_pool: {self.default_pool_slots} slots",
+        ])
+
+
+def _worker_plan(settings: Settings) -> WorkerPlan:
+    c = settings.worker_concurrency
+    memory = WORKER_BASE_MEMORY_MIB + c * settings.worker_memory_per_slot_mib
+    slots = settings.workers * c
+    return WorkerPlan(
+        replicas=settings.workers,
+        concurrency=c,
+        task_slots=slots,
+        spare_slots=slots - settings.parallelism,
+        memory_request_mib=memory,
+        memory_limit_mib=math.ceil(memory * WORKER_MEMORY_LIMIT_FACTOR),
+        cpu_request_millicores=WORKER_BASE_CPU_MILLICORES + c * settings.worker_cpu_per_slot_millicores,
+    )
+
+
+def _fit(alloc: Allocatable, max_pods: int, worker: WorkerPlan) -> int:
+    cpu = alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES
+    mem = alloc.memory_mib - NODE_DAEMONSET_MEMORY_MIB
+    return max(0, min(cpu // worker.cpu_request_millicores,
+                      mem // worker.memory_request_mib,
+                      max_pods - NODE_DAEMONSET_PODS))
+
+
+def _database_plan(settings: Settings, worker: WorkerPlan) -> DatabasePlan:
+    connections = {
+        "workers": worker.replicas * (worker.concurrency + CONNECTIONS_PER_WORKER_BASE),
+        "scheduler": SCHEDULER_CONNECTIONS,
+        "api-server": settings.api_server_replicas * API_SERVER_WORKERS * CONNECTIONS_PER_ENGINE,
+        "dag-processor": CONNECTIONS_PER_ENGINE,
+        "triggerer": CONNECTIONS_PER_ENGINE,
+        "migration": MIGRATION_JOB_CONNECTIONS,
+    }
+    budget = sum(connections.values())
+    needed = math.ceil(budget * CONNECTION_HEADROOM) + POSTGRES_SUPERUSER_RESERVED
+    return DatabasePlan(
+        connections=connections,
+        budget=budget,
+        max_connections=math.ceil(needed / 10) * 10,
+    )
+
+
+def plan_capacity(settings: Settings) -> CapacityPlan:
+    """Derive worker, node and database sizes; ConfigError if they cannot fit."""
+    problems: list[tuple[str, str]] = []
+    known = ", ".join(VM_SIZES)
+    for key, pool in (("systemPool", settings.system_pool), ("workerPool", settings.worker_pool)):
+        if pool.vm_size not in VM_SIZES:
+            problems.append((f"{key}.vmSize", f"unknown VM size {pool.vm_size!r}; known sizes: {known}"))
+    if problems:
+        raise ConfigError(problems)
+
+    worker = _worker_plan(settings)
+    pool = settings.worker_pool
+    size = VM_SIZES[pool.vm_size]
+    alloc = allocatable(size, pool.max_pods)
+    per_node = _fit(alloc, pool.max_pods, worker)
+    if per_node == 0:
+        raise ConfigError([(
+            "workerConcurrency",
+            f"one worker with {worker.concurrency} slots requests {worker.memory_request_mib} MiB and "
+            f"{worker.cpu_request_millicores}m CPU, more than a {pool.vm_size} node leaves for pods "
+            f"({alloc.memory_mib - NODE_DAEMONSET_MEMORY_MIB} MiB, "
+            f"{alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES}m); lower workerConcurrency "
+            "or choose a larger workerPool.vmSize",
+        )])
+    needed = math.ceil(worker.replicas / per_node)
+    if pool.min_count is None or pool.max_count is None:
+        min_count = max_count = needed
+    else:
+        min_count, max_count = pool.min_count, pool.max_count
+        if max_count < needed:
+            key = "workerPool.count" if pool.fixed else "workerPool.maxCount"
+            problems.append((
+                key,
+                f"{max_count} x {pool.vm_size} hold {max_count * per_node} workers "
+                f"({per_node} per node) but the plan has {worker.replicas}; "
+                f"set it to at least {needed}",
+            ))
+    if problems:
+        raise ConfigError(problems)
+
+    return CapacityPlan(
+        parallelism=settings.parallelism,
+        max_active_tasks_per_dag=settings.max_active_tasks_per_dag,
+        max_active_runs_per_dag=settings.max_active_runs_per_dag,
+        default_pool_slots=settings.parallelism,
+        worker=worker,
+        worker_nodes=NodePoolPlan(
+            vm_size=size.name,
+            vcpus=size.vcpus,
+            memory_gib=size.memory_gib,
+            allocatable_cpu_millicores=alloc.cpu_millicores,
+            allocatable_memory_mib=alloc.memory_mib,
+            max_pods=pool.max_pods,
+            workers_per_node=per_node,
+            nodes_needed=needed,
+            min_count=min_count,
+            max_count=max_count,
+        ),
+        database=_database_plan(settings, worker),
+    )

@@ -1,0 +1,59 @@
+"""Read the stack's config through Pulumi and turn it into settings, plan and cfg.
+
+``build_stack_config`` is pure and shared by the Pulumi program, the tests and
+any offline tooling; ``read_stack_config`` only adds the Pulumi plumbing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+from pulumi.runtime import config as runtime_config
+
+from components.airflow_cfg import render_airflow_cfg
+from components.capacity import CapacityPlan, plan_capacity
+from components.settings import PROJECT, ConfigError, Settings, parse_settings
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    settings: Settings
+    plan: CapacityPlan
+    airflow_cfg: str
+
+
+def build_stack_config(values: Mapping[str, Any], *, stack: str,
+                       location: str | None) -> StackConfig:
+    """Validate, plan and render; ConfigError before anything is declared."""
+    settings = parse_settings(values, stack=stack, location=location)
+    plan = plan_capacity(settings)
+    return StackConfig(settings=settings, plan=plan, airflow_cfg=render_airflow_cfg(settings, plan))
+
+
+def project_config_values(project: str = PROJECT) -> dict[str, Any]:
+    """Every ``<project>:*`` key of the stack, without the prefix.
+
+    pulumi.Config only answers for keys one asks about; catching a misspelt key
+    needs the whole set, which the runtime keeps in its config map (filled by
+    the language host from the CLI, or from PULUMI_CONFIG).
+    """
+    merged: dict[str, Any] = dict(runtime_config.get_config_env())
+    merged.update(runtime_config.CONFIG.get())
+    prefix = f"{project}:"
+    return {k[len(prefix):]: v for k, v in merged.items() if k.startswith(prefix)}
+
+
+def read_stack_config() -> StackConfig:
+    """The current stack's config; a bad one stops the program with one clear message."""
+    try:
+        return build_stack_config(
+            project_config_values(),
+            stack=pulumi.get_stack(),
+            location=pulumi.Config("azure-native").get("location"),
+        )
+    except ConfigError as err:
+        # RunError ends the program with the message alone, no traceback.
+        raise pulumi.RunError(str(err)) from None

@@ -1,0 +1,426 @@
+"""Stack config -> validated, typed settings.
+
+Pure Python: nothing here declares a Pulumi resource, so every rule can be
+tested on plain dictionaries. The Pulumi CLI hands config to the program as
+strings (numbers and booleans too) and objects as JSON text; the parser accepts
+both that form and native YAML values, so tests can feed it either.
+
+Every problem found is collected and raised together as one ``ConfigError``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+PROJECT = "airflow-aks"
+
+ACR_SKUS = ("Basic", "Standard", "Premium")
+
+_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_AIRFLOW_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
+_K8S_VERSION_RE = re.compile(r"^1\.(\d+)(\.\d+)?$")
+_CFG_NAME_RE = re.compile(r"^[a-z][a-z0-9_.]*$")
+
+# Oldest Kubernetes minor the manifests are written for (and that AKS still
+# offered when this was written); older clusters lack fields we rely on.
+MIN_KUBERNETES_MINOR = 30
+
+
+class ConfigError(ValueError):
+    """One or more stack config problems, each naming its key."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = sorted(problems)
+        lines = [f"  - {PROJECT}:{key}: {msg}" if ":" not in key else f"  - {key}: {msg}"
+                 for key, msg in self.problems]
+        noun = "problem" if len(self.problems) == 1 else "problems"
+        super().__init__(
+            f"stack config has {len(self.problems)} {noun}:\n" + "\n".join(lines)
+        )
+
+
+@dataclass(frozen=True)
+class NodePoolSettings:
+    """A node pool as the user asked for it (counts may be left to the plan)."""
+
+    vm_size: str
+    min_count: int | None
+    max_count: int | None
+    max_pods: int
+
+    @property
+    def fixed(self) -> bool:
+        return self.min_count is not None and self.min_count == self.max_count
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the program reads from stack config, validated."""
+
+    stack: str
+    location: str | None
+    airflow_version: str
+    kubernetes_version: str
+    namespace: str
+    parallelism: int
+    worker_concurrency: int
+    workers: int
+    workers_set: bool
+    max_active_tasks_per_dag: int
+    max_active_runs_per_dag: int
+    task_queued_timeout_seconds: int
+    api_server_replicas: int
+    worker_memory_per_slot_mib: int
+    worker_cpu_per_slot_millicores: int
+    acr_sku: str
+    protect: bool
+    system_pool: NodePoolSettings
+    worker_pool: NodePoolSettings
+    airflow_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+# Defaults for the worker request per slot: see components/capacity.py for the
+# measurements they come from.
+DEFAULT_WORKER_MEMORY_PER_SLOT_MIB = 103
+DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES = 10
+
+# Every key the program reads, with its default (None: derived from other keys).
+# README's config reference documents each; a test keeps the two in step.
+DEFAULTS: dict[str, Any] = {
+    "parallelism": 32,
+    "workerConcurrency": 16,
+    "workers": None,
+    "maxActiveTasksPerDag": None,
+    "maxActiveRunsPerDag": 16,
+    "taskQueuedTimeoutSeconds": 1800,
+    "apiServerReplicas": 1,
+    "workerMemoryPerSlotMiB": DEFAULT_WORKER_MEMORY_PER_SLOT_MIB,
+    "workerCpuPerSlotMillicores": DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES,
+    "airflowVersion": "3.3.2",
+    "kubernetesVersion": "1.35",
+    "namespace": "airflow",
+    "acrSku": "Basic",
+    "protect": False,
+    "systemPool": {"vmSize": "Standard_D4s_v5", "count": 2, "maxPods": 110},
+    "workerPool": {"vmSize": "Standard_E4s_v3", "maxPods": 110},
+    "airflowConfig": {},
+}
+KEY_NAMES = tuple(DEFAULTS)
+
+POOL_KEYS = ("vmSize", "count", "minCount", "maxCount", "maxPods")
+
+# airflow.cfg options the program owns. Each maps to the stack config key (or
+# the reason) that the user should use instead of overriding it.
+MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
+    ("core", "parallelism"): "use the `parallelism` key",
+    ("core", "max_active_tasks_per_dag"): "use the `maxActiveTasksPerDag` key",
+    ("core", "max_active_runs_per_dag"): "use the `maxActiveRunsPerDag` key",
+    ("core", "default_pool_task_slot_count"): "the default pool is sized from the `parallelism` key",
+    ("core", "executor"): "this program deploys the CeleryExecutor",
+    ("core", "execution_api_server_url"): "it points at the api-server Service the program declares",
+    ("core", "dags_folder"): "the DAGs are baked into the image at a fixed path",
+    ("celery", "worker_concurrency"): "use the `workerConcurrency` key",
+    ("celery", "worker_prefetch_multiplier"): "it must stay 1 so that no worker hoards queued tasks",
+    ("scheduler", "task_queued_timeout"): "use the `taskQueuedTimeoutSeconds` key",
+    ("api", "workers"): "the database connection budget counts on it; use `apiServerReplicas` to scale",
+    ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
+    ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
+}
+
+# Options Airflow 3 dropped or renamed, which a config carried over from 2.x
+# would otherwise set to no effect.
+REMOVED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
+    ("core", "dag_concurrency"): "removed in Airflow 3; use the `maxActiveTasksPerDag` key",
+    ("core", "max_queued_runs_per_dag"): "does not exist in Airflow 3",
+    ("core", "execute_tasks_new_python_interpreter"): "has no effect in Airflow 3",
+    ("core", "sql_alchemy_conn"): "moved to [database] in Airflow 2.3 and is a secret the program generates",
+    ("webserver", "secret_key"): "moved to [api] secret_key in Airflow 3 and is generated by the program",
+}
+
+
+def _is_secret_option(section: str, key: str) -> bool:
+    """Options whose values are secrets must not land in a ConfigMap."""
+    if (section, key) in {("celery", "broker_url"), ("celery", "result_backend"),
+                          ("core", "fernet_key"), ("api", "secret_key"),
+                          ("api_auth", "jwt_secret")}:
+        return True
+    return (
+        "password" in key
+        or key.endswith("_secret")
+        or key.endswith("secret_key")
+        or key.endswith("_conn")
+        or key.endswith("_token")
+    )
+
+
+# --------------------------------------------------------------------------
+# Parsing helpers: each returns the parsed value or None after recording a
+# problem, so that every problem in the config is reported in one go.
+# --------------------------------------------------------------------------
+
+Problems = list[tuple[str, str]]
+
+
+def _int(raw: Any, key: str, lo: int, hi: int, problems: Problems) -> int | None:
+    allowed = f"a whole number from {lo} to {hi}"
+    if isinstance(raw, bool):
+        problems.append((key, f"must be {allowed}, got {raw!r}"))
+        return None
+    if isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and re.fullmatch(r"[+-]?\d+", raw.strip()):
+        value = int(raw.strip())
+    else:
+        problems.append((key, f"must be {allowed}, got {raw!r}"))
+        return None
+    if not lo <= value <= hi:
+        problems.append((key, f"must be {allowed}, got {value}"))
+        return None
+    return value
+
+
+def _bool(raw: Any, key: str, problems: Problems) -> bool | None:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
+        return raw.strip().lower() == "true"
+    problems.append((key, f"must be true or false, got {raw!r}"))
+    return None
+
+
+def _str(raw: Any, key: str, problems: Problems, check: Callable[[str], str | None]) -> str | None:
+    if not isinstance(raw, str) or not raw.strip():
+        problems.append((key, f"must be a non-empty string, got {raw!r}"))
+        return None
+    why = check(raw.strip())
+    if why:
+        problems.append((key, why))
+        return None
+    return raw.strip()
+
+
+def _object(raw: Any, key: str, problems: Problems) -> dict[str, Any] | None:
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            problems.append((key, f"must be an object (a YAML mapping), got {raw!r}"))
+            return None
+    if not isinstance(raw, Mapping):
+        problems.append((key, f"must be an object (a YAML mapping), got {raw!r}"))
+        return None
+    return dict(raw)
+
+
+def _unknown(key: str, known: tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"unknown key; {hint}known keys: {', '.join(known)}"
+
+
+def _check_airflow_version(v: str) -> str | None:
+    m = _AIRFLOW_VERSION_RE.match(v)
+    if not m:
+        return f"must be an Airflow release such as '3.3.2' (major.minor.patch), got {v!r}"
+    if int(m.group(1)) != 3:
+        return f"must be an Airflow 3.x release (this program renders Airflow 3 options), got {v!r}"
+    return None
+
+
+def _check_k8s_version(v: str) -> str | None:
+    m = _K8S_VERSION_RE.match(v)
+    if not m:
+        return f"must be a Kubernetes version such as '1.35' or '1.35.2', got {v!r}"
+    if int(m.group(1)) < MIN_KUBERNETES_MINOR:
+        return f"must be 1.{MIN_KUBERNETES_MINOR} or newer, got {v!r}"
+    return None
+
+
+def _check_namespace(v: str) -> str | None:
+    if len(v) > 63 or not _NAME_RE.match(v):
+        return ("must be a Kubernetes name: lowercase letters, digits and '-', "
+                f"at most 63 characters, got {v!r}")
+    return None
+
+
+def _check_acr_sku(v: str) -> str | None:
+    return None if v in ACR_SKUS else f"must be one of {', '.join(ACR_SKUS)}, got {v!r}"
+
+
+def _check_vm_size(v: str) -> str | None:
+    if not re.fullmatch(r"Standard_[A-Za-z0-9_]+", v):
+        return f"must be an Azure VM size such as 'Standard_E4s_v3', got {v!r}"
+    return None
+
+
+def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
+          *, allow_autoscale: bool) -> NodePoolSettings | None:
+    obj = _object(raw, key, problems) if raw is not None else {}
+    if obj is None:
+        return None
+    known = POOL_KEYS if allow_autoscale else ("vmSize", "count", "maxPods")
+    before = len(problems)
+    for k in sorted(obj):
+        if k not in known:
+            problems.append((f"{key}.{k}", _unknown(k, known)))
+    merged = {**default, **obj}
+    vm_size = _str(merged.get("vmSize"), f"{key}.vmSize", problems, _check_vm_size)
+    max_pods = _int(merged.get("maxPods"), f"{key}.maxPods", 30, 250, problems)
+    count = min_count = max_count = None
+    if "count" in merged:
+        count = _int(merged["count"], f"{key}.count", 1, 1000, problems)
+    if "minCount" in obj:
+        min_count = _int(obj["minCount"], f"{key}.minCount", 0, 1000, problems)
+    if "maxCount" in obj:
+        max_count = _int(obj["maxCount"], f"{key}.maxCount", 1, 1000, problems)
+    if "count" in obj and ("minCount" in obj or "maxCount" in obj):
+        problems.append((f"{key}.count", "set either count (a fixed size) or minCount/maxCount "
+                         "(cluster autoscaler), not both"))
+    elif ("minCount" in obj) != ("maxCount" in obj):
+        missing = "maxCount" if "minCount" in obj else "minCount"
+        problems.append((f"{key}.{missing}", "minCount and maxCount go together"))
+    elif min_count is not None and max_count is not None and min_count > max_count:
+        problems.append((f"{key}.minCount", f"must not exceed maxCount ({max_count}), got {min_count}"))
+    if len(problems) > before or vm_size is None or max_pods is None:
+        return None
+    if count is not None:
+        min_count = max_count = count
+    return NodePoolSettings(vm_size=vm_size, min_count=min_count, max_count=max_count,
+                            max_pods=max_pods)
+
+
+def _airflow_config(raw: Any, problems: Problems) -> dict[str, dict[str, str]] | None:
+    key = "airflowConfig"
+    obj = _object(raw, key, problems)
+    if obj is None:
+        return None
+    before = len(problems)
+    out: dict[str, dict[str, str]] = {}
+    for section in sorted(obj):
+        options = obj[section]
+        where = f"{key}.{section}"
+        if not _CFG_NAME_RE.match(section):
+            problems.append((where, "section names are lowercase, e.g. 'core' or 'celery'"))
+            continue
+        if not isinstance(options, Mapping):
+            problems.append((where, f"must map option names to values, got {options!r}"))
+            continue
+        for name in sorted(options):
+            value = options[name]
+            here = f"{where}.{name}"
+            if not isinstance(name, str) or not _CFG_NAME_RE.match(name):
+                problems.append((here, "option names are lowercase, e.g. 'dagbag_import_timeout'"))
+                continue
+            if (section, name) in MANAGED_AIRFLOW_OPTIONS:
+                problems.append((here, "is set by the program: " + MANAGED_AIRFLOW_OPTIONS[(section, name)]))
+                continue
+            if (section, name) in REMOVED_AIRFLOW_OPTIONS:
+                problems.append((here, REMOVED_AIRFLOW_OPTIONS[(section, name)]))
+                continue
+            if _is_secret_option(section, name):
+                problems.append((here, "looks like a secret; airflow.cfg lands in a ConfigMap, so secrets "
+                                 "are generated by the program and mounted from Kubernetes Secrets"))
+                continue
+            if isinstance(value, bool):
+                text = "True" if value else "False"
+            elif isinstance(value, (int, float, str)):
+                text = str(value)
+            else:
+                problems.append((here, f"must be a string, number or boolean, got {value!r}"))
+                continue
+            if "\n" in text:
+                problems.append((here, "must be a single line"))
+                continue
+            out.setdefault(section, {})[name] = text
+    return None if len(problems) > before else out
+
+
+def parse_settings(values: Mapping[str, Any], *, stack: str,
+                   location: str | None = None) -> Settings:
+    """Validate the project's stack config (keys without the project prefix).
+
+    Raises ConfigError listing every problem at once.
+    """
+    problems: Problems = []
+    for key in sorted(values):
+        if key not in KEY_NAMES:
+            problems.append((key, _unknown(key, KEY_NAMES)))
+
+    def get(name: str) -> Any:
+        return values.get(name, DEFAULTS[name])
+
+    parallelism = _int(get("parallelism"), "parallelism", 1, 100_000, problems)
+    concurrency = _int(get("workerConcurrency"), "workerConcurrency", 1, 512, problems)
+    workers_raw = values.get("workers")
+    workers = _int(workers_raw, "workers", 1, 2_000, problems) if workers_raw is not None else None
+    mat_raw = values.get("maxActiveTasksPerDag")
+    max_tasks = (_int(mat_raw, "maxActiveTasksPerDag", 1, 100_000, problems)
+                 if mat_raw is not None else parallelism)
+    max_runs = _int(get("maxActiveRunsPerDag"), "maxActiveRunsPerDag", 1, 10_000, problems)
+    queued_timeout = _int(get("taskQueuedTimeoutSeconds"), "taskQueuedTimeoutSeconds", 300, 86_400, problems)
+    api_replicas = _int(get("apiServerReplicas"), "apiServerReplicas", 1, 20, problems)
+    mem_slot = _int(get("workerMemoryPerSlotMiB"), "workerMemoryPerSlotMiB", 32, 65_536, problems)
+    cpu_slot = _int(get("workerCpuPerSlotMillicores"), "workerCpuPerSlotMillicores", 1, 16_000, problems)
+    airflow_version = _str(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
+    k8s_version = _str(get("kubernetesVersion"), "kubernetesVersion", problems, _check_k8s_version)
+    namespace = _str(get("namespace"), "namespace", problems, _check_namespace)
+    acr_sku = _str(get("acrSku"), "acrSku", problems, _check_acr_sku)
+    protect = _bool(get("protect"), "protect", problems)
+    system_pool = _pool(values.get("systemPool"), "systemPool", DEFAULTS["systemPool"], problems,
+                        allow_autoscale=False)
+    worker_pool = _pool(values.get("workerPool"), "workerPool", DEFAULTS["workerPool"], problems,
+                        allow_autoscale=True)
+    overrides = _airflow_config(get("airflowConfig"), problems)
+
+    if not location:
+        problems.append(("azure-native:location", "required: the Azure region to deploy to, "
+                         "e.g. `pulumi config set azure-native:location westeurope`"))
+
+    if parallelism is not None and concurrency is not None and workers is not None:
+        if workers * concurrency < parallelism:
+            need = math.ceil(parallelism / concurrency)
+            problems.append((
+                "workers",
+                f"{workers} workers x workerConcurrency {concurrency} = {workers * concurrency} task slots, "
+                f"fewer than parallelism {parallelism}; set workers to at least {need} or remove it "
+                "to let the program derive it",
+            ))
+
+    if problems:
+        raise ConfigError(problems)
+
+    # Every value below was checked above; the asserts document it for mypy.
+    assert parallelism is not None and concurrency is not None and max_tasks is not None
+    assert max_runs is not None and queued_timeout is not None and api_replicas is not None
+    assert mem_slot is not None and cpu_slot is not None and airflow_version is not None
+    assert k8s_version is not None and namespace is not None and acr_sku is not None
+    assert protect is not None and system_pool is not None and worker_pool is not None
+    assert overrides is not None
+    return Settings(
+        stack=stack,
+        location=location,
+        airflow_version=airflow_version,
+        kubernetes_version=k8s_version,
+        namespace=namespace,
+        parallelism=parallelism,
+        worker_concurrency=concurrency,
+        workers=workers if workers is not None else math.ceil(parallelism / concurrency),
+        workers_set=workers is not None,
+        max_active_tasks_per_dag=max_tasks,
+        max_active_runs_per_dag=max_runs,
+        task_queued_timeout_seconds=queued_timeout,
+        api_server_replicas=api_replicas,
+        worker_memory_per_slot_mib=mem_slot,
+        worker_cpu_per_slot_millicores=cpu_slot,
+        acr_sku=acr_sku,
+        protect=protect,
+        system_pool=system_pool,
+        worker_pool=worker_pool,
+        airflow_config=overrides,
+    )

@@ -1,0 +1,133 @@
+"""The capacity plan for the shipped stacks, and how it follows config changes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from components import capacity
+from components.config import StackConfig
+from components.settings import DEFAULT_WORKER_MEMORY_PER_SLOT_MIB, ConfigError
+from components.vmsizes import VM_SIZES, allocatable
+from tests.conftest import config_for
+
+
+def test_prod_is_the_reference_workload(prod: StackConfig) -> None:
+    w = prod.plan.worker
+    assert (prod.plan.parallelism, w.concurrency, w.replicas) == (1000, 36, 28)
+    assert w.task_slots == 28 * 36 == 1008
+    assert w.task_slots >= prod.plan.parallelism
+    assert w.spare_slots == 8
+
+
+def test_prod_worker_nodes_for_e4s_v3(prod: StackConfig) -> None:
+    # Worked by hand: an E4s_v3 has 4 vCPU and 32 GiB. With 110 pods per node
+    # AKS reserves min(20*110+50, 32768/4) = 2250 MiB plus 100 MiB eviction
+    # and 140m CPU: 30418 MiB and 3860m allocatable; DaemonSets leave 29818 MiB
+    # and 3510m. A 36-slot worker requests 188 + 36*103 = 3896 MiB and
+    # 100 + 36*10 = 460m: 7 fit by memory (27272) and 7 by CPU (3220).
+    # 28 workers / 7 per node = 4 nodes.
+    n = prod.plan.worker_nodes
+    assert n.vm_size == "Standard_E4s_v3"
+    assert (n.allocatable_memory_mib, n.allocatable_cpu_millicores) == (30418, 3860)
+    assert (prod.plan.worker.memory_request_mib, prod.plan.worker.cpu_request_millicores) == (3896, 460)
+    assert n.workers_per_node == 7
+    assert (n.nodes_needed, n.min_count, n.max_count, n.autoscale) == (4, 4, 4, False)
+
+
+def test_dev_plan_is_small(dev: StackConfig) -> None:
+    p = dev.plan
+    assert (p.parallelism, p.worker.concurrency, p.worker.replicas) == (32, 16, 2)
+    assert p.worker_nodes.vm_size == "Standard_D2s_v5"
+    assert p.worker_nodes.nodes_needed == 1
+    assert p.default_pool_slots == 32
+
+
+def test_default_pool_follows_parallelism_past_128(prod: StackConfig) -> None:
+    assert prod.plan.default_pool_slots == 1000
+
+
+def test_memory_default_comes_from_the_measurement() -> None:
+    assert DEFAULT_WORKER_MEMORY_PER_SLOT_MIB == math.ceil(
+        capacity.MEASURED_SLOT_MIB * capacity.REQUEST_HEADROOM)
+
+
+def test_allocatable_uses_quarter_of_memory_on_small_vms() -> None:
+    # 4 GiB: 20*110+50 = 2250 MiB is more than a quarter (1024), so a quarter is reserved.
+    a = allocatable(VM_SIZES["Standard_B2s"], max_pods=110)
+    assert a.memory_mib == 4096 - 1024 - 100
+    assert a.cpu_millicores == 2000 - 100
+
+
+def test_database_budget_counts_a_connection_per_busy_slot(prod: StackConfig) -> None:
+    d = prod.plan.database
+    assert d.connections["workers"] == 28 * (36 + capacity.CONNECTIONS_PER_WORKER_BASE)
+    assert d.connections["api-server"] == 2 * capacity.API_SERVER_WORKERS * capacity.CONNECTIONS_PER_ENGINE
+    assert d.budget == sum(d.connections.values())
+    assert d.max_connections >= d.budget * capacity.CONNECTION_HEADROOM + capacity.POSTGRES_SUPERUSER_RESERVED
+    assert d.max_connections % 10 == 0
+
+
+def test_raising_parallelism_grows_workers_nodes_and_connections() -> None:
+    before, after = config_for("prod"), config_for("prod", parallelism=2000)
+    assert after.plan.worker.replicas == math.ceil(2000 / 36) == 56
+    assert after.plan.worker_nodes.nodes_needed == 8
+    assert after.plan.database.max_connections > before.plan.database.max_connections
+    assert after.plan.default_pool_slots == 2000
+
+
+def test_changing_worker_concurrency_changes_replicas_and_pod_size() -> None:
+    before, after = config_for("prod"), config_for("prod", workerConcurrency=20)
+    assert after.plan.worker.replicas == 50
+    assert after.plan.worker.memory_request_mib < before.plan.worker.memory_request_mib
+    assert after.plan.worker.cpu_request_millicores == 100 + 20 * 10
+
+
+def test_fixed_node_count_too_small_names_the_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "count": 3})
+    problems = dict(err.value.problems)
+    assert list(problems) == ["workerPool.count"]
+    assert "3 x Standard_E4s_v3 hold 21 workers" in problems["workerPool.count"]
+    assert "at least 4" in problems["workerPool.count"]
+
+
+def test_autoscaler_max_too_small_names_max_count() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "minCount": 1, "maxCount": 2})
+    assert "workerPool.maxCount" in dict(err.value.problems)
+
+
+def test_autoscaler_bounds_are_kept_when_they_hold_the_workers() -> None:
+    n = config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "minCount": 0, "maxCount": 6}).plan.worker_nodes
+    assert (n.min_count, n.max_count, n.autoscale, n.nodes_needed) == (0, 6, True, 4)
+
+
+def test_worker_larger_than_a_node_names_worker_concurrency() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_for("dev", workerConcurrency=200)
+    problems = dict(err.value.problems)
+    assert "more than a Standard_D2s_v5 node leaves for pods" in problems["workerConcurrency"]
+
+
+def test_unknown_vm_size_lists_the_known_sizes() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_for("prod", workerPool={"vmSize": "Standard_Z99"})
+    message = dict(err.value.problems)["workerPool.vmSize"]
+    assert "unknown VM size 'Standard_Z99'" in message
+    assert "Standard_E4s_v3" in message
+
+
+def test_summary_reads_like_the_plan(prod: StackConfig) -> None:
+    text = prod.plan.summary()
+    assert "parallelism 1000: 28 workers x 36 = 1008 task slots (8 spare)" in text
+    assert "worker nodes: 4 x Standard_E4s_v3" in text
+    assert f"max_connections {prod.plan.database.max_connections}" in text
+
+
+def test_plan_output_is_plain_data(prod: StackConfig) -> None:
+    out = prod.plan.to_output()
+    assert out["worker"]["replicas"] == 28
+    assert out["worker_nodes"]["autoscale"] is False
+    assert out["database"]["connections"]["workers"] == 28 * 38

@@ -1,0 +1,178 @@
+"""Every kind of bad stack config is refused with a message naming the key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from components.settings import KEY_NAMES, ConfigError, Settings, parse_settings
+from tests.harness import cli_form, project_values, stack_file_config
+
+
+def parse(**values: Any) -> Settings:
+    return parse_settings(values, stack="test", location="westeurope")
+
+
+def problems_of(**values: Any) -> dict[str, str]:
+    with pytest.raises(ConfigError) as err:
+        parse(**values)
+    return dict(err.value.problems)
+
+
+def test_defaults_are_valid_and_derive_workers() -> None:
+    s = parse()
+    assert (s.parallelism, s.worker_concurrency, s.workers) == (32, 16, 2)
+    assert s.max_active_tasks_per_dag == s.parallelism
+    assert not s.workers_set
+
+
+def test_cli_string_form_equals_yaml_form() -> None:
+    """The CLI passes numbers as strings and objects as JSON; both forms parse alike."""
+    yaml_values = project_values(stack_file_config("prod"))
+    cli_values = project_values(cli_form(stack_file_config("prod")))
+    assert parse_settings(yaml_values, stack="prod", location="x") == \
+        parse_settings(cli_values, stack="prod", location="x")
+
+
+def test_zero_is_refused() -> None:
+    assert problems_of(parallelism=0) == {"parallelism": "must be a whole number from 1 to 100000, got 0"}
+
+
+def test_negative_is_refused() -> None:
+    assert problems_of(workerConcurrency="-4") == {
+        "workerConcurrency": "must be a whole number from 1 to 512, got -4"}
+
+
+def test_string_where_a_number_belongs_is_refused() -> None:
+    assert problems_of(parallelism="lots") == {
+        "parallelism": "must be a whole number from 1 to 100000, got 'lots'"}
+
+
+def test_fraction_is_refused() -> None:
+    assert "workers" in problems_of(workers="2.5")
+
+
+def test_unknown_key_suggests_the_closest_known_key() -> None:
+    problems = problems_of(paralelism=100)
+    assert list(problems) == ["paralelism"]
+    assert "did you mean 'parallelism'?" in problems["paralelism"]
+    assert "workerConcurrency" in problems["paralelism"], "the message lists the known keys"
+
+
+def test_too_few_workers_names_workers() -> None:
+    problems = problems_of(parallelism=1000, workerConcurrency=36, workers=20)
+    assert list(problems) == ["workers"]
+    assert "720 task slots, fewer than parallelism 1000" in problems["workers"]
+    assert "at least 28" in problems["workers"]
+
+
+def test_explicit_workers_above_the_minimum_are_kept() -> None:
+    s = parse(parallelism=100, workerConcurrency=10, workers=12)
+    assert (s.workers, s.workers_set) == (12, True)
+
+
+def test_enum_lists_allowed_values() -> None:
+    assert problems_of(acrSku="Gold") == {"acrSku": "must be one of Basic, Standard, Premium, got 'Gold'"}
+
+
+def test_boolean_is_checked() -> None:
+    assert problems_of(protect="yes") == {"protect": "must be true or false, got 'yes'"}
+
+
+def test_airflow_2_is_refused() -> None:
+    assert "Airflow 3.x" in problems_of(airflowVersion="2.1.4")["airflowVersion"]
+
+
+def test_malformed_kubernetes_version_is_refused() -> None:
+    assert "such as '1.35'" in problems_of(kubernetesVersion="latest")["kubernetesVersion"]
+
+
+def test_old_kubernetes_version_is_refused() -> None:
+    assert "1.30 or newer" in problems_of(kubernetesVersion="1.20.9")["kubernetesVersion"]
+
+
+def test_namespace_must_be_a_kubernetes_name() -> None:
+    assert "namespace" in problems_of(namespace="Airflow_Prod")
+
+
+def test_missing_location_names_the_azure_native_key() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings({}, stack="test", location=None)
+    assert list(dict(err.value.problems)) == ["azure-native:location"]
+    assert "azure-native:location: required" in str(err.value)
+
+
+def test_object_key_given_a_scalar_is_refused() -> None:
+    assert "must be an object" in problems_of(workerPool="Standard_E4s_v3")["workerPool"]
+
+
+def test_unknown_pool_field_suggests_the_known_one() -> None:
+    problems = problems_of(workerPool={"vmsize": "Standard_E4s_v3"})
+    assert "did you mean 'vmSize'?" in problems["workerPool.vmsize"]
+
+
+def test_pool_count_and_autoscaler_bounds_conflict() -> None:
+    problems = problems_of(workerPool={"count": 3, "minCount": 1, "maxCount": 5})
+    assert "not both" in problems["workerPool.count"]
+
+
+def test_pool_min_above_max_is_refused() -> None:
+    assert "must not exceed maxCount" in problems_of(
+        workerPool={"minCount": 6, "maxCount": 2})["workerPool.minCount"]
+
+
+def test_pool_min_without_max_is_refused() -> None:
+    assert "go together" in problems_of(workerPool={"minCount": 1})["workerPool.maxCount"]
+
+
+def test_system_pool_has_no_autoscaler_fields() -> None:
+    assert "unknown key" in problems_of(systemPool={"maxCount": 3})["systemPool.maxCount"]
+
+
+def test_managed_airflow_option_points_to_the_dedicated_key() -> None:
+    problems = problems_of(airflowConfig={"core": {"parallelism": 64}})
+    assert problems == {"airflowConfig.core.parallelism": "is set by the program: use the `parallelism` key"}
+
+
+def test_worker_concurrency_override_points_to_its_key() -> None:
+    problems = problems_of(airflowConfig={"celery": {"worker_concurrency": 8}})
+    assert "`workerConcurrency`" in problems["airflowConfig.celery.worker_concurrency"]
+
+
+def test_secret_in_airflow_config_is_refused() -> None:
+    problems = problems_of(airflowConfig={"smtp": {"smtp_password": "hunter2"}})
+    assert "looks like a secret" in problems["airflowConfig.smtp.smtp_password"]
+
+
+def test_option_removed_in_airflow_3_is_refused() -> None:
+    problems = problems_of(airflowConfig={"core": {"dag_concurrency": 100}})
+    assert "maxActiveTasksPerDag" in problems["airflowConfig.core.dag_concurrency"]
+
+
+def test_airflow_config_must_be_sections_of_options() -> None:
+    problems = problems_of(airflowConfig={"core": "parallelism=3", "Core": {"x": 1}})
+    assert "must map option names to values" in problems["airflowConfig.core"]
+    assert "lowercase" in problems["airflowConfig.Core"]
+
+
+def test_airflow_config_values_are_scalars() -> None:
+    problems = problems_of(airflowConfig={"core": {"dagbag_import_timeout": [1, 2]}})
+    assert "string, number or boolean" in problems["airflowConfig.core.dagbag_import_timeout"]
+
+
+def test_every_problem_is_reported_together() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_settings({"paralelism": 1, "workerConcurrency": 0, "acrSku": "x",
+                        "airflowConfig": {"core": {"executor": "LocalExecutor"}}},
+                       stack="test", location=None)
+    keys = [k for k, _ in err.value.problems]
+    assert keys == sorted(["paralelism", "workerConcurrency", "acrSku",
+                           "airflowConfig.core.executor", "azure-native:location"])
+    text = str(err.value)
+    assert text.startswith("stack config has 5 problems:")
+    assert "  - airflow-aks:workerConcurrency: must be a whole number" in text
+
+
+def test_key_catalogue_has_no_duplicates() -> None:
+    assert len(set(KEY_NAMES)) == len(KEY_NAMES)
