@@ -35,7 +35,20 @@ SECRET_ENV = (
     "AIRFLOW__API_AUTH__JWT_SECRET",
 )
 
+# The reference DAG (app/dags/fanout.py) reads its width and sleep from these,
+# in the dag-processor and in the worker alike.
+FANOUT_TASKS_ENV = "AIRFLOW_AKS_FANOUT_TASKS"
+FANOUT_SLEEP_ENV = "AIRFLOW_AKS_FANOUT_SLEEP_SECONDS"
+
 Options = dict[str, dict[str, str]]
+
+
+def workload_env(settings: Settings) -> dict[str, str]:
+    """Plain (non-secret) environment every Airflow pod carries."""
+    return {
+        FANOUT_TASKS_ENV: str(settings.fanout_tasks),
+        FANOUT_SLEEP_ENV: str(settings.fanout_sleep_seconds),
+    }
 
 
 def api_server_url(namespace: str) -> str:

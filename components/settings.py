@@ -78,6 +78,8 @@ class Settings:
     api_server_replicas: int
     worker_memory_per_slot_mib: int
     worker_cpu_per_slot_millicores: int
+    fanout_tasks: int
+    fanout_sleep_seconds: int
     acr_sku: str
     protect: bool
     system_pool: NodePoolSettings
@@ -102,6 +104,8 @@ DEFAULTS: dict[str, Any] = {
     "apiServerReplicas": 1,
     "workerMemoryPerSlotMiB": DEFAULT_WORKER_MEMORY_PER_SLOT_MIB,
     "workerCpuPerSlotMillicores": DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES,
+    "fanoutTasks": None,
+    "fanoutSleepSeconds": 100,
     "airflowVersion": "3.3.2",
     "kubernetesVersion": "1.35",
     "namespace": "airflow",
@@ -367,6 +371,10 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     api_replicas = _int(get("apiServerReplicas"), "apiServerReplicas", 1, 20, problems)
     mem_slot = _int(get("workerMemoryPerSlotMiB"), "workerMemoryPerSlotMiB", 32, 65_536, problems)
     cpu_slot = _int(get("workerCpuPerSlotMillicores"), "workerCpuPerSlotMillicores", 1, 16_000, problems)
+    fanout_raw = values.get("fanoutTasks")
+    fanout_tasks = (_int(fanout_raw, "fanoutTasks", 1, 100_000, problems)
+                    if fanout_raw is not None else parallelism)
+    fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
     airflow_version = _str(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
     k8s_version = _str(get("kubernetesVersion"), "kubernetesVersion", problems, _check_k8s_version)
     namespace = _str(get("namespace"), "namespace", problems, _check_namespace)
@@ -401,7 +409,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert mem_slot is not None and cpu_slot is not None and airflow_version is not None
     assert k8s_version is not None and namespace is not None and acr_sku is not None
     assert protect is not None and system_pool is not None and worker_pool is not None
-    assert overrides is not None
+    assert overrides is not None and fanout_tasks is not None and fanout_sleep is not None
     return Settings(
         stack=stack,
         location=location,
@@ -418,6 +426,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         api_server_replicas=api_replicas,
         worker_memory_per_slot_mib=mem_slot,
         worker_cpu_per_slot_millicores=cpu_slot,
+        fanout_tasks=fanout_tasks,
+        fanout_sleep_seconds=fanout_sleep,
         acr_sku=acr_sku,
         protect=protect,
         system_pool=system_pool,

@@ -7,6 +7,7 @@ state (root stack, config map) never leaks from one run into the next.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextvars
 import json
 import runpy
@@ -18,6 +19,8 @@ import pulumi
 import yaml
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
+
+from components import acr_auth
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "airflow-aks"
@@ -56,8 +59,40 @@ class DeclaredResource:
     provider: str | None = None
 
 
+@dataclass
+class DeclaredOptions:
+    """What the program passed as ResourceOptions, which the mock monitor does not see."""
+
+    type: str
+    name: str
+    resource: pulumi.Resource
+    parent: pulumi.Resource | None
+    protect: bool
+    depends_on: list[pulumi.Resource]
+    ignore_changes: list[str]
+    provider: pulumi.ProviderResource | None
+
+
+SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
+TENANT = "99999999-8888-7777-6666-555555555555"
+DEPLOYER_OBJECT_ID = "dddddddd-0000-0000-0000-000000000001"
+KUBELET_OBJECT_ID = "kkkkkkkk-0000-0000-0000-000000000002"
+ENTRA_TOKEN = "entra-access-token"
+FAKE_KUBECONFIG = """apiVersion: v1
+kind: Config
+clusters: [{name: aks, cluster: {server: "https://aks.example.invalid:443"}}]
+users: [{name: user, user: {token: mock}}]
+contexts: [{name: aks, context: {cluster: aks, user: user}}]
+current-context: aks
+"""
+
+
+def _rg_id(name: str) -> str:
+    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{name}"
+
+
 class Mocks(pulumi.runtime.Mocks):
-    """Answers every resource registration and invoke of the program."""
+    """Answers every resource registration and invoke of the program, as Azure would."""
 
     def __init__(self) -> None:
         self.resources: list[DeclaredResource] = []
@@ -65,22 +100,76 @@ class Mocks(pulumi.runtime.Mocks):
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         self.resources.append(DeclaredResource(args.typ, args.name, dict(args.inputs), args.provider))
-        return f"{args.name}-id", dict(args.inputs)
+        state = dict(args.inputs)
+        rid = f"{args.name}-id"
+        if args.typ == "azure-native:resources:ResourceGroup":
+            state["name"] = f"{args.name}-rg0001"
+            rid = _rg_id(state["name"])
+        elif args.typ == "azure-native:containerregistry:Registry":
+            state["name"] = f"{args.name}0001"
+            state["login_server"] = f"{state['name']}.azurecr.io"
+            state["loginServer"] = state["login_server"]
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.ContainerRegistry/registries/{state['name']}")
+        elif args.typ == "azure-native:containerservice:ManagedCluster":
+            state["name"] = f"{args.name}0001"
+            state["identityProfile"] = {"kubeletidentity": {
+                "objectId": KUBELET_OBJECT_ID, "clientId": "kubelet-client", "resourceId": "kubelet-rid"}}
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.ContainerService/managedClusters/{state['name']}")
+        elif args.typ == "docker-build:index:Image":
+            tag = args.inputs["tags"][0]
+            state["digest"] = "sha256:" + "ab" * 32
+            state["ref"] = f"{tag}@{state['digest']}"
+        return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         self.invokes.append((args.token, dict(args.args)))
+        if args.token == "azure-native:authorization:getClientConfig":
+            return {"clientId": "deployer", "objectId": DEPLOYER_OBJECT_ID,
+                    "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
+        if args.token == "azure-native:authorization:getClientToken":
+            return {"token": ENTRA_TOKEN}
+        if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
+            value = base64.b64encode(FAKE_KUBECONFIG.encode()).decode()
+            return {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
         raise NotImplementedError(f"no mock answer for invoke {args.token}")
+
+
+class TokenExchange:
+    """Stands in for ACR's /oauth2/exchange (no network here) and records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str]] = []
+
+    def __call__(self, login_server: str, tenant_id: str, access_token: str, timeout: float = 30.0) -> str:
+        self.calls.append((login_server, tenant_id, access_token))
+        return f"acr-refresh-token-for-{login_server}"
 
 
 @dataclass
 class ProgramRun:
     stack: str
     resources: list[DeclaredResource]
+    invokes: list[tuple[str, dict[str, Any]]]
+    exchange: TokenExchange
     outputs: dict[str, Any] = field(default_factory=dict)
+    secret_outputs: set[str] = field(default_factory=set)
+    options: list[DeclaredOptions] = field(default_factory=list)
     error: BaseException | None = None
+
+    def options_of(self, name: str) -> DeclaredOptions:
+        found = [o for o in self.options if o.name == name]
+        assert len(found) == 1, f"expected one resource named {name}, found {len(found)}"
+        return found[0]
 
     def of_type(self, typ: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == typ]
+
+    def one(self, typ: str) -> DeclaredResource:
+        found = self.of_type(typ)
+        assert len(found) == 1, f"expected one {typ}, found {[r.name for r in found]}"
+        return found[0]
 
 
 async def _resolve(value: Any) -> Any:
@@ -93,17 +182,33 @@ async def _resolve(value: Any) -> Any:
     return value
 
 
-def run_program(stack: str, config: dict[str, Any] | None = None) -> ProgramRun:
+def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bool = False) -> ProgramRun:
     """Run __main__.py with the given YAML-form config (default: the stack file's)."""
     values = stack_file_config(stack) if config is None else config
     mocks = Mocks()
-    run = ProgramRun(stack=stack, resources=mocks.resources)
+    exchange = TokenExchange()
+    run = ProgramRun(stack=stack, resources=mocks.resources, invokes=mocks.invokes, exchange=exchange)
+
+    def record_options(args: pulumi.ResourceTransformationArgs) -> None:
+        opts = args.opts or pulumi.ResourceOptions()
+        depends = opts.depends_on
+        if depends is None:
+            depends = []
+        elif not isinstance(depends, list):
+            depends = [depends]
+        run.options.append(DeclaredOptions(
+            type=args.type_, name=args.name, resource=args.resource, parent=opts.parent,
+            protect=bool(opts.protect), depends_on=list(depends),
+            ignore_changes=list(opts.ignore_changes or []), provider=opts.provider,
+        ))
+        return None
 
     def go() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         pulumi.runtime.set_all_config(cli_form(values), [])
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False)
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+        pulumi.runtime.register_stack_transformation(record_options)
         try:
             def program() -> None:
                 runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
@@ -114,10 +219,20 @@ def run_program(stack: str, config: dict[str, Any] | None = None) -> ProgramRun:
                 run.error = err
                 return
             root = runtime_settings.get_root_resource()
-            run.outputs = loop.run_until_complete(_resolve(dict(root.outputs)))  # type: ignore[union-attr]
+            exported = dict(root.outputs)  # type: ignore[union-attr]
+            run.outputs = loop.run_until_complete(_resolve(exported))
+            run.secret_outputs = {
+                k for k, v in exported.items()
+                if isinstance(v, pulumi.Output) and loop.run_until_complete(v.is_secret())
+            }
         finally:
             loop.close()
             asyncio.set_event_loop(None)
 
-    contextvars.Context().run(go)
+    original = acr_auth.exchange_for_refresh_token
+    acr_auth.exchange_for_refresh_token = exchange
+    try:
+        contextvars.Context().run(go)
+    finally:
+        acr_auth.exchange_for_refresh_token = original
     return run

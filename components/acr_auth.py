@@ -1,0 +1,62 @@
+"""Registry credentials for the image push, without the registry's admin user.
+
+ACR trades a Microsoft Entra access token of the identity running ``pulumi up``
+for a registry refresh token (the exchange ``az acr login`` performs); Docker
+then logs in with the all-zero user name and that token as password. This works
+on the first ``pulumi up``, when the registry is only being created, which
+``az acr login`` before the run cannot. The identity needs push rights on the
+registry: AcrPush, Contributor or Owner.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pulumi
+
+# The user name ACR expects with a token instead of a password.
+TOKEN_USERNAME = "00000000-0000-0000-0000-000000000000"
+
+
+def exchange_for_refresh_token(login_server: str, tenant_id: str, access_token: str,
+                               timeout: float = 30.0) -> str:
+    """POST the Entra token to the registry's /oauth2/exchange; return its refresh token."""
+    body = urllib.parse.urlencode({
+        "grant_type": "access_token",
+        "service": login_server,
+        "tenant": tenant_id,
+        "access_token": access_token,
+    }).encode()
+    request = urllib.request.Request(
+        f"https://{login_server}/oauth2/exchange",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            payload = json.load(response)
+    except urllib.error.HTTPError as err:
+        raise RuntimeError(
+            f"{login_server} refused the token exchange (HTTP {err.code}); the identity running "
+            "`pulumi up` needs push rights on the registry (AcrPush, Contributor or Owner)"
+        ) from None
+    token = payload.get("refresh_token")
+    if not token:
+        raise RuntimeError(f"{login_server} answered the token exchange without a refresh_token")
+    return token
+
+
+def registry_password(login_server: pulumi.Input[str], tenant_id: pulumi.Input[str],
+                      access_token: pulumi.Input[str]) -> pulumi.Output[str]:
+    """A secret registry password for the push; empty during preview, which pushes nothing."""
+
+    def exchange(args: list[str]) -> str:
+        if pulumi.runtime.is_dry_run():
+            return ""
+        return exchange_for_refresh_token(*args)
+
+    return pulumi.Output.secret(pulumi.Output.all(login_server, tenant_id, access_token).apply(exchange))

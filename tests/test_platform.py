@@ -1,0 +1,200 @@
+"""The Azure side of the graph under Pulumi mocks: each resource and its key inputs."""
+
+from __future__ import annotations
+
+import pytest
+
+from components.acr_auth import TOKEN_USERNAME
+from components.airflow_cfg import DAGS_FOLDER
+from components.image import APP_DIR
+from components.platform import ACR_PULL_ROLE, WORKER_POOL_LABEL_KEY, WORKER_POOL_TAINT
+from tests.conftest import config_for
+from tests.harness import (
+    ENTRA_TOKEN,
+    FAKE_KUBECONFIG,
+    KUBELET_OBJECT_ID,
+    SUBSCRIPTION,
+    TENANT,
+    ProgramRun,
+    run_program,
+    stack_file_config,
+)
+
+RG = "azure-native:resources:ResourceGroup"
+ACR = "azure-native:containerregistry:Registry"
+AKS = "azure-native:containerservice:ManagedCluster"
+POOL = "azure-native:containerservice:AgentPool"
+ROLE = "azure-native:authorization:RoleAssignment"
+IMAGE = "docker-build:index:Image"
+K8S = "pulumi:providers:kubernetes"
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, ProgramRun]:
+    result = {stack: run_program(stack) for stack in ("dev", "prod")}
+    for stack, run in result.items():
+        assert run.error is None, f"{stack}: {run.error}"
+    return result
+
+
+def registry_id(run: ProgramRun) -> str:
+    rg = run.outputs["resourceGroupName"]
+    name = run.outputs["registryLoginServer"].split(".")[0]
+    return f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{rg}/providers/Microsoft.ContainerRegistry/registries/{name}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_one_resource_group_registry_cluster_and_worker_pool(runs: dict[str, ProgramRun], stack: str) -> None:
+    run = runs[stack]
+    for typ in (RG, ACR, AKS, POOL, IMAGE, K8S):
+        run.one(typ)
+    assert [r.name for r in run.of_type(ROLE)] == ["airflow-acr-pull"]
+
+
+@pytest.mark.parametrize(("stack", "sku"), [("dev", "Basic"), ("prod", "Standard")])
+def test_registry_sku_from_config_and_admin_user_off(runs: dict[str, ProgramRun], stack: str, sku: str) -> None:
+    registry = runs[stack].one(ACR)
+    assert registry.inputs["sku"] == {"name": sku}, f"{registry.name}: sku"
+    assert registry.inputs["adminUserEnabled"] is False, f"{registry.name}: admin user must be off"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_cluster_identity_rbac_version_and_system_pool(runs: dict[str, ProgramRun], stack: str) -> None:
+    settings = config_for(stack).settings
+    cluster = runs[stack].one(AKS)
+    assert cluster.inputs["identity"] == {"type": "SystemAssigned"}, f"{cluster.name}: identity"
+    assert cluster.inputs["enableRBAC"] is True, f"{cluster.name}: Kubernetes RBAC"
+    assert cluster.inputs["kubernetesVersion"] == settings.kubernetes_version
+    assert cluster.inputs["dnsPrefix"] == f"airflow-{stack}"
+    [system] = cluster.inputs["agentPoolProfiles"]
+    assert system["mode"] == "System"
+    assert system["vmSize"] == settings.system_pool.vm_size
+    assert system["count"] == settings.system_pool.min_count
+    assert system["maxPods"] == settings.system_pool.max_pods
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_worker_pool_is_sized_from_the_plan(runs: dict[str, ProgramRun], stack: str) -> None:
+    nodes = config_for(stack).plan.worker_nodes
+    pool = runs[stack].one(POOL)
+    assert pool.inputs["mode"] == "User"
+    assert pool.inputs["vmSize"] == nodes.vm_size
+    assert pool.inputs["count"] == nodes.nodes_needed, f"{pool.name}: count"
+    assert pool.inputs["enableAutoScaling"] is False
+    assert "minCount" not in pool.inputs and "maxCount" not in pool.inputs
+    assert pool.inputs["resourceName"] == runs[stack].outputs["clusterName"]
+    assert pool.inputs["orchestratorVersion"] == config_for(stack).settings.kubernetes_version
+
+
+def test_prod_worker_pool_is_four_e4s_v3() -> None:
+    pool = run_program("prod").one(POOL)
+    assert (pool.inputs["vmSize"], pool.inputs["count"]) == ("Standard_E4s_v3", 4)
+
+
+def test_worker_pool_is_labelled_and_tainted_for_workers_only(runs: dict[str, ProgramRun]) -> None:
+    pool = runs["prod"].one(POOL)
+    assert WORKER_POOL_LABEL_KEY in pool.inputs["nodeLabels"]
+    assert pool.inputs["nodeTaints"] == [WORKER_POOL_TAINT]
+    assert WORKER_POOL_TAINT.endswith(":NoSchedule")
+    system = runs["prod"].one(AKS).inputs["agentPoolProfiles"][0]
+    assert "nodeTaints" not in system, "the control plane runs on the system pool"
+
+
+def test_autoscaler_bounds_reach_the_pool() -> None:
+    config = stack_file_config("prod")
+    config["airflow-aks:workerPool"] = {"vmSize": "Standard_E4s_v3", "minCount": 2, "maxCount": 8}
+    run = run_program("prod", config)
+    assert run.error is None, run.error
+    pool = run.one(POOL)
+    assert (pool.inputs["enableAutoScaling"], pool.inputs["minCount"], pool.inputs["maxCount"]) == (True, 2, 8)
+    assert pool.inputs["count"] == 4, "starts with the nodes the plan needs"
+    assert run.options_of("airflow-workers").ignore_changes == ["count"], "the autoscaler owns the count"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_acr_pull_for_the_kubelet_identity_scoped_to_the_registry(runs: dict[str, ProgramRun], stack: str) -> None:
+    run = runs[stack]
+    role = run.one(ROLE)
+    assert role.inputs["scope"] == registry_id(run), f"{role.name}: scope must be the registry"
+    assert role.inputs["roleDefinitionId"] == (
+        f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE}")
+    assert role.inputs["principalId"] == KUBELET_OBJECT_ID, f"{role.name}: the kubelet identity"
+    assert role.inputs["principalType"] == "ServicePrincipal"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_image_is_built_from_app_and_pushed_to_the_registry(runs: dict[str, ProgramRun], stack: str) -> None:
+    run = runs[stack]
+    login_server = run.outputs["registryLoginServer"]
+    image = run.one(IMAGE)
+    version = config_for(stack).settings.airflow_version
+    assert image.inputs["push"] is True
+    assert image.inputs["tags"] == [f"{login_server}/airflow:{version}"], f"{image.name}: tag"
+    assert image.inputs["buildArgs"] == {"AIRFLOW_VERSION": version}
+    assert image.inputs["context"]["location"].endswith("/app")
+    assert image.inputs["dockerfile"]["location"].endswith("/app/Dockerfile")
+    assert image.inputs["buildOnPreview"] is False
+    assert run.outputs["image"].startswith(f"{login_server}/airflow:{version}@sha256:"), "ref carries the digest"
+
+
+def test_push_authenticates_with_an_exchanged_token_not_the_admin_user(runs: dict[str, ProgramRun]) -> None:
+    run = runs["prod"]
+    login_server = run.outputs["registryLoginServer"]
+    assert run.exchange.calls == [(login_server, TENANT, ENTRA_TOKEN)]
+    registries = run.one(IMAGE).inputs["registries"]
+    # The mock monitor receives secrets wrapped with Pulumi's secret signature.
+    assert "value" in registries and len(registries) == 2, "registry credentials are a secret"
+    [entry] = registries["value"]
+    assert entry["address"] == login_server
+    assert entry["username"] == TOKEN_USERNAME
+    assert entry["password"] == f"acr-refresh-token-for-{login_server}"
+
+
+def test_preview_pushes_nothing_and_asks_for_no_token() -> None:
+    run = run_program("prod", preview=True)
+    assert run.error is None, run.error
+    assert run.exchange.calls == []
+
+
+def test_kubernetes_provider_uses_the_cluster_kubeconfig(runs: dict[str, ProgramRun]) -> None:
+    provider = runs["prod"].one(K8S)
+    kubeconfig = provider.inputs["kubeconfig"]
+    assert kubeconfig["value"] == FAKE_KUBECONFIG, "decoded from the cluster's user credentials"
+    assert len(kubeconfig) == 2, "kept as a secret"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_protect_follows_config(runs: dict[str, ProgramRun], stack: str) -> None:
+    wanted = stack == "prod"
+    run = runs[stack]
+    for name in ("airflowacr", "airflow-aks"):
+        assert run.options_of(name).protect is wanted, f"{name}: protect in {stack}"
+    assert run.options_of("airflow-rg").protect is False
+
+
+def test_components_follow_pulumi_conventions(runs: dict[str, ProgramRun]) -> None:
+    run = runs["prod"]
+    components = {o.name: o for o in run.options if o.type.startswith("airflow-aks:")}
+    assert {o.type for o in components.values()} == {"airflow-aks:platform:Platform", "airflow-aks:image:AirflowImage"}
+    for o in run.options:
+        if o.type.startswith("airflow-aks:"):
+            assert o.parent is None, f"{o.name}: components sit under the stack"
+            continue
+        owner = [c for c in components.values() if o.parent is c.resource]
+        assert owner, f"{o.name}: every resource is a child of a component"
+        assert o.name.startswith(owner[0].name), f"{o.name}: named from its component {owner[0].name}"
+
+
+def test_stack_outputs_name_what_was_built(runs: dict[str, ProgramRun]) -> None:
+    out = runs["prod"].outputs
+    assert out["registryLoginServer"].endswith(".azurecr.io")
+    assert out["getCredentialsCommand"] == (
+        f"az aks get-credentials --resource-group {out['resourceGroupName']} --name {out['clusterName']}")
+    assert not any("kubeconfig" in k.lower() for k in out), "the kubeconfig is never a stack output"
+
+
+def test_dockerfile_takes_the_version_and_bakes_the_dags_where_the_cfg_looks() -> None:
+    dockerfile = (APP_DIR / "Dockerfile").read_text()
+    assert "FROM apache/airflow:${AIRFLOW_VERSION}" in dockerfile
+    assert f"COPY --chown=airflow:root dags/ {DAGS_FOLDER}/" in dockerfile
+    assert "requirements.txt" in dockerfile
