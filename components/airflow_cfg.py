@@ -17,12 +17,20 @@ from components.capacity import (
     SQLALCHEMY_POOL_SIZE,
     CapacityPlan,
 )
+from components.names import (
+    ADMIN_USER,
+    AIRFLOW_HOME,
+    API_SERVER,
+    API_SERVER_PORT,
+    DAGS_FOLDER,
+    SCHEDULER_HEALTH_PORT,
+    service_host,
+)
 from components.settings import Settings
 
-AIRFLOW_HOME = "/opt/airflow"
-DAGS_FOLDER = f"{AIRFLOW_HOME}/dags"
-API_SERVER_SERVICE = "airflow-api-server"
-API_SERVER_PORT = 8080
+# Where the api-server pod finds the SimpleAuthManager passwords: a writable
+# copy of the Secret, since the auth manager opens the file for writing.
+AUTH_PASSWORDS_FILE = f"{AIRFLOW_HOME}/auth/simple_auth_manager_passwords.json"
 
 # Environment variables that carry secrets, each filled from a Kubernetes
 # Secret, never from the ConfigMap.
@@ -52,7 +60,7 @@ def workload_env(settings: Settings) -> dict[str, str]:
 
 
 def api_server_url(namespace: str) -> str:
-    return f"http://{API_SERVER_SERVICE}.{namespace}.svc.cluster.local:{API_SERVER_PORT}"
+    return f"http://{service_host(API_SERVER, namespace)}:{API_SERVER_PORT}"
 
 
 def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
@@ -69,6 +77,8 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             "dags_folder": DAGS_FOLDER,
             "load_examples": "False",
             "execution_api_server_url": f"{api_server_url(settings.namespace)}/execution/",
+            "simple_auth_manager_users": f"{ADMIN_USER}:admin",
+            "simple_auth_manager_passwords_file": AUTH_PASSWORDS_FILE,
         },
         "database": {
             "sql_alchemy_pool_size": str(SQLALCHEMY_POOL_SIZE),
@@ -84,6 +94,9 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             # 1,000-wide run queued in 1.5 s instead of 11-13 s on 3.3.2).
             "max_tis_per_query": "0",
             "task_queued_timeout": f"{settings.task_queued_timeout_seconds}.0",
+            # Serves /health for the scheduler's liveness probe.
+            "enable_health_check": "True",
+            "scheduler_health_check_server_port": str(SCHEDULER_HEALTH_PORT),
         },
         "celery": {
             "worker_concurrency": str(plan.worker.concurrency),

@@ -63,6 +63,40 @@ CONNECTION_HEADROOM = 1.10
 POSTGRES_SUPERUSER_RESERVED = 3
 
 
+# --- Control plane ---------------------------------------------------------
+# Requests for the pods on the system pool. Limits are twice the request:
+# enough for bursts (DAG parsing, a wide fan-out being queued) without letting
+# one component starve the others.
+@dataclass(frozen=True)
+class PodResources:
+    cpu_request_millicores: int
+    memory_request_mib: int
+
+    @property
+    def cpu_limit_millicores(self) -> int:
+        return self.cpu_request_millicores * 2
+
+    @property
+    def memory_limit_mib(self) -> int:
+        return self.memory_request_mib * 2
+
+
+CONTROL_PLANE_REQUESTS: dict[str, PodResources] = {
+    "api-server": PodResources(250, 1024),
+    "scheduler": PodResources(500, 1024),
+    "dag-processor": PodResources(250, 1024),
+    "triggerer": PodResources(100, 512),
+    "rabbitmq": PodResources(250, 1024),
+    "migration": PodResources(250, 512),
+    "flower": PodResources(100, 256),
+}
+# PostgreSQL: a base plus a few MiB per allowed connection (each backend
+# process has its own memory), and a quarter of that as shared_buffers.
+POSTGRES_BASE_MEMORY_MIB = 512
+POSTGRES_MEMORY_PER_CONNECTION_MIB = 4
+POSTGRES_BASE_CPU_MILLICORES = 250
+
+
 @dataclass(frozen=True)
 class WorkerPlan:
     replicas: int
@@ -100,6 +134,18 @@ class DatabasePlan:
 
 
 @dataclass(frozen=True)
+class ControlPlanePlan:
+    pods: dict[str, PodResources]
+    postgres: PodResources
+    postgres_shared_buffers_mib: int
+    api_server_replicas: int
+    cpu_request_millicores: int
+    memory_request_mib: int
+    system_nodes: int
+    system_vm_size: str
+
+
+@dataclass(frozen=True)
 class CapacityPlan:
     parallelism: int
     max_active_tasks_per_dag: int
@@ -108,6 +154,7 @@ class CapacityPlan:
     worker: WorkerPlan
     worker_nodes: NodePoolPlan
     database: DatabasePlan
+    control_plane: ControlPlanePlan
 
     def to_output(self) -> dict[str, Any]:
         """The plan as plain data, for the stack output and the render command."""
@@ -127,6 +174,9 @@ class CapacityPlan:
             f"worker nodes: {count} x {n.vm_size} ({n.workers_per_node} workers per node, "
             f"{n.nodes_needed} needed)",
             f"metadata database: budget {d.budget} connections, max_connections {d.max_connections}",
+            f"control plane: {self.control_plane.memory_request_mib} MiB, "
+            f"{self.control_plane.cpu_request_millicores}m CPU requested on "
+            f"{self.control_plane.system_nodes} x {self.control_plane.system_vm_size}",
             f"default_pool: {self.default_pool_slots} slots",
         ])
 
@@ -172,6 +222,44 @@ def _database_plan(settings: Settings, worker: WorkerPlan) -> DatabasePlan:
     )
 
 
+def _control_plane(settings: Settings, database: DatabasePlan, problems: list[tuple[str, str]]) -> ControlPlanePlan:
+    pods = dict(CONTROL_PLANE_REQUESTS)
+    if not settings.flower:
+        del pods["flower"]
+    pg_memory = POSTGRES_BASE_MEMORY_MIB + POSTGRES_MEMORY_PER_CONNECTION_MIB * database.max_connections
+    postgres = PodResources(POSTGRES_BASE_CPU_MILLICORES + database.max_connections // 4, pg_memory)
+    replicas = {"api-server": settings.api_server_replicas}
+    every = [(name, res, replicas.get(name, 1)) for name, res in pods.items()] + [("postgres", postgres, 1)]
+    cpu = sum(r.cpu_request_millicores * n for _, r, n in every)
+    memory = sum(r.memory_request_mib * n for _, r, n in every)
+
+    pool = settings.system_pool
+    size = VM_SIZES[pool.vm_size]
+    alloc = allocatable(size, pool.max_pods)
+    node_cpu = alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES
+    node_mem = alloc.memory_mib - NODE_DAEMONSET_MEMORY_MIB
+    count = pool.min_count or 1
+    largest = max(every, key=lambda item: item[1].memory_request_mib)
+    if largest[1].memory_request_mib > node_mem or largest[1].cpu_request_millicores > node_cpu:
+        problems.append(("systemPool.vmSize", (
+            f"{largest[0]} requests {largest[1].memory_request_mib} MiB and {largest[1].cpu_request_millicores}m "
+            f"CPU, more than a {pool.vm_size} node leaves for pods ({node_mem} MiB, {node_cpu}m)")))
+    elif cpu > count * node_cpu or memory > count * node_mem:
+        problems.append(("systemPool.count", (
+            f"the control plane requests {memory} MiB and {cpu}m CPU; {count} x {pool.vm_size} leave "
+            f"{count * node_mem} MiB and {count * node_cpu}m for pods; add nodes or choose a larger vmSize")))
+    return ControlPlanePlan(
+        pods=pods,
+        postgres=postgres,
+        postgres_shared_buffers_mib=pg_memory // 4,
+        api_server_replicas=settings.api_server_replicas,
+        cpu_request_millicores=cpu,
+        memory_request_mib=memory,
+        system_nodes=count,
+        system_vm_size=pool.vm_size,
+    )
+
+
 def plan_capacity(settings: Settings) -> CapacityPlan:
     """Derive worker, node and database sizes; ConfigError if they cannot fit."""
     problems: list[tuple[str, str]] = []
@@ -209,6 +297,8 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
                 f"({per_node} per node) but the plan has {worker.replicas}; "
                 f"set it to at least {needed}",
             ))
+    database = _database_plan(settings, worker)
+    control_plane = _control_plane(settings, database, problems)
     if problems:
         raise ConfigError(problems)
 
@@ -230,5 +320,6 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
             min_count=min_count,
             max_count=max_count,
         ),
-        database=_database_plan(settings, worker),
+        database=database,
+        control_plane=control_plane,
     )

@@ -80,6 +80,12 @@ class Settings:
     worker_cpu_per_slot_millicores: int
     fanout_tasks: int
     fanout_sleep_seconds: int
+    longest_task_seconds: int
+    flower: bool
+    postgres_storage_gib: int
+    rabbitmq_storage_gib: int
+    postgres_image: str
+    rabbitmq_image: str
     acr_sku: str
     protect: bool
     system_pool: NodePoolSettings
@@ -106,6 +112,12 @@ DEFAULTS: dict[str, Any] = {
     "workerCpuPerSlotMillicores": DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES,
     "fanoutTasks": None,
     "fanoutSleepSeconds": 100,
+    "longestTaskSeconds": 3600,
+    "flower": False,
+    "postgresStorageGiB": 32,
+    "rabbitmqStorageGiB": 8,
+    "postgresImage": "postgres:17",
+    "rabbitmqImage": "rabbitmq:4.1",
     "airflowVersion": "3.3.2",
     "kubernetesVersion": "1.35",
     "namespace": "airflow",
@@ -132,6 +144,10 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("celery", "worker_concurrency"): "use the `workerConcurrency` key",
     ("celery", "worker_prefetch_multiplier"): "it must stay 1 so that no worker hoards queued tasks",
     ("scheduler", "task_queued_timeout"): "use the `taskQueuedTimeoutSeconds` key",
+    ("scheduler", "enable_health_check"): "the scheduler's liveness probe depends on it",
+    ("scheduler", "scheduler_health_check_server_port"): "the scheduler's liveness probe depends on it",
+    ("core", "simple_auth_manager_passwords_file"): "it points at the admin password the program generates",
+    ("logging", "worker_log_server_port"): "the workers' headless Service exposes it for task logs",
     ("api", "workers"): "the database connection budget counts on it; use `apiServerReplicas` to scale",
     ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
     ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
@@ -250,6 +266,12 @@ def _check_namespace(v: str) -> str | None:
     if len(v) > 63 or not _NAME_RE.match(v):
         return ("must be a Kubernetes name: lowercase letters, digits and '-', "
                 f"at most 63 characters, got {v!r}")
+    return None
+
+
+def _check_image(v: str) -> str | None:
+    if re.search(r"\s", v) or not re.fullmatch(r"[\w.\-/:@]+", v):
+        return f"must be a container image reference such as 'postgres:17', got {v!r}"
     return None
 
 
@@ -375,6 +397,12 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     fanout_tasks = (_int(fanout_raw, "fanoutTasks", 1, 100_000, problems)
                     if fanout_raw is not None else parallelism)
     fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
+    longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
+    flower = _bool(get("flower"), "flower", problems)
+    pg_storage = _int(get("postgresStorageGiB"), "postgresStorageGiB", 1, 16_384, problems)
+    mq_storage = _int(get("rabbitmqStorageGiB"), "rabbitmqStorageGiB", 1, 16_384, problems)
+    pg_image = _str(get("postgresImage"), "postgresImage", problems, _check_image)
+    mq_image = _str(get("rabbitmqImage"), "rabbitmqImage", problems, _check_image)
     airflow_version = _str(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
     k8s_version = _str(get("kubernetesVersion"), "kubernetesVersion", problems, _check_k8s_version)
     namespace = _str(get("namespace"), "namespace", problems, _check_namespace)
@@ -410,6 +438,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert k8s_version is not None and namespace is not None and acr_sku is not None
     assert protect is not None and system_pool is not None and worker_pool is not None
     assert overrides is not None and fanout_tasks is not None and fanout_sleep is not None
+    assert longest_task is not None and flower is not None and pg_storage is not None
+    assert mq_storage is not None and pg_image is not None and mq_image is not None
     return Settings(
         stack=stack,
         location=location,
@@ -428,6 +458,12 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         worker_cpu_per_slot_millicores=cpu_slot,
         fanout_tasks=fanout_tasks,
         fanout_sleep_seconds=fanout_sleep,
+        longest_task_seconds=longest_task,
+        flower=flower,
+        postgres_storage_gib=pg_storage,
+        rabbitmq_storage_gib=mq_storage,
+        postgres_image=pg_image,
+        rabbitmq_image=mq_image,
         acr_sku=acr_sku,
         protect=protect,
         system_pool=system_pool,

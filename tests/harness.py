@@ -97,6 +97,7 @@ class Mocks(pulumi.runtime.Mocks):
     def __init__(self) -> None:
         self.resources: list[DeclaredResource] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
+        self.generated: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         self.resources.append(DeclaredResource(args.typ, args.name, dict(args.inputs), args.provider))
@@ -117,6 +118,16 @@ class Mocks(pulumi.runtime.Mocks):
                 "objectId": KUBELET_OBJECT_ID, "clientId": "kubelet-client", "resourceId": "kubelet-rid"}}
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
                    f"Microsoft.ContainerService/managedClusters/{state['name']}")
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            # Distinctive values, so tests can search every object for leaks.
+            state["result"] = f"MOCKSECRET{args.name.replace('-', '')}"[: int(args.inputs["length"])].ljust(
+                int(args.inputs["length"]), "x")
+            self.generated.append(state["result"])
+        elif args.typ == "random:index/randomBytes:RandomBytes":
+            raw = f"MOCKSECRET-bytes-{args.name}".encode()[:32].ljust(32, b"+")
+            state["base64"] = base64.b64encode(raw).decode()
+            state["hex"] = raw.hex()
+            self.generated += [state["base64"], state["base64"].replace("+", "-").replace("/", "_")]
         elif args.typ == "docker-build:index:Image":
             tag = args.inputs["tags"][0]
             state["digest"] = "sha256:" + "ab" * 32
@@ -152,6 +163,7 @@ class ProgramRun:
     stack: str
     resources: list[DeclaredResource]
     invokes: list[tuple[str, dict[str, Any]]]
+    generated: list[str]
     exchange: TokenExchange
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
@@ -166,10 +178,41 @@ class ProgramRun:
     def of_type(self, typ: str) -> list[DeclaredResource]:
         return [r for r in self.resources if r.type == typ]
 
+    def manifests(self) -> list[dict[str, Any]]:
+        """Every Kubernetes object the program declared, as a manifest."""
+        return [plain(r.inputs) for r in self.resources
+                if r.type.startswith("kubernetes:") and not r.type.startswith("pulumi:providers")]
+
+    def manifest(self, kind: str, name: str) -> dict[str, Any]:
+        found = [m for m in self.manifests() if m["kind"] == kind and m["metadata"].get("name") == name]
+        assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+        return found[0]
+
     def one(self, typ: str) -> DeclaredResource:
         found = self.of_type(typ)
         assert len(found) == 1, f"expected one {typ}, found {[r.name for r in found]}"
         return found[0]
+
+
+# The key the Pulumi wire format uses to mark a secret value.
+SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
+
+
+def is_secret(value: Any) -> bool:
+    return isinstance(value, dict) and SECRET_SIG_KEY in value
+
+
+def plain(value: Any) -> Any:
+    """Inputs as Kubernetes would see them: secrets unwrapped, whole numbers as int."""
+    if is_secret(value):
+        return plain(value["value"])
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 async def _resolve(value: Any) -> Any:
@@ -187,7 +230,8 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
     values = stack_file_config(stack) if config is None else config
     mocks = Mocks()
     exchange = TokenExchange()
-    run = ProgramRun(stack=stack, resources=mocks.resources, invokes=mocks.invokes, exchange=exchange)
+    run = ProgramRun(stack=stack, resources=mocks.resources, invokes=mocks.invokes,
+                     generated=mocks.generated, exchange=exchange)
 
     def record_options(args: pulumi.ResourceTransformationArgs) -> None:
         opts = args.opts or pulumi.ResourceOptions()

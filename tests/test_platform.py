@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from components.acr_auth import TOKEN_USERNAME
-from components.airflow_cfg import DAGS_FOLDER
 from components.image import APP_DIR
+from components.names import DAGS_FOLDER
 from components.platform import ACR_PULL_ROLE, WORKER_POOL_LABEL_KEY, WORKER_POOL_TAINT
 from tests.conftest import config_for
 from tests.harness import (
@@ -174,15 +176,19 @@ def test_protect_follows_config(runs: dict[str, ProgramRun], stack: str) -> None
 
 def test_components_follow_pulumi_conventions(runs: dict[str, ProgramRun]) -> None:
     run = runs["prod"]
-    components = {o.name: o for o in run.options if o.type.startswith("airflow-aks:")}
-    assert {o.type for o in components.values()} == {"airflow-aks:platform:Platform", "airflow-aks:image:AirflowImage"}
+    components = [o for o in run.options if o.type.startswith("airflow-aks:")]
+    top = {o.type for o in components if o.parent is None}
+    assert top == {"airflow-aks:platform:Platform", "airflow-aks:image:AirflowImage",
+                   "airflow-aks:workloads:Workloads"}
+    for o in components:
+        assert re.fullmatch(r"airflow-aks:[a-z]+:[A-Z][A-Za-z]+", o.type), f"{o.name}: type token {o.type}"
     for o in run.options:
-        if o.type.startswith("airflow-aks:"):
-            assert o.parent is None, f"{o.name}: components sit under the stack"
+        if o.parent is None:
+            assert o.type.startswith("airflow-aks:"), f"{o.name}: every resource sits in a component"
             continue
-        owner = [c for c in components.values() if o.parent is c.resource]
-        assert owner, f"{o.name}: every resource is a child of a component"
-        assert o.name.startswith(owner[0].name), f"{o.name}: named from its component {owner[0].name}"
+        [owner] = [c for c in components if o.parent is c.resource]
+        assert o.name.startswith(owner.name.replace("-", "") if o.type.endswith(":Registry") else owner.name), \
+            f"{o.name}: named from its component {owner.name}"
 
 
 def test_stack_outputs_name_what_was_built(runs: dict[str, ProgramRun]) -> None:

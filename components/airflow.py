@@ -1,0 +1,281 @@
+"""Airflow itself: airflow.cfg, the migration Job, api-server, scheduler, dag-processor,
+triggerer, Celery workers and (optionally) Flower."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Sequence
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+
+from components import names
+from components.airflow_cfg import AUTH_PASSWORDS_FILE, workload_env
+from components.capacity import CapacityPlan
+from components.k8s import CHECKSUM_ANNOTATION, checksum, resources
+from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
+from components.secrets import AUTH_PASSWORDS_KEY, ENV_SECRET_KEYS
+from components.settings import Settings
+
+# A stopping worker gets this long beyond the longest task to finish and exit.
+WORKER_SHUTDOWN_SLACK_SECONDS = 60
+AUTH_SECRET_DIR = "/secrets/auth"
+CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
+
+
+def migration_command(default_pool_slots: int) -> str:
+    """Migrate the schema, then size default_pool: [core] default_pool_task_slot_count only
+    applies when the pool is first created, so an existing pool is resized here."""
+    return (f"airflow db migrate && airflow pools set default_pool {default_pool_slots} "
+            f"{shlex.quote('Default pool')}")
+
+
+def _labels(component: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "airflow", "app.kubernetes.io/component": component,
+            "app.kubernetes.io/part-of": "airflow"}
+
+
+def _http_probe(path: str, port: int, **timing: int) -> dict[str, Any]:
+    return {"http_get": {"path": path, "port": port}, **timing}
+
+
+def _exec_probe(command: list[str], **timing: int) -> dict[str, Any]:
+    return {"exec_": {"command": command}, **timing}
+
+
+def _jobs_check(job_type: str) -> dict[str, Any]:
+    return _exec_probe(["airflow", "jobs", "check", "--job-type", job_type, "--local"],
+                       initial_delay_seconds=60, period_seconds=60, timeout_seconds=60, failure_threshold=5)
+
+
+class Airflow(pulumi.ComponentResource):
+    """Every Airflow object, all reading the same airflow.cfg and the same Secret."""
+
+    api_server_service: pulumi.Output[str]
+    migration: kubernetes.batch.v1.Job
+    workers: kubernetes.apps.v1.StatefulSet
+
+    def __init__(
+        self,
+        name: str,
+        namespace: pulumi.Input[str],
+        settings: Settings,
+        plan: CapacityPlan,
+        airflow_cfg: str,
+        image: pulumi.Input[str],
+        env_secret: pulumi.Input[str],
+        auth_secret: pulumi.Input[str],
+        backends: Sequence[pulumi.Resource] = (),
+        image_dependencies: Sequence[pulumi.Resource] = (),
+        worker_dependencies: Sequence[pulumi.Resource] = (),
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("airflow-aks:airflow:Airflow", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        env_data = workload_env(settings)
+
+        config = kubernetes.core.v1.ConfigMap(
+            f"{name}-config",
+            metadata={"name": names.CONFIG_MAP, "namespace": namespace, "labels": _labels("config")},
+            data={"airflow.cfg": airflow_cfg},
+            opts=child,
+        )
+        env_config = kubernetes.core.v1.ConfigMap(
+            f"{name}-env",
+            metadata={"name": names.ENV_CONFIG_MAP, "namespace": namespace, "labels": _labels("config")},
+            data=env_data,
+            opts=child,
+        )
+        # A changed airflow.cfg or environment rolls every Airflow pod.
+        config_checksum = checksum(airflow_cfg, json.dumps(env_data, sort_keys=True))
+
+        secret_env = [
+            {"name": env, "value_from": {"secret_key_ref": {"name": env_secret, "key": key}}}
+            for env, key in ENV_SECRET_KEYS.items()
+        ]
+
+        def container(component: str, args: list[str], res: dict[str, Any], **extra: Any) -> dict[str, Any]:
+            mounts = [
+                {"name": "config", "mount_path": f"{names.AIRFLOW_HOME}/airflow.cfg", "sub_path": "airflow.cfg",
+                 "read_only": True},
+                {"name": "logs", "mount_path": f"{names.AIRFLOW_HOME}/logs"},
+                *extra.pop("volume_mounts", []),
+            ]
+            return {
+                "name": component,
+                "image": image,
+                "args": args,
+                "env": [*secret_env, *extra.pop("env", [])],
+                "env_from": [{"config_map_ref": {"name": env_config.metadata.name}}],
+                "resources": res,
+                "volume_mounts": mounts,
+                "security_context": {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}},
+                **extra,
+            }
+
+        def pod(component: str, containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+            volumes = [
+                {"name": "config", "config_map": {"name": config.metadata.name}},
+                {"name": "logs", "empty_dir": {}},
+                *extra.pop("volumes", []),
+            ]
+            return {
+                "metadata": {"labels": _labels(component), "annotations": {CHECKSUM_ANNOTATION: config_checksum}},
+                "spec": {
+                    # The official image's airflow user; its files belong to group root.
+                    "security_context": {"run_as_user": names.AIRFLOW_UID, "run_as_group": 0, "fs_group": 0,
+                                         "run_as_non_root": True},
+                    "automount_service_account_token": False,
+                    "containers": containers,
+                    "volumes": volumes,
+                    **extra,
+                },
+            }
+
+        def control(component: str) -> dict[str, Any]:
+            return resources(plan.control_plane.pods[component])
+
+        pulls = pulumi.ResourceOptions(parent=self, depends_on=[*backends, *image_dependencies])
+
+        self.migration = kubernetes.batch.v1.Job(
+            f"{name}-migrate",
+            # No fixed name: a Job's pod template cannot change, so a new image
+            # or cfg replaces the Job (new name first), which runs the migration
+            # again before anything that depends on it is updated.
+            metadata={"namespace": namespace, "labels": _labels("migrate")},
+            spec={
+                "backoff_limit": 6,
+                "template": pod("migrate", [container(
+                    "migrate", ["bash", "-c", migration_command(plan.default_pool_slots)], control("migration"),
+                )], restart_policy="OnFailure"),
+            },
+            opts=pulls,
+        )
+        after_migration = pulumi.ResourceOptions(parent=self, depends_on=[self.migration, *image_dependencies])
+
+        def deployment(component: str, replicas: int, spec: dict[str, Any]) -> kubernetes.apps.v1.Deployment:
+            return kubernetes.apps.v1.Deployment(
+                f"{name}-{component}",
+                metadata={"name": f"airflow-{component}", "namespace": namespace, "labels": _labels(component)},
+                spec={"replicas": replicas, "selector": {"match_labels": _labels(component)}, "template": spec},
+                opts=after_migration,
+            )
+
+        def service(component: str, port_name: str, port: int, headless: bool = False) -> kubernetes.core.v1.Service:
+            return kubernetes.core.v1.Service(
+                f"{name}-{component}-service",
+                metadata={"name": f"airflow-{component}", "namespace": namespace, "labels": _labels(component)},
+                spec={
+                    **({"cluster_ip": "None"} if headless else {}),
+                    "selector": _labels(component),
+                    "ports": [{"name": port_name, "port": port, "target_port": port_name}],
+                },
+                opts=child,
+            )
+
+        # api-server: UI, REST API and the Execution API every running task talks to.
+        api_health = _http_probe("/api/v2/monitor/health", names.API_SERVER_PORT)
+        deployment("api-server", settings.api_server_replicas, pod(
+            "api-server",
+            [container(
+                "api-server", ["api-server"], control("api-server"),
+                ports=[{"name": "http", "container_port": names.API_SERVER_PORT}],
+                readiness_probe={**api_health, "period_seconds": 10, "timeout_seconds": 5},
+                liveness_probe={**api_health, "initial_delay_seconds": 30, "period_seconds": 15,
+                                "timeout_seconds": 10, "failure_threshold": 5},
+                volume_mounts=[{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"}],
+            )],
+            # SimpleAuthManager opens its passwords file for writing, so it gets
+            # a copy of the Secret in a writable emptyDir.
+            init_containers=[{
+                "name": "auth-passwords",
+                "image": image,
+                "command": ["cp", f"{AUTH_SECRET_DIR}/{AUTH_PASSWORDS_KEY}", AUTH_PASSWORDS_FILE],
+                "volume_mounts": [{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"},
+                                  {"name": "auth-secret", "mount_path": AUTH_SECRET_DIR, "read_only": True}],
+                "resources": control("api-server"),
+                "security_context": {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}},
+            }],
+            volumes=[{"name": "auth", "empty_dir": {}},
+                     {"name": "auth-secret", "secret": {"secret_name": auth_secret}}],
+        ))
+        api_service = service("api-server", "http", names.API_SERVER_PORT)
+
+        scheduler_health = _http_probe("/health", names.SCHEDULER_HEALTH_PORT)
+        deployment("scheduler", 1, pod("scheduler", [container(
+            "scheduler", ["scheduler"], control("scheduler"),
+            ports=[{"name": "health", "container_port": names.SCHEDULER_HEALTH_PORT}],
+            readiness_probe={**scheduler_health, "period_seconds": 15, "timeout_seconds": 10},
+            liveness_probe={**scheduler_health, "initial_delay_seconds": 30, "period_seconds": 30,
+                            "timeout_seconds": 10, "failure_threshold": 5},
+        )]))
+        deployment("dag-processor", 1, pod("dag-processor", [container(
+            "dag-processor", ["dag-processor"], control("dag-processor"),
+            readiness_probe=_jobs_check("DagProcessorJob"), liveness_probe=_jobs_check("DagProcessorJob"),
+        )]))
+        deployment("triggerer", 1, pod("triggerer", [container(
+            "triggerer", ["triggerer"], control("triggerer"),
+            readiness_probe=_jobs_check("TriggererJob"), liveness_probe=_jobs_check("TriggererJob"),
+        )]))
+
+        # Celery workers. The headless Service gives each pod a DNS name
+        # (airflow-worker-0.airflow-worker...), which is the hostname a task
+        # records and the api-server uses to fetch its log from that worker.
+        worker_service = service("worker", "worker-logs", names.WORKER_LOG_PORT, headless=True)
+        w = plan.worker
+        worker_ping = _exec_probe(
+            ["bash", "-c", f"celery --app {CELERY_APP} inspect ping --timeout 20 -d celery@$(hostname)"],
+            initial_delay_seconds=60, period_seconds=60, timeout_seconds=30, failure_threshold=5)
+        self.workers = kubernetes.apps.v1.StatefulSet(
+            f"{name}-worker",
+            metadata={
+                "name": names.WORKER, "namespace": namespace, "labels": _labels("worker"),
+                # A rollout stops each worker only after its running tasks end
+                # (up to longestTaskSeconds apiece); `pulumi up` does not wait
+                # for that.
+                "annotations": {"pulumi.com/skipAwait": "true"},
+            },
+            spec={
+                "service_name": worker_service.metadata.name,
+                "replicas": w.replicas,
+                "pod_management_policy": "Parallel",
+                "selector": {"match_labels": _labels("worker")},
+                "template": pod(
+                    "worker",
+                    [container(
+                        "worker", ["celery", "worker"],
+                        # No CPU limit: task start-up bursts borrow idle CPU.
+                        {"requests": {"cpu": f"{w.cpu_request_millicores}m",
+                                      "memory": f"{w.memory_request_mib}Mi"},
+                         "limits": {"memory": f"{w.memory_limit_mib}Mi"}},
+                        # SIGTERM reaches only the Celery main process, which
+                        # then stops taking tasks and waits for the running
+                        # ones (warm shutdown) instead of the whole process
+                        # group being killed at once.
+                        env=[{"name": "DUMB_INIT_SETSID", "value": "0"}],
+                        ports=[{"name": "worker-logs", "container_port": names.WORKER_LOG_PORT}],
+                        liveness_probe=worker_ping,
+                    )],
+                    termination_grace_period_seconds=settings.longest_task_seconds + WORKER_SHUTDOWN_SLACK_SECONDS,
+                    node_selector={WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
+                    tolerations=[{"key": WORKER_POOL_LABEL_KEY, "operator": "Equal",
+                                  "value": WORKER_POOL_LABEL_VALUE, "effect": "NoSchedule"}],
+                ),
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.migration, *image_dependencies,
+                                                                 *worker_dependencies]),
+        )
+
+        if settings.flower:
+            deployment("flower", 1, pod("flower", [container(
+                "flower", ["celery", "flower"], control("flower"),
+                ports=[{"name": "http", "container_port": names.FLOWER_PORT}],
+                readiness_probe={"tcp_socket": {"port": names.FLOWER_PORT}, "period_seconds": 10},
+                liveness_probe={"tcp_socket": {"port": names.FLOWER_PORT}, "period_seconds": 30},
+            )]))
+            service("flower", "http", names.FLOWER_PORT)
+
+        self.api_server_service = api_service.metadata.name
+        self.register_outputs({"api_server_service": self.api_server_service})

@@ -1,0 +1,46 @@
+"""Names and ports of the Kubernetes objects other objects refer to.
+
+Services are reached by DNS name from airflow.cfg and from connection strings,
+so their names are fixed rather than generated.
+"""
+
+from __future__ import annotations
+
+AIRFLOW_HOME = "/opt/airflow"
+DAGS_FOLDER = f"{AIRFLOW_HOME}/dags"
+# uid of the airflow user in the official image; its group is root (0).
+AIRFLOW_UID = 50000
+
+API_SERVER = "airflow-api-server"
+API_SERVER_PORT = 8080
+SCHEDULER = "airflow-scheduler"
+SCHEDULER_HEALTH_PORT = 8974
+DAG_PROCESSOR = "airflow-dag-processor"
+TRIGGERER = "airflow-triggerer"
+WORKER = "airflow-worker"
+WORKER_LOG_PORT = 8793
+FLOWER = "airflow-flower"
+FLOWER_PORT = 5555
+MIGRATE = "airflow-migrate"
+
+POSTGRES = "airflow-postgres"
+POSTGRES_PORT = 5432
+POSTGRES_DB = "airflow"
+POSTGRES_USER = "airflow"
+
+RABBITMQ = "airflow-rabbitmq"
+RABBITMQ_PORT = 5672
+RABBITMQ_USER = "airflow"
+RABBITMQ_VHOST = "airflow"
+
+CONFIG_MAP = "airflow-config"
+ENV_CONFIG_MAP = "airflow-env"
+ENV_SECRET = "airflow-env"
+POSTGRES_SECRET = "airflow-postgres"
+RABBITMQ_SECRET = "airflow-rabbitmq"
+AUTH_SECRET = "airflow-auth"
+ADMIN_USER = "admin"
+
+
+def service_host(service: str, namespace: str) -> str:
+    return f"{service}.{namespace}.svc.cluster.local"

@@ -1,0 +1,337 @@
+"""Every Kubernetes object of the deployment under Pulumi mocks, and its wiring."""
+
+from __future__ import annotations
+
+import base64
+import configparser
+import json
+import re
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from components import names
+from components.airflow_cfg import SECRET_ENV
+from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
+from components.settings import DEFAULTS
+from tests.conftest import config_for
+from tests.harness import ProgramRun, is_secret, plain, run_program, stack_file_config
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+
+
+@pytest.fixture(scope="module")
+def runs() -> dict[str, ProgramRun]:
+    result = {stack: run_program(stack) for stack in ("dev", "prod")}
+    for stack, run in result.items():
+        assert run.error is None, f"{stack}: {run.error}"
+    return result
+
+
+def cfg_of(run: ProgramRun) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"])
+    return parser
+
+
+def airflow_workloads(run: ProgramRun) -> list[dict[str, Any]]:
+    """Deployments, StatefulSets and Jobs whose pods run the Airflow image."""
+    return [m for m in run.manifests() if m["kind"] in WORKLOAD_KINDS
+            and m["spec"]["template"]["metadata"]["labels"].get("app.kubernetes.io/name") == "airflow"]
+
+
+def label(m: dict[str, Any]) -> str:
+    return f"{m['kind']}/{m['metadata'].get('name') or m['metadata']['labels']['app.kubernetes.io/component']}"
+
+
+def containers(m: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = m["spec"]["template"]["spec"]
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def stack_value(stack: str, key: str) -> Any:
+    value = stack_file_config(stack).get(f"airflow-aks:{key}", DEFAULTS[key])
+    return int(value) if isinstance(value, (int, str)) and str(value).isdigit() else value
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> None:
+    found = {(m["kind"], m["metadata"].get("name")) for m in runs[stack].manifests()}
+    expected = {
+        ("Namespace", "airflow"),
+        ("Secret", names.ENV_SECRET), ("Secret", names.POSTGRES_SECRET),
+        ("Secret", names.RABBITMQ_SECRET), ("Secret", names.AUTH_SECRET),
+        ("ConfigMap", names.CONFIG_MAP), ("ConfigMap", names.ENV_CONFIG_MAP), ("ConfigMap", names.RABBITMQ),
+        ("StatefulSet", names.POSTGRES), ("Service", names.POSTGRES),
+        ("StatefulSet", names.RABBITMQ), ("Service", names.RABBITMQ),
+        ("Deployment", names.API_SERVER), ("Service", names.API_SERVER),
+        ("Deployment", names.SCHEDULER), ("Deployment", names.DAG_PROCESSOR), ("Deployment", names.TRIGGERER),
+        ("StatefulSet", names.WORKER), ("Service", names.WORKER),
+        ("Job", None),
+    }
+    assert found == expected
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_object_validates_strictly_against_the_kubernetes_schema(runs: dict[str, ProgramRun], stack: str) -> None:
+    version = config_for(stack).settings.kubernetes_version
+    version = version if version.count(".") == 2 else f"{version}.0"
+    failures = []
+    manifests = runs[stack].manifests()
+    for m in manifests:
+        try:
+            kubernetes_validate.validate(m, version, strict=True)
+        except kubernetes_validate.ValidationError as err:
+            failures.append(f"{label(m)}: {err.message} at {'/'.join(map(str, err.path))}")
+    assert not failures, "\n".join(failures)
+    assert len(manifests) >= 20
+
+
+def test_schema_check_can_fail(runs: dict[str, ProgramRun]) -> None:
+    broken = runs["dev"].manifest("Deployment", names.SCHEDULER)
+    broken["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, "1.35.0", strict=True)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_worker_slots_cover_parallelism_from_the_config(runs: dict[str, ProgramRun], stack: str) -> None:
+    run = runs[stack]
+    replicas = run.manifest("StatefulSet", names.WORKER)["spec"]["replicas"]
+    concurrency = int(cfg_of(run)["celery"]["worker_concurrency"])
+    parallelism = stack_value(stack, "parallelism")
+    assert concurrency == stack_value(stack, "workerConcurrency")
+    assert replicas * concurrency >= parallelism, f"{names.WORKER}: {replicas} x {concurrency} < {parallelism}"
+
+
+def test_prod_runs_28_workers_of_36(runs: dict[str, ProgramRun]) -> None:
+    assert runs["prod"].manifest("StatefulSet", names.WORKER)["spec"]["replicas"] == 28
+    assert cfg_of(runs["prod"])["celery"]["worker_concurrency"] == "36"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_airflow_pod_mounts_the_same_airflow_cfg(runs: dict[str, ProgramRun], stack: str) -> None:
+    run = runs[stack]
+    workloads = airflow_workloads(run)
+    assert len(workloads) == 6, [label(m) for m in workloads]
+    checksums = set()
+    for m in workloads:
+        spec = m["spec"]["template"]["spec"]
+        config = [v for v in spec["volumes"] if v["name"] == "config"]
+        assert config == [{"name": "config", "configMap": {"name": names.CONFIG_MAP}}], label(m)
+        for c in spec["containers"]:
+            assert {"name": "config", "mountPath": "/opt/airflow/airflow.cfg", "subPath": "airflow.cfg",
+                    "readOnly": True} in c["volumeMounts"], f"{label(m)}/{c['name']}"
+            assert c["image"] == run.outputs["image"], f"{label(m)}/{c['name']}: the pushed image"
+        checksums.add(m["spec"]["template"]["metadata"]["annotations"]["airflow-aks/config-checksum"])
+    assert len(checksums) == 1, "every Airflow pod carries the same config checksum"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_airflow_pods_read_secrets_from_secret_references(runs: dict[str, ProgramRun], stack: str) -> None:
+    for m in airflow_workloads(runs[stack]):
+        for c in m["spec"]["template"]["spec"]["containers"]:
+            env = {e["name"]: e for e in c["env"]}
+            for name in SECRET_ENV:
+                assert name in env, f"{label(m)}/{c['name']}: {name} missing"
+                assert "value" not in env[name], f"{label(m)}/{c['name']}: {name} is a literal"
+                assert env[name]["valueFrom"]["secretKeyRef"]["name"] == names.ENV_SECRET
+
+
+def all_strings(value: Any) -> list[str]:
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in all_strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in all_strings(v)]
+    return [value] if isinstance(value, str) else []
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_no_secret_literal_in_any_config_map_or_env_value(runs: dict[str, ProgramRun], stack: str) -> None:
+    run = runs[stack]
+    secrets = [r for r in run.resources if r.type == "kubernetes:core/v1:Secret"]
+    assert len(secrets) == 4
+    for r in secrets:
+        assert is_secret(r.inputs["stringData"]), f"{r.name}: stringData is a Pulumi secret"
+    # Every password and key the program generates (recorded by the mocks).
+    needles = set(run.generated)
+    assert len(needles) >= 6
+    in_secrets = " ".join(s for r in secrets for s in all_strings(plain(r.inputs["stringData"])))
+    assert all(n in in_secrets for n in needles if "-" not in n and "_" not in n), "they do reach the Secrets"
+    for m in run.manifests():
+        if m["kind"] == "Secret":
+            continue
+        if m["kind"] == "ConfigMap":
+            texts = all_strings(m["data"])
+        elif m["kind"] in WORKLOAD_KINDS:
+            texts = [e.get("value", "") for c in containers(m) for e in c.get("env", [])]
+            texts += [a for c in containers(m) for a in c.get("args", []) + c.get("command", [])]
+        else:
+            texts = all_strings(m)
+        leaked = [n for n in needles for t in texts if n in t]
+        assert not leaked, f"{label(m)} holds a secret value"
+
+
+def test_fernet_key_is_32_url_safe_bytes(runs: dict[str, ProgramRun]) -> None:
+    env = plain(next(r for r in runs["prod"].resources if r.name == "workloads-secrets-env").inputs["stringData"])
+    key = env["fernet-key"]
+    assert "+" not in key and "/" not in key
+    assert len(base64.urlsafe_b64decode(key)) == 32
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_migration_job_precedes_the_components(runs: dict[str, ProgramRun], stack: str) -> None:
+    run = runs[stack]
+    job = run.options_of("workloads-airflow-migrate")
+    assert {o.name for o in run.options if o.resource in job.depends_on} >= {
+        "workloads-postgres-statefulset", "workloads-rabbitmq-statefulset"}, "the job waits for the databases"
+    for name in ("api-server", "scheduler", "dag-processor", "triggerer", "worker"):
+        opts = run.options_of(f"workloads-airflow-{name}")
+        assert job.resource in opts.depends_on, f"workloads-airflow-{name} must wait for the migration job"
+    manifest = next(m for m in run.manifests() if m["kind"] == "Job")
+    command = manifest["spec"]["template"]["spec"]["containers"][0]["args"][-1]
+    slots = config_for(stack).plan.default_pool_slots
+    assert command.startswith("airflow db migrate && ")
+    assert f"airflow pools set default_pool {slots} " in command
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_image_and_acr_pull_are_dependencies_of_every_pulling_workload(runs: dict[str, ProgramRun],
+                                                                        stack: str) -> None:
+    run = runs[stack]
+    image = run.options_of("airflow-image").resource
+    acr_pull = run.options_of("airflow-acr-pull").resource
+    pulling = [o for o in run.options if o.type in (
+        "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+        and o.name.startswith("workloads-airflow")]
+    assert len(pulling) == 6
+    for o in pulling:
+        assert image in o.depends_on, f"{o.name} must wait for the image push"
+        assert acr_pull in o.depends_on, f"{o.name} must wait for AcrPull"
+    worker = run.options_of("workloads-airflow-worker")
+    assert run.options_of("airflow-workers").resource in worker.depends_on, "workers wait for their node pool"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_workers_land_on_the_worker_pool_and_shut_down_warm(runs: dict[str, ProgramRun], stack: str) -> None:
+    run = runs[stack]
+    plan = config_for(stack).plan
+    sts = run.manifest("StatefulSet", names.WORKER)
+    spec = sts["spec"]["template"]["spec"]
+    assert spec["nodeSelector"] == {WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE}
+    key, rest = WORKER_POOL_TAINT.split("=")
+    value, effect = rest.split(":")
+    assert spec["tolerations"] == [{"key": key, "operator": "Equal", "value": value, "effect": effect}]
+    longest = stack_value(stack, "longestTaskSeconds")
+    assert spec["terminationGracePeriodSeconds"] > longest, "the grace period covers the longest task"
+    [worker] = spec["containers"]
+    assert worker["args"] == ["celery", "worker"]
+    assert {"name": "DUMB_INIT_SETSID", "value": "0"} in worker["env"], "SIGTERM must reach Celery only"
+    assert worker["resources"]["requests"] == {"cpu": f"{plan.worker.cpu_request_millicores}m",
+                                               "memory": f"{plan.worker.memory_request_mib}Mi"}
+    assert worker["resources"]["limits"] == {"memory": f"{plan.worker.memory_limit_mib}Mi"}
+    service = run.manifest("Service", names.WORKER)
+    assert service["spec"]["clusterIP"] == "None", "headless: one DNS name per worker for log fetching"
+    assert sts["spec"]["serviceName"] == names.WORKER
+    assert service["spec"]["selector"] == sts["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["ports"][0]["port"] == names.WORKER_LOG_PORT
+
+
+@pytest.mark.parametrize("component", ["api-server", "scheduler", "dag-processor", "triggerer"])
+def test_control_plane_pods_have_probes_limits_and_run_as_airflow(runs: dict[str, ProgramRun],
+                                                                   component: str) -> None:
+    m = runs["prod"].manifest("Deployment", f"airflow-{component}")
+    spec = m["spec"]["template"]["spec"]
+    assert spec["securityContext"]["runAsUser"] == names.AIRFLOW_UID
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    for c in spec["containers"]:
+        assert "livenessProbe" in c and "readinessProbe" in c, f"{label(m)}: probes"
+        assert set(c["resources"]["requests"]) == {"cpu", "memory"}, f"{label(m)}: requests"
+        assert set(c["resources"]["limits"]) == {"cpu", "memory"}, f"{label(m)}: limits"
+        assert c["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+@pytest.mark.parametrize(("stack", "replicas"), [("dev", 1), ("prod", 2)])
+def test_api_server_replicas_and_the_execution_api_url(runs: dict[str, ProgramRun], stack: str,
+                                                        replicas: int) -> None:
+    run = runs[stack]
+    deployment = run.manifest("Deployment", names.API_SERVER)
+    service = run.manifest("Service", names.API_SERVER)
+    assert deployment["spec"]["replicas"] == replicas
+    assert service["spec"]["selector"] == deployment["spec"]["template"]["metadata"]["labels"]
+    port = service["spec"]["ports"][0]["port"]
+    ns = run.outputs["namespace"]
+    assert cfg_of(run)["core"]["execution_api_server_url"] == \
+        f"http://{service['metadata']['name']}.{ns}.svc.cluster.local:{port}/execution/"
+
+
+def test_postgres_takes_max_connections_from_the_plan(runs: dict[str, ProgramRun]) -> None:
+    sts = runs["prod"].manifest("StatefulSet", names.POSTGRES)
+    [pg] = sts["spec"]["template"]["spec"]["containers"]
+    assert f"max_connections={config_for('prod').plan.database.max_connections}" in pg["args"]
+    assert "readinessProbe" in pg
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "32Gi"
+    assert {"name": "data", "mountPath": "/var/lib/postgresql/data"} in pg["volumeMounts"]
+
+
+def test_rabbitmq_consumer_timeout_is_above_the_longest_task() -> None:
+    for longest in (3600, 4 * 3600):
+        config = stack_file_config("prod")
+        config["airflow-aks:longestTaskSeconds"] = longest
+        run = run_program("prod", config)
+        conf = run.manifest("ConfigMap", names.RABBITMQ)["data"]["20-airflow-aks.conf"]
+        timeout_ms = int(re.search(r"^consumer_timeout = (\d+)$", conf, re.M).group(1))
+        assert timeout_ms > longest * 1000, f"{names.RABBITMQ}: consumer_timeout {timeout_ms} ms"
+        sts = run.manifest("StatefulSet", names.RABBITMQ)
+        assert "volumeClaimTemplates" in sts["spec"]
+
+
+def test_changing_worker_concurrency_changes_the_cfg_and_rolls_the_workers(runs: dict[str, ProgramRun]) -> None:
+    config = stack_file_config("prod")
+    config["airflow-aks:workerConcurrency"] = 20
+    changed = run_program("prod", config)
+    assert changed.error is None, changed.error
+    before_cfg = runs["prod"].manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
+    after_cfg = changed.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
+    assert "worker_concurrency = 36" in before_cfg and "worker_concurrency = 20" in after_cfg
+    before = runs["prod"].manifest("StatefulSet", names.WORKER)["spec"]
+    after = changed.manifest("StatefulSet", names.WORKER)["spec"]
+    annotation = "airflow-aks/config-checksum"
+    assert after["template"]["metadata"]["annotations"][annotation] != \
+        before["template"]["metadata"]["annotations"][annotation], "a new pod template rolls the workers"
+    assert (before["replicas"], after["replicas"]) == (28, 50)
+
+
+def test_unchanged_config_gives_identical_objects() -> None:
+    def by_object(run: ProgramRun) -> list[str]:
+        # Registration order varies between runs; the objects must not.
+        return sorted(json.dumps(m, sort_keys=True) for m in run.manifests())
+
+    assert by_object(run_program("prod")) == by_object(run_program("prod"))
+
+
+def test_flower_is_optional() -> None:
+    config = stack_file_config("dev")
+    config["airflow-aks:flower"] = True
+    run = run_program("dev", config)
+    assert run.error is None, run.error
+    assert run.manifest("Deployment", names.FLOWER)["spec"]["template"]["spec"]["containers"][0]["args"] == \
+        ["celery", "flower"]
+    assert run.manifest("Service", names.FLOWER)["spec"]["ports"][0]["port"] == names.FLOWER_PORT
+
+
+def test_every_kubernetes_object_goes_through_the_cluster_provider(runs: dict[str, ProgramRun]) -> None:
+    for r in runs["prod"].resources:
+        if r.type.startswith("kubernetes:"):
+            assert r.provider and "::airflow-k8s::" in r.provider, f"{r.name}: provider {r.provider}"
+
+
+def test_stack_outputs_for_the_ui(runs: dict[str, ProgramRun]) -> None:
+    run = runs["prod"]
+    assert run.outputs["namespace"] == "airflow"
+    assert run.outputs["portForwardCommand"] == \
+        f"kubectl --namespace airflow port-forward svc/{names.API_SERVER} 8080:8080"
+    assert "adminPassword" in run.secret_outputs, "the admin password is a secret output"
+    auth = plain(next(r for r in run.resources if r.name == "workloads-secrets-auth").inputs["stringData"])
+    assert json.loads(auth["simple_auth_manager_passwords.json"]) == {"admin": run.outputs["adminPassword"]}
