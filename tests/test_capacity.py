@@ -131,3 +131,44 @@ def test_plan_output_is_plain_data(prod: StackConfig) -> None:
     assert out["worker"]["replicas"] == 28
     assert out["worker_nodes"]["autoscale"] is False
     assert out["database"]["connections"]["workers"] == 28 * 38
+
+
+def test_control_plane_fits_the_system_pools(dev: StackConfig, prod: StackConfig) -> None:
+    for cfg in (dev, prod):
+        cp = cfg.plan.control_plane
+        assert cp.system_vm_size == cfg.settings.system_pool.vm_size
+        assert cp.postgres.memory_request_mib == (
+            capacity.POSTGRES_BASE_MEMORY_MIB
+            + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * cfg.plan.database.max_connections)
+    # prod counts two api-server replicas; the second one also adds to the
+    # connection budget, and so to PostgreSQL's memory.
+    one = config_for("prod", apiServerReplicas=1).plan
+    api = capacity.CONTROL_PLANE_REQUESTS["api-server"]
+    more_connections = prod.plan.database.max_connections - one.database.max_connections
+    assert more_connections > 0
+    assert prod.plan.control_plane.memory_request_mib - one.control_plane.memory_request_mib == \
+        api.memory_request_mib + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * more_connections
+
+
+def test_system_pool_too_small_names_its_count() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_for("prod", apiServerReplicas=8, systemPool={"vmSize": "Standard_D4s_v5", "count": 1})
+    problems = dict(err.value.problems)
+    assert list(problems) == ["systemPool.count"]
+    assert "the control plane requests" in problems["systemPool.count"]
+
+
+def test_database_larger_than_a_system_node_names_the_vm_size() -> None:
+    # 8,000 slots need a PostgreSQL that allows ~9,700 connections: ~38 GiB, more than a B2s node.
+    with pytest.raises(ConfigError) as err:
+        config_for("prod", parallelism=8000, systemPool={"vmSize": "Standard_B2s", "count": 20},
+                   workerPool={"vmSize": "Standard_E16s_v5"})
+    problems = dict(err.value.problems)
+    assert "postgres requests" in problems["systemPool.vmSize"]
+
+
+def test_flower_adds_to_the_control_plane() -> None:
+    with_flower = config_for("dev", flower=True).plan.control_plane
+    without = config_for("dev").plan.control_plane
+    assert "flower" in with_flower.pods and "flower" not in without.pods
+    assert with_flower.cpu_request_millicores > without.cpu_request_millicores
