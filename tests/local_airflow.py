@@ -1,0 +1,481 @@
+"""Run what the program declares on real Airflow, PostgreSQL and RabbitMQ, on loopback.
+
+The program runs under Pulumi mocks for a stack config; this module reads the
+Kubernetes objects it declared and starts each Airflow component as a local
+process with that object's command, args and environment, with the generated
+airflow.cfg from its ConfigMap. PostgreSQL and RabbitMQ (Debian packages) start
+with the args and config files their declared objects carry, and with the
+credentials the program generated for them. Only what a cluster provides
+differently is rewritten: service hostnames become 127.0.0.1 and free ports,
+/opt/airflow becomes a scratch directory (and its dags folder app/dags), and
+each run gets its own database and vhost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from components import names
+from tests.harness import ProgramRun, plain, run_program, stack_file_config
+from tests.real_airflow import AIRFLOW_VENV, ROOT
+
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
+APP_DAGS = ROOT / "app" / "dags"
+TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def image_command(args: list[str]) -> list[str]:
+    """What the official image's entrypoint runs for these container args."""
+    if args and args[0] in ("bash", "python", "sh"):
+        return args
+    return ["airflow", *args]
+
+
+def wait_for(what: str, check: Any, timeout: float, interval: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"{what} not ready after {timeout:.0f} s")
+
+
+# --------------------------------------------------------------------------
+# Services
+# --------------------------------------------------------------------------
+
+
+class LocalPostgres:
+    """A private PostgreSQL cluster on 127.0.0.1, started with the declared server args."""
+
+    def __init__(self, workdir: Path, server_args: list[str]) -> None:
+        bins = sorted(Path("/").glob(PG_BIN_GLOB.lstrip("/")))
+        if not bins:
+            raise RuntimeError("PostgreSQL is not installed: run scripts/install")
+        self.bin = bins[-1]
+        self.dir = workdir / "postgres"
+        self.port = free_port()
+        self.server_args = server_args
+
+    def _as_postgres(self, *cmd: str) -> subprocess.CompletedProcess[str]:
+        # initdb and the server refuse to run as root.
+        return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True,
+                              check=True, cwd="/tmp")
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True)
+        shutil.chown(self.dir, "postgres")
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
+                          "--auth=trust", "-E", "UTF8")
+        options = " ".join([f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir}",
+                            *self.server_args])
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
+                          "-o", options, "-w", "start")
+
+    def stop(self) -> None:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
+
+    def admin(self) -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+                               autocommit=True)
+
+    def setting(self, name: str) -> str:
+        with self.admin() as conn:
+            return str(conn.execute(f"SHOW {name}").fetchone()[0])
+
+
+class LocalRabbitMQ:
+    """A private RabbitMQ node on 127.0.0.1 with the declared config files."""
+
+    def __init__(self, workdir: Path, conf_files: dict[str, str]) -> None:
+        if not (RABBITMQ_BIN / "rabbitmq-server").exists():
+            raise RuntimeError("RabbitMQ is not installed: run scripts/install")
+        self.dir = workdir / "rabbitmq"
+        self.port = free_port()
+        self.node = f"airflowaks{self.port}@localhost"
+        self.conf_files = conf_files
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(self.dir),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_CONFIG_FILES": str(self.dir / "conf.d"),
+            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(self.dir / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_PID_FILE": str(self.dir / "pid"),
+        }
+
+    def ctl(self, *args: str) -> str:
+        done = subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args], env=self._env,
+                              capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
+        return done.stdout
+
+    def start(self) -> None:
+        conf = self.dir / "conf.d"
+        conf.mkdir(parents=True)
+        (conf / "10-local.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+        for name, text in self.conf_files.items():
+            (conf / name).write_text(text)
+        (self.dir / "enabled_plugins").write_text("[].\n")
+        self._env = self.env
+        log = (self.dir / "server.log").open("wb")
+        self.process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=self._env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True)
+        wait_for("RabbitMQ", lambda: subprocess.run(
+            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, "await_startup"], env=self._env,
+            capture_output=True, timeout=60, check=False).returncode == 0, timeout=90, interval=2)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            with contextlib.suppress(Exception):
+                self.ctl("stop")
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+
+    def environment(self) -> str:
+        return self.ctl("environment")
+
+
+@dataclass
+class Services:
+    postgres: LocalPostgres
+    rabbitmq: LocalRabbitMQ
+    workdir: Path
+
+
+@contextlib.contextmanager
+def local_services(stack: str = "dev", config: dict[str, Any] | None = None) -> Iterator[Services]:
+    """PostgreSQL and RabbitMQ as the program declares them for a stack, for one test session."""
+    run = declared(stack, config)
+    pg = run.manifest("StatefulSet", names.POSTGRES)["spec"]["template"]["spec"]["containers"][0]
+    mq_conf = run.manifest("ConfigMap", names.RABBITMQ)["data"]
+    workdir = Path(tempfile.mkdtemp(prefix="airflow-aks-services-"))
+    workdir.chmod(0o755)  # the postgres user must reach its data directory
+    services = Services(LocalPostgres(workdir, pg["args"]), LocalRabbitMQ(workdir, mq_conf), workdir)
+    try:
+        services.postgres.start()
+        services.rabbitmq.start()
+        yield services
+    finally:
+        services.rabbitmq.stop()
+        services.postgres.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def declared(stack: str, config: dict[str, Any] | None = None) -> ProgramRun:
+    run = run_program(stack, config)
+    if run.error is not None:
+        raise run.error
+    return run
+
+
+def stack_config(base: str = "dev", **changes: Any) -> dict[str, Any]:
+    """A stack file's config with some airflow-aks keys changed."""
+    config = stack_file_config(base)
+    for key, value in changes.items():
+        config[f"airflow-aks:{key}"] = value
+    return config
+
+
+# --------------------------------------------------------------------------
+# One deployment: the declared Airflow objects as local processes
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Workload:
+    component: str
+    args: list[str]
+    env: dict[str, str]
+    probe: dict[str, Any] | None
+
+
+@dataclass
+class Observation:
+    max_running: int = 0
+    states: dict[str, int] = field(default_factory=dict)
+    first_running_at: float | None = None
+    all_running_at: float | None = None
+    finished_at: float | None = None
+    samples: int = 0
+
+
+class LocalDeployment:
+    """Airflow as declared for one stack config, on local processes and a fresh database."""
+
+    def __init__(self, run: ProgramRun, services: Services, workdir: Path | None = None) -> None:
+        self.run = run
+        self.services = services
+        self.id = uuid.uuid4().hex[:8]
+        self.home = workdir or Path(tempfile.mkdtemp(prefix=f"airflow-aks-{self.id}-"))
+        self.database = f"airflow_{self.id}"
+        self.vhost = f"airflow_{self.id}"
+        self.api_port = free_port()
+        self.health_port = free_port()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.namespace = run.outputs["namespace"]
+        self.secret_data = self._secret_data()
+        self.cfg_text = self._rewrite(run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"])
+        self.env_data = run.manifest("ConfigMap", names.ENV_CONFIG_MAP)["data"]
+        self.workloads = self._workloads()
+
+    # -- what the program declared, adapted to loopback ----------------------
+
+    def _secret(self, name: str) -> dict[str, str]:
+        [r] = [r for r in self.run.resources
+               if r.type == "kubernetes:core/v1:Secret" and plain(r.inputs)["metadata"]["name"] == name]
+        return plain(r.inputs["stringData"])
+
+    def _secret_data(self) -> dict[str, str]:
+        data = dict(self._secret(names.ENV_SECRET))
+        pg_host = f"{names.service_host(names.POSTGRES, self.namespace)}:{names.POSTGRES_PORT}"
+        mq_host = f"{names.service_host(names.RABBITMQ, self.namespace)}:{names.RABBITMQ_PORT}"
+        for key, value in data.items():
+            value = value.replace(f"@{pg_host}/{names.POSTGRES_DB}", f"@127.0.0.1:{self.services.postgres.port}/"
+                                  f"{self.database}")
+            value = value.replace(f"@{mq_host}/{names.RABBITMQ_VHOST}", f"@127.0.0.1:{self.services.rabbitmq.port}/"
+                                  f"{self.vhost}")
+            data[key] = value
+        return data
+
+    def _rewrite(self, text: str) -> str:
+        api_host = f"{names.service_host(names.API_SERVER, self.namespace)}:{names.API_SERVER_PORT}"
+        text = text.replace(api_host, f"127.0.0.1:{self.api_port}")
+        text = re.sub(r"(?m)^port = \d+$", f"port = {self.api_port}", text)
+        text = re.sub(r"(?m)^scheduler_health_check_server_port = \d+$",
+                      f"scheduler_health_check_server_port = {self.health_port}", text)
+        text = text.replace(names.DAGS_FOLDER, str(APP_DAGS))
+        return text.replace(names.AIRFLOW_HOME, str(self.home))
+
+    def _workloads(self) -> dict[str, Workload]:
+        found: dict[str, Workload] = {}
+        for m in self.run.manifests():
+            if m["kind"] not in ("Deployment", "StatefulSet", "Job"):
+                continue
+            labels = m["spec"]["template"]["metadata"]["labels"]
+            if labels.get("app.kubernetes.io/name") != "airflow":
+                continue
+            component = labels["app.kubernetes.io/component"]
+            [container] = m["spec"]["template"]["spec"]["containers"]
+            env: dict[str, str] = {}
+            for ref in container.get("envFrom", []):
+                assert ref["configMapRef"]["name"] == names.ENV_CONFIG_MAP
+                env.update(self.env_data)
+            for item in container.get("env", []):
+                if "value" in item:
+                    env[item["name"]] = self._rewrite(item["value"])
+                else:
+                    ref = item["valueFrom"]["secretKeyRef"]
+                    assert ref["name"] == names.ENV_SECRET, f"{component}: unknown Secret {ref['name']}"
+                    env[item["name"]] = self.secret_data[ref["key"]]
+            probe = container.get("readinessProbe") or container.get("livenessProbe")
+            found[component] = Workload(component, container["args"], env, probe)
+        return found
+
+    def process_env(self, workload: Workload) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PULUMI"))}
+        base["PATH"] = f"{AIRFLOW_VENV / 'bin'}:{base.get('PATH', '/usr/bin:/bin')}"
+        return {**base, "AIRFLOW_HOME": str(self.home), **workload.env}
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def prepare(self) -> None:
+        """Fresh database and vhost, with the users the program generated passwords for."""
+        pg_password = self._secret(names.POSTGRES_SECRET)["password"]
+        with self.services.postgres.admin() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [names.POSTGRES_USER]).fetchone()
+            verb = "ALTER" if exists else "CREATE"
+            conn.execute(f"{verb} ROLE {names.POSTGRES_USER} LOGIN PASSWORD '{pg_password}'")
+            conn.execute(f"CREATE DATABASE {self.database} OWNER {names.POSTGRES_USER}")
+        mq = self.services.rabbitmq
+        mq_password = self._secret(names.RABBITMQ_SECRET)["password"]
+        with contextlib.suppress(RuntimeError):
+            mq.ctl("add_user", names.RABBITMQ_USER, mq_password)
+        mq.ctl("change_password", names.RABBITMQ_USER, mq_password)
+        mq.ctl("add_vhost", self.vhost)
+        mq.ctl("set_permissions", "-p", self.vhost, names.RABBITMQ_USER, ".*", ".*", ".*")
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        (self.home / "airflow.cfg").write_text(self.cfg_text)
+        # The api-server's init container copies this from the auth Secret.
+        auth = self._secret(names.AUTH_SECRET)
+        auth_dir = self.home / "auth"
+        auth_dir.mkdir(exist_ok=True)
+        for key, value in auth.items():
+            (auth_dir / key).write_text(value)
+
+    def migrate(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        job = self.workloads["migrate"]
+        done = subprocess.run(image_command(job.args), env=self.process_env(job), cwd=self.home,
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        (self.home / "migrate.log").write_text(done.stdout + done.stderr)
+        if done.returncode != 0:
+            raise RuntimeError(f"migration job failed:\n{(done.stdout + done.stderr)[-3000:]}")
+        return done
+
+    def start(self, *components: str) -> None:
+        for component in components or ("api-server", "scheduler", "dag-processor", "triggerer", "worker"):
+            w = self.workloads[component]
+            log = (self.home / f"{component}.log").open("wb")
+            self.processes[component] = subprocess.Popen(
+                image_command(w.args), env=self.process_env(w), cwd=self.home, stdout=log,
+                stderr=subprocess.STDOUT, start_new_session=True)
+
+    def probe_ok(self, component: str) -> bool:
+        """Run the component's declared readiness (or liveness) probe against the local process."""
+        w = self.workloads[component]
+        proc = self.processes.get(component)
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{component} exited with {proc.returncode}: see {self.home / (component + '.log')}")
+        probe = w.probe or {}
+        if "httpGet" in probe:
+            port = {names.API_SERVER_PORT: self.api_port, names.SCHEDULER_HEALTH_PORT: self.health_port}[
+                probe["httpGet"]["port"]]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{probe['httpGet']['path']}", timeout=5) as r:
+                    return r.status == 200
+            except OSError:
+                return False
+        if "exec" in probe:
+            done = subprocess.run(probe["exec"]["command"], env=self.process_env(w), cwd=self.home,
+                                  capture_output=True, timeout=90, check=False)
+            return done.returncode == 0
+        return True
+
+    def wait_ready(self, timeout: float = 180) -> float:
+        started = time.monotonic()
+        for component in self.processes:
+            wait_for(component, lambda c=component: self.probe_ok(c), timeout=timeout, interval=1)
+        wait_for("the fanout DAG in the database", lambda: self.query(
+            "SELECT count(*) FROM serialized_dag WHERE dag_id = 'fanout'")[0][0] > 0, timeout=timeout)
+        return time.monotonic() - started
+
+    def airflow(self, *args: str, timeout: float = 120) -> str:
+        w = self.workloads["scheduler"]
+        done = subprocess.run(["airflow", *args], env=self.process_env(w), cwd=self.home, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)}: {(done.stdout + done.stderr)[-2000:]}")
+        return done.stdout
+
+    def trigger(self, dag_id: str = "fanout") -> str:
+        run_id = f"test__{self.id}__{time.time_ns()}"
+        self.airflow("dags", "unpause", dag_id)
+        self.airflow("dags", "trigger", dag_id, "--run-id", run_id)
+        return run_id
+
+    def connect(self) -> psycopg.Connection:
+        return psycopg.connect(host="127.0.0.1", port=self.services.postgres.port, user="postgres",
+                               dbname=self.database, autocommit=True)
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        with self.connect() as conn:
+            return conn.execute(sql, params or []).fetchall()
+
+    def states(self, run_id: str) -> dict[str, int]:
+        rows = self.query("SELECT coalesce(state, 'none'), count(*) FROM task_instance "
+                          "WHERE run_id = %s GROUP BY 1", [run_id])
+        return {state: count for state, count in rows}
+
+    def observe(self, run_id: str, tasks: int, timeout: float, interval: float = 0.25,
+                on_sample: Any = None) -> Observation:
+        """Poll the metadata DB until every task instance of the run has ended."""
+        obs = Observation()
+        start = time.monotonic()
+        with self.connect() as conn:
+            while time.monotonic() - start < timeout:
+                rows = conn.execute("SELECT coalesce(state, 'none'), count(*) FROM task_instance "
+                                    "WHERE run_id = %s GROUP BY 1", [run_id]).fetchall()
+                states = {state: count for state, count in rows}
+                now = time.monotonic() - start
+                running = states.get("running", 0)
+                obs.samples += 1
+                obs.max_running = max(obs.max_running, running)
+                if running and obs.first_running_at is None:
+                    obs.first_running_at = now
+                if running >= tasks and obs.all_running_at is None:
+                    obs.all_running_at = now
+                obs.states = states
+                if on_sample:
+                    on_sample(states, now)
+                if sum(states.values()) >= tasks and sum(states.get(s, 0) for s in TERMINAL) >= tasks:
+                    obs.finished_at = now
+                    return obs
+                time.sleep(interval)
+        return obs
+
+    def pid(self, component: str) -> int:
+        return self.processes[component].pid
+
+    def stop(self) -> None:
+        for proc in self.processes.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for proc in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.processes.clear()
+        with contextlib.suppress(Exception), self.services.postgres.admin() as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
+        with contextlib.suppress(Exception):
+            self.services.rabbitmq.ctl("delete_vhost", self.vhost)
+
+    def logs(self, component: str, tail: int = 4000) -> str:
+        path = self.home / f"{component}.log"
+        return path.read_text(errors="replace")[-tail:] if path.exists() else ""
+
+    def summary(self) -> str:
+        return json.dumps({c: self.workloads[c].args for c in self.workloads})
+
+
+@contextlib.contextmanager
+def deployment(services: Services, config: dict[str, Any], stack: str = "dev",
+               start: bool = True) -> Iterator[LocalDeployment]:
+    """Declare the program for a config, then migrate and start it locally."""
+    d = LocalDeployment(declared(stack, config), services)
+    try:
+        d.prepare()
+        d.migrate()
+        if start:
+            d.start()
+            d.wait_ready()
+        yield d
+    finally:
+        d.stop()

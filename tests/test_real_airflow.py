@@ -1,0 +1,167 @@
+"""What the program generates, run on real Airflow + Celery + PostgreSQL + RabbitMQ.
+
+Each test declares the program for a stack config (under Pulumi mocks), starts
+the declared components as local processes (tests/local_airflow.py) on a fresh
+database, runs the reference DAG and watches task instance states in the
+metadata database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from components.config import build_stack_config
+from tests.harness import project_values
+from tests.local_airflow import Services, deployment, local_services, stack_config
+from tests.real_airflow import AIRFLOW_VENV, run_airflow_python
+
+# Large enough for every test below: PostgreSQL starts with the max_connections
+# the program declares for the widest one.
+WIDEST = stack_config("dev", parallelism=160, workerConcurrency=160, fanoutTasks=160,
+                      workerPool={"vmSize": "Standard_E32s_v5"}, systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+
+
+@pytest.fixture(scope="module")
+def services() -> Iterator[Services]:
+    with local_services("dev", WIDEST) as s:
+        yield s
+
+
+def fanout(parallelism: int, width: int, sleep: int, **more: object) -> dict[str, object]:
+    return stack_config("dev", parallelism=parallelism, workerConcurrency=parallelism, fanoutTasks=width,
+                        fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
+                        systemPool={"vmSize": "Standard_D8s_v5", "count": 1}, **more)
+
+
+def test_services_run_with_the_declared_settings(services: Services) -> None:
+    plan = build_stack_config(project_values(WIDEST), stack="dev", location="x").plan
+    assert services.postgres.setting("max_connections") == str(plan.database.max_connections)
+    assert "{consumer_timeout,4200000}" in services.rabbitmq.environment()
+
+
+def test_parallelism_caps_the_running_tasks(services: Services) -> None:
+    with deployment(services, fanout(parallelism=16, width=32, sleep=20)) as d:
+        run_id = d.trigger()
+        obs = d.observe(run_id, tasks=32, timeout=240)
+        assert obs.finished_at is not None, f"run did not finish: {obs.states}\n{d.logs('scheduler')}"
+        assert obs.max_running == 16, f"at most parallelism=16 run at once, saw {obs.max_running}"
+        assert obs.states == {"success": 32}
+
+
+def test_parallelism_equal_to_the_width_runs_everything_at_once(services: Services) -> None:
+    with deployment(services, fanout(parallelism=32, width=32, sleep=30)) as d:
+        run_id = d.trigger()
+        obs = d.observe(run_id, tasks=32, timeout=240)
+        assert obs.all_running_at is not None, f"never all 32 running; max {obs.max_running}"
+        assert obs.max_running == 32
+        assert obs.states == {"success": 32}
+
+
+def test_a_fanout_wider_than_128_runs_all_at_once(services: Services) -> None:
+    with deployment(services, fanout(parallelism=160, width=160, sleep=90)) as d:
+        assert d.query("SELECT slots FROM slot_pool WHERE pool = 'default_pool'") == [(160,)], \
+            "the migration job sized default_pool to parallelism"
+        run_id = d.trigger()
+        obs = d.observe(run_id, tasks=160, timeout=420)
+        assert obs.max_running == 160, f"all 160 should run together (default pool resized), saw {obs.max_running}"
+        assert obs.states == {"success": 160}, "none left queued or scheduled"
+
+
+def test_sigterm_to_a_worker_lets_running_tasks_finish(services: Services) -> None:
+    with deployment(services, fanout(parallelism=8, width=8, sleep=25)) as d:
+        worker = d.workloads["worker"]
+        assert worker.env.get("DUMB_INIT_SETSID") == "0", "the declared worker forwards SIGTERM to Celery only"
+        run_id = d.trigger()
+        signalled: list[float] = []
+
+        def on_sample(states: dict[str, int], now: float) -> None:
+            # Like the kubelet on scale-in or rollout: SIGTERM once the tasks run.
+            if not signalled and states.get("running", 0) == 8:
+                os.kill(d.pid("worker"), signal.SIGTERM)
+                signalled.append(now)
+
+        obs = d.observe(run_id, tasks=8, timeout=180, on_sample=on_sample)
+        assert signalled, f"the tasks never all ran: {obs.states}"
+        proc = d.processes["worker"]
+        proc.wait(timeout=60)
+        assert obs.states == {"success": 8}, f"zero lost, zero failed: {obs.states}\n{d.logs('worker')}"
+        assert obs.finished_at is not None and obs.finished_at > signalled[0]
+        assert "warm shutdown" in d.logs("worker", tail=200_000).lower()
+
+
+# --------------------------------------------------------------------------
+# airflow.cfg against the target Airflow's own configuration
+# --------------------------------------------------------------------------
+
+KNOWN_OPTIONS = """
+import json
+from airflow.configuration import conf
+known = {s: sorted(o.get("options", {})) for s, o in conf.configuration_description.items()}
+print(json.dumps(known))
+"""
+
+
+def airflow_known_options(home: Path) -> dict[str, set[str]]:
+    done = run_airflow_python(KNOWN_OPTIONS, home=home)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {s: set(o) for s, o in json.loads(done.stdout.strip().splitlines()[-1]).items()}
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_every_generated_option_exists_in_the_target_airflow(tmp_path: Path, stack: str) -> None:
+    cfg = build_stack_config(project_values(stack_config(stack, airflowConfig={
+        "core": {"dagbag_import_timeout": 60}, "logging": {"logging_level": "WARNING"}})),
+        stack=stack, location="x").airflow_cfg
+    known = airflow_known_options(tmp_path)
+    section = None
+    unknown = []
+    for line in cfg.splitlines():
+        if m := re.fullmatch(r"\[(.+)\]", line):
+            section = m.group(1)
+        elif m := re.fullmatch(r"(\w+) = .*", line):
+            if m.group(1) not in known.get(section, set()):
+                unknown.append(f"[{section}] {m.group(1)}")
+    assert not unknown, f"options Airflow does not know: {unknown}"
+    assert "celery" in known and "worker_concurrency" in known["celery"], "provider options are included"
+
+
+def test_a_misspelt_option_would_be_caught(tmp_path: Path) -> None:
+    known = airflow_known_options(tmp_path)
+    assert "dag_concurrency" not in known["core"]
+    assert "max_queued_runs_per_dag" not in known["core"]
+
+
+def lint(home: Path, cfg: str | None, env: dict[str, str] | None = None) -> list[str]:
+    home.mkdir(parents=True, exist_ok=True)
+    if cfg is not None:
+        (home / "airflow.cfg").write_text(cfg)
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PULUMI"))}
+    full_env.update({"AIRFLOW_HOME": str(home), **(env or {})})
+    done = subprocess.run([str(AIRFLOW_VENV / "bin" / "airflow"), "config", "lint"], env=full_env,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [line.strip()[2:] for line in done.stdout.splitlines() if line.strip().startswith("- ")]
+
+
+def test_airflow_config_lint_finds_nothing_beyond_the_celery_executor_note(tmp_path: Path) -> None:
+    cfg = build_stack_config(project_values(stack_config("prod")), stack="prod", location="x").airflow_cfg
+    ours = lint(tmp_path / "ours", cfg)
+    # lint reports the changed default of [core] executor for any executor but
+    # LocalExecutor, wherever it is set: a Celery deployment always gets it.
+    baseline = lint(tmp_path / "baseline", None, {"AIRFLOW__CORE__EXECUTOR": "CeleryExecutor"})
+    assert ours == baseline
+    assert len(ours) == 1 and "`executor`" in ours[0]
+
+
+def test_lint_would_report_an_airflow_2_option(tmp_path: Path) -> None:
+    cfg = build_stack_config(project_values(stack_config("dev")), stack="dev", location="x").airflow_cfg
+    findings = lint(tmp_path, cfg + "\n[webserver]\nsecret_key = x\n")
+    assert any("secret_key" in f for f in findings)
