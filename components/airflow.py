@@ -11,7 +11,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import names
+from components import k8s, names
 from components.airflow_cfg import AUTH_PASSWORDS_FILE, workload_env
 from components.capacity import CapacityPlan
 from components.k8s import CHECKSUM_ANNOTATION, checksum, resources
@@ -164,16 +164,8 @@ class Airflow(pulumi.ComponentResource):
             )
 
         def service(component: str, port_name: str, port: int, headless: bool = False) -> kubernetes.core.v1.Service:
-            return kubernetes.core.v1.Service(
-                f"{name}-{component}-service",
-                metadata={"name": f"airflow-{component}", "namespace": namespace, "labels": _labels(component)},
-                spec={
-                    **({"cluster_ip": "None"} if headless else {}),
-                    "selector": _labels(component),
-                    "ports": [{"name": port_name, "port": port, "target_port": port_name}],
-                },
-                opts=child,
-            )
+            return k8s.service(f"{name}-{component}-service", f"airflow-{component}", namespace, _labels(component),
+                               port_name, port, headless=headless, opts=child)
 
         # api-server: UI, REST API and the Execution API every running task talks to.
         api_health = _http_probe("/api/v2/monitor/health", names.API_SERVER_PORT)

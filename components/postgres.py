@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import names
+from components import k8s, names
 from components.capacity import CapacityPlan
 from components.k8s import resources, volume_claim
 from components.secrets import PASSWORD_KEY
@@ -37,18 +37,8 @@ class Postgres(pulumi.ComponentResource):
         res = plan.control_plane.postgres
         ready = ["pg_isready", "--username", names.POSTGRES_USER, "--dbname", names.POSTGRES_DB]
 
-        service = kubernetes.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": names.POSTGRES, "namespace": namespace, "labels": labels},
-            spec={
-                # Headless: the name resolves to the one pod, which the
-                # StatefulSet also needs as its governing Service.
-                "cluster_ip": "None",
-                "selector": labels,
-                "ports": [{"name": "postgres", "port": names.POSTGRES_PORT, "target_port": "postgres"}],
-            },
-            opts=child,
-        )
+        service = k8s.service(f"{name}-service", names.POSTGRES, namespace, labels, "postgres",
+                              names.POSTGRES_PORT, headless=True, opts=child)
 
         self.stateful_set = kubernetes.apps.v1.StatefulSet(
             f"{name}-statefulset",

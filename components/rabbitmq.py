@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import names
+from components import k8s, names
 from components.capacity import CapacityPlan
 from components.k8s import CHECKSUM_ANNOTATION, checksum, resources, volume_claim
 from components.secrets import PASSWORD_KEY
@@ -57,16 +57,8 @@ class RabbitMQ(pulumi.ComponentResource):
             data={"20-airflow-aks.conf": conf_text},
             opts=child,
         )
-        service = kubernetes.core.v1.Service(
-            f"{name}-service",
-            metadata={"name": names.RABBITMQ, "namespace": namespace, "labels": labels},
-            spec={
-                "cluster_ip": "None",
-                "selector": labels,
-                "ports": [{"name": "amqp", "port": names.RABBITMQ_PORT, "target_port": "amqp"}],
-            },
-            opts=child,
-        )
+        service = k8s.service(f"{name}-service", names.RABBITMQ, namespace, labels, "amqp",
+                              names.RABBITMQ_PORT, headless=True, opts=child)
         self.stateful_set = kubernetes.apps.v1.StatefulSet(
             f"{name}-statefulset",
             metadata={"name": names.RABBITMQ, "namespace": namespace, "labels": labels},

@@ -5,7 +5,7 @@ from typing import Any
 import pytest
 
 from components.config import StackConfig, build_stack_config
-from tests.harness import project_values, stack_file_config
+from tests.harness import ProgramRun, project_values, run_program, stack_file_config
 
 
 def config_for(stack: str, **changes: Any) -> StackConfig:
@@ -27,3 +27,12 @@ def prod() -> StackConfig:
 @pytest.fixture
 def dev() -> StackConfig:
     return config_for("dev")
+
+
+@pytest.fixture(scope="session")
+def runs() -> dict[str, ProgramRun]:
+    """The program run under mocks for each shipped stack file."""
+    result = {stack: run_program(stack) for stack in ("dev", "prod")}
+    for stack, run in result.items():
+        assert run.error is None, f"{stack}: {run.error}"
+    return result

@@ -163,6 +163,13 @@ class LocalRabbitMQ:
                 self.ctl("stop")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+        # rabbitmq-server starts the Erlang port mapper as a daemon; stop it
+        # too unless another node still uses it.
+        epmd = shutil.which("epmd") or "/usr/lib/erlang/erts/bin/epmd"
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            names_ = subprocess.run([epmd, "-names"], capture_output=True, text=True, timeout=10).stdout
+            if "name " not in names_:
+                subprocess.run([epmd, "-kill"], capture_output=True, timeout=10, check=False)
 
     def environment(self) -> str:
         return self.ctl("environment")
@@ -235,7 +242,9 @@ class Observation:
 class LocalDeployment:
     """Airflow as declared for one stack config, on local processes and a fresh database."""
 
-    def __init__(self, run: ProgramRun, services: Services, workdir: Path | None = None) -> None:
+    def __init__(self, run: ProgramRun, services: Services, workdir: Path | None = None,
+                 cfg_text: str | None = None, migrate_args: list[str] | None = None) -> None:
+        """cfg_text and migrate_args replace the declared ones (the benchmark's comparison configs)."""
         self.run = run
         self.services = services
         self.id = uuid.uuid4().hex[:8]
@@ -247,9 +256,12 @@ class LocalDeployment:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.namespace = run.outputs["namespace"]
         self.secret_data = self._secret_data()
-        self.cfg_text = self._rewrite(run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"])
+        declared_cfg = run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
+        self.cfg_text = self._rewrite(cfg_text if cfg_text is not None else declared_cfg)
         self.env_data = run.manifest("ConfigMap", names.ENV_CONFIG_MAP)["data"]
         self.workloads = self._workloads()
+        if migrate_args is not None:
+            self.workloads["migrate"].args = migrate_args
 
     # -- what the program declared, adapted to loopback ----------------------
 
@@ -438,6 +450,23 @@ class LocalDeployment:
     def pid(self, component: str) -> int:
         return self.processes[component].pid
 
+    def tree_pss_mib(self, component: str) -> float:
+        """Proportional set size of a component's whole process tree, from /proc/*/smaps_rollup."""
+        children: dict[int, list[int]] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        todo, total_kib = [self.pid(component)], 0
+        while todo:
+            pid = todo.pop()
+            todo += children.get(pid, [])
+            with contextlib.suppress(OSError):
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                    if line.startswith("Pss:"):
+                        total_kib += int(line.split()[1])
+        return total_kib / 1024
+
     def stop(self) -> None:
         for proc in self.processes.values():
             if proc.poll() is None:
@@ -466,10 +495,10 @@ class LocalDeployment:
 
 
 @contextlib.contextmanager
-def deployment(services: Services, config: dict[str, Any], stack: str = "dev",
-               start: bool = True) -> Iterator[LocalDeployment]:
+def deployment(services: Services, config: dict[str, Any], stack: str = "dev", start: bool = True,
+               **replace: Any) -> Iterator[LocalDeployment]:
     """Declare the program for a config, then migrate and start it locally."""
-    d = LocalDeployment(declared(stack, config), services)
+    d = LocalDeployment(declared(stack, config), services, **replace)
     try:
         d.prepare()
         d.migrate()

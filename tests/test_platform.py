@@ -31,14 +31,6 @@ IMAGE = "docker-build:index:Image"
 K8S = "pulumi:providers:kubernetes"
 
 
-@pytest.fixture(scope="module")
-def runs() -> dict[str, ProgramRun]:
-    result = {stack: run_program(stack) for stack in ("dev", "prod")}
-    for stack, run in result.items():
-        assert run.error is None, f"{stack}: {run.error}"
-    return result
-
-
 def registry_id(run: ProgramRun) -> str:
     rg = run.outputs["resourceGroupName"]
     name = run.outputs["registryLoginServer"].split(".")[0]

@@ -21,14 +21,6 @@ from tests.harness import ProgramRun, is_secret, plain, run_program, stack_file_
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 
 
-@pytest.fixture(scope="module")
-def runs() -> dict[str, ProgramRun]:
-    result = {stack: run_program(stack) for stack in ("dev", "prod")}
-    for stack, run in result.items():
-        assert run.error is None, f"{stack}: {run.error}"
-    return result
-
-
 def cfg_of(run: ProgramRun) -> configparser.ConfigParser:
     parser = configparser.ConfigParser(interpolation=None)
     parser.read_string(run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"])
