@@ -15,13 +15,17 @@ from components.settings import ConfigError, Settings
 from components.vmsizes import VM_SIZES, Allocatable, allocatable
 
 # --- Worker memory ---------------------------------------------------------
-# Measured on Airflow 3.3.2 with the prefork pool (2-core machine, PSS summed
-# over the worker's process tree from /proc/*/smaps_rollup): an idle worker is
-# about 150 MiB plus 15-20 MiB per idle pool child, and each busy slot adds
-# about 62 MiB (the task process the pool child forks). A slot therefore costs
-# about 82 MiB; the default request per slot (settings.py) is that plus 25 %.
-MEASURED_WORKER_IDLE_MIB = 150
-MEASURED_SLOT_MIB = 82
+# Measured by bench/fanout on Airflow 3.3.2 with the prefork pool (2 cores;
+# PSS summed over the worker's process tree from /proc/*/smaps_rollup, see
+# bench/results/fanout.json): an idle worker with 16, 36 and 128 pool children
+# had 460, 726 and 1970 MiB, i.e. a base of about 250 MiB plus about 14 MiB per
+# idle child, and each busy slot added about 62 MiB (the task process its pool
+# child forks). A slot therefore costs about 76 MiB; requests add 25 %.
+# (The threads pool would save the idle children, but Airflow's task
+# supervisor installs signal handlers, which only the main thread may do:
+# every task failed with it.)
+MEASURED_WORKER_IDLE_MIB = 250
+MEASURED_SLOT_MIB = 76
 REQUEST_HEADROOM = 1.25
 WORKER_BASE_MEMORY_MIB = math.ceil(MEASURED_WORKER_IDLE_MIB * REQUEST_HEADROOM)
 # A task that outgrows its share should not take the whole worker (and every
@@ -52,7 +56,8 @@ CONNECTIONS_PER_ENGINE = SQLALCHEMY_POOL_SIZE + SQLALCHEMY_MAX_OVERFLOW
 # Uvicorn worker processes per api-server pod ([api] workers, Airflow's default).
 API_SERVER_WORKERS = 1
 # With the database result backend every busy pool child keeps a connection
-# to store its result: about one per busy slot, plus a couple per worker.
+# to store its result: about one per busy slot, plus a couple per worker
+# (bench/fanout saw 141 connections with 128 busy slots and every component up).
 CONNECTIONS_PER_WORKER_BASE = 2
 # The scheduler has its own engine plus the Celery executor's result-backend
 # reads.

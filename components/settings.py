@@ -95,7 +95,7 @@ class Settings:
 
 # Defaults for the worker request per slot: see components/capacity.py for the
 # measurements they come from.
-DEFAULT_WORKER_MEMORY_PER_SLOT_MIB = 103
+DEFAULT_WORKER_MEMORY_PER_SLOT_MIB = 95
 DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES = 10
 
 # Every key the program reads, with its default (None: derived from other keys).

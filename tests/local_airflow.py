@@ -508,3 +508,4 @@ def deployment(services: Services, config: dict[str, Any], stack: str = "dev", s
         yield d
     finally:
         d.stop()
+        shutil.rmtree(d.home, ignore_errors=True)

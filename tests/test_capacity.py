@@ -25,13 +25,13 @@ def test_prod_worker_nodes_for_e4s_v3(prod: StackConfig) -> None:
     # Worked by hand: an E4s_v3 has 4 vCPU and 32 GiB. With 110 pods per node
     # AKS reserves min(20*110+50, 32768/4) = 2250 MiB plus 100 MiB eviction
     # and 140m CPU: 30418 MiB and 3860m allocatable; DaemonSets leave 29818 MiB
-    # and 3510m. A 36-slot worker requests 188 + 36*103 = 3896 MiB and
-    # 100 + 36*10 = 460m: 7 fit by memory (27272) and 7 by CPU (3220).
+    # and 3510m. A 36-slot worker requests 313 + 36*95 = 3733 MiB and
+    # 100 + 36*10 = 460m: 7 fit by memory (26131) and 7 by CPU (3220).
     # 28 workers / 7 per node = 4 nodes.
     n = prod.plan.worker_nodes
     assert n.vm_size == "Standard_E4s_v3"
     assert (n.allocatable_memory_mib, n.allocatable_cpu_millicores) == (30418, 3860)
-    assert (prod.plan.worker.memory_request_mib, prod.plan.worker.cpu_request_millicores) == (3896, 460)
+    assert (prod.plan.worker.memory_request_mib, prod.plan.worker.cpu_request_millicores) == (3733, 460)
     assert n.workers_per_node == 7
     assert (n.nodes_needed, n.min_count, n.max_count, n.autoscale) == (4, 4, 4, False)
 
