@@ -1,6 +1,7 @@
 """airflow-aks: Apache Airflow 3 with the CeleryExecutor on AKS, sized from stack config."""
 
 import pulumi
+import pulumi_kubernetes as kubernetes
 
 from components.config import read_stack_config
 from components.image import AirflowImage
@@ -10,36 +11,47 @@ from components.workloads import Workloads, port_forward_command
 
 stack = pulumi.get_stack()
 config = read_stack_config()
+settings = config.settings
 
-platform = Platform("airflow", settings=config.settings, plan=config.plan, dns_prefix=f"airflow-{stack}")
-image = AirflowImage(
-    "airflow-image",
-    airflow_version=config.settings.airflow_version,
-    registry_login_server=platform.registry_login_server,
-)
+if settings.target == "aks":
+    platform = Platform("airflow", settings=settings, plan=config.plan, dns_prefix=f"airflow-{stack}")
+    image = AirflowImage(
+        "airflow-image",
+        airflow_version=settings.airflow_version,
+        registry_login_server=platform.registry_login_server,
+    )
+    provider = platform.provider
+    # Pods pull the image with the kubelet identity: the push and AcrPull come first.
+    image_dependencies: list[pulumi.Resource] = [image, platform.acr_pull]
+    worker_dependencies: list[pulumi.Resource] = [platform.worker_pool]
+    pulumi.export("resourceGroupName", platform.resource_group_name)
+    pulumi.export("registryLoginServer", platform.registry_login_server)
+    pulumi.export("clusterName", platform.cluster_name)
+    pulumi.export(
+        "getCredentialsCommand",
+        pulumi.Output.concat(
+            "az aks get-credentials --resource-group ", platform.resource_group_name,
+            " --name ", platform.cluster_name,
+        ),
+    )
+else:
+    # `target: local`: the current kubeconfig context, the image in the local Docker daemon.
+    image = AirflowImage("airflow-image", airflow_version=settings.airflow_version)
+    provider = kubernetes.Provider("local-k8s", context=settings.kube_context)
+    image_dependencies, worker_dependencies = [image], []
+
 workloads = Workloads(
     "workloads",
     config=config,
-    provider=platform.provider,
+    provider=provider,
     image=image.ref,
-    # Pods pull the image with the kubelet identity: the push and AcrPull come first.
-    image_dependencies=[image, platform.acr_pull],
-    worker_dependencies=[platform.worker_pool],
+    image_dependencies=image_dependencies,
+    worker_dependencies=worker_dependencies,
 )
 
 pulumi.export("capacityPlan", config.plan.to_output())
 pulumi.export("capacitySummary", config.plan.summary())
-pulumi.export("resourceGroupName", platform.resource_group_name)
-pulumi.export("registryLoginServer", platform.registry_login_server)
-pulumi.export("clusterName", platform.cluster_name)
 pulumi.export("image", image.ref)
-pulumi.export(
-    "getCredentialsCommand",
-    pulumi.Output.concat(
-        "az aks get-credentials --resource-group ", platform.resource_group_name,
-        " --name ", platform.cluster_name,
-    ),
-)
 pulumi.export("namespace", workloads.namespace)
 pulumi.export("portForwardCommand", port_forward_command(workloads.namespace))
 pulumi.export("adminUser", ADMIN_USER)

@@ -70,6 +70,7 @@ class Airflow(pulumi.ComponentResource):
         backends: Sequence[pulumi.Resource] = (),
         image_dependencies: Sequence[pulumi.Resource] = (),
         worker_dependencies: Sequence[pulumi.Resource] = (),
+        worker_pool_placement: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:airflow:Airflow", name, None, opts)
@@ -251,9 +252,11 @@ class Airflow(pulumi.ComponentResource):
                         liveness_probe=worker_ping,
                     )],
                     termination_grace_period_seconds=settings.longest_task_seconds + WORKER_SHUTDOWN_SLACK_SECONDS,
-                    node_selector={WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
-                    tolerations=[{"key": WORKER_POOL_LABEL_KEY, "operator": "Equal",
-                                  "value": WORKER_POOL_LABEL_VALUE, "effect": "NoSchedule"}],
+                    **({
+                        "node_selector": {WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
+                        "tolerations": [{"key": WORKER_POOL_LABEL_KEY, "operator": "Equal",
+                                         "value": WORKER_POOL_LABEL_VALUE, "effect": "NoSchedule"}],
+                    } if worker_pool_placement else {}),
                 ),
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.migration, *image_dependencies,

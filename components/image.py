@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pulumi
@@ -12,6 +13,19 @@ from components.acr_auth import TOKEN_USERNAME, registry_password
 
 APP_DIR = Path(__file__).resolve().parent.parent / "app"
 IMAGE_REPOSITORY = "airflow"
+LOCAL_IMAGE = "airflow-aks/airflow"
+
+
+def context_revision(context_dir: Path = APP_DIR) -> str:
+    """A short hash of every file in the build context.
+
+    A locally built image has no registry digest; tagging it with this makes a
+    changed DAG a new tag, which rolls the pods like a new digest does on AKS.
+    """
+    digest = hashlib.sha256()
+    for path in sorted(p for p in context_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(context_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 class AirflowImage(pulumi.ComponentResource):
@@ -19,6 +33,8 @@ class AirflowImage(pulumi.ComponentResource):
 
     ``ref`` is the pushed tag with its digest: a changed DAG gives a new digest
     and rolls the pods that use it; an unchanged build keeps the same ref.
+    Without a registry (``target: local``) the image is loaded into the local
+    Docker daemon instead, tagged with a hash of app/.
     """
 
     ref: pulumi.Output[str]
@@ -27,34 +43,46 @@ class AirflowImage(pulumi.ComponentResource):
         self,
         name: str,
         airflow_version: str,
-        registry_login_server: pulumi.Input[str],
+        registry_login_server: pulumi.Input[str] | None = None,
         context_dir: Path = APP_DIR,
         platform: docker_build.Platform = docker_build.Platform.LINUX_AMD64,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:image:AirflowImage", name, None, opts)
 
-        client = authorization.get_client_config_output()
-        token = authorization.get_client_token_output()
-        password = registry_password(registry_login_server, client.tenant_id, token.token)
-
-        image = docker_build.Image(
-            f"{name}-build",
-            context={"location": str(context_dir)},
-            dockerfile={"location": str(context_dir / "Dockerfile")},
-            build_args={"AIRFLOW_VERSION": airflow_version},
-            platforms=[platform],
+        build = {
+            "context": {"location": str(context_dir)},
+            "dockerfile": {"location": str(context_dir / "Dockerfile")},
+            "build_args": {"AIRFLOW_VERSION": airflow_version},
+            "platforms": [platform],
             # Previews (also in pull requests) need neither Docker nor a push.
-            build_on_preview=False,
-            push=True,
-            tags=[pulumi.Output.concat(registry_login_server, f"/{IMAGE_REPOSITORY}:{airflow_version}")],
-            registries=[{
-                "address": registry_login_server,
-                "username": TOKEN_USERNAME,
-                "password": password,
-            }],
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+            "build_on_preview": False,
+        }
+        if registry_login_server is None:
+            image = docker_build.Image(
+                f"{name}-build",
+                push=False,
+                load=True,
+                tags=[f"{LOCAL_IMAGE}:{airflow_version}-{context_revision(context_dir)}"],
+                opts=pulumi.ResourceOptions(parent=self),
+                **build,
+            )
+        else:
+            client = authorization.get_client_config_output()
+            token = authorization.get_client_token_output()
+            password = registry_password(registry_login_server, client.tenant_id, token.token)
+            image = docker_build.Image(
+                f"{name}-build",
+                push=True,
+                tags=[pulumi.Output.concat(registry_login_server, f"/{IMAGE_REPOSITORY}:{airflow_version}")],
+                registries=[{
+                    "address": registry_login_server,
+                    "username": TOKEN_USERNAME,
+                    "password": password,
+                }],
+                opts=pulumi.ResourceOptions(parent=self),
+                **build,
+            )
 
         self.ref = image.ref
         self.register_outputs({"ref": self.ref})

@@ -21,6 +21,7 @@ from typing import Any
 PROJECT = "airflow-aks"
 
 ACR_SKUS = ("Basic", "Standard", "Premium")
+TARGETS = ("aks", "local")
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _AIRFLOW_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
@@ -64,6 +65,8 @@ class Settings:
     """Everything the program reads from stack config, validated."""
 
     stack: str
+    target: str
+    kube_context: str | None
     location: str | None
     airflow_version: str
     kubernetes_version: str
@@ -101,6 +104,8 @@ DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES = 10
 # Every key the program reads, with its default (None: derived from other keys).
 # README's config reference documents each; a test keeps the two in step.
 DEFAULTS: dict[str, Any] = {
+    "target": "aks",
+    "kubeContext": None,
     "parallelism": 32,
     "workerConcurrency": 16,
     "workers": None,
@@ -275,6 +280,10 @@ def _check_image(v: str) -> str | None:
     return None
 
 
+def _check_target(v: str) -> str | None:
+    return None if v in TARGETS else f"must be one of {', '.join(TARGETS)}, got {v!r}"
+
+
 def _check_acr_sku(v: str) -> str | None:
     return None if v in ACR_SKUS else f"must be one of {', '.join(ACR_SKUS)}, got {v!r}"
 
@@ -381,6 +390,12 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     def get(name: str) -> Any:
         return values.get(name, DEFAULTS[name])
 
+    target = _str(get("target"), "target", problems, _check_target)
+    context_raw = values.get("kubeContext")
+    kube_context = (_str(context_raw, "kubeContext", problems, lambda _: None)
+                    if context_raw is not None else None)
+    if kube_context is not None and target != "local":
+        problems.append(("kubeContext", "only applies to `target: local` (AKS stacks use the cluster they create)"))
     parallelism = _int(get("parallelism"), "parallelism", 1, 100_000, problems)
     concurrency = _int(get("workerConcurrency"), "workerConcurrency", 1, 512, problems)
     workers_raw = values.get("workers")
@@ -414,7 +429,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
                         allow_autoscale=True)
     overrides = _airflow_config(get("airflowConfig"), problems)
 
-    if not location:
+    if not location and target != "local":
         problems.append(("azure-native:location", "required: the Azure region to deploy to, "
                          "e.g. `pulumi config set azure-native:location westeurope`"))
 
@@ -437,11 +452,14 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert mem_slot is not None and cpu_slot is not None and airflow_version is not None
     assert k8s_version is not None and namespace is not None and acr_sku is not None
     assert protect is not None and system_pool is not None and worker_pool is not None
+    assert target is not None
     assert overrides is not None and fanout_tasks is not None and fanout_sleep is not None
     assert longest_task is not None and flower is not None and pg_storage is not None
     assert mq_storage is not None and pg_image is not None and mq_image is not None
     return Settings(
         stack=stack,
+        target=target,
+        kube_context=kube_context,
         location=location,
         airflow_version=airflow_version,
         kubernetes_version=k8s_version,

@@ -57,7 +57,9 @@ class Workloads(pulumi.ComponentResource):
             f"{name}-airflow", namespace=ns, settings=settings, plan=plan, airflow_cfg=config.airflow_cfg,
             image=image, env_secret=secrets.env_secret_name, auth_secret=secrets.auth_secret_name,
             backends=[postgres.stateful_set, rabbitmq.stateful_set],
-            image_dependencies=image_dependencies, worker_dependencies=worker_dependencies, opts=child,
+            image_dependencies=image_dependencies, worker_dependencies=worker_dependencies,
+            # Only AKS has the labelled, tainted worker pool.
+            worker_pool_placement=settings.target == "aks", opts=child,
         )
 
         self.namespace = ns

@@ -129,9 +129,14 @@ class Mocks(pulumi.runtime.Mocks):
             state["hex"] = raw.hex()
             self.generated += [state["base64"], state["base64"].replace("+", "-").replace("/", "_")]
         elif args.typ == "docker-build:index:Image":
+            # As docker-build reports it: a pushed image's ref carries its digest,
+            # a loaded one is just its tag.
             tag = args.inputs["tags"][0]
-            state["digest"] = "sha256:" + "ab" * 32
-            state["ref"] = f"{tag}@{state['digest']}"
+            if args.inputs.get("push"):
+                state["digest"] = "sha256:" + "ab" * 32
+                state["ref"] = f"{tag}@{state['digest']}"
+            else:
+                state["ref"] = tag
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
