@@ -14,7 +14,7 @@ import pulumi_kubernetes as kubernetes
 from components import k8s, names
 from components.airflow_cfg import AUTH_PASSWORDS_FILE, workload_env
 from components.capacity import CapacityPlan
-from components.k8s import CHECKSUM_ANNOTATION, checksum, resources
+from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
 from components.secrets import AUTH_PASSWORDS_KEY, ENV_SECRET_KEYS
 from components.settings import Settings
@@ -50,8 +50,202 @@ def _jobs_check(job_type: str) -> dict[str, Any]:
                        initial_delay_seconds=60, period_seconds=60, timeout_seconds=60, failure_threshold=5)
 
 
+def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
+                    image: pulumi.Input[str]) -> list[KubeObject]:
+    """Every Airflow object, all reading the same airflow.cfg and the same Secret.
+
+    Stages order them: "migration" waits for the databases, "component" and
+    "worker" wait for the migration.
+    """
+    ns = settings.namespace
+    env_data = workload_env(settings)
+    # A changed airflow.cfg or environment rolls every Airflow pod.
+    config_checksum = checksum(airflow_cfg, json.dumps(env_data, sort_keys=True))
+    secret_env = [
+        {"name": env, "value_from": {"secret_key_ref": {"name": names.ENV_SECRET, "key": key}}}
+        for env, key in ENV_SECRET_KEYS.items()
+    ]
+    hardened = {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}}
+
+    def container(component: str, args: list[str], res: dict[str, Any], **extra: Any) -> dict[str, Any]:
+        mounts = [
+            {"name": "config", "mount_path": f"{names.AIRFLOW_HOME}/airflow.cfg", "sub_path": "airflow.cfg",
+             "read_only": True},
+            {"name": "logs", "mount_path": f"{names.AIRFLOW_HOME}/logs"},
+            *extra.pop("volume_mounts", []),
+        ]
+        return {
+            "name": component,
+            "image": image,
+            "args": args,
+            "env": [*secret_env, *extra.pop("env", [])],
+            "env_from": [{"config_map_ref": {"name": names.ENV_CONFIG_MAP}}],
+            "resources": res,
+            "volume_mounts": mounts,
+            "security_context": hardened,
+            **extra,
+        }
+
+    def pod(component: str, containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+        volumes = [
+            {"name": "config", "config_map": {"name": names.CONFIG_MAP}},
+            {"name": "logs", "empty_dir": {}},
+            *extra.pop("volumes", []),
+        ]
+        return {
+            "metadata": {"labels": _labels(component), "annotations": {CHECKSUM_ANNOTATION: config_checksum}},
+            "spec": {
+                # The official image's airflow user; its files belong to group root.
+                "security_context": {"run_as_user": names.AIRFLOW_UID, "run_as_group": 0, "fs_group": 0,
+                                     "run_as_non_root": True},
+                "automount_service_account_token": False,
+                "containers": containers,
+                "volumes": volumes,
+                **extra,
+            },
+        }
+
+    def control(component: str) -> dict[str, Any]:
+        return resources(plan.control_plane.pods[component])
+
+    def deployment(component: str, replicas: int, template: dict[str, Any]) -> KubeObject:
+        return KubeObject("Deployment", component, {
+            "metadata": {"name": f"airflow-{component}", "namespace": ns, "labels": _labels(component)},
+            "spec": {"replicas": replicas, "selector": {"match_labels": _labels(component)}, "template": template},
+        }, stage="component")
+
+    def service(component: str, port_name: str, port: int, headless: bool = False) -> KubeObject:
+        return k8s.service(f"{component}-service", f"airflow-{component}", ns, _labels(component), port_name,
+                           port, headless=headless)
+
+    objects = [
+        KubeObject("ConfigMap", "config", {
+            "metadata": {"name": names.CONFIG_MAP, "namespace": ns, "labels": _labels("config")},
+            "data": {"airflow.cfg": airflow_cfg},
+        }),
+        KubeObject("ConfigMap", "env", {
+            "metadata": {"name": names.ENV_CONFIG_MAP, "namespace": ns, "labels": _labels("config")},
+            "data": env_data,
+        }),
+        KubeObject("Job", "migrate", {
+            # No fixed name: a Job's pod template cannot change, so a new image
+            # or cfg replaces the Job (new name first), which runs the migration
+            # again before anything that depends on it is updated.
+            "metadata": {"namespace": ns, "labels": _labels("migrate")},
+            "spec": {
+                "backoff_limit": 6,
+                "template": pod("migrate", [container(
+                    "migrate", ["bash", "-c", migration_command(plan.default_pool_slots)], control("migration"),
+                )], restart_policy="OnFailure"),
+            },
+        }, stage="migration"),
+    ]
+
+    # api-server: UI, REST API and the Execution API every running task talks to.
+    api_health = _http_probe("/api/v2/monitor/health", names.API_SERVER_PORT)
+    objects.append(deployment("api-server", settings.api_server_replicas, pod(
+        "api-server",
+        [container(
+            "api-server", ["api-server"], control("api-server"),
+            ports=[{"name": "http", "container_port": names.API_SERVER_PORT}],
+            readiness_probe={**api_health, "period_seconds": 10, "timeout_seconds": 5},
+            liveness_probe={**api_health, "initial_delay_seconds": 30, "period_seconds": 15,
+                            "timeout_seconds": 10, "failure_threshold": 5},
+            volume_mounts=[{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"}],
+        )],
+        # SimpleAuthManager opens its passwords file for writing, so it gets
+        # a copy of the Secret in a writable emptyDir.
+        init_containers=[{
+            "name": "auth-passwords",
+            "image": image,
+            "command": ["cp", f"{AUTH_SECRET_DIR}/{AUTH_PASSWORDS_KEY}", AUTH_PASSWORDS_FILE],
+            "volume_mounts": [{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"},
+                              {"name": "auth-secret", "mount_path": AUTH_SECRET_DIR, "read_only": True}],
+            "resources": control("api-server"),
+            "security_context": hardened,
+        }],
+        volumes=[{"name": "auth", "empty_dir": {}},
+                 {"name": "auth-secret", "secret": {"secret_name": names.AUTH_SECRET}}],
+    )))
+    objects.append(service("api-server", "http", names.API_SERVER_PORT))
+
+    scheduler_health = _http_probe("/health", names.SCHEDULER_HEALTH_PORT)
+    objects.append(deployment("scheduler", 1, pod("scheduler", [container(
+        "scheduler", ["scheduler"], control("scheduler"),
+        ports=[{"name": "health", "container_port": names.SCHEDULER_HEALTH_PORT}],
+        readiness_probe={**scheduler_health, "period_seconds": 15, "timeout_seconds": 10},
+        liveness_probe={**scheduler_health, "initial_delay_seconds": 30, "period_seconds": 30,
+                        "timeout_seconds": 10, "failure_threshold": 5},
+    )])))
+    objects.append(deployment("dag-processor", 1, pod("dag-processor", [container(
+        "dag-processor", ["dag-processor"], control("dag-processor"),
+        readiness_probe=_jobs_check("DagProcessorJob"), liveness_probe=_jobs_check("DagProcessorJob"),
+    )])))
+    objects.append(deployment("triggerer", 1, pod("triggerer", [container(
+        "triggerer", ["triggerer"], control("triggerer"),
+        readiness_probe=_jobs_check("TriggererJob"), liveness_probe=_jobs_check("TriggererJob"),
+    )])))
+
+    # Celery workers. The headless Service gives each pod a DNS name
+    # (airflow-worker-0.airflow-worker...), which is the hostname a task
+    # records and the api-server uses to fetch its log from that worker.
+    objects.append(service("worker", "worker-logs", names.WORKER_LOG_PORT, headless=True))
+    w = plan.worker
+    worker_ping = _exec_probe(
+        ["bash", "-c", f"celery --app {CELERY_APP} inspect ping --timeout 20 -d celery@$(hostname)"],
+        initial_delay_seconds=60, period_seconds=60, timeout_seconds=30, failure_threshold=5)
+    # Only AKS has the labelled, tainted worker pool.
+    placement = {
+        "node_selector": {WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
+        "tolerations": [{"key": WORKER_POOL_LABEL_KEY, "operator": "Equal", "value": WORKER_POOL_LABEL_VALUE,
+                         "effect": "NoSchedule"}],
+    } if settings.target == "aks" else {}
+    objects.append(KubeObject("StatefulSet", "worker", {
+        "metadata": {
+            "name": names.WORKER, "namespace": ns, "labels": _labels("worker"),
+            # A rollout stops each worker only after its running tasks end (up
+            # to longestTaskSeconds apiece); `pulumi up` does not wait for that.
+            "annotations": {"pulumi.com/skipAwait": "true"},
+        },
+        "spec": {
+            "service_name": names.WORKER,
+            "replicas": w.replicas,
+            "pod_management_policy": "Parallel",
+            "selector": {"match_labels": _labels("worker")},
+            "template": pod(
+                "worker",
+                [container(
+                    "worker", ["celery", "worker"],
+                    # No CPU limit: task start-up bursts borrow idle CPU.
+                    {"requests": {"cpu": f"{w.cpu_request_millicores}m", "memory": f"{w.memory_request_mib}Mi"},
+                     "limits": {"memory": f"{w.memory_limit_mib}Mi"}},
+                    # SIGTERM reaches only the Celery main process, which then
+                    # stops taking tasks and waits for the running ones (warm
+                    # shutdown) instead of the whole process group being killed.
+                    env=[{"name": "DUMB_INIT_SETSID", "value": "0"}],
+                    ports=[{"name": "worker-logs", "container_port": names.WORKER_LOG_PORT}],
+                    liveness_probe=worker_ping,
+                )],
+                termination_grace_period_seconds=settings.longest_task_seconds + WORKER_SHUTDOWN_SLACK_SECONDS,
+                **placement,
+            ),
+        },
+    }, stage="worker"))
+
+    if settings.flower:
+        objects.append(deployment("flower", 1, pod("flower", [container(
+            "flower", ["celery", "flower"], control("flower"),
+            ports=[{"name": "http", "container_port": names.FLOWER_PORT}],
+            readiness_probe={"tcp_socket": {"port": names.FLOWER_PORT}, "period_seconds": 10},
+            liveness_probe={"tcp_socket": {"port": names.FLOWER_PORT}, "period_seconds": 30},
+        )])))
+        objects.append(service("flower", "http", names.FLOWER_PORT))
+    return objects
+
+
 class Airflow(pulumi.ComponentResource):
-    """Every Airflow object, all reading the same airflow.cfg and the same Secret."""
+    """Declares airflow_objects in order: config, then the migration Job after the
+    databases and the image, then every component after the migration."""
 
     api_server_service: pulumi.Output[str]
     migration: kubernetes.batch.v1.Job
@@ -60,217 +254,32 @@ class Airflow(pulumi.ComponentResource):
     def __init__(
         self,
         name: str,
-        namespace: pulumi.Input[str],
         settings: Settings,
         plan: CapacityPlan,
         airflow_cfg: str,
         image: pulumi.Input[str],
-        env_secret: pulumi.Input[str],
-        auth_secret: pulumi.Input[str],
+        after: Sequence[pulumi.Resource] = (),
         backends: Sequence[pulumi.Resource] = (),
         image_dependencies: Sequence[pulumi.Resource] = (),
         worker_dependencies: Sequence[pulumi.Resource] = (),
-        worker_pool_placement: bool = True,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:airflow:Airflow", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        env_data = workload_env(settings)
-
-        config = kubernetes.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata={"name": names.CONFIG_MAP, "namespace": namespace, "labels": _labels("config")},
-            data={"airflow.cfg": airflow_cfg},
-            opts=child,
-        )
-        env_config = kubernetes.core.v1.ConfigMap(
-            f"{name}-env",
-            metadata={"name": names.ENV_CONFIG_MAP, "namespace": namespace, "labels": _labels("config")},
-            data=env_data,
-            opts=child,
-        )
-        # A changed airflow.cfg or environment rolls every Airflow pod.
-        config_checksum = checksum(airflow_cfg, json.dumps(env_data, sort_keys=True))
-
-        secret_env = [
-            {"name": env, "value_from": {"secret_key_ref": {"name": env_secret, "key": key}}}
-            for env, key in ENV_SECRET_KEYS.items()
-        ]
-
-        def container(component: str, args: list[str], res: dict[str, Any], **extra: Any) -> dict[str, Any]:
-            mounts = [
-                {"name": "config", "mount_path": f"{names.AIRFLOW_HOME}/airflow.cfg", "sub_path": "airflow.cfg",
-                 "read_only": True},
-                {"name": "logs", "mount_path": f"{names.AIRFLOW_HOME}/logs"},
-                *extra.pop("volume_mounts", []),
-            ]
-            return {
-                "name": component,
-                "image": image,
-                "args": args,
-                "env": [*secret_env, *extra.pop("env", [])],
-                "env_from": [{"config_map_ref": {"name": env_config.metadata.name}}],
-                "resources": res,
-                "volume_mounts": mounts,
-                "security_context": {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}},
-                **extra,
-            }
-
-        def pod(component: str, containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-            volumes = [
-                {"name": "config", "config_map": {"name": config.metadata.name}},
-                {"name": "logs", "empty_dir": {}},
-                *extra.pop("volumes", []),
-            ]
-            return {
-                "metadata": {"labels": _labels(component), "annotations": {CHECKSUM_ANNOTATION: config_checksum}},
-                "spec": {
-                    # The official image's airflow user; its files belong to group root.
-                    "security_context": {"run_as_user": names.AIRFLOW_UID, "run_as_group": 0, "fs_group": 0,
-                                         "run_as_non_root": True},
-                    "automount_service_account_token": False,
-                    "containers": containers,
-                    "volumes": volumes,
-                    **extra,
-                },
-            }
-
-        def control(component: str) -> dict[str, Any]:
-            return resources(plan.control_plane.pods[component])
-
-        pulls = pulumi.ResourceOptions(parent=self, depends_on=[*backends, *image_dependencies])
-
-        self.migration = kubernetes.batch.v1.Job(
-            f"{name}-migrate",
-            # No fixed name: a Job's pod template cannot change, so a new image
-            # or cfg replaces the Job (new name first), which runs the migration
-            # again before anything that depends on it is updated.
-            metadata={"namespace": namespace, "labels": _labels("migrate")},
-            spec={
-                "backoff_limit": 6,
-                "template": pod("migrate", [container(
-                    "migrate", ["bash", "-c", migration_command(plan.default_pool_slots)], control("migration"),
-                )], restart_policy="OnFailure"),
-            },
-            opts=pulls,
-        )
-        after_migration = pulumi.ResourceOptions(parent=self, depends_on=[self.migration, *image_dependencies])
-
-        def deployment(component: str, replicas: int, spec: dict[str, Any]) -> kubernetes.apps.v1.Deployment:
-            return kubernetes.apps.v1.Deployment(
-                f"{name}-{component}",
-                metadata={"name": f"airflow-{component}", "namespace": namespace, "labels": _labels(component)},
-                spec={"replicas": replicas, "selector": {"match_labels": _labels(component)}, "template": spec},
-                opts=after_migration,
-            )
-
-        def service(component: str, port_name: str, port: int, headless: bool = False) -> kubernetes.core.v1.Service:
-            return k8s.service(f"{name}-{component}-service", f"airflow-{component}", namespace, _labels(component),
-                               port_name, port, headless=headless, opts=child)
-
-        # api-server: UI, REST API and the Execution API every running task talks to.
-        api_health = _http_probe("/api/v2/monitor/health", names.API_SERVER_PORT)
-        deployment("api-server", settings.api_server_replicas, pod(
-            "api-server",
-            [container(
-                "api-server", ["api-server"], control("api-server"),
-                ports=[{"name": "http", "container_port": names.API_SERVER_PORT}],
-                readiness_probe={**api_health, "period_seconds": 10, "timeout_seconds": 5},
-                liveness_probe={**api_health, "initial_delay_seconds": 30, "period_seconds": 15,
-                                "timeout_seconds": 10, "failure_threshold": 5},
-                volume_mounts=[{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"}],
-            )],
-            # SimpleAuthManager opens its passwords file for writing, so it gets
-            # a copy of the Secret in a writable emptyDir.
-            init_containers=[{
-                "name": "auth-passwords",
-                "image": image,
-                "command": ["cp", f"{AUTH_SECRET_DIR}/{AUTH_PASSWORDS_KEY}", AUTH_PASSWORDS_FILE],
-                "volume_mounts": [{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"},
-                                  {"name": "auth-secret", "mount_path": AUTH_SECRET_DIR, "read_only": True}],
-                "resources": control("api-server"),
-                "security_context": {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}},
-            }],
-            volumes=[{"name": "auth", "empty_dir": {}},
-                     {"name": "auth-secret", "secret": {"secret_name": auth_secret}}],
-        ))
-        api_service = service("api-server", "http", names.API_SERVER_PORT)
-
-        scheduler_health = _http_probe("/health", names.SCHEDULER_HEALTH_PORT)
-        deployment("scheduler", 1, pod("scheduler", [container(
-            "scheduler", ["scheduler"], control("scheduler"),
-            ports=[{"name": "health", "container_port": names.SCHEDULER_HEALTH_PORT}],
-            readiness_probe={**scheduler_health, "period_seconds": 15, "timeout_seconds": 10},
-            liveness_probe={**scheduler_health, "initial_delay_seconds": 30, "period_seconds": 30,
-                            "timeout_seconds": 10, "failure_threshold": 5},
-        )]))
-        deployment("dag-processor", 1, pod("dag-processor", [container(
-            "dag-processor", ["dag-processor"], control("dag-processor"),
-            readiness_probe=_jobs_check("DagProcessorJob"), liveness_probe=_jobs_check("DagProcessorJob"),
-        )]))
-        deployment("triggerer", 1, pod("triggerer", [container(
-            "triggerer", ["triggerer"], control("triggerer"),
-            readiness_probe=_jobs_check("TriggererJob"), liveness_probe=_jobs_check("TriggererJob"),
-        )]))
-
-        # Celery workers. The headless Service gives each pod a DNS name
-        # (airflow-worker-0.airflow-worker...), which is the hostname a task
-        # records and the api-server uses to fetch its log from that worker.
-        worker_service = service("worker", "worker-logs", names.WORKER_LOG_PORT, headless=True)
-        w = plan.worker
-        worker_ping = _exec_probe(
-            ["bash", "-c", f"celery --app {CELERY_APP} inspect ping --timeout 20 -d celery@$(hostname)"],
-            initial_delay_seconds=60, period_seconds=60, timeout_seconds=30, failure_threshold=5)
-        self.workers = kubernetes.apps.v1.StatefulSet(
-            f"{name}-worker",
-            metadata={
-                "name": names.WORKER, "namespace": namespace, "labels": _labels("worker"),
-                # A rollout stops each worker only after its running tasks end
-                # (up to longestTaskSeconds apiece); `pulumi up` does not wait
-                # for that.
-                "annotations": {"pulumi.com/skipAwait": "true"},
-            },
-            spec={
-                "service_name": worker_service.metadata.name,
-                "replicas": w.replicas,
-                "pod_management_policy": "Parallel",
-                "selector": {"match_labels": _labels("worker")},
-                "template": pod(
-                    "worker",
-                    [container(
-                        "worker", ["celery", "worker"],
-                        # No CPU limit: task start-up bursts borrow idle CPU.
-                        {"requests": {"cpu": f"{w.cpu_request_millicores}m",
-                                      "memory": f"{w.memory_request_mib}Mi"},
-                         "limits": {"memory": f"{w.memory_limit_mib}Mi"}},
-                        # SIGTERM reaches only the Celery main process, which
-                        # then stops taking tasks and waits for the running
-                        # ones (warm shutdown) instead of the whole process
-                        # group being killed at once.
-                        env=[{"name": "DUMB_INIT_SETSID", "value": "0"}],
-                        ports=[{"name": "worker-logs", "container_port": names.WORKER_LOG_PORT}],
-                        liveness_probe=worker_ping,
-                    )],
-                    termination_grace_period_seconds=settings.longest_task_seconds + WORKER_SHUTDOWN_SLACK_SECONDS,
-                    **({
-                        "node_selector": {WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
-                        "tolerations": [{"key": WORKER_POOL_LABEL_KEY, "operator": "Equal",
-                                         "value": WORKER_POOL_LABEL_VALUE, "effect": "NoSchedule"}],
-                    } if worker_pool_placement else {}),
-                ),
-            },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.migration, *image_dependencies,
-                                                                 *worker_dependencies]),
-        )
-
-        if settings.flower:
-            deployment("flower", 1, pod("flower", [container(
-                "flower", ["celery", "flower"], control("flower"),
-                ports=[{"name": "http", "container_port": names.FLOWER_PORT}],
-                readiness_probe={"tcp_socket": {"port": names.FLOWER_PORT}, "period_seconds": 10},
-                liveness_probe={"tcp_socket": {"port": names.FLOWER_PORT}, "period_seconds": 30},
-            )]))
-            service("flower", "http", names.FLOWER_PORT)
-
-        self.api_server_service = api_service.metadata.name
+        objects = airflow_objects(settings, plan, airflow_cfg, image)
+        first = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+        [job_obj] = [o for o in objects if o.stage == "migration"]
+        self.migration = k8s.declare(job_obj, name, pulumi.ResourceOptions(
+            parent=self, depends_on=[*after, *backends, *image_dependencies]))  # type: ignore[assignment]
+        stage_deps = {
+            "": [*after],
+            "component": [*after, self.migration, *image_dependencies],
+            "worker": [*after, self.migration, *image_dependencies, *worker_dependencies],
+        }
+        declared = {}
+        for obj in objects:
+            if obj.stage != "migration":
+                opts_ = pulumi.ResourceOptions(parent=self, depends_on=stage_deps[obj.stage]) if obj.stage else first
+                declared[(obj.kind, obj.suffix)] = k8s.declare(obj, name, opts_)
+        self.workers = declared[("StatefulSet", "worker")]  # type: ignore[assignment]
+        self.api_server_service = declared[("Service", "api-server-service")].metadata.name  # type: ignore[attr-defined]
         self.register_outputs({"api_server_service": self.api_server_service})

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pulumi
+import yaml
 from pulumi.runtime import config as runtime_config
 
 from components.airflow_cfg import render_airflow_cfg
@@ -31,6 +33,30 @@ def build_stack_config(values: Mapping[str, Any], *, stack: str,
     settings = parse_settings(values, stack=stack, location=location)
     plan = plan_capacity(settings)
     return StackConfig(settings=settings, plan=plan, airflow_cfg=render_airflow_cfg(settings, plan))
+
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def stack_file_config(stack: str, project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
+    """The `config:` block of Pulumi.<stack>.yaml, as YAML values."""
+    path = project_dir / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name} in {project_dir}")
+    data = yaml.safe_load(path.read_text()) or {}
+    return dict(data.get("config") or {})
+
+
+def project_values(config: Mapping[str, Any], project: str = PROJECT) -> dict[str, Any]:
+    """The project's keys of a config block, without the `<project>:` prefix."""
+    prefix = f"{project}:"
+    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
+
+
+def stack_config_from_file(stack: str, project_dir: Path = PROJECT_DIR) -> StackConfig:
+    """Settings, plan and cfg straight from Pulumi.<stack>.yaml, without the Pulumi CLI."""
+    config = stack_file_config(stack, project_dir)
+    return build_stack_config(project_values(config), stack=stack, location=config.get("azure-native:location"))
 
 
 def project_config_values(project: str = PROJECT) -> dict[str, Any]:

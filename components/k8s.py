@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 import pulumi_kubernetes as kubernetes
+from pulumi_kubernetes._tables import SNAKE_TO_CAMEL_CASE_TABLE
 
 from components.capacity import PodResources
 
@@ -37,28 +39,76 @@ def volume_claim(name: str, storage_gib: int) -> dict[str, Any]:
     }
 
 
-def service(
-    resource_name: str,
-    name: str,
-    namespace: pulumi.Input[str],
-    labels: dict[str, str],
-    port_name: str,
-    port: int,
-    headless: bool = False,
-    opts: pulumi.ResourceOptions | None = None,
-) -> kubernetes.core.v1.Service:
+def service(suffix: str, name: str, namespace: str, labels: dict[str, str], port_name: str, port: int,
+            headless: bool = False) -> KubeObject:
     """A Service selecting the pods labelled `labels`, one named port.
 
     Headless Services give each pod of a StatefulSet its own DNS name (and are
     the StatefulSet's governing Service).
     """
-    return kubernetes.core.v1.Service(
-        resource_name,
-        metadata={"name": name, "namespace": namespace, "labels": labels},
-        spec={
+    return KubeObject("Service", suffix, {
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {
             **({"cluster_ip": "None"} if headless else {}),
             "selector": labels,
             "ports": [{"name": port_name, "port": port, "target_port": port_name}],
         },
-        opts=opts,
-    )
+    })
+
+
+# --------------------------------------------------------------------------
+# Objects as data: builders return these, components declare them as typed
+# resources, and the offline render writes them as manifests. One source.
+# --------------------------------------------------------------------------
+
+API_VERSIONS = {
+    "Namespace": "v1", "Secret": "v1", "ConfigMap": "v1", "Service": "v1",
+    "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
+}
+_RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
+    "Namespace": kubernetes.core.v1.Namespace,
+    "Secret": kubernetes.core.v1.Secret,
+    "ConfigMap": kubernetes.core.v1.ConfigMap,
+    "Service": kubernetes.core.v1.Service,
+    "Deployment": kubernetes.apps.v1.Deployment,
+    "StatefulSet": kubernetes.apps.v1.StatefulSet,
+    "Job": kubernetes.batch.v1.Job,
+}
+# Maps whose keys are the user's (label names, file names, variable names),
+# never field names to translate.
+_USER_MAPS = {"labels", "annotations", "data", "string_data", "node_selector", "match_labels"}
+
+
+@dataclass(frozen=True)
+class KubeObject:
+    """One Kubernetes object: its kind, the suffix of its Pulumi name, and its fields
+    (metadata, spec, data, ...) with snake_case keys as pulumi_kubernetes takes them."""
+
+    kind: str
+    suffix: str
+    fields: dict[str, Any]
+    stage: str = ""
+
+    @property
+    def name(self) -> str | None:
+        return self.fields.get("metadata", {}).get("name")
+
+
+def declare(obj: KubeObject, component_name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+    return _RESOURCE_TYPES[obj.kind](f"{component_name}-{obj.suffix}", **obj.fields, opts=opts)
+
+
+def _camel(value: Any, user_map: bool = False) -> Any:
+    if isinstance(value, dict):
+        return {
+            (key if user_map else SNAKE_TO_CAMEL_CASE_TABLE.get(key, key)): _camel(item, key in _USER_MAPS)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_camel(item) for item in value]
+    return value
+
+
+def to_manifest(obj: KubeObject) -> dict[str, Any]:
+    """The object as the Kubernetes API sees it (camelCase fields, apiVersion and kind)."""
+    return {"apiVersion": API_VERSIONS[obj.kind], "kind": obj.kind, **_camel(obj.fields)}

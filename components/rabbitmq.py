@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pulumi
 import pulumi_kubernetes as kubernetes
 
 from components import k8s, names
 from components.capacity import CapacityPlan
-from components.k8s import CHECKSUM_ANNOTATION, checksum, resources, volume_claim
+from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources, volume_claim
 from components.secrets import PASSWORD_KEY
+from components.settings import Settings
 
 RABBITMQ_UID = 999
 # Slack above the longest task before RabbitMQ gives up on an unacknowledged
 # delivery: Celery acknowledges late (after the task), so a delivery stays
 # unacknowledged for as long as the task runs.
 CONSUMER_TIMEOUT_SLACK_SECONDS = 600
+CONF_FILE = "20-airflow-aks.conf"
+LABELS = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/part-of": "airflow"}
 
 
 def consumer_timeout_ms(longest_task_seconds: int) -> int:
@@ -28,81 +33,76 @@ def rabbitmq_conf(longest_task_seconds: int) -> str:
     )
 
 
-class RabbitMQ(pulumi.ComponentResource):
-    """A one-replica StatefulSet with a persistent volume, its config and Service."""
+def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
+    """A one-replica StatefulSet with a persistent volume, its config and headless Service."""
+    ns = settings.namespace
+    res = plan.control_plane.pods["rabbitmq"]
+    conf_text = rabbitmq_conf(settings.longest_task_seconds)
+    container = {
+        "name": "rabbitmq",
+        "image": settings.rabbitmq_image,
+        "env": [
+            {"name": "RABBITMQ_DEFAULT_USER", "value": names.RABBITMQ_USER},
+            {"name": "RABBITMQ_DEFAULT_VHOST", "value": names.RABBITMQ_VHOST},
+            {"name": "RABBITMQ_DEFAULT_PASS", "value_from": {"secret_key_ref": {
+                "name": names.RABBITMQ_SECRET, "key": PASSWORD_KEY}}},
+        ],
+        "ports": [{"name": "amqp", "container_port": names.RABBITMQ_PORT}],
+        "resources": resources(res),
+        "readiness_probe": {
+            "exec_": {"command": ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]},
+            "initial_delay_seconds": 10, "period_seconds": 15, "timeout_seconds": 10},
+        "liveness_probe": {
+            "exec_": {"command": ["rabbitmq-diagnostics", "-q", "ping"]},
+            "initial_delay_seconds": 30, "period_seconds": 30, "timeout_seconds": 15, "failure_threshold": 6},
+        "volume_mounts": [
+            {"name": "data", "mount_path": "/var/lib/rabbitmq"},
+            {"name": "config", "mount_path": f"/etc/rabbitmq/conf.d/{CONF_FILE}", "sub_path": CONF_FILE,
+             "read_only": True},
+        ],
+    }
+    return [
+        KubeObject("ConfigMap", "config", {
+            "metadata": {"name": names.RABBITMQ, "namespace": ns, "labels": LABELS},
+            "data": {CONF_FILE: conf_text},
+        }),
+        k8s.service("service", names.RABBITMQ, ns, LABELS, "amqp", names.RABBITMQ_PORT, headless=True),
+        KubeObject("StatefulSet", "statefulset", {
+            "metadata": {"name": names.RABBITMQ, "namespace": ns, "labels": LABELS},
+            "spec": {
+                "service_name": names.RABBITMQ,
+                "replicas": 1,
+                "selector": {"match_labels": LABELS},
+                "template": {
+                    "metadata": {"labels": LABELS, "annotations": {CHECKSUM_ANNOTATION: checksum(conf_text)}},
+                    "spec": {
+                        "security_context": {"run_as_user": RABBITMQ_UID, "run_as_group": RABBITMQ_UID,
+                                             "fs_group": RABBITMQ_UID, "run_as_non_root": True},
+                        "containers": [container],
+                        "volumes": [{"name": "config", "config_map": {"name": names.RABBITMQ}}],
+                    },
+                },
+                "volume_claim_templates": [volume_claim("data", settings.rabbitmq_storage_gib)],
+            },
+        }),
+    ]
 
-    service_name: pulumi.Output[str]
+
+class RabbitMQ(pulumi.ComponentResource):
+    """RabbitMQ's objects, declared after `after` (the namespace and its Secret)."""
+
     stateful_set: kubernetes.apps.v1.StatefulSet
 
     def __init__(
         self,
         name: str,
-        namespace: pulumi.Input[str],
+        settings: Settings,
         plan: CapacityPlan,
-        password_secret: pulumi.Input[str],
-        longest_task_seconds: int,
-        image: str = "rabbitmq:4.1",
-        storage_gib: int = 8,
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:rabbitmq:RabbitMQ", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
-        labels = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/part-of": "airflow"}
-        res = plan.control_plane.pods["rabbitmq"]
-        conf_text = rabbitmq_conf(longest_task_seconds)
-
-        config = kubernetes.core.v1.ConfigMap(
-            f"{name}-config",
-            metadata={"name": names.RABBITMQ, "namespace": namespace, "labels": labels},
-            data={"20-airflow-aks.conf": conf_text},
-            opts=child,
-        )
-        service = k8s.service(f"{name}-service", names.RABBITMQ, namespace, labels, "amqp",
-                              names.RABBITMQ_PORT, headless=True, opts=child)
-        self.stateful_set = kubernetes.apps.v1.StatefulSet(
-            f"{name}-statefulset",
-            metadata={"name": names.RABBITMQ, "namespace": namespace, "labels": labels},
-            spec={
-                "service_name": service.metadata.name,
-                "replicas": 1,
-                "selector": {"match_labels": labels},
-                "template": {
-                    "metadata": {"labels": labels,
-                                 "annotations": {CHECKSUM_ANNOTATION: checksum(conf_text)}},
-                    "spec": {
-                        "security_context": {"run_as_user": RABBITMQ_UID, "run_as_group": RABBITMQ_UID,
-                                             "fs_group": RABBITMQ_UID, "run_as_non_root": True},
-                        "containers": [{
-                            "name": "rabbitmq",
-                            "image": image,
-                            "env": [
-                                {"name": "RABBITMQ_DEFAULT_USER", "value": names.RABBITMQ_USER},
-                                {"name": "RABBITMQ_DEFAULT_VHOST", "value": names.RABBITMQ_VHOST},
-                                {"name": "RABBITMQ_DEFAULT_PASS", "value_from": {"secret_key_ref": {
-                                    "name": password_secret, "key": PASSWORD_KEY}}},
-                            ],
-                            "ports": [{"name": "amqp", "container_port": names.RABBITMQ_PORT}],
-                            "resources": resources(res),
-                            "readiness_probe": {
-                                "exec_": {"command": ["rabbitmq-diagnostics", "-q", "check_port_connectivity"]},
-                                "initial_delay_seconds": 10, "period_seconds": 15, "timeout_seconds": 10},
-                            "liveness_probe": {
-                                "exec_": {"command": ["rabbitmq-diagnostics", "-q", "ping"]},
-                                "initial_delay_seconds": 30, "period_seconds": 30, "timeout_seconds": 15,
-                                "failure_threshold": 6},
-                            "volume_mounts": [
-                                {"name": "data", "mount_path": "/var/lib/rabbitmq"},
-                                {"name": "config", "mount_path": "/etc/rabbitmq/conf.d/20-airflow-aks.conf",
-                                 "sub_path": "20-airflow-aks.conf", "read_only": True},
-                            ],
-                        }],
-                        "volumes": [{"name": "config", "config_map": {"name": config.metadata.name}}],
-                    },
-                },
-                "volume_claim_templates": [volume_claim("data", storage_gib)],
-            },
-            opts=child,
-        )
-
-        self.service_name = service.metadata.name
-        self.register_outputs({"service_name": self.service_name})
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+        declared = {obj.kind: k8s.declare(obj, name, child) for obj in rabbitmq_objects(settings, plan)}
+        self.stateful_set = declared["StatefulSet"]  # type: ignore[assignment]
+        self.register_outputs({})

@@ -8,12 +8,14 @@ deploy would break running tasks and stored connections.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 
 import pulumi
-import pulumi_kubernetes as kubernetes
 import pulumi_random as random
 
-from components import names
+from components import k8s, names
+from components.k8s import KubeObject
+from components.settings import Settings
 
 # Environment variable -> key in the airflow-env Secret.
 ENV_SECRET_KEYS: dict[str, str] = {
@@ -33,20 +35,38 @@ def _url_safe(standard_b64: str) -> str:
     return standard_b64.replace("+", "-").replace("/", "_")
 
 
+# Secret name -> (Pulumi name suffix, keys it holds).
+SECRETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    names.ENV_SECRET: ("env", tuple(ENV_SECRET_KEYS.values())),
+    names.POSTGRES_SECRET: ("postgres", (PASSWORD_KEY,)),
+    names.RABBITMQ_SECRET: ("rabbitmq", (PASSWORD_KEY,)),
+    names.AUTH_SECRET: ("auth", (AUTH_PASSWORDS_KEY,)),
+}
+
+
+def secret_objects(settings: Settings, values: Mapping[str, pulumi.Input[str]]) -> list[KubeObject]:
+    """The Secrets, with `values` keyed by "<secret name>/<key>"."""
+    return [
+        KubeObject("Secret", suffix, {
+            "metadata": {"name": secret, "namespace": settings.namespace},
+            "type": "Opaque",
+            "string_data": {key: values[f"{secret}/{key}"] for key in keys},
+        })
+        for secret, (suffix, keys) in SECRETS.items()
+    ]
+
+
 class AirflowSecrets(pulumi.ComponentResource):
     """Passwords, fernet key, API secret key and JWT secret, as Kubernetes Secrets."""
 
-    env_secret_name: pulumi.Output[str]
-    postgres_secret_name: pulumi.Output[str]
-    rabbitmq_secret_name: pulumi.Output[str]
-    auth_secret_name: pulumi.Output[str]
     admin_password: pulumi.Output[str]
+    secrets: list[pulumi.CustomResource]
 
     def __init__(
         self,
         name: str,
-        namespace: pulumi.Input[str],
-        namespace_name: str,
+        settings: Settings,
+        after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:secrets:AirflowSecrets", name, None, opts)
@@ -63,44 +83,27 @@ class AirflowSecrets(pulumi.ComponentResource):
         admin_password = password("admin", 24)
         fernet_key = random.RandomBytes(f"{name}-fernet-key", length=32, opts=child).base64.apply(_url_safe)
 
-        pg_host = names.service_host(names.POSTGRES, namespace_name)
-        mq_host = names.service_host(names.RABBITMQ, namespace_name)
+        pg_host = names.service_host(names.POSTGRES, settings.namespace)
+        mq_host = names.service_host(names.RABBITMQ, settings.namespace)
         pg_auth = pulumi.Output.concat(names.POSTGRES_USER, ":", pg_password, "@", pg_host, ":",
                                        str(names.POSTGRES_PORT), "/", names.POSTGRES_DB)
-        env_values = {
-            "sql-alchemy-conn": pulumi.Output.concat("postgresql+psycopg2://", pg_auth),
-            "result-backend": pulumi.Output.concat("db+postgresql://", pg_auth),
-            "broker-url": pulumi.Output.concat("amqp://", names.RABBITMQ_USER, ":", mq_password, "@", mq_host,
-                                               ":", str(names.RABBITMQ_PORT), "/", names.RABBITMQ_VHOST),
-            "fernet-key": fernet_key,
-            "api-secret-key": api_secret_key,
-            "jwt-secret": jwt_secret,
+        env = names.ENV_SECRET
+        values: dict[str, pulumi.Input[str]] = {
+            f"{env}/sql-alchemy-conn": pulumi.Output.concat("postgresql+psycopg2://", pg_auth),
+            f"{env}/result-backend": pulumi.Output.concat("db+postgresql://", pg_auth),
+            f"{env}/broker-url": pulumi.Output.concat("amqp://", names.RABBITMQ_USER, ":", mq_password, "@",
+                                                      mq_host, ":", str(names.RABBITMQ_PORT), "/",
+                                                      names.RABBITMQ_VHOST),
+            f"{env}/fernet-key": fernet_key,
+            f"{env}/api-secret-key": api_secret_key,
+            f"{env}/jwt-secret": jwt_secret,
+            f"{names.POSTGRES_SECRET}/{PASSWORD_KEY}": pg_password,
+            f"{names.RABBITMQ_SECRET}/{PASSWORD_KEY}": mq_password,
+            f"{names.AUTH_SECRET}/{AUTH_PASSWORDS_KEY}": admin_password.apply(
+                lambda pw: json.dumps({names.ADMIN_USER: pw})),
         }
-
-        def secret(suffix: str, secret_name: str, data: dict[str, pulumi.Input[str]]) -> kubernetes.core.v1.Secret:
-            return kubernetes.core.v1.Secret(
-                f"{name}-{suffix}",
-                metadata={"name": secret_name, "namespace": namespace},
-                type="Opaque",
-                string_data={k: pulumi.Output.secret(v) for k, v in data.items()},
-                opts=child,
-            )
-
-        env = secret("env", names.ENV_SECRET, env_values)
-        pg = secret("postgres", names.POSTGRES_SECRET, {PASSWORD_KEY: pg_password})
-        mq = secret("rabbitmq", names.RABBITMQ_SECRET, {PASSWORD_KEY: mq_password})
-        auth = secret("auth", names.AUTH_SECRET, {
-            AUTH_PASSWORDS_KEY: admin_password.apply(lambda pw: json.dumps({names.ADMIN_USER: pw})),
-        })
-
-        self.env_secret_name = env.metadata.name
-        self.postgres_secret_name = pg.metadata.name
-        self.rabbitmq_secret_name = mq.metadata.name
-        self.auth_secret_name = auth.metadata.name
+        secret_values = {k: pulumi.Output.secret(v) for k, v in values.items()}
+        in_order = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+        self.secrets = [k8s.declare(obj, name, in_order) for obj in secret_objects(settings, secret_values)]
         self.admin_password = pulumi.Output.secret(admin_password)
-        self.register_outputs({
-            "env_secret_name": self.env_secret_name,
-            "postgres_secret_name": self.postgres_secret_name,
-            "rabbitmq_secret_name": self.rabbitmq_secret_name,
-            "auth_secret_name": self.auth_secret_name,
-        })
+        self.register_outputs({})

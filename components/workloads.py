@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import names
-from components.airflow import Airflow
+from components import k8s, names
+from components.airflow import Airflow, airflow_objects
 from components.config import StackConfig
-from components.postgres import Postgres
-from components.rabbitmq import RabbitMQ
-from components.secrets import AirflowSecrets
+from components.k8s import KubeObject
+from components.postgres import Postgres, postgres_objects
+from components.rabbitmq import RabbitMQ, rabbitmq_objects
+from components.secrets import AirflowSecrets, secret_objects
+from components.settings import Settings
+
+
+def namespace_object(settings: Settings) -> KubeObject:
+    return KubeObject("Namespace", "namespace", {
+        "metadata": {"name": settings.namespace, "labels": {"app.kubernetes.io/part-of": "airflow"}},
+    })
+
+
+def kube_objects(config: StackConfig, image: pulumi.Input[str],
+                 secret_values: Mapping[str, pulumi.Input[str]]) -> list[KubeObject]:
+    """Every object Workloads declares, from the same builders, for the offline render."""
+    s, plan = config.settings, config.plan
+    return [
+        namespace_object(s),
+        *secret_objects(s, secret_values),
+        *postgres_objects(s, plan),
+        *rabbitmq_objects(s, plan),
+        *airflow_objects(s, plan, config.airflow_cfg, image),
+    ]
 
 
 class Workloads(pulumi.ComponentResource):
@@ -37,32 +58,19 @@ class Workloads(pulumi.ComponentResource):
         settings, plan = config.settings, config.plan
         child = pulumi.ResourceOptions(parent=self)
 
-        namespace = kubernetes.core.v1.Namespace(
-            f"{name}-namespace",
-            metadata={"name": settings.namespace, "labels": {"app.kubernetes.io/part-of": "airflow"}},
-            opts=child,
-        )
-        ns = namespace.metadata.name
-        secrets = AirflowSecrets(f"{name}-secrets", namespace=ns, namespace_name=settings.namespace, opts=child)
-        postgres = Postgres(
-            f"{name}-postgres", namespace=ns, plan=plan, password_secret=secrets.postgres_secret_name,
-            image=settings.postgres_image, storage_gib=settings.postgres_storage_gib, opts=child,
-        )
-        rabbitmq = RabbitMQ(
-            f"{name}-rabbitmq", namespace=ns, plan=plan, password_secret=secrets.rabbitmq_secret_name,
-            longest_task_seconds=settings.longest_task_seconds, image=settings.rabbitmq_image,
-            storage_gib=settings.rabbitmq_storage_gib, opts=child,
-        )
+        namespace = k8s.declare(namespace_object(settings), name, child)
+        secrets = AirflowSecrets(f"{name}-secrets", settings=settings, after=[namespace], opts=child)
+        # Objects refer to each other by fixed names; `after` makes the order explicit.
+        ready = [namespace, *secrets.secrets]
+        postgres = Postgres(f"{name}-postgres", settings=settings, plan=plan, after=ready, opts=child)
+        rabbitmq = RabbitMQ(f"{name}-rabbitmq", settings=settings, plan=plan, after=ready, opts=child)
         airflow = Airflow(
-            f"{name}-airflow", namespace=ns, settings=settings, plan=plan, airflow_cfg=config.airflow_cfg,
-            image=image, env_secret=secrets.env_secret_name, auth_secret=secrets.auth_secret_name,
-            backends=[postgres.stateful_set, rabbitmq.stateful_set],
-            image_dependencies=image_dependencies, worker_dependencies=worker_dependencies,
-            # Only AKS has the labelled, tainted worker pool.
-            worker_pool_placement=settings.target == "aks", opts=child,
+            f"{name}-airflow", settings=settings, plan=plan, airflow_cfg=config.airflow_cfg, image=image,
+            after=ready, backends=[postgres.stateful_set, rabbitmq.stateful_set],
+            image_dependencies=image_dependencies, worker_dependencies=worker_dependencies, opts=child,
         )
 
-        self.namespace = ns
+        self.namespace = namespace.metadata.name  # type: ignore[attr-defined]
         self.api_server_service = airflow.api_server_service
         self.admin_password = secrets.admin_password
         self.register_outputs({"namespace": self.namespace, "api_server_service": self.api_server_service})

@@ -16,20 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 from components import acr_auth
+from components.config import project_values, stack_file_config
+
+__all__ = ["project_values", "stack_file_config"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "airflow-aks"
-
-
-def stack_file_config(stack: str) -> dict[str, Any]:
-    """The `config:` block of Pulumi.<stack>.yaml as YAML values."""
-    data = yaml.safe_load((ROOT / f"Pulumi.{stack}.yaml").read_text()) or {}
-    return dict(data.get("config") or {})
 
 
 def cli_form(config: dict[str, Any]) -> dict[str, str]:
@@ -43,12 +39,6 @@ def cli_form(config: dict[str, Any]) -> dict[str, str]:
         else:
             out[key] = str(value)
     return out
-
-
-def project_values(config: dict[str, Any]) -> dict[str, Any]:
-    """The project's keys without the `airflow-aks:` prefix."""
-    prefix = f"{PROJECT}:"
-    return {k[len(prefix):]: v for k, v in config.items() if k.startswith(prefix)}
 
 
 @dataclass

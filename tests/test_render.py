@@ -1,0 +1,92 @@
+"""The offline render command, and that it renders exactly what the program declares."""
+
+from __future__ import annotations
+
+import configparser
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from components.config import stack_config_from_file, stack_file_config
+from components.render import SECRET_PLACEHOLDER, render
+from tests.harness import ROOT, run_program
+
+
+def run_render(stack: str, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "components.render", "--stack", stack, "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+
+
+def manifests(out: Path) -> list[dict]:
+    return [yaml.safe_load(p.read_text()) for p in sorted((out / "manifests").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_render_writes_cfg_plan_and_manifests(tmp_path: Path, stack: str) -> None:
+    done = run_render(stack, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "task slots" in done.stdout
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read_string((tmp_path / "airflow.cfg").read_text())
+    values = stack_file_config(stack)
+    parallelism = int(values.get("airflow-aks:parallelism", 32))
+    concurrency = int(values.get("airflow-aks:workerConcurrency", 16))
+    assert cfg["core"]["parallelism"] == str(parallelism)
+    assert cfg["celery"]["worker_concurrency"] == str(concurrency)
+
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    assert plan["parallelism"] == parallelism
+    assert plan["worker"]["replicas"] == math.ceil(parallelism / concurrency)
+
+    objects = manifests(tmp_path)
+    assert len(objects) >= 20
+    for m in objects:
+        kubernetes_validate.validate(m, "1.35.0", strict=True)
+    [worker] = [m for m in objects if m["kind"] == "StatefulSet" and m["metadata"]["name"] == "airflow-worker"]
+    assert worker["spec"]["replicas"] == plan["worker"]["replicas"]
+    for secret in (m for m in objects if m["kind"] == "Secret"):
+        assert set(secret["stringData"].values()) == {SECRET_PLACEHOLDER}, "no secret is ever written"
+
+
+def without_deploy_time_values(objects: list[dict]) -> list[str]:
+    """Objects with what only a deploy knows (secret values, the image reference) blanked."""
+    out = []
+    for m in json.loads(json.dumps(objects)):
+        if m["kind"] == "Secret":
+            m["stringData"] = dict.fromkeys(m["stringData"], "<secret>")
+        pod = m.get("spec", {}).get("template", {}).get("spec", {})
+        for c in pod.get("containers", []) + pod.get("initContainers", []):
+            c["image"] = "<image>"
+        out.append(json.dumps(m, sort_keys=True))
+    return sorted(out)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
+def test_render_is_what_the_program_declares(tmp_path: Path, stack: str) -> None:
+    assert run_render(stack, tmp_path).returncode == 0
+    program = run_program(stack)
+    assert program.error is None, program.error
+    rendered = manifests(tmp_path)
+    assert without_deploy_time_values(rendered) == without_deploy_time_values(program.manifests())
+
+
+def test_render_refuses_a_bad_stack_before_writing(tmp_path: Path) -> None:
+    (tmp_path / "Pulumi.bad.yaml").write_text("config:\n  azure-native:location: westeurope\n"
+                                              "  airflow-aks:paralelism: 100\n")
+    out = tmp_path / "out"
+    with pytest.raises(Exception, match="paralelism: unknown key; did you mean 'parallelism'"):
+        render("bad", out, project_dir=tmp_path)
+    assert not out.exists(), "nothing is written for a bad config"
+    done = run_render("nosuchstack", tmp_path / "x")
+    assert done.returncode == 2 and "Pulumi.nosuchstack.yaml" in done.stderr
+
+
+def test_render_reads_the_same_settings_as_the_program() -> None:
+    assert stack_config_from_file("prod").plan.to_output() == run_program("prod").outputs["capacityPlan"]
