@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,3 +113,16 @@ def _camel(value: Any, user_map: bool = False) -> Any:
 def to_manifest(obj: KubeObject) -> dict[str, Any]:
     """The object as the Kubernetes API sees it (camelCase fields, apiVersion and kind)."""
     return {"apiVersion": API_VERSIONS[obj.kind], "kind": obj.kind, **_camel(obj.fields)}
+
+
+class ObjectsComponent(pulumi.ComponentResource):
+    """A component that declares a builder's objects as its children, after `after`."""
+
+    declared: dict[tuple[str, str], pulumi.CustomResource]
+
+    def __init__(self, type_token: str, name: str, objects: list[KubeObject],
+                 after: Sequence[pulumi.Resource] = (), opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__(type_token, name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+        self.declared = {(obj.kind, obj.suffix): declare(obj, name, child) for obj in objects}
+        self.register_outputs({})

@@ -68,7 +68,7 @@ def postgres_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
     ]
 
 
-class Postgres(pulumi.ComponentResource):
+class Postgres(k8s.ObjectsComponent):
     """PostgreSQL's objects, declared after `after` (the namespace and its Secret)."""
 
     stateful_set: kubernetes.apps.v1.StatefulSet
@@ -81,8 +81,5 @@ class Postgres(pulumi.ComponentResource):
         after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("airflow-aks:postgres:Postgres", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
-        declared = {obj.kind: k8s.declare(obj, name, child) for obj in postgres_objects(settings, plan)}
-        self.stateful_set = declared["StatefulSet"]  # type: ignore[assignment]
-        self.register_outputs({})
+        super().__init__("airflow-aks:postgres:Postgres", name, postgres_objects(settings, plan), after, opts)
+        self.stateful_set = self.declared[("StatefulSet", "statefulset")]  # type: ignore[assignment]

@@ -88,7 +88,7 @@ def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
     ]
 
 
-class RabbitMQ(pulumi.ComponentResource):
+class RabbitMQ(k8s.ObjectsComponent):
     """RabbitMQ's objects, declared after `after` (the namespace and its Secret)."""
 
     stateful_set: kubernetes.apps.v1.StatefulSet
@@ -101,8 +101,5 @@ class RabbitMQ(pulumi.ComponentResource):
         after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("airflow-aks:rabbitmq:RabbitMQ", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
-        declared = {obj.kind: k8s.declare(obj, name, child) for obj in rabbitmq_objects(settings, plan)}
-        self.stateful_set = declared["StatefulSet"]  # type: ignore[assignment]
-        self.register_outputs({})
+        super().__init__("airflow-aks:rabbitmq:RabbitMQ", name, rabbitmq_objects(settings, plan), after, opts)
+        self.stateful_set = self.declared[("StatefulSet", "statefulset")]  # type: ignore[assignment]
