@@ -48,6 +48,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of a process, from /proc."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += children.get(child, [])
+    return found
+
+
 def image_command(args: list[str]) -> list[str]:
     """What the official image's entrypoint runs for these container args."""
     if args and args[0] in ("bash", "python", "sh"):
@@ -452,15 +467,8 @@ class LocalDeployment:
 
     def tree_pss_mib(self, component: str) -> float:
         """Proportional set size of a component's whole process tree, from /proc/*/smaps_rollup."""
-        children: dict[int, list[int]] = {}
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-                children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-        todo, total_kib = [self.pid(component)], 0
-        while todo:
-            pid = todo.pop()
-            todo += children.get(pid, [])
+        total_kib = 0
+        for pid in [self.pid(component), *descendants(self.pid(component))]:
             with contextlib.suppress(OSError):
                 for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
                     if line.startswith("Pss:"):
@@ -468,6 +476,9 @@ class LocalDeployment:
         return total_kib / 1024
 
     def stop(self) -> None:
+        # Task processes run in process groups of their own, so killing each
+        # component's group misses them: note the whole tree first.
+        tree = [pid for proc in self.processes.values() for pid in descendants(proc.pid)]
         for proc in self.processes.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -480,6 +491,9 @@ class LocalDeployment:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        for pid in tree:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         self.processes.clear()
         with contextlib.suppress(Exception), self.services.postgres.admin() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")

@@ -13,6 +13,7 @@ import os
 import re
 import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import pytest
 
 from components.config import build_stack_config
 from tests.harness import project_values
-from tests.local_airflow import Services, deployment, local_services, stack_config
+from tests.local_airflow import Services, deployment, descendants, local_services, stack_config
 from tests.real_airflow import AIRFLOW_VENV, run_airflow_python
 
 # Large enough for every test below: PostgreSQL starts with the max_connections
@@ -54,6 +55,26 @@ def test_parallelism_caps_the_running_tasks(services: Services) -> None:
         assert obs.finished_at is not None, f"run did not finish: {obs.states}\n{d.logs('scheduler')}"
         assert obs.max_running == 16, f"at most parallelism=16 run at once, saw {obs.max_running}"
         assert obs.states == {"success": 32}
+
+
+def test_stopping_a_deployment_leaves_no_process(services: Services) -> None:
+    seen: set[int] = set()
+    with deployment(services, fanout(parallelism=4, width=4, sleep=120)) as d:
+        seen.update(d.processes[c].pid for c in d.processes)
+        run_id = d.trigger()
+
+        def on_sample(states: dict[str, int], now: float) -> None:
+            seen.update(descendants(d.pid("worker")))
+            if states.get("running", 0) == 4:
+                raise StopIteration  # stop while the tasks still run
+
+        with pytest.raises(StopIteration):
+            d.observe(run_id, tasks=4, timeout=120, on_sample=on_sample)
+        assert len(seen) > 4 + 4, "the worker's pool children and task processes were seen"
+    time.sleep(1)
+    alive = [pid for pid in seen if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert alive == [], f"processes left behind: {alive}"
 
 
 def test_parallelism_equal_to_the_width_runs_everything_at_once(services: Services) -> None:
