@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from components.airflow_cfg import airflow_options
-from components.config import build_stack_config
-from tests.harness import project_values
+from components.config import build_stack_config, project_values
 from tests.local_airflow import deployment, local_services, stack_config
 
 # Options the comparison configs leave at Airflow's defaults: everything the
@@ -77,15 +76,18 @@ def measure(services: Any, config: dict[str, Any], cfg: str, migrate: list[str] 
         last = [0.0]
 
         def sample(states: dict[str, int], now: float) -> None:
+            # Reading every process's smaps_rollup is costly: every 2 s, or when more tasks run.
             running = states.get("running", 0)
-            if now - last[0] >= 2 or running > peak["running"]:
-                last[0] = now
-                pss = d.tree_pss_mib("worker")
-                if running >= peak["running"]:
-                    peak.update(pss=max(pss, peak["pss"]) if running == peak["running"] else pss,
-                                running=running)
-                peak["pg"] = max(peak["pg"], d.query(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [d.database])[0][0])
+            if now - last[0] < 2 and running <= peak["running"]:
+                return
+            last[0] = now
+            pss = d.tree_pss_mib("worker")
+            if running > peak["running"]:
+                peak.update(running=running, pss=pss)  # the worker's size at the most tasks seen running
+            elif running == peak["running"]:
+                peak["pss"] = max(peak["pss"], pss)
+            peak["pg"] = max(peak["pg"], d.query(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = %s", [d.database])[0][0])
 
         started = time.monotonic()
         run_id = d.trigger()

@@ -4,8 +4,8 @@ from typing import Any
 
 import pytest
 
-from components.config import StackConfig, build_stack_config
-from tests.harness import ProgramRun, project_values, run_program, stack_file_config
+from components.config import StackConfig, build_stack_config, project_values, stack_file_config
+from tests.harness import ProgramRun, run_program
 
 
 def config_for(stack: str, **changes: Any) -> StackConfig:

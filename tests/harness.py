@@ -20,9 +20,7 @@ from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
 from components import acr_auth
-from components.config import project_values, stack_file_config
-
-__all__ = ["project_values", "stack_file_config"]
+from components.config import stack_file_config
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "airflow-aks"

@@ -33,8 +33,9 @@ from typing import Any
 import psycopg
 
 from components import names
-from tests.harness import ProgramRun, plain, run_program, stack_file_config
-from tests.real_airflow import AIRFLOW_VENV, ROOT
+from components.config import stack_file_config
+from tests.harness import ProgramRun, plain, run_program
+from tests.real_airflow import ROOT, airflow_env
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -332,9 +333,7 @@ class LocalDeployment:
         return found
 
     def process_env(self, workload: Workload) -> dict[str, str]:
-        base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PULUMI"))}
-        base["PATH"] = f"{AIRFLOW_VENV / 'bin'}:{base.get('PATH', '/usr/bin:/bin')}"
-        return {**base, "AIRFLOW_HOME": str(self.home), **workload.env}
+        return airflow_env(self.home, workload.env)
 
     # -- lifecycle ------------------------------------------------------------
 

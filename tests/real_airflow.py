@@ -17,11 +17,17 @@ def airflow_python() -> Path:
     return python
 
 
+def airflow_env(home: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without Airflow or Pulumi settings, with ./venv-airflow first
+    on PATH and a private AIRFLOW_HOME."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PULUMI"))}
+    base["PATH"] = f"{AIRFLOW_VENV / 'bin'}:{base.get('PATH', '/usr/bin:/bin')}"
+    return {**base, "AIRFLOW_HOME": str(home), **(env or {})}
+
+
 def run_airflow_python(code: str, *, home: Path, env: dict[str, str] | None = None,
                        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run code under the real Airflow interpreter with a private AIRFLOW_HOME."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PULUMI"))}
-    full_env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
-    full_env.update(env or {})
-    return subprocess.run([str(airflow_python()), "-c", code], env=full_env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run([str(airflow_python()), "-c", code],
+                          env=airflow_env(home, {"AIRFLOW__CORE__LOAD_EXAMPLES": "False", **(env or {})}),
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 
 from components import names
+from components.config import stack_file_config
 from components.image import LOCAL_IMAGE, context_revision
 from components.settings import ConfigError, parse_settings
 from tests.conftest import config_for
-from tests.harness import ProgramRun, run_program, stack_file_config
+from tests.harness import ProgramRun, run_program
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pulumi
 import pytest
 
+from components.config import stack_file_config
 from tests.conftest import config_for
-from tests.harness import run_program, stack_file_config
+from tests.harness import run_program
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

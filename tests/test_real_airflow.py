@@ -19,10 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import build_stack_config
-from tests.harness import project_values
+from components.config import build_stack_config, project_values
 from tests.local_airflow import Services, deployment, descendants, local_services, stack_config
-from tests.real_airflow import AIRFLOW_VENV, run_airflow_python
+from tests.real_airflow import AIRFLOW_VENV, airflow_env, run_airflow_python
 
 # Large enough for every test below: PostgreSQL starts with the max_connections
 # the program declares for the widest one.
@@ -164,9 +163,7 @@ def lint(home: Path, cfg: str | None, env: dict[str, str] | None = None) -> list
     home.mkdir(parents=True, exist_ok=True)
     if cfg is not None:
         (home / "airflow.cfg").write_text(cfg)
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "PULUMI"))}
-    full_env.update({"AIRFLOW_HOME": str(home), **(env or {})})
-    done = subprocess.run([str(AIRFLOW_VENV / "bin" / "airflow"), "config", "lint"], env=full_env,
+    done = subprocess.run([str(AIRFLOW_VENV / "bin" / "airflow"), "config", "lint"], env=airflow_env(home, env),
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     return [line.strip()[2:] for line in done.stdout.splitlines() if line.strip().startswith("- ")]

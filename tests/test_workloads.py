@@ -13,10 +13,11 @@ import pytest
 
 from components import names
 from components.airflow_cfg import SECRET_ENV
+from components.config import stack_file_config
 from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
 from components.settings import DEFAULTS
 from tests.conftest import config_for
-from tests.harness import ProgramRun, is_secret, plain, run_program, stack_file_config
+from tests.harness import ProgramRun, is_secret, plain, run_program
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 
