@@ -1,8 +1,8 @@
 """airflow-aks: Apache Airflow 3 with the CeleryExecutor on AKS, sized from stack config."""
 
 import pulumi
-import pulumi_kubernetes as kubernetes
 
+from components import k8s
 from components.config import read_stack_config
 from components.image import AirflowImage
 from components.names import ADMIN_USER
@@ -23,7 +23,7 @@ if settings.target == "aks":
     provider = platform.provider
     # Pods pull the image with the kubelet identity: the push and AcrPull come first.
     image_dependencies: list[pulumi.Resource] = [image, platform.acr_pull]
-    worker_dependencies: list[pulumi.Resource] = [platform.worker_pool]
+    worker_gate: pulumi.Output[bool] | None = platform.worker_gate
     pulumi.export("resourceGroupName", platform.resource_group_name)
     pulumi.export("registryLoginServer", platform.registry_login_server)
     pulumi.export("clusterName", platform.cluster_name)
@@ -37,8 +37,8 @@ if settings.target == "aks":
 else:
     # `target: local`: the current kubeconfig context, the image in the local Docker daemon.
     image = AirflowImage("airflow-image", airflow_version=settings.airflow_version)
-    provider = kubernetes.Provider("local-k8s", context=settings.kube_context)
-    image_dependencies, worker_dependencies = [image], []
+    provider = k8s.provider("local-k8s", context=settings.kube_context)
+    image_dependencies, worker_gate = [image], None
 
 workloads = Workloads(
     "workloads",
@@ -46,8 +46,11 @@ workloads = Workloads(
     provider=provider,
     image=image.ref,
     image_dependencies=image_dependencies,
-    worker_dependencies=worker_dependencies,
+    worker_gate=worker_gate,
 )
+if settings.target == "aks":
+    # A pool that shrinks waits for the workers it would otherwise interrupt.
+    platform.settle_workers(workloads.workers)
 
 pulumi.export("capacityPlan", config.plan.to_output())
 pulumi.export("capacitySummary", config.plan.summary())

@@ -21,6 +21,19 @@ import pulumi
 TOKEN_USERNAME = "00000000-0000-0000-0000-000000000000"
 
 
+def exchange_error(login_server: str, status: int) -> str:
+    """What a failed exchange means. The exchange only checks the Entra token
+    (signature, expiry, tenant); push rights are checked later, at the push."""
+    if status == 401:
+        return (f"{login_server} rejected the Entra access token (HTTP 401): it is expired, for another "
+                "tenant or not an Azure Resource Manager token; run `az login` (or check the CI's OIDC "
+                "login) and try again")
+    if status == 403:
+        return (f"{login_server} refused the token exchange (HTTP 403): the registry's network rules or "
+                "policy deny this caller")
+    return f"{login_server} refused the token exchange (HTTP {status})"
+
+
 def exchange_for_refresh_token(login_server: str, tenant_id: str, access_token: str,
                                timeout: float = 30.0) -> str:
     """POST the Entra token to the registry's /oauth2/exchange; return its refresh token."""
@@ -40,10 +53,7 @@ def exchange_for_refresh_token(login_server: str, tenant_id: str, access_token: 
         with urllib.request.urlopen(request, timeout=timeout) as response:
             payload = json.load(response)
     except urllib.error.HTTPError as err:
-        raise RuntimeError(
-            f"{login_server} refused the token exchange (HTTP {err.code}); the identity running "
-            "`pulumi up` needs push rights on the registry (AcrPush, Contributor or Owner)"
-        ) from None
+        raise RuntimeError(exchange_error(login_server, err.code)) from None
     token = payload.get("refresh_token")
     if not token:
         raise RuntimeError(f"{login_server} answered the token exchange without a refresh_token")

@@ -3,6 +3,7 @@ triggerer, Celery workers and (optionally) Flower."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 from collections.abc import Sequence
@@ -13,16 +14,36 @@ import pulumi_kubernetes as kubernetes
 
 from components import k8s, names
 from components.airflow_cfg import AUTH_PASSWORDS_FILE, workload_env
-from components.capacity import CapacityPlan
+from components.capacity import CapacityPlan, worker_stop_seconds
 from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
 from components.secrets import AUTH_PASSWORDS_KEY, ENV_SECRET_KEYS
 from components.settings import Settings
 
-# A stopping worker gets this long beyond the longest task to finish and exit.
-WORKER_SHUTDOWN_SLACK_SECONDS = 60
+# How long `pulumi up` gives the worker StatefulSet to reach its replica
+# count beyond the warm shutdown of the workers it removes.
+WORKER_AWAIT_SLACK_SECONDS = 300
+SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 AUTH_SECRET_DIR = "/secrets/auth"
 CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
+
+
+def worker_await_annotations(replicas: int, longest_task_seconds: int) -> dict[str, str]:
+    """What `pulumi up` waits for on the worker StatefulSet: its pod count, not a finished rollout.
+
+    The provider's default StatefulSet await would wait for a whole rollout,
+    each worker stopping only after its tasks end. pulumi.com/waitFor replaces
+    that await on create and update (pulumi-kubernetes
+    provider/pkg/metadata/readiness.go, ReadyCondition): .status.replicas
+    counts every pod the StatefulSet still has, terminating ones included, so
+    a scale-down completes only when the removed workers have finished their
+    tasks and exited, and a rollout or scale-up completes once the pods exist.
+    What waits on the StatefulSet (a shrinking worker pool) waits for that.
+    """
+    return {
+        "pulumi.com/waitFor": f"jsonpath={{.status.replicas}}={replicas}",
+        "pulumi.com/timeoutSeconds": str(worker_stop_seconds(longest_task_seconds) + WORKER_AWAIT_SLACK_SECONDS),
+    }
 
 
 def migration_command(default_pool_slots: int) -> str:
@@ -86,14 +107,16 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             **extra,
         }
 
-    def pod(component: str, containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    def pod(component: str, containers: list[dict[str, Any]], annotations: dict[str, str] | None = None,
+            **extra: Any) -> dict[str, Any]:
         volumes = [
             {"name": "config", "config_map": {"name": names.CONFIG_MAP}},
             {"name": "logs", "empty_dir": {}},
             *extra.pop("volumes", []),
         ]
         return {
-            "metadata": {"labels": _labels(component), "annotations": {CHECKSUM_ANNOTATION: config_checksum}},
+            "metadata": {"labels": _labels(component),
+                         "annotations": {CHECKSUM_ANNOTATION: config_checksum, **(annotations or {})}},
             "spec": {
                 # The official image's airflow user; its files belong to group root.
                 "security_context": {"run_as_user": names.AIRFLOW_UID, "run_as_group": 0, "fs_group": 0,
@@ -181,10 +204,23 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         "dag-processor", ["dag-processor"], control("dag-processor"),
         readiness_probe=_jobs_check("DagProcessorJob"), liveness_probe=_jobs_check("DagProcessorJob"),
     )])))
-    objects.append(deployment("triggerer", 1, pod("triggerer", [container(
-        "triggerer", ["triggerer"], control("triggerer"),
-        readiness_probe=_jobs_check("TriggererJob"), liveness_probe=_jobs_check("TriggererJob"),
-    )])))
+    # The triggerer records its pod's FQDN as the hostname deferred tasks'
+    # logs are fetched from; a StatefulSet with a headless Service makes that
+    # name resolvable (airflow-triggerer-0.airflow-triggerer...), as for workers.
+    objects.append(service("triggerer", "triggerer-logs", names.TRIGGERER_LOG_PORT, headless=True))
+    objects.append(KubeObject("StatefulSet", "triggerer", {
+        "metadata": {"name": names.TRIGGERER, "namespace": ns, "labels": _labels("triggerer")},
+        "spec": {
+            "service_name": names.TRIGGERER,
+            "replicas": 1,
+            "selector": {"match_labels": _labels("triggerer")},
+            "template": pod("triggerer", [container(
+                "triggerer", ["triggerer"], control("triggerer"),
+                ports=[{"name": "triggerer-logs", "container_port": names.TRIGGERER_LOG_PORT}],
+                readiness_probe=_jobs_check("TriggererJob"), liveness_probe=_jobs_check("TriggererJob"),
+            )]),
+        },
+    }, stage="component"))
 
     # Celery workers. The headless Service gives each pod a DNS name
     # (airflow-worker-0.airflow-worker...), which is the hostname a task
@@ -203,9 +239,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     objects.append(KubeObject("StatefulSet", "worker", {
         "metadata": {
             "name": names.WORKER, "namespace": ns, "labels": _labels("worker"),
-            # A rollout stops each worker only after its running tasks end (up
-            # to longestTaskSeconds apiece); `pulumi up` does not wait for that.
-            "annotations": {"pulumi.com/skipAwait": "true"},
+            "annotations": worker_await_annotations(w.replicas, settings.longest_task_seconds),
         },
         "spec": {
             "service_name": names.WORKER,
@@ -226,7 +260,10 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                     ports=[{"name": "worker-logs", "container_port": names.WORKER_LOG_PORT}],
                     liveness_probe=worker_ping,
                 )],
-                termination_grace_period_seconds=settings.longest_task_seconds + WORKER_SHUTDOWN_SLACK_SECONDS,
+                # The cluster autoscaler never empties a node to move a busy
+                # worker: it would interrupt the worker's tasks.
+                annotations={SAFE_TO_EVICT_ANNOTATION: "false"},
+                termination_grace_period_seconds=worker_stop_seconds(settings.longest_task_seconds),
                 **placement,
             ),
         },
@@ -243,13 +280,29 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     return objects
 
 
+def gated_replicas(obj: KubeObject, gate: pulumi.Input[Any]) -> KubeObject:
+    """The object with spec.replicas sent only once `gate` resolves, and
+    depending on whatever the gate depends on (Output resources travel with
+    the value): on AKS, the worker pool when it grows first."""
+    replicas = obj.fields["spec"]["replicas"]
+    spec = {**obj.fields["spec"], "replicas": pulumi.Output.from_input(gate).apply(lambda _: replicas)}
+    return dataclasses.replace(obj, fields={**obj.fields, "spec": spec})
+
+
 class Airflow(pulumi.ComponentResource):
-    """Declares airflow_objects in order: config, then the migration Job after the
-    databases and the image, then every component after the migration."""
+    """Declares airflow_objects in order: the ConfigMaps, then the migration Job
+    after the databases and the image, then every component after the migration.
+
+    Pods read the ConfigMaps by name, so everything that mounts them depends on
+    them explicitly: a changed airflow.cfg is updated in place first (the
+    provider has enableConfigMapMutable on), then the pods roll through the
+    checksum annotation in their template.
+    """
 
     api_server_service: pulumi.Output[str]
     migration: kubernetes.batch.v1.Job
     workers: kubernetes.apps.v1.StatefulSet
+    config_maps: list[pulumi.CustomResource]
 
     def __init__(
         self,
@@ -261,25 +314,29 @@ class Airflow(pulumi.ComponentResource):
         after: Sequence[pulumi.Resource] = (),
         backends: Sequence[pulumi.Resource] = (),
         image_dependencies: Sequence[pulumi.Resource] = (),
-        worker_dependencies: Sequence[pulumi.Resource] = (),
+        worker_gate: pulumi.Input[Any] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:airflow:Airflow", name, None, opts)
         objects = airflow_objects(settings, plan, airflow_cfg, image)
         first = pulumi.ResourceOptions(parent=self, depends_on=list(after))
+        self.config_maps = [k8s.declare(o, name, first) for o in objects if o.kind == "ConfigMap"]
         [job_obj] = [o for o in objects if o.stage == "migration"]
         self.migration = k8s.declare(job_obj, name, pulumi.ResourceOptions(
-            parent=self, depends_on=[*after, *backends, *image_dependencies]))  # type: ignore[assignment]
+            parent=self,
+            depends_on=[*after, *self.config_maps, *backends, *image_dependencies]))  # type: ignore[assignment]
         stage_deps = {
-            "": [*after],
-            "component": [*after, self.migration, *image_dependencies],
-            "worker": [*after, self.migration, *image_dependencies, *worker_dependencies],
+            "component": [*after, *self.config_maps, self.migration, *image_dependencies],
+            "worker": [*after, *self.config_maps, self.migration, *image_dependencies],
         }
         declared = {}
         for obj in objects:
-            if obj.stage != "migration":
-                opts_ = pulumi.ResourceOptions(parent=self, depends_on=stage_deps[obj.stage]) if obj.stage else first
-                declared[(obj.kind, obj.suffix)] = k8s.declare(obj, name, opts_)
+            if obj.kind == "ConfigMap" or obj.stage == "migration":
+                continue
+            opts_ = pulumi.ResourceOptions(parent=self, depends_on=stage_deps[obj.stage]) if obj.stage else first
+            if obj.stage == "worker" and worker_gate is not None:
+                obj = gated_replicas(obj, worker_gate)
+            declared[(obj.kind, obj.suffix)] = k8s.declare(obj, name, opts_)
         self.workers = declared[("StatefulSet", "worker")]  # type: ignore[assignment]
         self.api_server_service = declared[("Service", "api-server-service")].metadata.name  # type: ignore[attr-defined]
         self.register_outputs({"api_server_service": self.api_server_service})

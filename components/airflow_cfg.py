@@ -22,8 +22,11 @@ from components.names import (
     AIRFLOW_HOME,
     API_SERVER,
     API_SERVER_PORT,
+    CELERY_CONFIG_OPTIONS,
     DAGS_FOLDER,
     SCHEDULER_HEALTH_PORT,
+    TRIGGERER_LOG_PORT,
+    WORKER_LOG_PORT,
     service_host,
 )
 from components.settings import Settings
@@ -84,6 +87,13 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             "sql_alchemy_pool_size": str(SQLALCHEMY_POOL_SIZE),
             "sql_alchemy_max_overflow": str(SQLALCHEMY_MAX_OVERFLOW),
         },
+        "logging": {
+            # The api-server fetches a running task's log from its worker, and
+            # a deferred task's from its triggerer, on these ports (each has a
+            # headless Service).
+            "worker_log_server_port": str(WORKER_LOG_PORT),
+            "trigger_log_server_port": str(TRIGGERER_LOG_PORT),
+        },
         "api": {
             "port": str(API_SERVER_PORT),
             "workers": str(API_SERVER_WORKERS),
@@ -99,6 +109,10 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             "scheduler_health_check_server_port": str(SCHEDULER_HEALTH_PORT),
         },
         "celery": {
+            # app/config/airflow_aks_celery.py: the provider's defaults with
+            # exclusive remote-control queues (RabbitMQ 4.3 denies transient
+            # non-exclusive ones).
+            "celery_config_options": CELERY_CONFIG_OPTIONS,
             "worker_concurrency": str(plan.worker.concurrency),
             # A worker takes only what it can start now, so queued tasks go to
             # whichever worker has a free slot.

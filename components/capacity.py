@@ -14,6 +14,24 @@ from typing import Any
 from components.settings import ConfigError, Settings
 from components.vmsizes import VM_SIZES, Allocatable, allocatable
 
+# A stopping worker gets this long beyond the longest task to finish and exit.
+WORKER_SHUTDOWN_SLACK_SECONDS = 60
+# AKS waits at most this long to drain one node (AgentPoolUpgradeSettings
+# drainTimeoutInMinutes: 1 to 1440; its default is 30).
+AKS_MAX_DRAIN_MINUTES = 1440
+
+
+def worker_stop_seconds(longest_task_seconds: int) -> int:
+    """How long a worker may take to stop: its longest task, then the exit."""
+    return longest_task_seconds + WORKER_SHUTDOWN_SLACK_SECONDS
+
+
+def worker_drain_minutes(longest_task_seconds: int) -> int:
+    """AKS's per-node drain timeout for the worker pool: long enough for a
+    worker's warm shutdown, so a node upgrade waits for running tasks instead
+    of failing after AKS's default 30 minutes."""
+    return min(AKS_MAX_DRAIN_MINUTES, math.ceil(worker_stop_seconds(longest_task_seconds) / 60) + 5)
+
 # --- Worker memory ---------------------------------------------------------
 # Measured by bench/fanout on Airflow 3.3.2 with the prefork pool (2 cores;
 # PSS summed over the worker's process tree from /proc/*/smaps_rollup, see

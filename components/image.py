@@ -11,7 +11,8 @@ from pulumi_azure_native import authorization
 
 from components.acr_auth import TOKEN_USERNAME, registry_password
 
-APP_DIR = Path(__file__).resolve().parent.parent / "app"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+APP_DIR = PROJECT_DIR / "app"
 IMAGE_REPOSITORY = "airflow"
 LOCAL_IMAGE = "airflow-aks/airflow"
 
@@ -26,6 +27,11 @@ def context_revision(context_dir: Path = APP_DIR) -> str:
     for path in sorted(p for p in context_dir.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(context_dir)).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()[:12]
+
+
+def build_context_path(context_dir: Path = APP_DIR, project_dir: Path = PROJECT_DIR) -> str:
+    """The build context as a POSIX path relative to the project directory."""
+    return context_dir.resolve().relative_to(project_dir.resolve()).as_posix()
 
 
 class AirflowImage(pulumi.ComponentResource):
@@ -50,9 +56,14 @@ class AirflowImage(pulumi.ComponentResource):
     ) -> None:
         super().__init__("airflow-aks:image:AirflowImage", name, None, opts)
 
+        # Relative to the project directory, where `pulumi` runs the program:
+        # docker-build compares these strings as inputs, so an absolute path
+        # would differ between a laptop's checkout and CI's and show a changed
+        # build (and a rebuild, a new digest and rolled pods) on every switch.
+        context = build_context_path(context_dir)
         build = {
-            "context": {"location": str(context_dir)},
-            "dockerfile": {"location": str(context_dir / "Dockerfile")},
+            "context": {"location": context},
+            "dockerfile": {"location": f"{context}/Dockerfile"},
             "build_args": {"AIRFLOW_VERSION": airflow_version},
             "platforms": [platform],
             # Previews (also in pull requests) need neither Docker nor a push.

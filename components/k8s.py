@@ -18,6 +18,19 @@ from components.capacity import PodResources
 CHECKSUM_ANNOTATION = "airflow-aks/config-checksum"
 
 
+def provider(name: str, opts: pulumi.ResourceOptions | None = None, **connection: Any) -> kubernetes.Provider:
+    """The Kubernetes provider every object of the deployment goes through.
+
+    enableConfigMapMutable: without it pulumi-kubernetes replaces a ConfigMap
+    whose data changes (provider/pkg/provider/provider.go treats ConfigMaps as
+    immutable unless the flag is set), so a fixed-name ConfigMap such as
+    airflow-config would be deleted and created again on every concurrency
+    change. With it the ConfigMap is updated in place and the pods roll through
+    the checksum annotation of their template.
+    """
+    return kubernetes.Provider(name, enable_config_map_mutable=True, opts=opts, **connection)
+
+
 def checksum(*texts: str) -> str:
     digest = hashlib.sha256()
     for text in texts:
@@ -33,11 +46,30 @@ def resources(res: PodResources) -> dict[str, Any]:
     }
 
 
-def volume_claim(name: str, storage_gib: int) -> dict[str, Any]:
-    return {
-        "metadata": {"name": name},
+def persistent_volume_claim(name: str, namespace: str, labels: dict[str, str], storage_gib: int) -> KubeObject:
+    """A claim of its own rather than a StatefulSet volumeClaimTemplate.
+
+    pulumi-kubernetes replaces a StatefulSet whose volumeClaimTemplates change
+    (provider/pkg/provider/diff.go lists them as force-new, as the API server
+    refuses to update them), and a template-made claim never grows anyway. A
+    claim's storage request can be raised in place: the AKS default storage
+    class (managed-csi) allows volume expansion and Azure Disk expands online.
+    """
+    return KubeObject("PersistentVolumeClaim", "data", {
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{storage_gib}Gi"}}},
-    }
+    }, holds_data=True)
+
+
+def pod_security(uid: int, gid: int, **more: Any) -> dict[str, Any]:
+    """Pod security context for a pod with a persistent volume owned by `gid`.
+
+    OnRootMismatch: the kubelet changes ownership and mode of the volume's
+    files only when the volume's root does not already match, instead of on
+    every mount (the default, Always), which adds group rw to every file.
+    """
+    return {"run_as_user": uid, "run_as_group": gid, "fs_group": gid, "run_as_non_root": True,
+            "fs_group_change_policy": "OnRootMismatch", **more}
 
 
 def service(suffix: str, name: str, namespace: str, labels: dict[str, str], port_name: str, port: int,
@@ -63,7 +95,7 @@ def service(suffix: str, name: str, namespace: str, labels: dict[str, str], port
 # --------------------------------------------------------------------------
 
 API_VERSIONS = {
-    "Namespace": "v1", "Secret": "v1", "ConfigMap": "v1", "Service": "v1",
+    "Namespace": "v1", "Secret": "v1", "ConfigMap": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
     "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
 }
 _RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
@@ -71,10 +103,13 @@ _RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
     "Secret": kubernetes.core.v1.Secret,
     "ConfigMap": kubernetes.core.v1.ConfigMap,
     "Service": kubernetes.core.v1.Service,
+    "PersistentVolumeClaim": kubernetes.core.v1.PersistentVolumeClaim,
     "Deployment": kubernetes.apps.v1.Deployment,
     "StatefulSet": kubernetes.apps.v1.StatefulSet,
     "Job": kubernetes.batch.v1.Job,
 }
+# Kinds a pod refers to by name: a workload waits for those of its component.
+_REFERENCED_KINDS = {"ConfigMap", "PersistentVolumeClaim", "Secret"}
 # Maps whose keys are the user's (label names, file names, variable names),
 # never field names to translate.
 _USER_MAPS = {"labels", "annotations", "data", "string_data", "node_selector", "match_labels"}
@@ -89,6 +124,9 @@ class KubeObject:
     suffix: str
     fields: dict[str, Any]
     stage: str = ""
+    # Holds data that is gone with the object (a claim's disk): protected
+    # from deletion when the stack config says `protect`.
+    holds_data: bool = False
 
     @property
     def name(self) -> str | None:
@@ -121,8 +159,15 @@ class ObjectsComponent(pulumi.ComponentResource):
     declared: dict[tuple[str, str], pulumi.CustomResource]
 
     def __init__(self, type_token: str, name: str, objects: list[KubeObject],
-                 after: Sequence[pulumi.Resource] = (), opts: pulumi.ResourceOptions | None = None) -> None:
+                 after: Sequence[pulumi.Resource] = (), protect: bool = False,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__(type_token, name, None, opts)
-        child = pulumi.ResourceOptions(parent=self, depends_on=list(after))
-        self.declared = {(obj.kind, obj.suffix): declare(obj, name, child) for obj in objects}
+        self.declared = {}
+        # Objects of this component that others refer to by name (claims,
+        # ConfigMaps) come first, so the workload can wait for them.
+        for obj in sorted(objects, key=lambda o: o.kind not in _REFERENCED_KINDS):
+            referenced = [d for (kind, _), d in self.declared.items() if kind in _REFERENCED_KINDS]
+            depends = [*after, *(referenced if obj.kind not in _REFERENCED_KINDS else [])]
+            child = pulumi.ResourceOptions(parent=self, depends_on=depends, protect=protect and obj.holds_data)
+            self.declared[(obj.kind, obj.suffix)] = declare(obj, name, child)
         self.register_outputs({})

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 AIRFLOW_HOME = "/opt/airflow"
 DAGS_FOLDER = f"{AIRFLOW_HOME}/dags"
+# On Airflow's sys.path; the image copies app/config/ there.
+CONFIG_FOLDER = f"{AIRFLOW_HOME}/config"
+CELERY_CONFIG_OPTIONS = "airflow_aks_celery.CELERY_CONFIG"
 # uid of the airflow user in the official image; its group is root (0).
 AIRFLOW_UID = 50000
 
@@ -17,6 +20,7 @@ SCHEDULER = "airflow-scheduler"
 SCHEDULER_HEALTH_PORT = 8974
 DAG_PROCESSOR = "airflow-dag-processor"
 TRIGGERER = "airflow-triggerer"
+TRIGGERER_LOG_PORT = 8794
 WORKER = "airflow-worker"
 WORKER_LOG_PORT = 8793
 FLOWER = "airflow-flower"

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import base64
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as kubernetes
+from pulumi.output import Unknown
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
-from components.capacity import CapacityPlan
-from components.settings import Settings
+from components import k8s
+from components.capacity import CapacityPlan, worker_drain_minutes
+from components.settings import ConfigError, Settings
 
 # Built-in role "AcrPull": lets the kubelet identity pull without a registry password.
 ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
@@ -21,13 +26,90 @@ WORKER_POOL_LABEL_VALUE = "celery-workers"
 WORKER_POOL_TAINT = f"{WORKER_POOL_LABEL_KEY}={WORKER_POOL_LABEL_VALUE}:NoSchedule"
 
 SYSTEM_POOL_NAME = "system"
-WORKER_POOL_NAME = "workers"
+_POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
+
+
+def worker_pool_name(vm_size: str) -> str:
+    """The worker AgentPool's name, derived from its VM size ("we4sv3").
+
+    AKS cannot change a pool's VM size, so pulumi-azure-native replaces the
+    pool when vmSize changes. Under a fixed name the replacement must delete
+    the old pool first (the provider has to, as both would have the same Azure
+    ID); with the size in the name, the new pool is created first and the old
+    one is deleted after it, when its workers have somewhere to go.
+    """
+    compact = re.sub(r"[^a-z0-9]", "", vm_size.lower().removeprefix("standard_"))
+    name = f"w{compact}"[:12]
+    if not _POOL_NAME_RE.match(name):
+        raise ValueError(f"cannot derive an AKS pool name from {vm_size!r}")
+    return name
+
+
+def pool_ceiling(profile: Any) -> int:
+    """The most nodes a live pool may run: its autoscaler bound, else its count."""
+    if getattr(profile, "enable_auto_scaling", False) and getattr(profile, "max_count", None) is not None:
+        return int(profile.max_count)
+    return int(getattr(profile, "count", 0) or 0)
+
+
+def workers_shrink_first(live_pools: Sequence[Any] | None, pool_name: str, wanted_ceiling: int) -> bool:
+    """Whether this update lowers the worker pool's node ceiling.
+
+    Then the worker StatefulSet must shrink first (its removed workers finish
+    their tasks: warm shutdown within terminationGracePeriodSeconds) and the
+    pool shrinks after, onto nodes with no worker left to interrupt. Otherwise
+    (a new pool, more nodes, or a first deployment) the nodes come first.
+    """
+    if not isinstance(live_pools, (list, tuple)):  # not read yet (unknown in a first preview)
+        return False
+    for profile in live_pools:
+        if getattr(profile, "name", None) == pool_name:
+            return wanted_ceiling < pool_ceiling(profile)
+    return False
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
     return pulumi.Output.concat(
         "/subscriptions/", subscription_id, "/providers/Microsoft.Authorization/roleDefinitions/", role
     )
+
+
+def system_pool_change_refused(live_pools: Sequence[tuple[str, str]], wanted_vm_size: str) -> ConfigError | None:
+    """The error for a systemPool.vmSize that differs from what the cluster runs.
+
+    The system pool is declared inline in the ManagedCluster, which
+    pulumi-azure-native updates in place with one PUT of the whole cluster; AKS
+    rejects a changed agentPoolProfile vmSize (its API versions before
+    2026-01-02-preview) and also adding a pool through the cluster. So the
+    program refuses, at preview, and says how to rotate the pool by hand.
+    """
+    live = dict(live_pools).get(SYSTEM_POOL_NAME)
+    if live is None or live == wanted_vm_size:
+        return None
+    tmp = "systemtmp"
+    steps = "; ".join([
+        f"az aks nodepool add -g <group> --cluster-name <cluster> -n {tmp} --mode System "
+        f"--node-vm-size {live} --node-count 2",
+        f"az aks nodepool delete -g <group> --cluster-name <cluster> -n {SYSTEM_POOL_NAME} (AKS drains it)",
+        f"az aks nodepool add -g <group> --cluster-name <cluster> -n {SYSTEM_POOL_NAME} --mode System "
+        f"--node-vm-size {wanted_vm_size} --node-count <systemPool.count>",
+        f"az aks nodepool delete -g <group> --cluster-name <cluster> -n {tmp}",
+        "then `pulumi refresh` and `pulumi up`",
+    ])
+    return ConfigError([("systemPool.vmSize", (
+        f"the cluster's system pool runs {live} and AKS cannot change a pool's VM size in place; "
+        f"keep {live} here, or rotate the pool to {wanted_vm_size} by hand first: {steps}"))])
+
+
+def kubelet_object_id(identity_profile: Mapping[str, Any] | None, agent_pools: Sequence[Any] | None,
+                      wanted_system_vm_size: str) -> str:
+    """The kubelet identity's object ID from a read of the cluster, after the system pool check."""
+    refused = system_pool_change_refused([(p.name, p.vm_size) for p in agent_pools or []], wanted_system_vm_size)
+    if refused:
+        raise refused
+    if not identity_profile or "kubeletidentity" not in identity_profile:
+        raise ValueError("AKS returned no kubelet identity for the cluster")
+    return identity_profile["kubeletidentity"].object_id
 
 
 def _decode_kubeconfig(kubeconfigs: list) -> str:
@@ -46,6 +128,9 @@ class Platform(pulumi.ComponentResource):
     kubeconfig: pulumi.Output[str]
     provider: kubernetes.Provider
     worker_pool: containerservice.AgentPool
+    # Resolves when the worker StatefulSet may change its replica count: after
+    # the pool has grown, or at once when the pool is about to shrink.
+    worker_gate: pulumi.Output[bool]
     acr_pull: authorization.RoleAssignment
 
     def __init__(
@@ -72,13 +157,45 @@ class Platform(pulumi.ComponentResource):
             opts=guarded,
         )
 
+        cluster = self._cluster(name, settings, group, dns_prefix, guarded)
+        live = self._live_cluster(group, cluster)
+        worker_pool = self._worker_pool(name, settings, plan, group, cluster, live)
+        acr_pull = self._acr_pull(name, settings, cluster, registry, live)
+
+        credentials = containerservice.list_managed_cluster_user_credentials_output(
+            resource_group_name=group.name, resource_name=cluster.name
+        )
+        kubeconfig = pulumi.Output.secret(credentials.kubeconfigs.apply(_decode_kubeconfig))
+        provider = k8s.provider(f"{name}-k8s", opts=child, kubeconfig=kubeconfig)
+
+        self.resource_group_name = group.name
+        self.registry_id = registry.id
+        self.registry_login_server = registry.login_server
+        self.cluster_name = cluster.name
+        self.kubeconfig = kubeconfig
+        self.provider = provider
+        self.worker_pool = worker_pool
+        self.worker_gate = self._shrink_first.apply(
+            lambda first: True if first else worker_pool.urn.apply(lambda _: True))
+        self.acr_pull = acr_pull
+        self.register_outputs({
+            "resource_group_name": self.resource_group_name,
+            "registry_login_server": self.registry_login_server,
+            "cluster_name": self.cluster_name,
+            "kubeconfig": self.kubeconfig,
+        })
+
+    def _cluster(self, name: str, settings: Settings, group: resources.ResourceGroup, dns_prefix: str | None,
+                 opts: pulumi.ResourceOptions) -> containerservice.ManagedCluster:
         system = settings.system_pool
-        cluster = containerservice.ManagedCluster(
+        return containerservice.ManagedCluster(
             f"{name}-aks",
             resource_group_name=group.name,
             dns_prefix=dns_prefix or name,
             kubernetes_version=settings.kubernetes_version,
             enable_rbac=True,
+            # Free has no uptime SLA for the API server; Standard has one.
+            sku={"name": containerservice.ManagedClusterSKUName.BASE, "tier": settings.cluster_tier},
             identity={"type": containerservice.ResourceIdentityType.SYSTEM_ASSIGNED},
             agent_pool_profiles=[{
                 "name": SYSTEM_POOL_NAME,
@@ -94,16 +211,57 @@ class Platform(pulumi.ComponentResource):
                 "network_plugin": containerservice.NetworkPlugin.AZURE,
                 "network_plugin_mode": containerservice.NetworkPluginMode.OVERLAY,
             },
-            opts=guarded,
+            opts=opts,
         )
 
+    def _live_cluster(self, group: resources.ResourceGroup,
+                      cluster: containerservice.ManagedCluster) -> pulumi.Output[Any]:
+        # The cluster as Azure has it, not the cluster resource's outputs: in
+        # the preview of any cluster update pulumi-azure-native projects the
+        # new inputs onto the outputs and keeps only name and location from the
+        # old state (provider/pkg/provider/provider.go, Update with preview),
+        # so identityProfile and the pools' live counts would be unknown. The
+        # read waits for the cluster; in a preview it runs whenever the cluster
+        # already exists (its ID is known), against the cluster as it is.
+        return containerservice.get_managed_cluster_output(
+            resource_group_name=group.name, resource_name=cluster.name,
+            opts=pulumi.InvokeOutputOptions(depends_on=[cluster]))
+
+    def _worker_pool(self, name: str, settings: Settings, plan: CapacityPlan, group: resources.ResourceGroup,
+                     cluster: containerservice.ManagedCluster, live: pulumi.Output[Any]) -> containerservice.AgentPool:
         nodes = plan.worker_nodes
         autoscale = nodes.autoscale
-        worker_pool = containerservice.AgentPool(
-            f"{name}-workers",
+        pool_name = worker_pool_name(nodes.vm_size)
+        # With the autoscaler, start with the nodes the plan needs (within
+        # the bounds) and let the autoscaler own the count afterwards.
+        count = min(max(nodes.nodes_needed, nodes.min_count), nodes.max_count)
+        # Unknown (a first preview) means no live pool: nodes first.
+        self._shrink_first: pulumi.Output[bool] = live.apply(
+            lambda c: not isinstance(c, Unknown) and workers_shrink_first(c.agent_pool_profiles, pool_name,
+                                                                          nodes.max_count),
+            run_with_unknowns=True)
+        # On a shrink the pool's inputs wait for the worker StatefulSet
+        # (settle_workers); the dependency travels with the Output, so the
+        # engine orders the pool update after the StatefulSet update.
+        self._workers_settled, self._settle = pulumi.deferred_output()
+
+        def after_workers(value: Any) -> pulumi.Output[Any]:
+            return self._shrink_first.apply(
+                lambda first: self._workers_settled.apply(lambda _: value) if first else value)
+
+        # The logical name carries the pool name too. pulumi-azure-native
+        # replaces a pool whose vmSize changes (provider/pkg/gen/replacement.go
+        # lists AgentPool vmSize) and, for a resource named explicitly, deletes
+        # it before creating the new one (provider/pkg/provider/provider.go:
+        # deleteBeforeReplace unless the name was randomly generated). A new
+        # logical name instead makes the engine create the new pool in step
+        # with the rest of the update and delete the old one last, after every
+        # create and update: workers have nodes to move to before theirs go.
+        return containerservice.AgentPool(
+            f"{name}-workers-{pool_name}",
             resource_group_name=group.name,
             resource_name_=cluster.name,
-            agent_pool_name=WORKER_POOL_NAME,
+            agent_pool_name=pool_name,
             mode=containerservice.AgentPoolMode.USER,
             vm_size=nodes.vm_size,
             max_pods=nodes.max_pods,
@@ -112,45 +270,36 @@ class Platform(pulumi.ComponentResource):
             orchestrator_version=settings.kubernetes_version,
             node_labels={WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
             node_taints=[WORKER_POOL_TAINT],
-            # With the autoscaler, start with the nodes the plan needs (within
-            # the bounds) and let the autoscaler own the count afterwards.
-            count=min(max(nodes.nodes_needed, nodes.min_count), nodes.max_count),
+            # Node upgrades drain one node at a time; each worker there stops
+            # only after its running tasks.
+            upgrade_settings={"drain_timeout_in_minutes": worker_drain_minutes(settings.longest_task_seconds)},
+            count=after_workers(count),
             enable_auto_scaling=autoscale,
             min_count=nodes.min_count if autoscale else None,
-            max_count=nodes.max_count if autoscale else None,
+            max_count=after_workers(nodes.max_count) if autoscale else None,
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"] if autoscale else None),
         )
 
+    def settle_workers(self, workers: pulumi.Resource) -> None:
+        """Name the worker StatefulSet a shrinking pool waits for. Call once,
+        after declaring it, on every AKS deployment."""
+        self._settle(workers.urn)
+
+    def _acr_pull(self, name: str, settings: Settings, cluster: containerservice.ManagedCluster,
+                  registry: containerregistry.Registry, live: pulumi.Output[Any]) -> authorization.RoleAssignment:
+        # The kubelet identity comes from the live read: principalId forces a
+        # replacement (provider/pkg/gen/replacement.go: RoleAssignment
+        # principalId, scope), and from the cluster resource's outputs it
+        # would be unknown in the preview of any cluster update. The read also
+        # lets the system pool check see the VM size the cluster really runs.
+        wanted = settings.system_pool.vm_size
+        principal_id = live.apply(lambda c: kubelet_object_id(c.identity_profile, c.agent_pool_profiles, wanted))
         client = authorization.get_client_config_output()
-        kubelet_object_id = cluster.identity_profile.apply(
-            lambda profile: profile["kubeletidentity"].object_id
-        )
-        acr_pull = authorization.RoleAssignment(
+        return authorization.RoleAssignment(
             f"{name}-acr-pull",
-            principal_id=kubelet_object_id,
+            principal_id=principal_id,
             principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
             role_definition_id=role_definition_id(client.subscription_id, ACR_PULL_ROLE),
             scope=registry.id,
-            opts=child,
+            opts=pulumi.ResourceOptions(parent=self),
         )
-
-        credentials = containerservice.list_managed_cluster_user_credentials_output(
-            resource_group_name=group.name, resource_name=cluster.name
-        )
-        kubeconfig = pulumi.Output.secret(credentials.kubeconfigs.apply(_decode_kubeconfig))
-        provider = kubernetes.Provider(f"{name}-k8s", kubeconfig=kubeconfig, opts=child)
-
-        self.resource_group_name = group.name
-        self.registry_id = registry.id
-        self.registry_login_server = registry.login_server
-        self.cluster_name = cluster.name
-        self.kubeconfig = kubeconfig
-        self.provider = provider
-        self.worker_pool = worker_pool
-        self.acr_pull = acr_pull
-        self.register_outputs({
-            "resource_group_name": self.resource_group_name,
-            "registry_login_server": self.registry_login_server,
-            "cluster_name": self.cluster_name,
-            "kubeconfig": self.kubeconfig,
-        })

@@ -9,18 +9,19 @@ import pulumi_kubernetes as kubernetes
 
 from components import k8s, names
 from components.capacity import CapacityPlan
-from components.k8s import KubeObject, resources, volume_claim
+from components.k8s import KubeObject, persistent_volume_claim, resources
 from components.secrets import PASSWORD_KEY
 from components.settings import Settings
 
 # The official image runs the server as the postgres user (uid 999).
 POSTGRES_UID = 999
 DATA_DIR = "/var/lib/postgresql/data"
+DATA_CLAIM = f"{names.POSTGRES}-data"
 LABELS = {"app.kubernetes.io/name": "postgres", "app.kubernetes.io/part-of": "airflow"}
 
 
 def postgres_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
-    """A one-replica StatefulSet with a persistent volume, and its headless Service."""
+    """A one-replica StatefulSet on its own volume claim, and its headless Service."""
     ns = settings.namespace
     res = plan.control_plane.postgres
     ready = ["pg_isready", "--username", names.POSTGRES_USER, "--dbname", names.POSTGRES_DB]
@@ -47,6 +48,7 @@ def postgres_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
         "volume_mounts": [{"name": "data", "mount_path": DATA_DIR}, {"name": "shm", "mount_path": "/dev/shm"}],
     }
     return [
+        persistent_volume_claim(DATA_CLAIM, ns, LABELS, settings.postgres_storage_gib),
         k8s.service("service", names.POSTGRES, ns, LABELS, "postgres", names.POSTGRES_PORT, headless=True),
         KubeObject("StatefulSet", "statefulset", {
             "metadata": {"name": names.POSTGRES, "namespace": ns, "labels": LABELS},
@@ -57,12 +59,17 @@ def postgres_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
                 "template": {
                     "metadata": {"labels": LABELS},
                     "spec": {
-                        "security_context": {"fs_group": POSTGRES_UID},
+                        # The image's entrypoint starts as root and drops to the
+                        # postgres user; OnRootMismatch spares a large data
+                        # directory the kubelet's recursive chown on every start.
+                        "security_context": {"fs_group": POSTGRES_UID, "fs_group_change_policy": "OnRootMismatch"},
                         "containers": [container],
-                        "volumes": [{"name": "shm", "empty_dir": {"medium": "Memory"}}],
+                        "volumes": [
+                            {"name": "data", "persistent_volume_claim": {"claim_name": DATA_CLAIM}},
+                            {"name": "shm", "empty_dir": {"medium": "Memory"}},
+                        ],
                     },
                 },
-                "volume_claim_templates": [volume_claim("data", settings.postgres_storage_gib)],
             },
         }),
     ]
@@ -81,5 +88,6 @@ class Postgres(k8s.ObjectsComponent):
         after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("airflow-aks:postgres:Postgres", name, postgres_objects(settings, plan), after, opts)
+        super().__init__("airflow-aks:postgres:Postgres", name, postgres_objects(settings, plan), after,
+                         protect=settings.protect, opts=opts)
         self.stateful_set = self.declared[("StatefulSet", "statefulset")]  # type: ignore[assignment]

@@ -9,7 +9,7 @@ import pulumi_kubernetes as kubernetes
 
 from components import k8s, names
 from components.capacity import CapacityPlan
-from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources, volume_claim
+from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, persistent_volume_claim, pod_security, resources
 from components.secrets import PASSWORD_KEY
 from components.settings import Settings
 
@@ -19,6 +19,15 @@ RABBITMQ_UID = 999
 # unacknowledged for as long as the task runs.
 CONSUMER_TIMEOUT_SLACK_SECONDS = 600
 CONF_FILE = "20-airflow-aks.conf"
+# The official image's HOME: the Erlang cookie (mode 0400) is written there.
+HOME_DIR = "/var/lib/rabbitmq"
+# The node's data (mnesia base: schema, queues, feature flags). Only this is on
+# the persistent volume, so the cookie never is: with fsGroup the kubelet adds
+# group rw to every file of a volume it changes ownership of, and Erlang refuses
+# a cookie readable by anyone but its owner, so a cookie on the volume would
+# stop the broker on its next mount.
+DATA_DIR = f"{HOME_DIR}/mnesia"
+DATA_CLAIM = f"{names.RABBITMQ}-data"
 LABELS = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/part-of": "airflow"}
 
 
@@ -34,7 +43,7 @@ def rabbitmq_conf(longest_task_seconds: int) -> str:
 
 
 def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
-    """A one-replica StatefulSet with a persistent volume, its config and headless Service."""
+    """A one-replica StatefulSet on its own volume claim, its config and headless Service."""
     ns = settings.namespace
     res = plan.control_plane.pods["rabbitmq"]
     conf_text = rabbitmq_conf(settings.longest_task_seconds)
@@ -46,6 +55,7 @@ def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
             {"name": "RABBITMQ_DEFAULT_VHOST", "value": names.RABBITMQ_VHOST},
             {"name": "RABBITMQ_DEFAULT_PASS", "value_from": {"secret_key_ref": {
                 "name": names.RABBITMQ_SECRET, "key": PASSWORD_KEY}}},
+            {"name": "RABBITMQ_MNESIA_BASE", "value": DATA_DIR},
         ],
         "ports": [{"name": "amqp", "container_port": names.RABBITMQ_PORT}],
         "resources": resources(res),
@@ -56,12 +66,16 @@ def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
             "exec_": {"command": ["rabbitmq-diagnostics", "-q", "ping"]},
             "initial_delay_seconds": 30, "period_seconds": 30, "timeout_seconds": 15, "failure_threshold": 6},
         "volume_mounts": [
-            {"name": "data", "mount_path": "/var/lib/rabbitmq"},
+            # HOME (with the cookie) on an emptyDir that starts empty in every
+            # pod; the data volume inside it.
+            {"name": "home", "mount_path": HOME_DIR},
+            {"name": "data", "mount_path": DATA_DIR},
             {"name": "config", "mount_path": f"/etc/rabbitmq/conf.d/{CONF_FILE}", "sub_path": CONF_FILE,
              "read_only": True},
         ],
     }
     return [
+        persistent_volume_claim(DATA_CLAIM, ns, LABELS, settings.rabbitmq_storage_gib),
         KubeObject("ConfigMap", "config", {
             "metadata": {"name": names.RABBITMQ, "namespace": ns, "labels": LABELS},
             "data": {CONF_FILE: conf_text},
@@ -76,13 +90,15 @@ def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
                 "template": {
                     "metadata": {"labels": LABELS, "annotations": {CHECKSUM_ANNOTATION: checksum(conf_text)}},
                     "spec": {
-                        "security_context": {"run_as_user": RABBITMQ_UID, "run_as_group": RABBITMQ_UID,
-                                             "fs_group": RABBITMQ_UID, "run_as_non_root": True},
+                        "security_context": pod_security(RABBITMQ_UID, RABBITMQ_UID),
                         "containers": [container],
-                        "volumes": [{"name": "config", "config_map": {"name": names.RABBITMQ}}],
+                        "volumes": [
+                            {"name": "home", "empty_dir": {}},
+                            {"name": "data", "persistent_volume_claim": {"claim_name": DATA_CLAIM}},
+                            {"name": "config", "config_map": {"name": names.RABBITMQ}},
+                        ],
                     },
                 },
-                "volume_claim_templates": [volume_claim("data", settings.rabbitmq_storage_gib)],
             },
         }),
     ]
@@ -101,5 +117,6 @@ class RabbitMQ(k8s.ObjectsComponent):
         after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("airflow-aks:rabbitmq:RabbitMQ", name, rabbitmq_objects(settings, plan), after, opts)
+        super().__init__("airflow-aks:rabbitmq:RabbitMQ", name, rabbitmq_objects(settings, plan), after,
+                         protect=settings.protect, opts=opts)
         self.stateful_set = self.declared[("StatefulSet", "statefulset")]  # type: ignore[assignment]

@@ -21,6 +21,9 @@ from typing import Any
 PROJECT = "airflow-aks"
 
 ACR_SKUS = ("Basic", "Standard", "Premium")
+# AKS pricing tiers (ManagedCluster sku.tier): Free has no uptime SLA,
+# Standard has the financially backed one, Premium adds long-term support.
+CLUSTER_TIERS = ("Free", "Standard", "Premium")
 TARGETS = ("aks", "local")
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -28,9 +31,15 @@ _AIRFLOW_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _K8S_VERSION_RE = re.compile(r"^1\.(\d+)(\.\d+)?$")
 _CFG_NAME_RE = re.compile(r"^[a-z][a-z0-9_.]*$")
 
-# Oldest Kubernetes minor the manifests are written for (and that AKS still
-# offered when this was written); older clusters lack fields we rely on.
+# Oldest Kubernetes minor the manifests are written for; older clusters lack
+# fields we rely on.
 MIN_KUBERNETES_MINOR = 30
+# AKS's release calendar (AKS docs, "Supported Kubernetes versions", dated
+# 2026-08-05): minors in standard (community) support, with the month their
+# support ends, and minors AKS keeps only under long-term support, which needs
+# the Premium tier and the AKSLongTermSupport plan. Update with the calendar.
+AKS_STANDARD_SUPPORT = {34: "2026-11", 35: "2027-03", 36: "2027-06", 37: "2027-10"}
+AKS_LTS_ONLY = {31: "2026-11", 32: "2027-03", 33: "2027-07"}
 
 
 class ConfigError(ValueError):
@@ -90,6 +99,7 @@ class Settings:
     postgres_image: str
     rabbitmq_image: str
     acr_sku: str
+    cluster_tier: str
     protect: bool
     system_pool: NodePoolSettings
     worker_pool: NodePoolSettings
@@ -127,6 +137,7 @@ DEFAULTS: dict[str, Any] = {
     "kubernetesVersion": "1.35",
     "namespace": "airflow",
     "acrSku": "Basic",
+    "clusterTier": "Free",
     "protect": False,
     "systemPool": {"vmSize": "Standard_D4s_v5", "count": 2, "maxPods": 110},
     "workerPool": {"vmSize": "Standard_E4s_v3", "maxPods": 110},
@@ -147,12 +158,15 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("core", "execution_api_server_url"): "it points at the api-server Service the program declares",
     ("core", "dags_folder"): "the DAGs are baked into the image at a fixed path",
     ("celery", "worker_concurrency"): "use the `workerConcurrency` key",
+    ("celery", "celery_config_options"): "it names app/config/airflow_aks_celery.py, which keeps the broker "
+                                         "queues RabbitMQ 4.3 allows; edit that file instead",
     ("celery", "worker_prefetch_multiplier"): "it must stay 1 so that no worker hoards queued tasks",
     ("scheduler", "task_queued_timeout"): "use the `taskQueuedTimeoutSeconds` key",
     ("scheduler", "enable_health_check"): "the scheduler's liveness probe depends on it",
     ("scheduler", "scheduler_health_check_server_port"): "the scheduler's liveness probe depends on it",
     ("core", "simple_auth_manager_passwords_file"): "it points at the admin password the program generates",
     ("logging", "worker_log_server_port"): "the workers' headless Service exposes it for task logs",
+    ("logging", "trigger_log_server_port"): "the triggerer's headless Service exposes it for deferred tasks' logs",
     ("api", "workers"): "the database connection budget counts on it; use `apiServerReplicas` to scale",
     ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
     ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
@@ -267,6 +281,17 @@ def _check_k8s_version(v: str) -> str | None:
     return None
 
 
+def _aks_support(v: str) -> str | None:
+    minor = int(_K8S_VERSION_RE.match(v).group(1))  # type: ignore[union-attr]
+    offered = ", ".join(f"1.{m} (until {end})" for m, end in sorted(AKS_STANDARD_SUPPORT.items()))
+    if minor in AKS_STANDARD_SUPPORT:
+        return None
+    if minor in AKS_LTS_ONLY:
+        return (f"AKS offers 1.{minor} only under long-term support (Premium tier and the AKSLongTermSupport "
+                f"plan, which this program does not set up); standard support covers {offered}, got {v!r}")
+    return f"AKS standard support covers {offered}, got {v!r}"
+
+
 def _check_namespace(v: str) -> str | None:
     if len(v) > 63 or not _NAME_RE.match(v):
         return ("must be a Kubernetes name: lowercase letters, digits and '-', "
@@ -280,12 +305,39 @@ def _check_image(v: str) -> str | None:
     return None
 
 
+# RabbitMQ: 3.13 or newer (older releases lack the deprecated-features
+# framework whose 4.3 defaults the Celery settings are written for), pinned to
+# a minor release: a floating tag (latest, 4, management) can jump a pod to a
+# release RabbitMQ cannot upgrade to directly, on any restart.
+RABBITMQ_OLDEST = (3, 13)
+_IMAGE_TAG_RE = re.compile(r":(\d+)\.(\d+)(?:\.\d+)?(?:-[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$")
+
+
+def _check_rabbitmq_image(v: str) -> str | None:
+    bad = _check_image(v)
+    if bad:
+        return bad
+    allowed = (f"RabbitMQ {RABBITMQ_OLDEST[0]}.{RABBITMQ_OLDEST[1]} or newer, pinned to a minor release "
+               "such as 'rabbitmq:4.1' or 'rabbitmq:4.2.3-management'")
+    m = _IMAGE_TAG_RE.search(v.rsplit("/", 1)[-1])
+    if not m:
+        return (f"must be {allowed}, got {v!r}: a tag without major.minor (latest, 4, management) can move a "
+                "restarted pod to a release RabbitMQ cannot upgrade to directly")
+    if (int(m.group(1)), int(m.group(2))) < RABBITMQ_OLDEST:
+        return f"must be {allowed}, got {v!r}"
+    return None
+
+
 def _check_target(v: str) -> str | None:
     return None if v in TARGETS else f"must be one of {', '.join(TARGETS)}, got {v!r}"
 
 
 def _check_acr_sku(v: str) -> str | None:
     return None if v in ACR_SKUS else f"must be one of {', '.join(ACR_SKUS)}, got {v!r}"
+
+
+def _check_cluster_tier(v: str) -> str | None:
+    return None if v in CLUSTER_TIERS else f"must be one of {', '.join(CLUSTER_TIERS)}, got {v!r}"
 
 
 def _check_vm_size(v: str) -> str | None:
@@ -417,17 +469,23 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     pg_storage = _int(get("postgresStorageGiB"), "postgresStorageGiB", 1, 16_384, problems)
     mq_storage = _int(get("rabbitmqStorageGiB"), "rabbitmqStorageGiB", 1, 16_384, problems)
     pg_image = _str(get("postgresImage"), "postgresImage", problems, _check_image)
-    mq_image = _str(get("rabbitmqImage"), "rabbitmqImage", problems, _check_image)
+    mq_image = _str(get("rabbitmqImage"), "rabbitmqImage", problems, _check_rabbitmq_image)
     airflow_version = _str(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
     k8s_version = _str(get("kubernetesVersion"), "kubernetesVersion", problems, _check_k8s_version)
     namespace = _str(get("namespace"), "namespace", problems, _check_namespace)
     acr_sku = _str(get("acrSku"), "acrSku", problems, _check_acr_sku)
+    cluster_tier = _str(get("clusterTier"), "clusterTier", problems, _check_cluster_tier)
     protect = _bool(get("protect"), "protect", problems)
     system_pool = _pool(values.get("systemPool"), "systemPool", DEFAULTS["systemPool"], problems,
                         allow_autoscale=False)
     worker_pool = _pool(values.get("workerPool"), "workerPool", DEFAULTS["workerPool"], problems,
                         allow_autoscale=True)
     overrides = _airflow_config(get("airflowConfig"), problems)
+
+    if k8s_version is not None and target == "aks":
+        why = _aks_support(k8s_version)
+        if why:
+            problems.append(("kubernetesVersion", why))
 
     if not location and target != "local":
         problems.append(("azure-native:location", "required: the Azure region to deploy to, "
@@ -452,7 +510,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert mem_slot is not None and cpu_slot is not None and airflow_version is not None
     assert k8s_version is not None and namespace is not None and acr_sku is not None
     assert protect is not None and system_pool is not None and worker_pool is not None
-    assert target is not None
+    assert target is not None and cluster_tier is not None
     assert overrides is not None and fanout_tasks is not None and fanout_sleep is not None
     assert longest_task is not None and flower is not None and pg_storage is not None
     assert mq_storage is not None and pg_image is not None and mq_image is not None
@@ -483,6 +541,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         postgres_image=pg_image,
         rabbitmq_image=mq_image,
         acr_sku=acr_sku,
+        cluster_tier=cluster_tier,
         protect=protect,
         system_pool=system_pool,
         worker_pool=worker_pool,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as kubernetes
@@ -42,6 +43,7 @@ class Workloads(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     api_server_service: pulumi.Output[str]
     admin_password: pulumi.Output[str]
+    workers: kubernetes.apps.v1.StatefulSet
 
     def __init__(
         self,
@@ -50,7 +52,7 @@ class Workloads(pulumi.ComponentResource):
         provider: kubernetes.Provider,
         image: pulumi.Input[str],
         image_dependencies: Sequence[pulumi.Resource] = (),
-        worker_dependencies: Sequence[pulumi.Resource] = (),
+        worker_gate: pulumi.Input[Any] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:workloads:Workloads", name, None,
@@ -67,9 +69,10 @@ class Workloads(pulumi.ComponentResource):
         airflow = Airflow(
             f"{name}-airflow", settings=settings, plan=plan, airflow_cfg=config.airflow_cfg, image=image,
             after=ready, backends=[postgres.stateful_set, rabbitmq.stateful_set],
-            image_dependencies=image_dependencies, worker_dependencies=worker_dependencies, opts=child,
+            image_dependencies=image_dependencies, worker_gate=worker_gate, opts=child,
         )
 
+        self.workers = airflow.workers
         self.namespace = namespace.metadata.name  # type: ignore[attr-defined]
         self.api_server_service = airflow.api_server_service
         self.admin_password = secrets.admin_password

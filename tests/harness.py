@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import hashlib
 import json
 import runpy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,15 @@ class DeclaredOptions:
     depends_on: list[pulumi.Resource]
     ignore_changes: list[str]
     provider: pulumi.ProviderResource | None
+    props: Any = None
+    # Per top-level input, the names of the resources its Output values carry:
+    # the dependencies the engine records for that input beyond depends_on.
+    input_dependencies: dict[str, set[str]] = field(default_factory=dict)
+
+    def waits_for(self) -> set[str]:
+        """Every resource this one waits for: depends_on and its inputs' dependencies."""
+        named = {r._name for r in self.depends_on}  # type: ignore[attr-defined]
+        return named.union(*self.input_dependencies.values())
 
 
 SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
@@ -80,12 +91,27 @@ def _rg_id(name: str) -> str:
 
 
 class Mocks(pulumi.runtime.Mocks):
-    """Answers every resource registration and invoke of the program, as Azure would."""
+    """Answers every resource registration and invoke of the program, as Azure would.
 
-    def __init__(self) -> None:
+    ``updating`` names Azure resources to answer as pulumi-azure-native does in
+    the preview of an update: the new inputs projected onto the outputs, plus
+    name and location from the old state, everything else unknown
+    (provider/pkg/provider/provider.go, Update with preview). ``live`` is the
+    cluster as Azure has it for reads (getManagedCluster): by default what the
+    program declares; a test may say it runs another system pool VM size, or
+    add the worker pools a deployed stack has (``live_worker_pools``, as AKS
+    lists agentPoolProfiles: name, count, enableAutoScaling, maxCount).
+    """
+
+    def __init__(self, updating: frozenset[str] = frozenset(), live_system_vm_size: str | None = None,
+                 live_worker_pools: Sequence[Mapping[str, Any]] = ()) -> None:
+        self.live_worker_pools = [dict(p) for p in live_worker_pools]
         self.resources: list[DeclaredResource] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
         self.generated: list[str] = []
+        self.updating = updating
+        self.live_system_vm_size = live_system_vm_size
+        self.clusters: dict[str, dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
         self.resources.append(DeclaredResource(args.typ, args.name, dict(args.inputs), args.provider))
@@ -106,6 +132,7 @@ class Mocks(pulumi.runtime.Mocks):
                 "objectId": KUBELET_OBJECT_ID, "clientId": "kubelet-client", "resourceId": "kubelet-rid"}}
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
                    f"Microsoft.ContainerService/managedClusters/{state['name']}")
+            self.clusters[state["name"]] = dict(state)
         elif args.typ == "random:index/randomPassword:RandomPassword":
             # Distinctive values, so tests can search every object for leaks.
             state["result"] = f"MOCKSECRET{args.name.replace('-', '')}"[: int(args.inputs["length"])].ljust(
@@ -118,13 +145,18 @@ class Mocks(pulumi.runtime.Mocks):
             self.generated += [state["base64"], state["base64"].replace("+", "-").replace("/", "_")]
         elif args.typ == "docker-build:index:Image":
             # As docker-build reports it: a pushed image's ref carries its digest,
-            # a loaded one is just its tag.
+            # a loaded one is just its tag. The digest follows the build's
+            # inputs, so a changed build reaches what pulls the image.
             tag = args.inputs["tags"][0]
             if args.inputs.get("push"):
-                state["digest"] = "sha256:" + "ab" * 32
+                build = json.dumps(plain(dict(args.inputs)), sort_keys=True, default=str)
+                state["digest"] = "sha256:" + hashlib.sha256(build.encode()).hexdigest()
                 state["ref"] = f"{tag}@{state['digest']}"
             else:
                 state["ref"] = tag
+        if args.name in self.updating and args.typ.startswith("azure-native:"):
+            kept = {k: state[k] for k in ("name", "location") if k in state}
+            state = {**dict(args.inputs), **kept}
         return rid, state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
@@ -134,6 +166,14 @@ class Mocks(pulumi.runtime.Mocks):
                     "subscriptionId": SUBSCRIPTION, "tenantId": TENANT}
         if args.token == "azure-native:authorization:getClientToken":
             return {"token": ENTRA_TOKEN}
+        if args.token == "azure-native:containerservice:getManagedCluster":
+            cluster = self.clusters[args.args["resourceName"]]
+            pools = [dict(p) for p in cluster["agentPoolProfiles"]]
+            if self.live_system_vm_size:
+                pools[0]["vmSize"] = self.live_system_vm_size
+            pools += self.live_worker_pools
+            return {"name": cluster["name"], "identityProfile": cluster["identityProfile"],
+                    "agentPoolProfiles": pools}
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             value = base64.b64encode(FAKE_KUBECONFIG.encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
@@ -218,10 +258,27 @@ async def _resolve(value: Any) -> Any:
     return value
 
 
-def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bool = False) -> ProgramRun:
-    """Run __main__.py with the given YAML-form config (default: the stack file's)."""
+async def _dependency_names(value: Any) -> set[str]:
+    if isinstance(value, pulumi.Output):
+        found = {r._name for r in await value.resources()}  # type: ignore[attr-defined]
+        return found | await _dependency_names(await value.future(with_unknowns=True))
+    if isinstance(value, dict):
+        return set().union(*[await _dependency_names(v) for v in value.values()])
+    if isinstance(value, (list, tuple)):
+        return set().union(*[await _dependency_names(v) for v in value])
+    return set()
+
+
+def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bool = False,
+                updating: frozenset[str] = frozenset(), live_system_vm_size: str | None = None,
+                live_worker_pools: Sequence[Mapping[str, Any]] = ()) -> ProgramRun:
+    """Run __main__.py with the given YAML-form config (default: the stack file's).
+
+    ``updating`` and ``live_system_vm_size`` describe the deployed stack a
+    preview runs against (see Mocks).
+    """
     values = stack_file_config(stack) if config is None else config
-    mocks = Mocks()
+    mocks = Mocks(updating=updating, live_system_vm_size=live_system_vm_size, live_worker_pools=live_worker_pools)
     exchange = TokenExchange()
     run = ProgramRun(stack=stack, resources=mocks.resources, invokes=mocks.invokes,
                      generated=mocks.generated, exchange=exchange)
@@ -236,7 +293,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
         run.options.append(DeclaredOptions(
             type=args.type_, name=args.name, resource=args.resource, parent=opts.parent,
             protect=bool(opts.protect), depends_on=list(depends),
-            ignore_changes=list(opts.ignore_changes or []), provider=opts.provider,
+            ignore_changes=list(opts.ignore_changes or []), provider=opts.provider, props=args.props,
         ))
         return None
 
@@ -245,6 +302,9 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
         asyncio.set_event_loop(loop)
         pulumi.runtime.set_all_config(cli_form(values), [])
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+        # MockSettings brings no set of pending outputs of its own, so the SDK's
+        # shared default would carry the tasks of a run that failed into this one.
+        runtime_settings.SETTINGS.outputs = set()
         pulumi.runtime.register_stack_transformation(record_options)
         try:
             def program() -> None:
@@ -255,6 +315,10 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
             except BaseException as err:  # the test inspects it
                 run.error = err
                 return
+            for o in run.options:
+                if isinstance(o.props, dict):
+                    o.input_dependencies = {k: loop.run_until_complete(_dependency_names(v))
+                                            for k, v in o.props.items()}
             root = runtime_settings.get_root_resource()
             exported = dict(root.outputs)  # type: ignore[union-attr]
             run.outputs = loop.run_until_complete(_resolve(exported))

@@ -20,6 +20,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -32,7 +33,7 @@ from typing import Any
 
 import psycopg
 
-from components import names
+from components import names, rabbitmq
 from components.config import stack_file_config
 from tests.harness import ProgramRun, plain, run_program
 from tests.real_airflow import ROOT, airflow_env
@@ -40,6 +41,7 @@ from tests.real_airflow import ROOT, airflow_env
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 APP_DAGS = ROOT / "app" / "dags"
+APP_CONFIG = ROOT / "app" / "config"
 TERMINAL = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
@@ -52,10 +54,10 @@ def free_port() -> int:
 def descendants(pid: int) -> list[int]:
     """Every live descendant of a process, from /proc."""
     children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
     found, todo = [], list(children.get(pid, []))
     while todo:
         child = todo.pop()
@@ -125,53 +127,131 @@ class LocalPostgres:
             return str(conn.execute(f"SHOW {name}").fetchone()[0])
 
 
-class LocalRabbitMQ:
-    """A private RabbitMQ node on 127.0.0.1 with the declared config files."""
+@dataclass(frozen=True)
+class RabbitMQLayout:
+    """Where the declared RabbitMQ pod keeps HOME (the Erlang cookie) and the node's data.
 
-    def __init__(self, workdir: Path, conf_files: dict[str, str]) -> None:
+    Read from the StatefulSet: the image's HOME, RABBITMQ_MNESIA_BASE from the
+    container's env, the mount path of the persistent volume claim and the
+    pod's fsGroup. Locally, `pod_root` stands for the container's own
+    filesystem (and emptyDirs) and `volume` for the persistent disk.
+    """
+
+    home: str
+    mnesia_base: str
+    volume_mount: str
+    fs_group: int
+
+    @classmethod
+    def declared(cls, statefulset: dict[str, Any], home: str) -> RabbitMQLayout:
+        pod = statefulset["spec"]["template"]["spec"]
+        [container] = pod["containers"]
+        claims = {v["name"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        [mount] = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in claims]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        return cls(home=home, mnesia_base=env.get("RABBITMQ_MNESIA_BASE", f"{home}/mnesia"),
+                   volume_mount=mount, fs_group=pod["securityContext"]["fsGroup"])
+
+    def local(self, path: str, pod_root: Path, volume: Path) -> Path:
+        """Where a path of the pod lives here: on the volume if it is under the volume's mount."""
+        rel = Path(path).relative_to(self.volume_mount) if Path(path).is_relative_to(self.volume_mount) else None
+        return volume / rel if rel is not None else pod_root / path.lstrip("/")
+
+
+def kubelet_set_volume_ownership(volume: Path, fs_group: int) -> int:
+    """Do to a volume what the kubelet does on mount with fsGroup (policy Always).
+
+    As kubelet's SetVolumeOwnership (pkg/volume/volume_linux.go): every file
+    and directory gets group fsGroup, files gain rw for the group (0660 is
+    or-ed in), directories also x and setgid. Returns how many paths changed.
+    """
+    changed = 0
+    for path in [volume, *volume.rglob("*")]:
+        if path.is_symlink():
+            continue
+        st = path.stat()
+        mask = 0o660 | (0o110 | stat.S_ISGID if path.is_dir() else 0)
+        os.chown(path, -1, fs_group)
+        os.chmod(path, stat.S_IMODE(st.st_mode) | mask)
+        changed += 1
+    return changed
+
+
+class LocalRabbitMQ:
+    """A private RabbitMQ node on 127.0.0.1 with the declared config files and data layout."""
+
+    def __init__(self, workdir: Path, conf_files: dict[str, str], layout: RabbitMQLayout | None = None) -> None:
         if not (RABBITMQ_BIN / "rabbitmq-server").exists():
             raise RuntimeError("RabbitMQ is not installed: run scripts/install")
         self.dir = workdir / "rabbitmq"
         self.port = free_port()
         self.node = f"airflowaks{self.port}@localhost"
         self.conf_files = conf_files
+        self.layout = layout or RabbitMQLayout("/var/lib/rabbitmq", "/var/lib/rabbitmq/mnesia",
+                                               "/var/lib/rabbitmq/mnesia", os.getgid())
+        self.pod_root = self.dir / "pod"
+        self.volume = self.dir / "volume"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def home(self) -> Path:
+        return self.layout.local(self.layout.home, self.pod_root, self.volume)
+
+    @property
+    def mnesia_base(self) -> Path:
+        return self.layout.local(self.layout.mnesia_base, self.pod_root, self.volume)
 
     @property
     def env(self) -> dict[str, str]:
         return {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "HOME": str(self.dir),
+            "HOME": str(self.home),
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_CONFIG_FILES": str(self.dir / "conf.d"),
-            "RABBITMQ_MNESIA_BASE": str(self.dir / "mnesia"),
+            "RABBITMQ_MNESIA_BASE": str(self.mnesia_base),
             "RABBITMQ_LOG_BASE": str(self.dir / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
-            "RABBITMQ_DIST_PORT": str(free_port()),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_PID_FILE": str(self.dir / "pid"),
         }
 
     def ctl(self, *args: str) -> str:
-        done = subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args], env=self._env,
-                              capture_output=True, text=True, timeout=60, check=False)
+        # cwd: rabbitmqctl is an Erlang node too, and one that cannot boot dumps there.
+        done = subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, *args], env=self.env,
+                              capture_output=True, text=True, timeout=60, check=False, cwd=self.dir)
         if done.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)}: {done.stderr or done.stdout}")
         return done.stdout
 
     def start(self) -> None:
+        """Start the node; again after stop() it starts on the same home and volume."""
         conf = self.dir / "conf.d"
-        conf.mkdir(parents=True)
-        (conf / "10-local.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
-        for name, text in self.conf_files.items():
-            (conf / name).write_text(text)
-        (self.dir / "enabled_plugins").write_text("[].\n")
-        self._env = self.env
-        log = (self.dir / "server.log").open("wb")
-        self.process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=self._env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True)
-        wait_for("RabbitMQ", lambda: subprocess.run(
-            [str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, "await_startup"], env=self._env,
-            capture_output=True, timeout=60, check=False).returncode == 0, timeout=90, interval=2)
+        if not conf.exists():
+            conf.mkdir(parents=True)
+            (conf / "10-local.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
+            for name, text in self.conf_files.items():
+                (conf / name).write_text(text)
+            (self.dir / "enabled_plugins").write_text("[].\n")
+            self.dist_port = free_port()
+        for path in (self.home, self.mnesia_base, self.volume):
+            path.mkdir(parents=True, exist_ok=True)
+        log = (self.dir / "server.log").open("ab")
+        # cwd: a node that fails to boot writes erl_crash.dump there.
+        self.process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=self.env, stdout=log,
+                                        stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir)
+
+        def started() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"RabbitMQ exited with {self.process.returncode}:\n{self.server_log()[-6000:]}")
+            return subprocess.run([str(RABBITMQ_BIN / "rabbitmqctl"), "-n", self.node, "await_startup"],
+                                  env=self.env, capture_output=True, timeout=60, check=False,
+                                  cwd=self.dir).returncode == 0
+
+        wait_for("RabbitMQ", started, timeout=90, interval=2)
+
+    def server_log(self) -> str:
+        path = self.dir / "server.log"
+        return path.read_text(errors="replace") if path.exists() else ""
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -179,6 +259,8 @@ class LocalRabbitMQ:
                 self.ctl("stop")
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=30)
         # rabbitmq-server starts the Erlang port mapper as a daemon; stop it
         # too unless another node still uses it.
         epmd = shutil.which("epmd") or "/usr/lib/erlang/erts/bin/epmd"
@@ -204,9 +286,10 @@ def local_services(stack: str = "dev", config: dict[str, Any] | None = None) -> 
     run = declared(stack, config)
     pg = run.manifest("StatefulSet", names.POSTGRES)["spec"]["template"]["spec"]["containers"][0]
     mq_conf = run.manifest("ConfigMap", names.RABBITMQ)["data"]
+    mq_layout = RabbitMQLayout.declared(run.manifest("StatefulSet", names.RABBITMQ), rabbitmq.HOME_DIR)
     workdir = Path(tempfile.mkdtemp(prefix="airflow-aks-services-"))
     workdir.chmod(0o755)  # the postgres user must reach its data directory
-    services = Services(LocalPostgres(workdir, pg["args"]), LocalRabbitMQ(workdir, mq_conf), workdir)
+    services = Services(LocalPostgres(workdir, pg["args"]), LocalRabbitMQ(workdir, mq_conf, mq_layout), workdir)
     try:
         services.postgres.start()
         services.rabbitmq.start()
@@ -353,6 +436,8 @@ class LocalDeployment:
         mq.ctl("add_vhost", self.vhost)
         mq.ctl("set_permissions", "-p", self.vhost, names.RABBITMQ_USER, ".*", ".*", ".*")
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        # What the image copies to /opt/airflow/config (app/Dockerfile).
+        shutil.copytree(APP_CONFIG, self.home / "config", dirs_exist_ok=True)
         (self.home / "airflow.cfg").write_text(self.cfg_text)
         # The api-server's init container copies this from the auth Secret.
         auth = self._secret(names.AUTH_SECRET)

@@ -34,7 +34,7 @@ def test_every_kubernetes_workload_is_still_declared(local: ProgramRun, runs: di
 
     assert objects(local) == objects(runs["dev"])
     for kind, name in [("Deployment", names.API_SERVER), ("Deployment", names.SCHEDULER),
-                       ("Deployment", names.DAG_PROCESSOR), ("Deployment", names.TRIGGERER),
+                       ("Deployment", names.DAG_PROCESSOR), ("StatefulSet", names.TRIGGERER),
                        ("StatefulSet", names.WORKER), ("StatefulSet", names.POSTGRES),
                        ("StatefulSet", names.RABBITMQ)]:
         local.manifest(kind, name)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from components.airflow import CELERY_APP
 from components.config import build_stack_config, project_values
-from tests.local_airflow import Services, deployment, descendants, local_services, stack_config
+from tests.local_airflow import Services, deployment, descendants, local_services, stack_config, wait_for
 from tests.real_airflow import AIRFLOW_VENV, airflow_env, run_airflow_python
 
 # Large enough for every test below: PostgreSQL starts with the max_connections
@@ -115,6 +116,39 @@ def test_sigterm_to_a_worker_lets_running_tasks_finish(services: Services) -> No
         assert obs.states == {"success": 8}, f"zero lost, zero failed: {obs.states}\n{d.logs('worker')}"
         assert obs.finished_at is not None and obs.finished_at > signalled[0]
         assert "warm shutdown" in d.logs("worker", tail=200_000).lower()
+
+
+def test_celery_declares_no_transient_non_exclusive_queue(services: Services) -> None:
+    """RabbitMQ 4.3 denies transient non-exclusive queues by default (its
+    transient_nonexcl_queues deprecated feature). Every queue the deployment
+    makes, including a worker's remote-control queue (the liveness probe has
+    pinged it) and the event receiver's queue Flower would open, must be
+    durable or exclusive. The RabbitMQ here is older and allows them, so the
+    test reads what was declared instead of waiting for a refusal."""
+    with deployment(services, fanout(parallelism=4, width=4, sleep=1)) as d:
+        worker = d.workloads["worker"]
+        assert d.probe_ok("worker"), d.logs("worker")
+        events = subprocess.Popen(["celery", "--app", CELERY_APP, "events", "--dump"], env=d.process_env(worker),
+                                  cwd=d.home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                  start_new_session=True)
+        try:
+            queues: list[dict[str, object]] = []
+
+            def receiver_declared() -> bool:
+                queues[:] = json.loads(services.rabbitmq.ctl(
+                    "list_queues", "-p", d.vhost, "name", "durable", "exclusive", "auto_delete",
+                    "--formatter", "json"))
+                return any(str(q["name"]).startswith("celeryev.") for q in queues)
+
+            wait_for("the event receiver's queue", receiver_declared, timeout=60)
+        finally:
+            os.killpg(events.pid, signal.SIGKILL)
+            events.wait(timeout=30)
+        by_name = {str(q["name"]): q for q in queues}
+        pidbox = [n for n in by_name if n.endswith(".celery.pidbox")]
+        assert pidbox, f"the worker's remote-control queue is there: {sorted(by_name)}"
+        transient = sorted(n for n, q in by_name.items() if not q["durable"] and not q["exclusive"])
+        assert not transient, f"transient non-exclusive queues, denied by RabbitMQ 4.3: {transient}"
 
 
 # --------------------------------------------------------------------------

@@ -91,6 +91,8 @@ def test_malformed_kubernetes_version_is_refused() -> None:
 
 def test_old_kubernetes_version_is_refused() -> None:
     assert "1.30 or newer" in problems_of(kubernetesVersion="1.20.9")["kubernetesVersion"]
+    with pytest.raises(ConfigError, match=r"1\.30 or newer"):
+        parse_settings({"target": "local", "kubernetesVersion": "1.29"}, stack="x", location=None)
 
 
 def test_namespace_must_be_a_kubernetes_name() -> None:
@@ -177,3 +179,45 @@ def test_every_problem_is_reported_together() -> None:
 
 def test_key_catalogue_has_no_duplicates() -> None:
     assert len(set(KEY_NAMES)) == len(KEY_NAMES)
+
+
+def test_cluster_tier_lists_the_tiers() -> None:
+    assert problems_of(clusterTier="Gold") == {
+        "clusterTier": "must be one of Free, Standard, Premium, got 'Gold'"}
+    assert parse(clusterTier="Standard").cluster_tier == "Standard"
+
+
+def test_kubernetes_minor_only_in_aks_long_term_support_is_refused() -> None:
+    why = problems_of(kubernetesVersion="1.33")["kubernetesVersion"]
+    assert "only under long-term support" in why and "Premium" in why
+    assert "1.34 (until 2026-11), 1.35 (until 2027-03)" in why, "the message lists what AKS offers"
+
+
+def test_kubernetes_minor_aks_no_longer_offers_is_refused() -> None:
+    assert "AKS standard support covers 1.34" in problems_of(kubernetesVersion="1.30.4")["kubernetesVersion"]
+
+
+@pytest.mark.parametrize("version", ["1.34", "1.35.2", "1.36", "1.37"])
+def test_kubernetes_minors_in_aks_standard_support_pass(version: str) -> None:
+    assert parse(kubernetesVersion=version).kubernetes_version == version
+
+
+def test_a_local_cluster_may_run_an_older_kubernetes() -> None:
+    settings = parse_settings({"target": "local", "kubernetesVersion": "1.31"}, stack="x", location=None)
+    assert settings.kubernetes_version == "1.31"
+
+
+@pytest.mark.parametrize("image", ["rabbitmq:latest", "rabbitmq:4", "rabbitmq:management", "rabbitmq"])
+def test_a_floating_rabbitmq_tag_is_refused(image: str) -> None:
+    why = problems_of(rabbitmqImage=image)["rabbitmqImage"]
+    assert "pinned to a minor release" in why and "cannot upgrade to directly" in why
+
+
+def test_rabbitmq_older_than_3_13_is_refused() -> None:
+    assert "3.13 or newer" in problems_of(rabbitmqImage="rabbitmq:3.12")["rabbitmqImage"]
+
+
+@pytest.mark.parametrize("image", ["rabbitmq:3.13", "rabbitmq:4.1", "rabbitmq:4.3.0-management",
+                                   "myregistry.azurecr.io/mirror/rabbitmq:4.2.1", "rabbitmq:4.1@sha256:" + "a" * 64])
+def test_pinned_rabbitmq_releases_pass(image: str) -> None:
+    assert parse(rabbitmqImage=image).rabbitmq_image == image

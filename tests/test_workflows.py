@@ -101,3 +101,18 @@ def test_azure_login_is_oidc_without_a_client_secret(name: str) -> None:
             assert job["env"]["ARM_USE_OIDC"] == "true", f"{name}/{job_name}: Pulumi's provider uses OIDC too"
     assert "password" not in (ROOT / ".github" / "workflows" / name).read_text().lower().replace(
         "pulumi_config_passphrase", "")
+
+
+@pytest.mark.parametrize(("name", "job"), [("pull-request.yml", "preview"), ("deploy.yml", "up")])
+def test_a_stack_that_does_not_exist_yet_is_created(name: str, job: str) -> None:
+    # pulumi/actions action.yml: `upsert` creates the stack if it does not exist.
+    [pulumi] = steps(load(name)["jobs"][job], "pulumi/actions@")
+    assert pulumi["with"]["upsert"] is True, f"{name}: {job} must create a missing stack"
+
+
+def test_pull_requests_from_forks_get_the_tests_but_no_preview() -> None:
+    # GitHub gives a fork's pull_request run no secrets and no OIDC token, so
+    # the preview could not log in; it runs for branches of this repository.
+    wf = load("pull-request.yml")
+    assert "if" not in wf["jobs"]["test"]
+    assert wf["jobs"]["preview"]["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
