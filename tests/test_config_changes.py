@@ -1,0 +1,136 @@
+"""README's "What a config change does" table, kept true: for each row, the
+program runs under mocks for the prod stack and for the changed config, and
+tests/preview.py says what the preview would show (providers' diff rules)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from components import names
+from tests.harness import ROOT, ProgramRun, plain, run_program, stack_file_config
+from tests.preview import forces_replacement, preview, summary
+
+README = (ROOT / "README.md").read_text()
+HEADING = "### What a config change does"
+PROD_POOL = {"name": "we4sv3", "count": 4, "vmSize": "Standard_E4s_v3", "mode": "User", "enableAutoScaling": False}
+
+# Row label (the README's first cell) -> the keys it changes on the prod stack.
+CHANGES: dict[str, dict[str, Any]] = {
+    "`parallelism` 1000 → 500": {"parallelism": 500},
+    "`parallelism` 1000 → 1200": {"parallelism": 1200},
+    "`workerConcurrency` 36 → 24": {"workerConcurrency": 24},
+    "`workers` (derived 28) → 30": {"workers": 30},
+    "`maxActiveTasksPerDag` → 500": {"maxActiveTasksPerDag": 500},
+    "`maxActiveRunsPerDag` 16 → 4": {"maxActiveRunsPerDag": 4},
+    "`taskQueuedTimeoutSeconds` → 3600": {"taskQueuedTimeoutSeconds": 3600},
+    "`apiServerReplicas` 2 → 3": {"apiServerReplicas": 3},
+    "`workerMemoryPerSlotMiB` 95 → 120": {"workerMemoryPerSlotMiB": 120},
+    "`workerCpuPerSlotMillicores` 10 → 20": {"workerCpuPerSlotMillicores": 20},
+    "`fanoutTasks` → 500": {"fanoutTasks": 500},
+    "`fanoutSleepSeconds` 100 → 30": {"fanoutSleepSeconds": 30},
+    "`longestTaskSeconds` 3600 → 7200": {"longestTaskSeconds": 7200},
+    "`flower` false → true": {"flower": True},
+    "`postgresStorageGiB` 32 → 64": {"postgresStorageGiB": 64},
+    "`rabbitmqStorageGiB` 8 → 16": {"rabbitmqStorageGiB": 16},
+    "`postgresImage` postgres:17 → postgres:17.6": {"postgresImage": "postgres:17.6"},
+    "`rabbitmqImage` rabbitmq:4.1 → rabbitmq:4.2": {"rabbitmqImage": "rabbitmq:4.2"},
+    "`airflowVersion` 3.3.2 → 3.3.1": {"airflowVersion": "3.3.1"},
+    "`kubernetesVersion` 1.35 → 1.36": {"kubernetesVersion": "1.36"},
+    "`namespace` airflow → airflow-prod": {"namespace": "airflow-prod"},
+    "`acrSku` Standard → Premium": {"acrSku": "Premium"},
+    "`clusterTier` Standard → Premium": {"clusterTier": "Premium"},
+    "`protect` true → false": {"protect": False},
+    "`systemPool.count` 2 → 3": {"systemPool": {"vmSize": "Standard_D8s_v5", "count": 3}},
+    "`systemPool.vmSize` D8s_v5 → D16s_v5": {"systemPool": {"vmSize": "Standard_D16s_v5", "count": 2}},
+    "`workerPool.vmSize` E4s_v3 → E8s_v5": {"workerPool": {"vmSize": "Standard_E8s_v5"}},
+    "`workerPool` count → `minCount` 0, `maxCount` 6": {"workerPool": {"vmSize": "Standard_E4s_v3", "minCount": 0,
+                                                                      "maxCount": 6}},
+    "`airflowConfig` adds an option": {"airflowConfig": {"core": {"dagbag_import_timeout": "60"}}},
+}
+
+
+def deployed(config: dict[str, Any]) -> ProgramRun:
+    """The program against the deployed prod stack (its cluster and worker pool as Azure lists them)."""
+    return run_program("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
+                       live_system_vm_size="Standard_D8s_v5", live_worker_pools=[PROD_POOL])
+
+
+def workers_cell(before: ProgramRun, after: ProgramRun) -> str:
+    shown = preview(before, after)
+    if shown.refused is not None or shown.protected_refusals:
+        return "unchanged"
+    old = before.manifest("StatefulSet", names.WORKER)["spec"]
+    new = after.manifest("StatefulSet", names.WORKER)["spec"]
+    parts = []
+    if old["replicas"] != new["replicas"]:
+        parts.append(f"{old['replicas']} → {new['replicas']}")
+    if plain(old["template"]) != plain(new["template"]):
+        parts.append("roll")
+    return ", ".join(parts) or "unchanged"
+
+
+def readme_rows() -> dict[str, list[str]]:
+    after = README.split(HEADING, 1)[1]
+    rows: dict[str, list[str]] = {}
+    for line in after.splitlines()[1:]:
+        if line.startswith("| ") and not line.startswith(("| change", "| ---")):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+        elif rows and not line.startswith("|"):
+            break
+    return rows
+
+
+@pytest.fixture(scope="module")
+def base() -> ProgramRun:
+    run = deployed(stack_file_config("prod"))
+    assert run.error is None, run.error
+    return run
+
+
+def test_the_table_has_a_row_for_every_change_tested() -> None:
+    assert set(readme_rows()) == set(CHANGES)
+
+
+@pytest.mark.parametrize("label", list(CHANGES))
+def test_the_readme_says_what_the_preview_shows(base: ProgramRun, label: str) -> None:
+    config = stack_file_config("prod")
+    config.update({f"airflow-aks:{k}": v for k, v in CHANGES[label].items()})
+    after = deployed(config)
+    shown, workers, _tasks = readme_rows()[label]
+    assert re.sub(r"`", "", shown) == summary(preview(base, after)), label
+    assert workers == workers_cell(base, after), label
+
+
+# The rules the table rests on, each from its provider's source (tests/preview.py).
+
+@pytest.mark.parametrize(("typ", "path", "mutable", "replaces"), [
+    # pulumi-kubernetes provider.go: ConfigMap data is immutable without enableConfigMapMutable.
+    ("kubernetes:core/v1:ConfigMap", "data.airflow.cfg", False, True),
+    ("kubernetes:core/v1:ConfigMap", "data.airflow.cfg", True, False),
+    # diff.go: a claim's size is not force-new; volumeClaimTemplates are.
+    ("kubernetes:core/v1:PersistentVolumeClaim", "spec.resources.requests.storage", True, False),
+    ("kubernetes:apps/v1:StatefulSet", "spec.volumeClaimTemplates", True, True),
+    ("kubernetes:apps/v1:StatefulSet", "spec.template.spec.containers", True, False),
+    ("kubernetes:batch/v1:Job", "spec.template.metadata.annotations", True, True),
+    # replacement.go: an AgentPool's vmSize; a RoleAssignment's principalId.
+    ("azure-native:containerservice:AgentPool", "vmSize", True, True),
+    ("azure-native:containerservice:AgentPool", "count", True, False),
+    ("azure-native:authorization:RoleAssignment", "principalId", True, True),
+])
+def test_provider_replacement_rules(typ: str, path: str, mutable: bool, replaces: bool) -> None:
+    assert forces_replacement(typ, [path], k8s_config_maps_mutable=mutable) is replaces
+
+
+def test_the_model_flags_a_config_map_replacement_without_the_mutable_flag(base: ProgramRun) -> None:
+    config = stack_file_config("prod")
+    config["airflow-aks:maxActiveRunsPerDag"] = 4
+    after = deployed(config)
+    for r in after.resources:
+        if r.type == "pulumi:providers:kubernetes":
+            r.inputs.pop("enableConfigMapMutable", None)
+    step = preview(base, after).step("workloads-airflow-config")
+    assert step is not None and step.op == "replace" and step.delete_first, "a fixed-name ConfigMap, deleted first"
