@@ -17,13 +17,14 @@ from components.airflow_cfg import AUTH_PASSWORDS_FILE, workload_env
 from components.capacity import CapacityPlan, worker_stop_seconds
 from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
-from components.secrets import AUTH_PASSWORDS_KEY, ENV_SECRET_KEYS
+from components.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
 from components.settings import Settings
 
 # How long `pulumi up` gives the worker StatefulSet to reach its replica
 # count beyond the warm shutdown of the workers it removes.
 WORKER_AWAIT_SLACK_SECONDS = 300
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+DB_CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 AUTH_SECRET_DIR = "/secrets/auth"
 CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
 
@@ -82,13 +83,14 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     env_data = workload_env(settings)
     # A changed airflow.cfg or environment rolls every Airflow pod.
     config_checksum = checksum(airflow_cfg, json.dumps(env_data, sort_keys=True))
-    secret_env = [
-        {"name": env, "value_from": {"secret_key_ref": {"name": names.ENV_SECRET, "key": key}}}
-        for env, key in ENV_SECRET_KEYS.items()
-    ]
+    def secret_env(direct_db: bool = False) -> list[dict[str, Any]]:
+        keys = {**ENV_SECRET_KEYS, **({DB_CONN_ENV: DIRECT_CONN_KEY} if direct_db else {})}
+        return [{"name": env, "value_from": {"secret_key_ref": {"name": names.ENV_SECRET, "key": key}}}
+                for env, key in keys.items()]
     hardened = {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}}
 
-    def container(component: str, args: list[str], res: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    def container(component: str, args: list[str], res: dict[str, Any], direct_db: bool = False,
+                  **extra: Any) -> dict[str, Any]:
         mounts = [
             {"name": "config", "mount_path": f"{names.AIRFLOW_HOME}/airflow.cfg", "sub_path": "airflow.cfg",
              "read_only": True},
@@ -99,7 +101,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             "name": component,
             "image": image,
             "args": args,
-            "env": [*secret_env, *extra.pop("env", [])],
+            "env": [*secret_env(direct_db), *extra.pop("env", [])],
             "env_from": [{"config_map_ref": {"name": names.ENV_CONFIG_MAP}}],
             "resources": res,
             "volume_mounts": mounts,
@@ -159,6 +161,9 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                 "backoff_limit": 6,
                 "template": pod("migrate", [container(
                     "migrate", ["bash", "-c", migration_command(plan.default_pool_slots)], control("migration"),
+                    # `airflow db migrate` holds a session-level advisory lock
+                    # across transactions, which transaction pooling would break.
+                    direct_db=True,
                 )], restart_policy="OnFailure"),
             },
         }, stage="migration"),

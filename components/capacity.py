@@ -79,11 +79,27 @@ API_SERVER_WORKERS = 1
 CONNECTIONS_PER_WORKER_BASE = 2
 # The scheduler has its own engine plus the Celery executor's result-backend
 # reads.
-SCHEDULER_CONNECTIONS = CONNECTIONS_PER_ENGINE + 5
+SCHEDULER_RESULT_BACKEND_CONNECTIONS = 5
+SCHEDULER_CONNECTIONS = CONNECTIONS_PER_ENGINE + SCHEDULER_RESULT_BACKEND_CONNECTIONS
 MIGRATION_JOB_CONNECTIONS = 2
 # Rolling updates run old and new pods side by side for a while.
 CONNECTION_HEADROOM = 1.10
 POSTGRES_SUPERUSER_RESERVED = 3
+
+
+# --- PgBouncer -------------------------------------------------------------
+# In transaction mode PgBouncer lends a server connection for one transaction
+# at a time. Metadata clients (the components' SQLAlchemy pools) get a server
+# connection each by default: the scheduler nests sessions, and a pool smaller
+# than its engine could leave it waiting on itself. The result backend's
+# clients (a connection per busy Celery slot) each write one short row per
+# task, so they share a much smaller pool.
+RESULT_BACKEND_CLIENTS_PER_SERVER_CONNECTION = 32
+MIN_RESULT_BACKEND_POOL = 5
+# A rolling update of PgBouncer runs the old and the new pod at once, each
+# with its full pools.
+PGBOUNCER_ROLLING_PODS = 2
+PGBOUNCER_ADMIN_CLIENTS = 10
 
 
 # --- Control plane ---------------------------------------------------------
@@ -112,6 +128,8 @@ CONTROL_PLANE_REQUESTS: dict[str, PodResources] = {
     "rabbitmq": PodResources(250, 1024),
     "migration": PodResources(250, 512),
     "flower": PodResources(100, 256),
+    # Single-threaded; a few KiB per client connection.
+    "pgbouncer": PodResources(250, 128),
 }
 # PostgreSQL: a base plus a few MiB per allowed connection (each backend
 # process has its own memory), and a quarter of that as shared_buffers.
@@ -150,10 +168,32 @@ class NodePoolPlan:
 
 
 @dataclass(frozen=True)
+class PgBouncerPlan:
+    """PgBouncer's side: what clients open to it, and what it opens to PostgreSQL."""
+
+    metadata_pool: int
+    result_backend_pool: int
+    metadata_clients: int
+    result_backend_clients: int
+    max_client_conn: int
+
+    @property
+    def server_connections(self) -> int:
+        """Server connections of one PgBouncer pod."""
+        return self.metadata_pool + self.result_backend_pool
+
+
+@dataclass(frozen=True)
 class DatabasePlan:
+    # Client connections the components open (to PgBouncer when it is on).
     connections: dict[str, int]
     budget: int
+    # Connections PostgreSQL itself may see: PgBouncer's pools (during a
+    # rolling update, twice) and the migration Job's direct ones; without
+    # PgBouncer, the client budget.
+    server_connections: int
     max_connections: int
+    pgbouncer: PgBouncerPlan | None
 
 
 @dataclass(frozen=True)
@@ -166,6 +206,8 @@ class ControlPlanePlan:
     memory_request_mib: int
     system_nodes: int
     system_vm_size: str
+    # The fewest nodes of system_vm_size whose room for pods holds the requests.
+    system_nodes_needed: int
 
 
 @dataclass(frozen=True)
@@ -196,10 +238,14 @@ class CapacityPlan:
             f"{w.cpu_request_millicores}m CPU request",
             f"worker nodes: {count} x {n.vm_size} ({n.workers_per_node} workers per node, "
             f"{n.nodes_needed} needed)",
-            f"metadata database: budget {d.budget} connections, max_connections {d.max_connections}",
+            (f"metadata database: {d.budget} client connections to PgBouncer, at most "
+             f"{d.server_connections} server connections, max_connections {d.max_connections}"
+             if d.pgbouncer else
+             f"metadata database: budget {d.budget} connections, max_connections {d.max_connections}"),
             f"control plane: {self.control_plane.memory_request_mib} MiB, "
             f"{self.control_plane.cpu_request_millicores}m CPU requested on "
-            f"{self.control_plane.system_nodes} x {self.control_plane.system_vm_size}",
+            f"{self.control_plane.system_nodes} x {self.control_plane.system_vm_size} "
+            f"({self.control_plane.system_nodes_needed} needed)",
             f"default_pool: {self.default_pool_slots} slots",
         ])
 
@@ -227,7 +273,29 @@ def _fit(alloc: Allocatable, max_pods: int, worker: WorkerPlan) -> int:
                       max_pods - NODE_DAEMONSET_PODS))
 
 
-def _database_plan(settings: Settings, worker: WorkerPlan) -> DatabasePlan:
+def _pgbouncer_plan(settings: Settings, connections: dict[str, int],
+                   problems: list[tuple[str, str]]) -> PgBouncerPlan:
+    result_clients = connections["workers"] + SCHEDULER_RESULT_BACKEND_CONNECTIONS
+    metadata_clients = sum(connections.values()) - result_clients - connections["migration"]
+    metadata_pool = settings.pgbouncer_metadata_pool_size or metadata_clients
+    result_pool = settings.pgbouncer_result_backend_pool_size or max(
+        MIN_RESULT_BACKEND_POOL, math.ceil(result_clients / RESULT_BACKEND_CLIENTS_PER_SERVER_CONNECTION))
+    if metadata_pool < CONNECTIONS_PER_ENGINE:
+        problems.append(("pgbouncerMetadataPoolSize", (
+            f"{metadata_pool} server connections are fewer than the scheduler alone may hold at once "
+            f"(its SQLAlchemy pool: {SQLALCHEMY_POOL_SIZE} + {SQLALCHEMY_MAX_OVERFLOW} overflow); "
+            f"set at least {CONNECTIONS_PER_ENGINE}, or remove it to use {metadata_clients}")))
+    clients = metadata_clients + result_clients
+    return PgBouncerPlan(
+        metadata_pool=metadata_pool,
+        result_backend_pool=result_pool,
+        metadata_clients=metadata_clients,
+        result_backend_clients=result_clients,
+        max_client_conn=math.ceil(clients * CONNECTION_HEADROOM) + PGBOUNCER_ADMIN_CLIENTS,
+    )
+
+
+def _database_plan(settings: Settings, worker: WorkerPlan, problems: list[tuple[str, str]]) -> DatabasePlan:
     connections = {
         "workers": worker.replicas * (worker.concurrency + CONNECTIONS_PER_WORKER_BASE),
         "scheduler": SCHEDULER_CONNECTIONS,
@@ -237,11 +305,19 @@ def _database_plan(settings: Settings, worker: WorkerPlan) -> DatabasePlan:
         "migration": MIGRATION_JOB_CONNECTIONS,
     }
     budget = sum(connections.values())
-    needed = math.ceil(budget * CONNECTION_HEADROOM) + POSTGRES_SUPERUSER_RESERVED
+    bouncer = _pgbouncer_plan(settings, connections, problems) if settings.pgbouncer else None
+    if bouncer is None:
+        server = budget
+        needed = math.ceil(budget * CONNECTION_HEADROOM) + POSTGRES_SUPERUSER_RESERVED
+    else:
+        server = PGBOUNCER_ROLLING_PODS * bouncer.server_connections + connections["migration"]
+        needed = server + POSTGRES_SUPERUSER_RESERVED
     return DatabasePlan(
         connections=connections,
         budget=budget,
+        server_connections=server,
         max_connections=math.ceil(needed / 10) * 10,
+        pgbouncer=bouncer,
     )
 
 
@@ -249,6 +325,8 @@ def _control_plane(settings: Settings, database: DatabasePlan, problems: list[tu
     pods = dict(CONTROL_PLANE_REQUESTS)
     if not settings.flower:
         del pods["flower"]
+    if not settings.pgbouncer:
+        del pods["pgbouncer"]
     pg_memory = POSTGRES_BASE_MEMORY_MIB + POSTGRES_MEMORY_PER_CONNECTION_MIB * database.max_connections
     postgres = PodResources(POSTGRES_BASE_CPU_MILLICORES + database.max_connections // 4, pg_memory)
     replicas = {"api-server": settings.api_server_replicas}
@@ -280,6 +358,7 @@ def _control_plane(settings: Settings, database: DatabasePlan, problems: list[tu
         memory_request_mib=memory,
         system_nodes=count,
         system_vm_size=pool.vm_size,
+        system_nodes_needed=max(1, math.ceil(cpu / node_cpu), math.ceil(memory / node_mem)),
     )
 
 
@@ -320,7 +399,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
                 f"({per_node} per node) but the plan has {worker.replicas}; "
                 f"set it to at least {needed}",
             ))
-    database = _database_plan(settings, worker)
+    database = _database_plan(settings, worker, problems)
     control_plane = _control_plane(settings, database, problems)
     if problems:
         raise ConfigError(problems)

@@ -32,6 +32,12 @@ POSTGRES_PORT = 5432
 POSTGRES_DB = "airflow"
 POSTGRES_USER = "airflow"
 
+# PgBouncer: one database alias per pool, both onto POSTGRES_DB.
+PGBOUNCER = "airflow-pgbouncer"
+PGBOUNCER_PORT = 6432
+PGBOUNCER_METADATA_DB = "airflow-metadata"
+PGBOUNCER_RESULT_BACKEND_DB = "airflow-result-backend"
+
 RABBITMQ = "airflow-rabbitmq"
 RABBITMQ_PORT = 5672
 RABBITMQ_USER = "airflow"
@@ -43,6 +49,7 @@ ENV_SECRET = "airflow-env"
 POSTGRES_SECRET = "airflow-postgres"
 RABBITMQ_SECRET = "airflow-rabbitmq"
 AUTH_SECRET = "airflow-auth"
+PGBOUNCER_SECRET = "airflow-pgbouncer"
 ADMIN_USER = "admin"
 
 

@@ -22,7 +22,7 @@ import yaml
 from components.config import PROJECT_DIR, stack_config_from_file
 from components.image import LOCAL_IMAGE, context_revision
 from components.k8s import to_manifest
-from components.secrets import SECRETS
+from components.secrets import secret_specs
 from components.settings import ConfigError
 from components.workloads import kube_objects
 
@@ -39,7 +39,8 @@ def render(stack: str, out: Path, project_dir: Path = PROJECT_DIR) -> list[Path]
     """Write the stack's cfg, plan and manifests under `out`; return the files written."""
     config = stack_config_from_file(stack, project_dir)
     settings = config.settings
-    secrets = {f"{name}/{key}": SECRET_PLACEHOLDER for name, (_, keys) in SECRETS.items() for key in keys}
+    secrets = {f"{name}/{key}": SECRET_PLACEHOLDER for name, (_, keys) in secret_specs(settings).items()
+               for key in keys}
     objects = kube_objects(config, image_placeholder(settings.target, settings.airflow_version), secrets)
 
     out.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ import pulumi_random as random
 
 from components import k8s, names
 from components.k8s import KubeObject
+from components.pgbouncer import USERLIST_KEY, userlist
 from components.settings import Settings
 
 # Environment variable -> key in the airflow-env Secret.
@@ -26,6 +27,8 @@ ENV_SECRET_KEYS: dict[str, str] = {
     "AIRFLOW__API__SECRET_KEY": "api-secret-key",
     "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-secret",
 }
+# The migration Job's connection: straight to PostgreSQL, not through PgBouncer.
+DIRECT_CONN_KEY = "sql-alchemy-conn-direct"
 PASSWORD_KEY = "password"
 AUTH_PASSWORDS_KEY = "simple_auth_manager_passwords.json"
 
@@ -35,13 +38,17 @@ def _url_safe(standard_b64: str) -> str:
     return standard_b64.replace("+", "-").replace("/", "_")
 
 
-# Secret name -> (Pulumi name suffix, keys it holds).
-SECRETS: dict[str, tuple[str, tuple[str, ...]]] = {
-    names.ENV_SECRET: ("env", tuple(ENV_SECRET_KEYS.values())),
-    names.POSTGRES_SECRET: ("postgres", (PASSWORD_KEY,)),
-    names.RABBITMQ_SECRET: ("rabbitmq", (PASSWORD_KEY,)),
-    names.AUTH_SECRET: ("auth", (AUTH_PASSWORDS_KEY,)),
-}
+def secret_specs(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Secret name -> (Pulumi name suffix, keys it holds)."""
+    specs = {
+        names.ENV_SECRET: ("env", (*ENV_SECRET_KEYS.values(), DIRECT_CONN_KEY)),
+        names.POSTGRES_SECRET: ("postgres", (PASSWORD_KEY,)),
+        names.RABBITMQ_SECRET: ("rabbitmq", (PASSWORD_KEY,)),
+        names.AUTH_SECRET: ("auth", (AUTH_PASSWORDS_KEY,)),
+    }
+    if settings.pgbouncer:
+        specs[names.PGBOUNCER_SECRET] = ("pgbouncer", (USERLIST_KEY,))
+    return specs
 
 
 def secret_objects(settings: Settings, values: Mapping[str, pulumi.Input[str]]) -> list[KubeObject]:
@@ -52,8 +59,28 @@ def secret_objects(settings: Settings, values: Mapping[str, pulumi.Input[str]]) 
             "type": "Opaque",
             "string_data": {key: values[f"{secret}/{key}"] for key in keys},
         })
-        for secret, (suffix, keys) in SECRETS.items()
+        for secret, (suffix, keys) in secret_specs(settings).items()
     ]
+
+
+def connection_urls(settings: Settings, password: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
+    """The metadata database and result backend URLs: through PgBouncer when it
+    is on, each onto its own pool; and the direct one for the migration Job."""
+    def url(scheme: str, host: str, port: int, db: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat(scheme, "://", names.POSTGRES_USER, ":", password, "@", host, ":", str(port),
+                                    "/", db)
+
+    pg_host = names.service_host(names.POSTGRES, settings.namespace)
+    direct = url("postgresql+psycopg2", pg_host, names.POSTGRES_PORT, names.POSTGRES_DB)
+    if not settings.pgbouncer:
+        return {"sql-alchemy-conn": direct, DIRECT_CONN_KEY: direct,
+                "result-backend": url("db+postgresql", pg_host, names.POSTGRES_PORT, names.POSTGRES_DB)}
+    bouncer = names.service_host(names.PGBOUNCER, settings.namespace)
+    return {
+        "sql-alchemy-conn": url("postgresql+psycopg2", bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_METADATA_DB),
+        DIRECT_CONN_KEY: direct,
+        "result-backend": url("db+postgresql", bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_RESULT_BACKEND_DB),
+    }
 
 
 class AirflowSecrets(pulumi.ComponentResource):
@@ -83,14 +110,11 @@ class AirflowSecrets(pulumi.ComponentResource):
         admin_password = password("admin", 24)
         fernet_key = random.RandomBytes(f"{name}-fernet-key", length=32, opts=child).base64.apply(_url_safe)
 
-        pg_host = names.service_host(names.POSTGRES, settings.namespace)
         mq_host = names.service_host(names.RABBITMQ, settings.namespace)
-        pg_auth = pulumi.Output.concat(names.POSTGRES_USER, ":", pg_password, "@", pg_host, ":",
-                                       str(names.POSTGRES_PORT), "/", names.POSTGRES_DB)
         env = names.ENV_SECRET
         values: dict[str, pulumi.Input[str]] = {
-            f"{env}/sql-alchemy-conn": pulumi.Output.concat("postgresql+psycopg2://", pg_auth),
-            f"{env}/result-backend": pulumi.Output.concat("db+postgresql://", pg_auth),
+            **{f"{env}/{key}": url for key, url in connection_urls(settings, pg_password).items()},
+            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": pg_password.apply(userlist),
             f"{env}/broker-url": pulumi.Output.concat("amqp://", names.RABBITMQ_USER, ":", mq_password, "@",
                                                       mq_host, ":", str(names.RABBITMQ_PORT), "/",
                                                       names.RABBITMQ_VHOST),

@@ -94,6 +94,11 @@ class Settings:
     fanout_sleep_seconds: int
     longest_task_seconds: int
     flower: bool
+    pgbouncer: bool
+    pgbouncer_image: str
+    # Server connections PgBouncer keeps per database alias; None: derived.
+    pgbouncer_metadata_pool_size: int | None
+    pgbouncer_result_backend_pool_size: int | None
     postgres_storage_gib: int
     rabbitmq_storage_gib: int
     postgres_image: str
@@ -129,6 +134,10 @@ DEFAULTS: dict[str, Any] = {
     "fanoutSleepSeconds": 100,
     "longestTaskSeconds": 3600,
     "flower": False,
+    "pgbouncer": True,
+    "pgbouncerImage": "apache/airflow:airflow-pgbouncer-2025.03.05-1.23.1",
+    "pgbouncerMetadataPoolSize": None,
+    "pgbouncerResultBackendPoolSize": None,
     "postgresStorageGiB": 32,
     "rabbitmqStorageGiB": 8,
     "postgresImage": "postgres:17",
@@ -466,6 +475,14 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
     longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
     flower = _bool(get("flower"), "flower", problems)
+    pgbouncer = _bool(get("pgbouncer"), "pgbouncer", problems)
+    pgbouncer_image = _str(get("pgbouncerImage"), "pgbouncerImage", problems, _check_image)
+    meta_pool_raw, result_pool_raw = values.get("pgbouncerMetadataPoolSize"), values.get(
+        "pgbouncerResultBackendPoolSize")
+    meta_pool = (_int(meta_pool_raw, "pgbouncerMetadataPoolSize", 1, 10_000, problems)
+                 if meta_pool_raw is not None else None)
+    result_pool = (_int(result_pool_raw, "pgbouncerResultBackendPoolSize", 1, 10_000, problems)
+                   if result_pool_raw is not None else None)
     pg_storage = _int(get("postgresStorageGiB"), "postgresStorageGiB", 1, 16_384, problems)
     mq_storage = _int(get("rabbitmqStorageGiB"), "rabbitmqStorageGiB", 1, 16_384, problems)
     pg_image = _str(get("postgresImage"), "postgresImage", problems, _check_image)
@@ -514,6 +531,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert overrides is not None and fanout_tasks is not None and fanout_sleep is not None
     assert longest_task is not None and flower is not None and pg_storage is not None
     assert mq_storage is not None and pg_image is not None and mq_image is not None
+    assert pgbouncer is not None and pgbouncer_image is not None
     return Settings(
         stack=stack,
         target=target,
@@ -536,6 +554,10 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         fanout_sleep_seconds=fanout_sleep,
         longest_task_seconds=longest_task,
         flower=flower,
+        pgbouncer=pgbouncer,
+        pgbouncer_image=pgbouncer_image,
+        pgbouncer_metadata_pool_size=meta_pool,
+        pgbouncer_result_backend_pool_size=result_pool,
         postgres_storage_gib=pg_storage,
         rabbitmq_storage_gib=mq_storage,
         postgres_image=pg_image,

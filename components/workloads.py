@@ -12,6 +12,7 @@ from components import k8s, names
 from components.airflow import Airflow, airflow_objects
 from components.config import StackConfig
 from components.k8s import KubeObject
+from components.pgbouncer import PgBouncer, pgbouncer_objects
 from components.postgres import Postgres, postgres_objects
 from components.rabbitmq import RabbitMQ, rabbitmq_objects
 from components.secrets import AirflowSecrets, secret_objects
@@ -32,6 +33,7 @@ def kube_objects(config: StackConfig, image: pulumi.Input[str],
         namespace_object(s),
         *secret_objects(s, secret_values),
         *postgres_objects(s, plan),
+        *pgbouncer_objects(s, plan),
         *rabbitmq_objects(s, plan),
         *airflow_objects(s, plan, config.airflow_cfg, image),
     ]
@@ -66,9 +68,16 @@ class Workloads(pulumi.ComponentResource):
         ready = [namespace, *secrets.secrets]
         postgres = Postgres(f"{name}-postgres", settings=settings, plan=plan, after=ready, opts=child)
         rabbitmq = RabbitMQ(f"{name}-rabbitmq", settings=settings, plan=plan, after=ready, opts=child)
+        # Airflow reaches the database through PgBouncer when it is on; the
+        # migration Job, which waits for every backend, goes direct.
+        pgbouncer = PgBouncer(f"{name}-pgbouncer", settings=settings, plan=plan,
+                              after=[*ready, postgres.stateful_set], opts=child)
+        backends = [postgres.stateful_set, rabbitmq.stateful_set]
+        if pgbouncer.deployment is not None:
+            backends.append(pgbouncer.deployment)
         airflow = Airflow(
             f"{name}-airflow", settings=settings, plan=plan, airflow_cfg=config.airflow_cfg, image=image,
-            after=ready, backends=[postgres.stateful_set, rabbitmq.stateful_set],
+            after=ready, backends=backends,
             image_dependencies=image_dependencies, worker_gate=worker_gate, opts=child,
         )
 

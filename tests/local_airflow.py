@@ -127,6 +127,77 @@ class LocalPostgres:
             return str(conn.execute(f"SHOW {name}").fetchone()[0])
 
 
+PGBOUNCER_BIN = Path("/usr/sbin/pgbouncer")
+
+
+class LocalPgBouncer:
+    """PgBouncer with the declared pgbouncer.ini and userlist, on 127.0.0.1, in
+    front of the local PostgreSQL and one deployment's database."""
+
+    def __init__(self, workdir: Path, ini: str, users: str, namespace: str, postgres_port: int,
+                 database: str) -> None:
+        if not PGBOUNCER_BIN.exists():
+            raise RuntimeError("PgBouncer is not installed: run scripts/install")
+        self.dir = workdir
+        self.port = free_port()
+        self.users = users
+        pg_target = f"host={names.service_host(names.POSTGRES, namespace)} port={names.POSTGRES_PORT} " \
+                    f"dbname={names.POSTGRES_DB}"
+        assert pg_target in ini, "the declared pgbouncer.ini points at the PostgreSQL Service"
+        ini = ini.replace(pg_target, f"host=127.0.0.1 port={postgres_port} dbname={database}")
+        ini = re.sub(r"(?m)^listen_addr = .*$", "listen_addr = 127.0.0.1", ini)
+        ini = re.sub(r"(?m)^listen_port = .*$", f"listen_port = {self.port}", ini)
+        ini = re.sub(r"(?m)^auth_file = .*$", f"auth_file = {self.dir / 'users.txt'}", ini)
+        ini = re.sub(r"(?m)^unix_socket_dir =.*$", f"unix_socket_dir = {self.dir}", ini)
+        self.ini = ini + f"logfile = {self.dir / 'pgbouncer.log'}\n"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        (self.dir / "pgbouncer.ini").write_text(self.ini)
+        (self.dir / "users.txt").write_text(self.users)
+        as_user: list[str] = []
+        if os.geteuid() == 0:  # PgBouncer refuses to run as root
+            for path in (self.dir, self.dir / "pgbouncer.ini", self.dir / "users.txt"):
+                shutil.chown(path, "postgres")
+            (self.dir / "users.txt").chmod(0o600)
+            as_user = ["runuser", "-u", "postgres", "--"]
+        self.process = subprocess.Popen([*as_user, str(PGBOUNCER_BIN), str(self.dir / "pgbouncer.ini")],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                                        start_new_session=True, cwd=self.dir)
+
+        def listening() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"PgBouncer exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            with socket.socket() as sock:
+                return sock.connect_ex(("127.0.0.1", self.port)) == 0
+
+        wait_for("PgBouncer", listening, timeout=30, interval=0.2)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=10)
+            if self.process.poll() is None:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def log(self) -> str:
+        path = self.dir / "pgbouncer.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def show(self, what: str, password: str) -> list[dict[str, Any]]:
+        """SHOW POOLS, SHOW CLIENTS, ... on the admin console, as the Airflow user (stats_users)."""
+        # The admin console speaks only the simple query protocol: ClientCursor.
+        with psycopg.connect(host="127.0.0.1", port=self.port, dbname="pgbouncer", user=names.POSTGRES_USER,
+                             password=password, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
+            cur = conn.execute(f"SHOW {what}")
+            cols = [c.name for c in cur.description or []]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+
 @dataclass(frozen=True)
 class RabbitMQLayout:
     """Where the declared RabbitMQ pod keeps HOME (the Erlang cookie) and the node's data.
@@ -354,6 +425,7 @@ class LocalDeployment:
         self.health_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.namespace = run.outputs["namespace"]
+        self.pgbouncer = self._pgbouncer()
         self.secret_data = self._secret_data()
         declared_cfg = run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
         self.cfg_text = self._rewrite(cfg_text if cfg_text is not None else declared_cfg)
@@ -369,8 +441,20 @@ class LocalDeployment:
                if r.type == "kubernetes:core/v1:Secret" and plain(r.inputs)["metadata"]["name"] == name]
         return plain(r.inputs["stringData"])
 
+    def _pgbouncer(self) -> LocalPgBouncer | None:
+        found = [m for m in self.run.manifests() if m["kind"] == "ConfigMap"
+                 and m["metadata"]["name"] == names.PGBOUNCER]
+        if not found:
+            return None
+        users = self._secret(names.PGBOUNCER_SECRET)["users.txt"]
+        return LocalPgBouncer(self.services.workdir / f"pgbouncer-{self.id}", found[0]["data"]["pgbouncer.ini"],
+                              users, self.namespace, self.services.postgres.port, self.database)
+
     def _secret_data(self) -> dict[str, str]:
         data = dict(self._secret(names.ENV_SECRET))
+        if self.pgbouncer is not None:
+            bouncer = f"@{names.service_host(names.PGBOUNCER, self.namespace)}:{names.PGBOUNCER_PORT}/"
+            data = {k: v.replace(bouncer, f"@127.0.0.1:{self.pgbouncer.port}/") for k, v in data.items()}
         pg_host = f"{names.service_host(names.POSTGRES, self.namespace)}:{names.POSTGRES_PORT}"
         mq_host = f"{names.service_host(names.RABBITMQ, self.namespace)}:{names.RABBITMQ_PORT}"
         for key, value in data.items():
@@ -435,6 +519,8 @@ class LocalDeployment:
         mq.ctl("change_password", names.RABBITMQ_USER, mq_password)
         mq.ctl("add_vhost", self.vhost)
         mq.ctl("set_permissions", "-p", self.vhost, names.RABBITMQ_USER, ".*", ".*", ".*")
+        if self.pgbouncer is not None:
+            self.pgbouncer.start()
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         # What the image copies to /opt/airflow/config (app/Dockerfile).
         shutil.copytree(APP_CONFIG, self.home / "config", dirs_exist_ok=True)
@@ -579,6 +665,8 @@ class LocalDeployment:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.processes.clear()
+        if self.pgbouncer is not None:
+            self.pgbouncer.stop()
         with contextlib.suppress(Exception), self.services.postgres.admin() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {self.database} WITH (FORCE)")
         with contextlib.suppress(Exception):

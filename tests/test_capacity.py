@@ -65,7 +65,14 @@ def test_database_budget_counts_a_connection_per_busy_slot(prod: StackConfig) ->
     assert d.connections["workers"] == 28 * (36 + capacity.CONNECTIONS_PER_WORKER_BASE)
     assert d.connections["api-server"] == 2 * capacity.API_SERVER_WORKERS * capacity.CONNECTIONS_PER_ENGINE
     assert d.budget == sum(d.connections.values())
-    assert d.max_connections >= d.budget * capacity.CONNECTION_HEADROOM + capacity.POSTGRES_SUPERUSER_RESERVED
+    # Through PgBouncer, PostgreSQL sees its pools (twice, while it rolls) and the migration Job.
+    b = d.pgbouncer
+    assert b is not None and b.result_backend_clients == d.connections["workers"] + 5
+    assert b.metadata_clients == 20 - 5 + 30 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
+    assert b.metadata_pool == b.metadata_clients and b.result_backend_pool == math.ceil(1069 / 32) == 34
+    assert d.server_connections == 2 * (75 + 34) + capacity.MIGRATION_JOB_CONNECTIONS == 220
+    assert d.max_connections == 230, "1,270 without PgBouncer"
+    assert b.max_client_conn >= d.budget * capacity.CONNECTION_HEADROOM
     assert d.max_connections % 10 == 0
 
 
@@ -172,3 +179,24 @@ def test_flower_adds_to_the_control_plane() -> None:
     without = config_for("dev").plan.control_plane
     assert "flower" in with_flower.pods and "flower" not in without.pods
     assert with_flower.cpu_request_millicores > without.cpu_request_millicores
+
+
+def test_without_pgbouncer_postgres_takes_every_client_connection() -> None:
+    d = config_for("prod", pgbouncer=False).plan.database
+    assert d.pgbouncer is None and d.server_connections == d.budget == 1146
+    assert d.max_connections == 1270
+
+
+def test_pgbouncer_pools_can_be_set_and_the_metadata_pool_not_below_the_scheduler() -> None:
+    b = config_for("prod", pgbouncerMetadataPoolSize=40, pgbouncerResultBackendPoolSize=20).plan.database.pgbouncer
+    assert b is not None and (b.metadata_pool, b.result_backend_pool) == (40, 20)
+    with pytest.raises(ConfigError, match="pgbouncerMetadataPoolSize") as err:
+        config_for("prod", pgbouncerMetadataPoolSize=10)
+    assert "fewer than the scheduler alone may hold at once" in str(err.value)
+
+
+def test_pgbouncer_joins_the_control_plane() -> None:
+    on, off = config_for("prod"), config_for("prod", pgbouncer=False)
+    assert "pgbouncer" in on.plan.control_plane.pods and "pgbouncer" not in off.plan.control_plane.pods
+    assert on.plan.control_plane.memory_request_mib < off.plan.control_plane.memory_request_mib, \
+        "PostgreSQL sized for 230 connections instead of 1,270"

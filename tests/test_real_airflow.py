@@ -25,8 +25,10 @@ from tests.local_airflow import Services, deployment, descendants, local_service
 from tests.real_airflow import AIRFLOW_VENV, airflow_env, run_airflow_python
 
 # Large enough for every test below: PostgreSQL starts with the max_connections
-# the program declares for the widest one.
-WIDEST = stack_config("dev", parallelism=160, workerConcurrency=160, fanoutTasks=160,
+# the program declares for the widest one without PgBouncer (every client
+# straight to PostgreSQL), so a test may also run with PgBouncer off. The
+# deployments themselves go through PgBouncer, the default.
+WIDEST = stack_config("dev", parallelism=160, workerConcurrency=160, fanoutTasks=160, pgbouncer=False,
                       workerPool={"vmSize": "Standard_E32s_v5"}, systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
 
 
@@ -86,14 +88,37 @@ def test_parallelism_equal_to_the_width_runs_everything_at_once(services: Servic
         assert obs.states == {"success": 32}
 
 
-def test_a_fanout_wider_than_128_runs_all_at_once(services: Services) -> None:
-    with deployment(services, fanout(parallelism=160, width=160, sleep=90)) as d:
+def test_a_fanout_wider_than_128_runs_all_at_once_through_pgbouncer(services: Services) -> None:
+    config = fanout(parallelism=160, width=160, sleep=90)
+    plan = build_stack_config(project_values(config), stack="dev", location="x").plan
+    bouncer_plan = plan.database.pgbouncer
+    assert bouncer_plan is not None, "PgBouncer is on by default"
+    with deployment(services, config) as d:
+        assert d.pgbouncer is not None
         assert d.query("SELECT slots FROM slot_pool WHERE pool = 'default_pool'") == [(160,)], \
             "the migration job sized default_pool to parallelism"
+        password = d.secret_data["sql-alchemy-conn"].split(":")[2].split("@")[0]
+        peak = {"server": 0, "clients": 0, "client_pools": set()}
+
+        def on_sample(states: dict[str, int], now: float) -> None:
+            [(server,)] = d.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+                                  [d.database, "airflow"])
+            peak["server"] = max(peak["server"], server)
+            clients = d.pgbouncer.show("CLIENTS", password)
+            airflow_clients = [c for c in clients if c["database"] != "pgbouncer"]
+            peak["clients"] = max(peak["clients"], len(airflow_clients))
+            peak["client_pools"] |= {c["database"] for c in airflow_clients}
+            pools = {p["database"]: p for p in d.pgbouncer.show("POOLS", password)}
+            assert set(pools) >= {"airflow-metadata", "airflow-result-backend"}
+
         run_id = d.trigger()
-        obs = d.observe(run_id, tasks=160, timeout=420)
+        obs = d.observe(run_id, tasks=160, timeout=420, interval=1.0, on_sample=on_sample)
         assert obs.max_running == 160, f"all 160 should run together (default pool resized), saw {obs.max_running}"
         assert obs.states == {"success": 160}, "none left queued or scheduled"
+        # PostgreSQL saw at most one PgBouncer pod's pools; PgBouncer saw the clients.
+        assert 0 < peak["server"] <= bouncer_plan.server_connections, (peak, bouncer_plan)
+        assert peak["client_pools"] == {"airflow-metadata", "airflow-result-backend"}, peak
+        assert peak["clients"] > peak["server"], f"clients share server connections: {peak}"
 
 
 def test_sigterm_to_a_worker_lets_running_tasks_finish(services: Services) -> None:

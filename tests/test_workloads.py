@@ -65,6 +65,8 @@ def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> No
         ("StatefulSet", names.TRIGGERER), ("Service", names.TRIGGERER),
         ("StatefulSet", names.WORKER), ("Service", names.WORKER),
         ("Job", None),
+        ("Secret", names.PGBOUNCER_SECRET), ("ConfigMap", names.PGBOUNCER),
+        ("Deployment", names.PGBOUNCER), ("Service", names.PGBOUNCER),
     }
     assert found == expected
 
@@ -147,7 +149,7 @@ def all_strings(value: Any) -> list[str]:
 def test_no_secret_literal_in_any_config_map_or_env_value(runs: dict[str, ProgramRun], stack: str) -> None:
     run = runs[stack]
     secrets = [r for r in run.resources if r.type == "kubernetes:core/v1:Secret"]
-    assert len(secrets) == 4
+    assert len(secrets) == 5
     for r in secrets:
         assert is_secret(r.inputs["stringData"]), f"{r.name}: stringData is a Pulumi secret"
     # Every password and key the program generates (recorded by the mocks).
@@ -338,3 +340,52 @@ def test_stack_outputs_for_the_ui(runs: dict[str, ProgramRun]) -> None:
     assert "adminPassword" in run.secret_outputs, "the admin password is a secret output"
     auth = plain(next(r for r in run.resources if r.name == "workloads-secrets-auth").inputs["stringData"])
     assert json.loads(auth["simple_auth_manager_passwords.json"]) == {"admin": run.outputs["adminPassword"]}
+
+
+def _db_key(m: dict[str, Any]) -> str:
+    [key] = [e["valueFrom"]["secretKeyRef"]["key"] for c in containers(m) for e in c.get("env", [])
+             if e["name"] == "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    return key
+
+
+def test_airflow_goes_through_pgbouncer_and_the_migration_goes_direct(runs: dict[str, ProgramRun]) -> None:
+    run = runs["prod"]
+    [env] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
+             if plain(r.inputs)["metadata"]["name"] == names.ENV_SECRET]
+    bouncer = f"@{names.service_host(names.PGBOUNCER, 'airflow')}:{names.PGBOUNCER_PORT}"
+    assert env["sql-alchemy-conn"].endswith(f"{bouncer}/{names.PGBOUNCER_METADATA_DB}")
+    assert env["result-backend"].startswith("db+postgresql://")
+    assert env["result-backend"].endswith(f"{bouncer}/{names.PGBOUNCER_RESULT_BACKEND_DB}")
+    assert env["sql-alchemy-conn-direct"].endswith(
+        f"@{names.service_host(names.POSTGRES, 'airflow')}:{names.POSTGRES_PORT}/{names.POSTGRES_DB}")
+    for m in run.manifests():
+        if m["kind"] in WORKLOAD_KINDS and m["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "airflow":
+            want = "sql-alchemy-conn-direct" if m["kind"] == "Job" else "sql-alchemy-conn"
+            assert _db_key(m) == want, f"{label(m)}: its database connection"
+
+
+def test_pgbouncer_config_comes_from_the_plan_and_its_users_from_a_secret(runs: dict[str, ProgramRun]) -> None:
+    run = runs["prod"]
+    b = config_for("prod").plan.database.pgbouncer
+    assert b is not None
+    ini = run.manifest("ConfigMap", names.PGBOUNCER)["data"]["pgbouncer.ini"]
+    assert "pool_mode = transaction" in ini and f"max_client_conn = {b.max_client_conn}" in ini
+    assert f"{names.PGBOUNCER_METADATA_DB} = host=" in ini and f"pool_size={b.metadata_pool}" in ini
+    assert f"pool_size={b.result_backend_pool}" in ini
+    assert not any(n in ini for n in run.generated), "no password in the ConfigMap"
+    [users] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
+               if plain(r.inputs)["metadata"]["name"] == names.PGBOUNCER_SECRET]
+    assert users["users.txt"].startswith(f'"{names.POSTGRES_USER}" "MOCKSECRET')
+    pod = run.manifest("Deployment", names.PGBOUNCER)["spec"]["template"]["spec"]
+    sources = pod["volumes"][0]["projected"]["sources"]
+    assert {"secret": {"name": names.PGBOUNCER_SECRET, "items": [{"key": "users.txt", "path": "users.txt"}]}} \
+        in sources
+
+
+def test_pgbouncer_off_connects_straight_to_postgres() -> None:
+    run = run_program("dev", {**stack_file_config("dev"), "airflow-aks:pgbouncer": False})
+    assert run.error is None, run.error
+    assert not [m for m in run.manifests() if m["metadata"].get("name") == names.PGBOUNCER]
+    [env] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
+             if plain(r.inputs)["metadata"]["name"] == names.ENV_SECRET]
+    assert env["sql-alchemy-conn"] == env["sql-alchemy-conn-direct"]

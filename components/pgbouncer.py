@@ -1,0 +1,138 @@
+"""PgBouncer between Airflow and PostgreSQL, in transaction mode, sized from the plan."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pulumi
+import pulumi_kubernetes as kubernetes
+
+from components import k8s, names
+from components.capacity import CapacityPlan, PgBouncerPlan
+from components.k8s import KubeObject, resources
+from components.settings import Settings
+
+CONFIG_DIR = "/etc/pgbouncer"
+INI_KEY = "pgbouncer.ini"
+USERLIST_KEY = "users.txt"
+# Any unprivileged uid: PgBouncer refuses to run as root and writes nothing.
+PGBOUNCER_UID = 65534
+# How long a stopping PgBouncer may take to let its transactions finish.
+PGBOUNCER_DRAIN_SECONDS = 30
+LABELS = {"app.kubernetes.io/name": "pgbouncer", "app.kubernetes.io/part-of": "airflow"}
+
+
+def pgbouncer_ini(settings: Settings, bouncer: PgBouncerPlan, *, postgres_host: str | None = None,
+                  postgres_port: int = names.POSTGRES_PORT, dbname: str = names.POSTGRES_DB,
+                  listen_addr: str = "*", listen_port: int = names.PGBOUNCER_PORT,
+                  auth_file: str = f"{CONFIG_DIR}/{USERLIST_KEY}", extra: Sequence[str] = ()) -> str:
+    """pgbouncer.ini: one database alias per pool, both onto the metadata database.
+
+    The keyword arguments let the test tooling run the same file on loopback.
+    """
+    host = postgres_host or names.service_host(names.POSTGRES, settings.namespace)
+    target = f"host={host} port={postgres_port} dbname={dbname}"
+    lines = [
+        "[databases]",
+        f"{names.PGBOUNCER_METADATA_DB} = {target} pool_size={bouncer.metadata_pool}",
+        f"{names.PGBOUNCER_RESULT_BACKEND_DB} = {target} pool_size={bouncer.result_backend_pool}",
+        "",
+        "[pgbouncer]",
+        f"listen_addr = {listen_addr}",
+        f"listen_port = {listen_port}",
+        # Transaction mode: a server connection is lent for one transaction.
+        # The migration Job, which holds a session-level advisory lock across
+        # transactions, connects to PostgreSQL directly.
+        "pool_mode = transaction",
+        f"max_client_conn = {bouncer.max_client_conn}",
+        "reserve_pool_size = 0",
+        "auth_type = scram-sha-256",
+        f"auth_file = {auth_file}",
+        # SHOW POOLS / SHOW CLIENTS on the admin console, for the Airflow user.
+        f"stats_users = {names.POSTGRES_USER}",
+        "ignore_startup_parameters = extra_float_digits",
+        "server_reset_query =",
+        # TCP only: the pod's root filesystem is read-only.
+        "unix_socket_dir =",
+        "log_connections = 0",
+        "log_disconnections = 0",
+        *extra,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def userlist(password: str) -> str:
+    """auth_file: the one user, with its password in clear (PgBouncer then logs
+    in to PostgreSQL with SCRAM as that user)."""
+    return f'"{names.POSTGRES_USER}" "{password}"\n'
+
+
+def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
+    """ConfigMap (pgbouncer.ini), Deployment and Service; the userlist is a
+    Secret of AirflowSecrets. Nothing when PgBouncer is off."""
+    bouncer = plan.database.pgbouncer
+    if bouncer is None:
+        return []
+    ns = settings.namespace
+    ini = pgbouncer_ini(settings, bouncer)
+    probe = {"tcp_socket": {"port": "pgbouncer"}}
+    container = {
+        "name": "pgbouncer",
+        "image": settings.pgbouncer_image,
+        "command": ["pgbouncer", f"{CONFIG_DIR}/{INI_KEY}"],
+        "ports": [{"name": "pgbouncer", "container_port": names.PGBOUNCER_PORT}],
+        "resources": resources(plan.control_plane.pods["pgbouncer"]),
+        "readiness_probe": {**probe, "period_seconds": 5},
+        "liveness_probe": {**probe, "initial_delay_seconds": 10, "period_seconds": 20},
+        "volume_mounts": [{"name": "config", "mount_path": CONFIG_DIR, "read_only": True}],
+        # Kubernetes stops a pod with SIGTERM, PgBouncer's immediate shutdown,
+        # which would break the transactions in flight. SIGINT first: PgBouncer
+        # takes no new queries and exits once its server connections are idle;
+        # the Service has already sent new clients to the other pod.
+        "lifecycle": {"pre_stop": {"exec_": {"command": [
+            "sh", "-c", f"kill -INT 1; sleep {PGBOUNCER_DRAIN_SECONDS}"]}}},
+        "security_context": {"allow_privilege_escalation": False, "read_only_root_filesystem": True,
+                             "capabilities": {"drop": ["ALL"]}},
+    }
+    return [
+        KubeObject("ConfigMap", "config", {
+            "metadata": {"name": names.PGBOUNCER, "namespace": ns, "labels": LABELS},
+            "data": {INI_KEY: ini},
+        }),
+        k8s.service("service", names.PGBOUNCER, ns, LABELS, "pgbouncer", names.PGBOUNCER_PORT),
+        KubeObject("Deployment", "deployment", {
+            "metadata": {"name": names.PGBOUNCER, "namespace": ns, "labels": LABELS},
+            "spec": {
+                "replicas": 1,
+                "selector": {"match_labels": LABELS},
+                # At most one extra pod while rolling: the plan counts its pools twice.
+                "strategy": {"rolling_update": {"max_surge": 1, "max_unavailable": 0}},
+                "template": {
+                    "metadata": {"labels": LABELS, "annotations": {k8s.CHECKSUM_ANNOTATION: k8s.checksum(ini)}},
+                    "spec": {
+                        "security_context": {"run_as_user": PGBOUNCER_UID, "run_as_group": PGBOUNCER_UID,
+                                             "run_as_non_root": True},
+                        "automount_service_account_token": False,
+                        "termination_grace_period_seconds": PGBOUNCER_DRAIN_SECONDS + 10,
+                        "containers": [container],
+                        "volumes": [{"name": "config", "projected": {"sources": [
+                            {"config_map": {"name": names.PGBOUNCER, "items": [{"key": INI_KEY, "path": INI_KEY}]}},
+                            {"secret": {"name": names.PGBOUNCER_SECRET,
+                                        "items": [{"key": USERLIST_KEY, "path": USERLIST_KEY}]}},
+                        ]}}],
+                    },
+                },
+            },
+        }),
+    ]
+
+
+class PgBouncer(k8s.ObjectsComponent):
+    """PgBouncer's objects, declared after `after` (PostgreSQL and the Secrets)."""
+
+    def __init__(self, name: str, settings: Settings, plan: CapacityPlan, after: Sequence[pulumi.Resource] = (),
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("airflow-aks:pgbouncer:PgBouncer", name, pgbouncer_objects(settings, plan), after=after,
+                         opts=opts)
+        self.deployment: kubernetes.apps.v1.Deployment | None = self.declared.get(  # type: ignore[assignment]
+            ("Deployment", "deployment"))
