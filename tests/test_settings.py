@@ -221,3 +221,18 @@ def test_rabbitmq_older_than_3_13_is_refused() -> None:
                                    "myregistry.azurecr.io/mirror/rabbitmq:4.2.1", "rabbitmq:4.1@sha256:" + "a" * 64])
 def test_pinned_rabbitmq_releases_pass(image: str) -> None:
     assert parse(rabbitmqImage=image).rabbitmq_image == image
+
+
+@pytest.mark.parametrize(("key", "value", "says"), [
+    ("pgbouncer", "yes", "true or false"),
+    ("pgbouncerMetadataPoolSize", 0, "from 1 to 10000"),
+    ("pgbouncerResultBackendPoolSize", "many", "whole number"),
+    ("pgbouncerImage", "pg bouncer", "container image reference"),
+])
+def test_pgbouncer_keys_are_checked(key: str, value: Any, says: str) -> None:
+    assert says in problems_of(**{key: value})[key]
+
+
+def test_pgbouncer_is_on_by_default_with_derived_pools() -> None:
+    s = parse()
+    assert s.pgbouncer and s.pgbouncer_metadata_pool_size is None and s.pgbouncer_result_backend_pool_size is None
