@@ -162,7 +162,9 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                 "template": pod("migrate", [container(
                     "migrate", ["bash", "-c", migration_command(plan.default_pool_slots)], control("migration"),
                     # `airflow db migrate` holds a session-level advisory lock
-                    # across transactions, which transaction pooling would break.
+                    # (pg_advisory_lock and SET LOCK_TIMEOUT, airflow/utils/db.py
+                    # _create_global_lock_postgresql) across transactions, which
+                    # transaction pooling would hand to other clients.
                     direct_db=True,
                 )], restart_policy="OnFailure"),
             },
