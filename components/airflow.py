@@ -16,6 +16,7 @@ from components import k8s, names
 from components.airflow_cfg import AUTH_PASSWORDS_FILE, workload_env
 from components.capacity import CapacityPlan, worker_stop_seconds
 from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
+from components.keda import keda_objects
 from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
 from components.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
 from components.settings import Settings
@@ -234,6 +235,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     # records and the api-server uses to fetch its log from that worker.
     objects.append(service("worker", "worker-logs", names.WORKER_LOG_PORT, headless=True))
     w = plan.worker
+    keda = settings.worker_scaling == "keda"
     worker_ping = _exec_probe(
         ["bash", "-c", f"celery --app {CELERY_APP} inspect ping --timeout 20 -d celery@$(hostname)"],
         initial_delay_seconds=60, period_seconds=60, timeout_seconds=30, failure_threshold=5)
@@ -246,11 +248,14 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     objects.append(KubeObject("StatefulSet", "worker", {
         "metadata": {
             "name": names.WORKER, "namespace": ns, "labels": _labels("worker"),
-            "annotations": worker_await_annotations(w.replicas, settings.longest_task_seconds),
+            # Under KEDA the replicas are KEDA's: nothing to wait for.
+            "annotations": (worker_await_annotations(w.replicas, settings.longest_task_seconds) if not keda
+                            else {"pulumi.com/skipAwait": "true"}),
         },
         "spec": {
             "service_name": names.WORKER,
-            "replicas": w.replicas,
+            # Under KEDA, the count it starts from; later updates leave it to KEDA.
+            "replicas": settings.worker_min_replicas if keda else w.replicas,
             "pod_management_policy": "Parallel",
             "selector": {"match_labels": _labels("worker")},
             "template": pod(
@@ -284,6 +289,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             liveness_probe={"tcp_socket": {"port": names.FLOWER_PORT}, "period_seconds": 30},
         )])))
         objects.append(service("flower", "http", names.FLOWER_PORT))
+    objects += keda_objects(settings, plan)
     return objects
 
 
@@ -336,14 +342,24 @@ class Airflow(pulumi.ComponentResource):
             "component": [*after, *self.config_maps, self.migration, *image_dependencies],
             "worker": [*after, *self.config_maps, self.migration, *image_dependencies],
         }
+        keda = settings.worker_scaling == "keda"
         declared = {}
         for obj in objects:
-            if obj.kind == "ConfigMap" or obj.stage == "migration":
+            if obj.kind == "ConfigMap" or obj.stage in ("migration", "worker-scaler"):
                 continue
             opts_ = pulumi.ResourceOptions(parent=self, depends_on=stage_deps[obj.stage]) if obj.stage else first
-            if obj.stage == "worker" and worker_gate is not None:
+            if obj.kind == "StatefulSet" and obj.stage == "worker" and keda:
+                # KEDA owns spec.replicas after the first create; a later
+                # `pulumi up` leaves it alone instead of resetting it.
+                opts_ = pulumi.ResourceOptions.merge(opts_, pulumi.ResourceOptions(ignore_changes=["spec.replicas"]))
+            if obj.kind == "StatefulSet" and obj.stage == "worker" and worker_gate is not None:
                 obj = gated_replicas(obj, worker_gate)
             declared[(obj.kind, obj.suffix)] = k8s.declare(obj, name, opts_)
         self.workers = declared[("StatefulSet", "worker")]  # type: ignore[assignment]
+        # The scaler after what it scales and reads.
+        scaler_opts = pulumi.ResourceOptions(parent=self, depends_on=[*after, self.workers, *backends])
+        for obj in objects:
+            if obj.stage == "worker-scaler":
+                declared[(obj.kind, obj.suffix)] = k8s.declare(obj, name, scaler_opts)
         self.api_server_service = declared[("Service", "api-server-service")].metadata.name  # type: ignore[attr-defined]
         self.register_outputs({"api_server_service": self.api_server_service})

@@ -82,6 +82,9 @@ CONNECTIONS_PER_WORKER_BASE = 2
 SCHEDULER_RESULT_BACKEND_CONNECTIONS = 5
 SCHEDULER_CONNECTIONS = CONNECTIONS_PER_ENGINE + SCHEDULER_RESULT_BACKEND_CONNECTIONS
 MIGRATION_JOB_CONNECTIONS = 2
+# KEDA's PostgreSQL scaler: one query every few seconds, straight to
+# PostgreSQL (Go's database/sql keeps up to 2 idle connections).
+KEDA_CONNECTIONS = 2
 # Rolling updates run old and new pods side by side for a while.
 CONNECTION_HEADROOM = 1.10
 POSTGRES_SUPERUSER_RESERVED = 3
@@ -276,7 +279,8 @@ def _fit(alloc: Allocatable, max_pods: int, worker: WorkerPlan) -> int:
 def _pgbouncer_plan(settings: Settings, connections: dict[str, int],
                    problems: list[tuple[str, str]]) -> PgBouncerPlan:
     result_clients = connections["workers"] + SCHEDULER_RESULT_BACKEND_CONNECTIONS
-    metadata_clients = sum(connections.values()) - result_clients - connections["migration"]
+    direct = connections["migration"] + connections.get("keda", 0)
+    metadata_clients = sum(connections.values()) - result_clients - direct
     metadata_pool = settings.pgbouncer_metadata_pool_size or metadata_clients
     result_pool = settings.pgbouncer_result_backend_pool_size or max(
         MIN_RESULT_BACKEND_POOL, math.ceil(result_clients / RESULT_BACKEND_CLIENTS_PER_SERVER_CONNECTION))
@@ -303,6 +307,7 @@ def _database_plan(settings: Settings, worker: WorkerPlan, problems: list[tuple[
         "dag-processor": CONNECTIONS_PER_ENGINE,
         "triggerer": CONNECTIONS_PER_ENGINE,
         "migration": MIGRATION_JOB_CONNECTIONS,
+        **({"keda": KEDA_CONNECTIONS} if settings.worker_scaling == "keda" else {}),
     }
     budget = sum(connections.values())
     bouncer = _pgbouncer_plan(settings, connections, problems) if settings.pgbouncer else None
@@ -310,7 +315,8 @@ def _database_plan(settings: Settings, worker: WorkerPlan, problems: list[tuple[
         server = budget
         needed = math.ceil(budget * CONNECTION_HEADROOM) + POSTGRES_SUPERUSER_RESERVED
     else:
-        server = PGBOUNCER_ROLLING_PODS * bouncer.server_connections + connections["migration"]
+        server = (PGBOUNCER_ROLLING_PODS * bouncer.server_connections + connections["migration"]
+                  + connections.get("keda", 0))
         needed = server + POSTGRES_SUPERUSER_RESERVED
     return DatabasePlan(
         connections=connections,
@@ -387,10 +393,12 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
             "or choose a larger workerPool.vmSize",
         )])
     needed = math.ceil(worker.replicas / per_node)
-    if pool.min_count is None or pool.max_count is None:
-        min_count = max_count = needed
-    else:
-        min_count, max_count = pool.min_count, pool.max_count
+    # Under KEDA the workers come and go with the tasks, so by default the
+    # cluster autoscaler runs the pool from 0 to the nodes the peak needs.
+    keda = settings.worker_scaling == "keda"
+    min_count = pool.min_count if pool.min_count is not None else (0 if keda else needed)
+    max_count = pool.max_count if pool.max_count is not None else needed
+    if pool.max_count is not None:
         if max_count < needed:
             key = "workerPool.count" if pool.fixed else "workerPool.maxCount"
             problems.append((
@@ -399,6 +407,9 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
                 f"({per_node} per node) but the plan has {worker.replicas}; "
                 f"set it to at least {needed}",
             ))
+    if min_count > max_count:
+        problems.append(("workerPool.minCount", f"must not exceed the {max_count} nodes the plan needs at peak "
+                                                f"(or set maxCount), got {min_count}"))
     database = _database_plan(settings, worker, problems)
     control_plane = _control_plane(settings, database, problems)
     if problems:

@@ -97,7 +97,11 @@ def service(suffix: str, name: str, namespace: str, labels: dict[str, str], port
 API_VERSIONS = {
     "Namespace": "v1", "Secret": "v1", "ConfigMap": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
     "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
+    "ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1",
 }
+# Custom resources: declared as CustomResource, their fields already in the
+# API's camelCase (the provider sends them as given).
+CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication"}
 _RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
     "Namespace": kubernetes.core.v1.Namespace,
     "Secret": kubernetes.core.v1.Secret,
@@ -134,7 +138,11 @@ class KubeObject:
 
 
 def declare(obj: KubeObject, component_name: str, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
-    return _RESOURCE_TYPES[obj.kind](f"{component_name}-{obj.suffix}", **obj.fields, opts=opts)
+    name = f"{component_name}-{obj.suffix}"
+    if obj.kind in CUSTOM_KINDS:
+        return kubernetes.apiextensions.CustomResource(name, api_version=API_VERSIONS[obj.kind], kind=obj.kind,
+                                                       **obj.fields, opts=opts)
+    return _RESOURCE_TYPES[obj.kind](name, **obj.fields, opts=opts)
 
 
 def _camel(value: Any, user_map: bool = False) -> Any:

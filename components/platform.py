@@ -207,6 +207,8 @@ class Platform(pulumi.ComponentResource):
                 "type": containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
                 "orchestrator_version": settings.kubernetes_version,
             }],
+            # AKS's managed KEDA, for the worker ScaledObject.
+            workload_auto_scaler_profile={"keda": {"enabled": True}} if settings.worker_scaling == "keda" else None,
             network_profile={
                 "network_plugin": containerservice.NetworkPlugin.AZURE,
                 "network_plugin_mode": containerservice.NetworkPluginMode.OVERLAY,
@@ -232,9 +234,10 @@ class Platform(pulumi.ComponentResource):
         nodes = plan.worker_nodes
         autoscale = nodes.autoscale
         pool_name = worker_pool_name(nodes.vm_size)
-        # With the autoscaler, start with the nodes the plan needs (within
-        # the bounds) and let the autoscaler own the count afterwards.
-        count = min(max(nodes.nodes_needed, nodes.min_count), nodes.max_count)
+        # With the autoscaler, start at its minimum (KEDA starts the workers
+        # when tasks arrive and the autoscaler adds their nodes) and let it
+        # own the count afterwards; a fixed pool has the nodes the plan needs.
+        count = nodes.min_count if autoscale else nodes.max_count
         # Unknown (a first preview) means no live pool: nodes first.
         self._shrink_first: pulumi.Output[bool] = live.apply(
             lambda c: not isinstance(c, Unknown) and workers_shrink_first(c.agent_pool_profiles, pool_name,

@@ -82,6 +82,10 @@ class Settings:
     namespace: str
     parallelism: int
     worker_concurrency: int
+    # "keda": KEDA sets the worker replicas from the queued and running tasks,
+    # between worker_min_replicas and `workers`; "fixed": always `workers`.
+    worker_scaling: str
+    worker_min_replicas: int
     workers: int
     workers_set: bool
     max_active_tasks_per_dag: int
@@ -124,6 +128,8 @@ DEFAULTS: dict[str, Any] = {
     "parallelism": 32,
     "workerConcurrency": 16,
     "workers": None,
+    "workerScaling": None,
+    "workerMinReplicas": 0,
     "maxActiveTasksPerDag": None,
     "maxActiveRunsPerDag": 16,
     "taskQueuedTimeoutSeconds": 1800,
@@ -308,6 +314,12 @@ def _check_namespace(v: str) -> str | None:
     return None
 
 
+def _check_scaling(v: str) -> str | None:
+    if v not in ("keda", "fixed"):
+        return f"must be 'keda' (workers follow the queued and running tasks) or 'fixed', got {v!r}"
+    return None
+
+
 def _check_image(v: str) -> str | None:
     if re.search(r"\s", v) or not re.fullmatch(r"[\w.\-/:@]+", v):
         return f"must be a container image reference such as 'postgres:17', got {v!r}"
@@ -378,9 +390,9 @@ def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
     if "count" in obj and ("minCount" in obj or "maxCount" in obj):
         problems.append((f"{key}.count", "set either count (a fixed size) or minCount/maxCount "
                          "(cluster autoscaler), not both"))
-    elif ("minCount" in obj) != ("maxCount" in obj):
-        missing = "maxCount" if "minCount" in obj else "minCount"
-        problems.append((f"{key}.{missing}", "minCount and maxCount go together"))
+    elif "maxCount" in obj and "minCount" not in obj:
+        problems.append((f"{key}.minCount", "set minCount with maxCount (maxCount alone defaults to the "
+                         "nodes the plan needs at peak)"))
     elif min_count is not None and max_count is not None and min_count > max_count:
         problems.append((f"{key}.minCount", f"must not exceed maxCount ({max_count}), got {min_count}"))
     if len(problems) > before or vm_size is None or max_pods is None:
@@ -475,6 +487,10 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
     longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
     flower = _bool(get("flower"), "flower", problems)
+    scaling_raw = values.get("workerScaling")
+    worker_scaling = (_str(scaling_raw, "workerScaling", problems, _check_scaling) if scaling_raw is not None
+                      else ("fixed" if target == "local" else "keda"))
+    min_replicas = _int(get("workerMinReplicas"), "workerMinReplicas", 0, 1000, problems)
     pgbouncer = _bool(get("pgbouncer"), "pgbouncer", problems)
     pgbouncer_image = _str(get("pgbouncerImage"), "pgbouncerImage", problems, _check_image)
     meta_pool_raw, result_pool_raw = values.get("pgbouncerMetadataPoolSize"), values.get(
@@ -518,6 +534,9 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
                 "to let the program derive it",
             ))
 
+    if (min_replicas is not None and workers is not None and parallelism is not None
+            and min_replicas > workers):
+        problems.append(("workerMinReplicas", f"must not exceed workers ({workers}), got {min_replicas}"))
     if problems:
         raise ConfigError(problems)
 
@@ -532,6 +551,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert longest_task is not None and flower is not None and pg_storage is not None
     assert mq_storage is not None and pg_image is not None and mq_image is not None
     assert pgbouncer is not None and pgbouncer_image is not None
+    assert worker_scaling is not None and min_replicas is not None
     return Settings(
         stack=stack,
         target=target,
@@ -542,6 +562,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         namespace=namespace,
         parallelism=parallelism,
         worker_concurrency=concurrency,
+        worker_scaling=worker_scaling,
+        worker_min_replicas=min_replicas,
         workers=workers if workers is not None else math.ceil(parallelism / concurrency),
         workers_set=workers is not None,
         max_active_tasks_per_dag=max_tasks,

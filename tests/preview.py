@@ -17,7 +17,8 @@ resource types this program declares, as their source states them:
   hash, build args, tags) is an update that rebuilds and pushes; the new
   digest then reaches every input that carries the image ref.
 
-The engine refuses to replace or delete a protected resource.
+The engine refuses to replace or delete a protected resource, and leaves out
+of the diff what a resource's ignoreChanges names.
 """
 
 from __future__ import annotations
@@ -110,12 +111,14 @@ def preview(before: ProgramRun, after: ProgramRun) -> Preview:
     old = {(r.type, r.name): plain(r.inputs) for r in before.resources if not r.type.startswith("pulumi:")}
     new = {(r.type, r.name): plain(r.inputs) for r in after.resources if not r.type.startswith("pulumi:")}
     protected = {o.name for o in before.options if o.protect}
+    # ignoreChanges: the engine diffs without those paths.
+    ignored = {o.name: [p.replace("[", ".").replace("]", "") for p in o.ignore_changes] for o in after.options}
     mutable = _config_maps_mutable(after)
     steps: list[Step] = []
     for key in sorted(new.keys() - old.keys()):
         steps.append(Step("create", *key))
     for key in sorted(old.keys() & new.keys()):
-        paths = changed_paths(old[key], new[key])
+        paths = [p for p in changed_paths(old[key], new[key]) if not _matches(p, ignored.get(key[1], []))]
         if not paths:
             continue
         typ = key[0]

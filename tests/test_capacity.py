@@ -33,7 +33,12 @@ def test_prod_worker_nodes_for_e4s_v3(prod: StackConfig) -> None:
     assert (n.allocatable_memory_mib, n.allocatable_cpu_millicores) == (30418, 3860)
     assert (prod.plan.worker.memory_request_mib, prod.plan.worker.cpu_request_millicores) == (3733, 460)
     assert n.workers_per_node == 7
-    assert (n.nodes_needed, n.min_count, n.max_count, n.autoscale) == (4, 4, 4, False)
+    # KEDA scales the workers, so the autoscaler runs the pool from 0 to the peak's 4 nodes.
+    assert (n.nodes_needed, n.min_count, n.max_count, n.autoscale) == (4, 0, 4, True)
+    fixed = config_for("prod", workerScaling="fixed").plan.worker_nodes
+    assert (fixed.min_count, fixed.max_count, fixed.autoscale) == (4, 4, False)
+    warm = config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "minCount": 1}).plan.worker_nodes
+    assert (warm.min_count, warm.max_count) == (1, 4), "minCount keeps warm nodes; maxCount stays the peak"
 
 
 def test_dev_plan_is_small(dev: StackConfig) -> None:
@@ -70,7 +75,8 @@ def test_database_budget_counts_a_connection_per_busy_slot(prod: StackConfig) ->
     assert b is not None and b.result_backend_clients == d.connections["workers"] + 5
     assert b.metadata_clients == 20 - 5 + 30 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
     assert b.metadata_pool == b.metadata_clients and b.result_backend_pool == math.ceil(1069 / 32) == 34
-    assert d.server_connections == 2 * (75 + 34) + capacity.MIGRATION_JOB_CONNECTIONS == 220
+    assert d.connections["keda"] == capacity.KEDA_CONNECTIONS, "KEDA's query goes straight to PostgreSQL"
+    assert d.server_connections == 2 * (75 + 34) + capacity.MIGRATION_JOB_CONNECTIONS + 2 == 222
     assert d.max_connections == 230, "1,270 without PgBouncer"
     assert b.max_client_conn >= d.budget * capacity.CONNECTION_HEADROOM
     assert d.max_connections % 10 == 0
@@ -129,14 +135,14 @@ def test_unknown_vm_size_lists_the_known_sizes() -> None:
 def test_summary_reads_like_the_plan(prod: StackConfig) -> None:
     text = prod.plan.summary()
     assert "parallelism 1000: 28 workers x 36 = 1008 task slots (8 spare)" in text
-    assert "worker nodes: 4 x Standard_E4s_v3" in text
+    assert "worker nodes: 0-4 (autoscaler) x Standard_E4s_v3" in text
     assert f"max_connections {prod.plan.database.max_connections}" in text
 
 
 def test_plan_output_is_plain_data(prod: StackConfig) -> None:
     out = prod.plan.to_output()
     assert out["worker"]["replicas"] == 28
-    assert out["worker_nodes"]["autoscale"] is False
+    assert out["worker_nodes"]["autoscale"] is True
     assert out["database"]["connections"]["workers"] == 28 * 38
 
 
@@ -183,7 +189,7 @@ def test_flower_adds_to_the_control_plane() -> None:
 
 def test_without_pgbouncer_postgres_takes_every_client_connection() -> None:
     d = config_for("prod", pgbouncer=False).plan.database
-    assert d.pgbouncer is None and d.server_connections == d.budget == 1146
+    assert d.pgbouncer is None and d.server_connections == d.budget == 1148
     assert d.max_connections == 1270
 
 

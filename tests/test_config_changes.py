@@ -46,7 +46,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`systemPool.count` 2 → 3": {"systemPool": {"vmSize": "Standard_D8s_v5", "count": 3}},
     "`systemPool.vmSize` D8s_v5 → D16s_v5": {"systemPool": {"vmSize": "Standard_D16s_v5", "count": 2}},
     "`workerPool.vmSize` E4s_v3 → E8s_v5": {"workerPool": {"vmSize": "Standard_E8s_v5"}},
-    "`workerPool` count → `minCount` 0, `maxCount` 6": {"workerPool": {"vmSize": "Standard_E4s_v3", "minCount": 0,
+    "`workerPool` `maxCount` (derived 4) → 6": {"workerPool": {"vmSize": "Standard_E4s_v3", "minCount": 0,
                                                                       "maxCount": 6}},
     "`airflowConfig` adds an option": {"airflowConfig": {"core": {"dagbag_import_timeout": "60"}}},
 }
@@ -65,7 +65,11 @@ def workers_cell(before: ProgramRun, after: ProgramRun) -> str:
     old = before.manifest("StatefulSet", names.WORKER)["spec"]
     new = after.manifest("StatefulSet", names.WORKER)["spec"]
     parts = []
-    if old["replicas"] != new["replicas"]:
+    # Under KEDA the replicas follow the tasks, up to the ScaledObject's maximum.
+    most = [r.manifest("ScaledObject", names.WORKER)["spec"]["maxReplicaCount"] for r in (before, after)]
+    if most[0] != most[1]:
+        parts.append(f"up to {most[0]} → {most[1]}")
+    elif old["replicas"] != new["replicas"]:
         parts.append(f"{old['replicas']} → {new['replicas']}")
     if plain(old["template"]) != plain(new["template"]):
         parts.append("roll")

@@ -221,7 +221,8 @@ def deployed_pool(count: int, autoscale: bool = False, max_count: int | None = N
 
 
 def scaled(parallelism: int, live: dict[str, Any], preview: bool = True) -> ProgramRun:
-    return ok(run_program("prod", changed("prod", parallelism=parallelism), preview=preview,
+    # workerScaling fixed: the program, not KEDA, sets the worker replicas.
+    return ok(run_program("prod", changed("prod", parallelism=parallelism, workerScaling="fixed"), preview=preview,
                           updating=frozenset({"airflow-aks"}), live_worker_pools=[live]))
 
 
@@ -270,7 +271,7 @@ def test_a_first_deployment_creates_nodes_before_workers() -> None:
     run = ok(run_program("prod", preview=True))
     name, pool = pool_of(run)
     assert name in run.options_of(WORKERS).waits_for() and WORKERS not in pool.waits_for()
-    assert plain(run.one(POOL).inputs)["count"] == 4, f"{name}: count known in a first preview"
+    assert plain(run.one(POOL).inputs)["maxCount"] == 4, f"{name}: known in a first preview"
 
 
 def test_lowering_an_autoscaled_pool_ceiling_also_waits_for_the_workers() -> None:
@@ -282,11 +283,12 @@ def test_lowering_an_autoscaled_pool_ceiling_also_waits_for_the_workers() -> Non
     assert WORKERS in pool.waits_for(), f"{name}: a lower maxCount waits for the worker StatefulSet"
 
 
-def test_the_worker_scale_down_completes_only_when_removed_workers_have_exited(runs: dict[str, ProgramRun]) -> None:
+def test_the_worker_scale_down_completes_only_when_removed_workers_have_exited() -> None:
     # pulumi-kubernetes provider/pkg/metadata/readiness.go (ReadyCondition):
     # waitFor replaces the default StatefulSet await on create and update,
     # and skipAwait would override it, so the worker must not carry skipAwait.
-    sts = runs["prod"].manifest("StatefulSet", names.WORKER)
+    fixed = ok(run_program("prod", changed("prod", workerScaling="fixed")))
+    sts = fixed.manifest("StatefulSet", names.WORKER)
     annotations = sts["metadata"]["annotations"]
     assert "pulumi.com/skipAwait" not in annotations, f"{names.WORKER}: skipAwait would end the wait at once"
     assert annotations["pulumi.com/waitFor"] == f"jsonpath={{.status.replicas}}={sts['spec']['replicas']}"
@@ -395,3 +397,30 @@ def test_deferred_tasks_logs_have_a_service(runs: dict[str, ProgramRun]) -> None
     [container] = sts["spec"]["template"]["spec"]["containers"]
     assert {"name": "triggerer-logs", "containerPort": names.TRIGGERER_LOG_PORT} in container["ports"]
 
+
+
+# KEDA (issue 11) -------------------------------------------------------------------------------
+
+
+def test_prod_workers_scale_with_keda_from_zero_to_the_plan(runs: dict[str, ProgramRun]) -> None:
+    run = runs["prod"]
+    cluster = plain(run.one(AKS).inputs)
+    assert cluster["workloadAutoScalerProfile"] == {"keda": {"enabled": True}}, "AKS's managed KEDA add-on"
+    scaler = run.manifest("ScaledObject", names.WORKER)["spec"]
+    assert scaler["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": names.WORKER}
+    assert (scaler["minReplicaCount"], scaler["maxReplicaCount"]) == (0, 28)
+    [trigger] = scaler["triggers"]
+    assert trigger["type"] == "postgresql" and trigger["authenticationRef"] == {"name": "airflow-keda"}
+    assert "/ 36)" in trigger["metadata"]["query"], "divided by workerConcurrency"
+    assert trigger["metadata"]["host"].startswith(names.POSTGRES + "."), "straight to PostgreSQL, not PgBouncer"
+    auth = run.manifest("TriggerAuthentication", "airflow-keda")["spec"]
+    assert auth["secretTargetRef"] == [{"parameter": "password", "name": names.POSTGRES_SECRET, "key": "password"}]
+
+
+def test_a_later_up_leaves_the_worker_replicas_to_keda(runs: dict[str, ProgramRun]) -> None:
+    run = runs["prod"]
+    assert run.options_of(WORKERS).ignore_changes == ["spec.replicas"], f"{WORKERS}: KEDA owns spec.replicas"
+    sts = run.manifest("StatefulSet", names.WORKER)
+    assert sts["spec"]["replicas"] == 0 and sts["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
+    scaler = run.options_of("workloads-airflow-worker-scaler")
+    assert run.options_of(WORKERS).resource in scaler.depends_on, "the ScaledObject comes after its target"

@@ -73,16 +73,25 @@ def test_worker_pool_is_sized_from_the_plan(runs: dict[str, ProgramRun], stack: 
     pool = runs[stack].one(POOL)
     assert pool.inputs["mode"] == "User"
     assert pool.inputs["vmSize"] == nodes.vm_size
-    assert pool.inputs["count"] == nodes.nodes_needed, f"{pool.name}: count"
-    assert pool.inputs["enableAutoScaling"] is False
-    assert "minCount" not in pool.inputs and "maxCount" not in pool.inputs
+    # KEDA runs the workers, so the cluster autoscaler runs the nodes: from 0 to the peak's.
+    assert pool.inputs["count"] == 0, f"{pool.name}: starts with no node"
+    assert pool.inputs["enableAutoScaling"] is True
+    assert (pool.inputs["minCount"], pool.inputs["maxCount"]) == (0, nodes.nodes_needed), pool.name
     assert pool.inputs["resourceName"] == runs[stack].outputs["clusterName"]
     assert pool.inputs["orchestratorVersion"] == config_for(stack).settings.kubernetes_version
 
 
-def test_prod_worker_pool_is_four_e4s_v3() -> None:
+def test_prod_worker_pool_autoscales_from_zero_to_four_e4s_v3() -> None:
     pool = run_program("prod").one(POOL)
-    assert (pool.inputs["vmSize"], pool.inputs["count"]) == ("Standard_E4s_v3", 4)
+    assert (pool.inputs["vmSize"], pool.inputs["minCount"], pool.inputs["maxCount"]) == ("Standard_E4s_v3", 0, 4)
+
+
+def test_a_fixed_worker_set_has_a_fixed_pool() -> None:
+    config = stack_file_config("prod")
+    config["airflow-aks:workerScaling"] = "fixed"
+    pool = run_program("prod", config).one(POOL)
+    assert (pool.inputs["count"], pool.inputs["enableAutoScaling"]) == (4, False)
+    assert "minCount" not in pool.inputs and "maxCount" not in pool.inputs
 
 
 def test_worker_pool_is_labelled_and_tainted_for_workers_only(runs: dict[str, ProgramRun]) -> None:
@@ -101,7 +110,7 @@ def test_autoscaler_bounds_reach_the_pool() -> None:
     assert run.error is None, run.error
     pool = run.one(POOL)
     assert (pool.inputs["enableAutoScaling"], pool.inputs["minCount"], pool.inputs["maxCount"]) == (True, 2, 8)
-    assert pool.inputs["count"] == 4, "starts with the nodes the plan needs"
+    assert pool.inputs["count"] == 2, "starts at the autoscaler's minimum"
     assert run.options_of("airflow-workers-we4sv3").ignore_changes == ["count"], "the autoscaler owns the count"
 
 

@@ -16,9 +16,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from components import names
 from components.airflow import CELERY_APP
 from components.config import build_stack_config, project_values
 from tests.local_airflow import Services, deployment, descendants, local_services, stack_config, wait_for
@@ -141,6 +143,52 @@ def test_sigterm_to_a_worker_lets_running_tasks_finish(services: Services) -> No
         assert obs.states == {"success": 8}, f"zero lost, zero failed: {obs.states}\n{d.logs('worker')}"
         assert obs.finished_at is not None and obs.finished_at > signalled[0]
         assert "warm shutdown" in d.logs("worker", tail=200_000).lower()
+
+
+def scaler_query(d: Any) -> str:
+    """The query text of the declared ScaledObject, as KEDA would run it."""
+    [trigger] = d.run.manifest("ScaledObject", names.WORKER)["spec"]["triggers"]
+    return trigger["metadata"]["query"]
+
+
+def test_the_keda_query_follows_queued_and_running_tasks(services: Services) -> None:
+    # 32 tasks for workers of 8 slots: KEDA should ask for 4 while any is
+    # queued or running (only one local worker runs, so most wait queued).
+    config = stack_config("dev", parallelism=32, workerConcurrency=8, fanoutTasks=32, fanoutSleepSeconds=10,
+                          workerPool={"vmSize": "Standard_E32s_v5"},
+                          systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+    with deployment(services, config) as d:
+        query = scaler_query(d)
+        assert d.query(query) == [(0,)], "no task yet: no worker"
+        seen: list[int] = []
+
+        def on_sample(states: dict[str, int], now: float) -> None:
+            # The scaler's answer and the count it stands for, from one snapshot.
+            [(workers, busy)] = d.query(f"SELECT ({query}), (SELECT count(*) FROM task_instance "
+                                        "WHERE state IN ('queued', 'running'))")
+            assert workers == -(-busy // 8), f"{workers} workers for {busy} queued or running tasks"
+            seen.append(int(workers))
+
+        run_id = d.trigger()
+        obs = d.observe(run_id, tasks=32, timeout=300, interval=1.0, on_sample=on_sample)
+        assert obs.states == {"success": 32}, obs.states
+        assert max(seen) == 4, f"ceil(32 / 8) while all were queued or running, saw {sorted(set(seen))}"
+        assert d.query(query) == [(0,)], "all done: back to no worker"
+
+
+def test_a_fanout_queued_with_no_worker_runs_once_a_worker_starts(services: Services) -> None:
+    # Scale from zero, as KEDA does it: the tasks are queued first; a worker
+    # starts only after the scaler's query has seen them.
+    with deployment(services, fanout(parallelism=16, width=16, sleep=10), start=False) as d:
+        d.start("api-server", "scheduler", "dag-processor", "triggerer")
+        d.wait_ready()
+        run_id = d.trigger()
+        query = scaler_query(d)
+        wait_for("the tasks to be queued", lambda: d.query(query) == [(1,)], timeout=120)
+        assert d.states(run_id).get("running", 0) == 0, "nothing runs without a worker"
+        d.start("worker")
+        obs = d.observe(run_id, tasks=16, timeout=300)
+        assert obs.states == {"success": 16}, f"none timed out in queued: {obs.states}\n{d.logs('scheduler')}"
 
 
 def test_celery_declares_no_transient_non_exclusive_queue(services: Services) -> None:

@@ -125,8 +125,14 @@ def test_pool_min_above_max_is_refused() -> None:
         workerPool={"minCount": 6, "maxCount": 2})["workerPool.minCount"]
 
 
-def test_pool_min_without_max_is_refused() -> None:
-    assert "go together" in problems_of(workerPool={"minCount": 1})["workerPool.maxCount"]
+def test_pool_max_without_min_is_refused() -> None:
+    assert "set minCount with maxCount" in problems_of(workerPool={"maxCount": 4})["workerPool.minCount"]
+
+
+def test_worker_scaling_is_keda_or_fixed() -> None:
+    assert "'keda'" in problems_of(workerScaling="auto")["workerScaling"]
+    assert parse(workerScaling="fixed").worker_scaling == "fixed"
+    assert "must not exceed workers" in problems_of(workers=2, workerMinReplicas=3)["workerMinReplicas"]
 
 
 def test_system_pool_has_no_autoscaler_fields() -> None:

@@ -18,6 +18,7 @@ from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, 
 from components.settings import DEFAULTS
 from tests.conftest import config_for
 from tests.harness import ProgramRun, is_secret, plain, run_program
+from tests.schemas import SchemaError, validate_manifest
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 
@@ -67,6 +68,7 @@ def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> No
         ("Job", None),
         ("Secret", names.PGBOUNCER_SECRET), ("ConfigMap", names.PGBOUNCER),
         ("Deployment", names.PGBOUNCER), ("Service", names.PGBOUNCER),
+        ("ScaledObject", names.WORKER), ("TriggerAuthentication", "airflow-keda"),
     }
     assert found == expected
 
@@ -79,11 +81,26 @@ def test_every_object_validates_strictly_against_the_kubernetes_schema(runs: dic
     manifests = runs[stack].manifests()
     for m in manifests:
         try:
-            kubernetes_validate.validate(m, version, strict=True)
+            validate_manifest(m, version)
         except kubernetes_validate.ValidationError as err:
             failures.append(f"{label(m)}: {err.message} at {'/'.join(map(str, err.path))}")
+        except SchemaError as err:
+            failures.append(f"{label(m)}: {err}")
     assert not failures, "\n".join(failures)
     assert len(manifests) >= 20
+    assert {m["kind"] for m in manifests} >= {"ScaledObject", "TriggerAuthentication"}, "KEDA's are checked too"
+
+
+def test_keda_schema_check_can_fail(runs: dict[str, ProgramRun]) -> None:
+    scaler = runs["prod"].manifest("ScaledObject", names.WORKER)
+    validate_manifest(scaler, "1.35.0")
+    scaler["spec"]["maxReplicaCountt"] = 3
+    with pytest.raises(SchemaError, match="maxReplicaCountt"):
+        validate_manifest(scaler, "1.35.0")
+    scaler["spec"].pop("maxReplicaCountt")
+    scaler["spec"]["triggers"][0]["metadata"] = "not a map"
+    with pytest.raises(SchemaError):
+        validate_manifest(scaler, "1.35.0")
 
 
 def test_schema_check_can_fail(runs: dict[str, ProgramRun]) -> None:
@@ -93,18 +110,26 @@ def test_schema_check_can_fail(runs: dict[str, ProgramRun]) -> None:
         kubernetes_validate.validate(broken, "1.35.0", strict=True)
 
 
+def most_workers(run: ProgramRun) -> int:
+    """The most worker replicas the deployment runs: KEDA's maximum, or the fixed count."""
+    scalers = [m for m in run.manifests() if m["kind"] == "ScaledObject"]
+    if scalers:
+        return scalers[0]["spec"]["maxReplicaCount"]
+    return run.manifest("StatefulSet", names.WORKER)["spec"]["replicas"]
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_worker_slots_cover_parallelism_from_the_config(runs: dict[str, ProgramRun], stack: str) -> None:
     run = runs[stack]
-    replicas = run.manifest("StatefulSet", names.WORKER)["spec"]["replicas"]
+    replicas = most_workers(run)
     concurrency = int(cfg_of(run)["celery"]["worker_concurrency"])
     parallelism = stack_value(stack, "parallelism")
     assert concurrency == stack_value(stack, "workerConcurrency")
     assert replicas * concurrency >= parallelism, f"{names.WORKER}: {replicas} x {concurrency} < {parallelism}"
 
 
-def test_prod_runs_28_workers_of_36(runs: dict[str, ProgramRun]) -> None:
-    assert runs["prod"].manifest("StatefulSet", names.WORKER)["spec"]["replicas"] == 28
+def test_prod_runs_up_to_28_workers_of_36(runs: dict[str, ProgramRun]) -> None:
+    assert most_workers(runs["prod"]) == 28
     assert cfg_of(runs["prod"])["celery"]["worker_concurrency"] == "36"
 
 
@@ -305,7 +330,7 @@ def test_changing_worker_concurrency_changes_the_cfg_and_rolls_the_workers(runs:
     annotation = "airflow-aks/config-checksum"
     assert after["template"]["metadata"]["annotations"][annotation] != \
         before["template"]["metadata"]["annotations"][annotation], "a new pod template rolls the workers"
-    assert (before["replicas"], after["replicas"]) == (28, 50)
+    assert (most_workers(runs["prod"]), most_workers(changed)) == (28, 50)
 
 
 def test_unchanged_config_gives_identical_objects() -> None:
