@@ -171,6 +171,22 @@ class NodePoolPlan:
 
 
 @dataclass(frozen=True)
+class PoolFootprint:
+    """A node pool between runs (idle) and at the plan's peak."""
+
+    pool: str
+    vm_size: str
+    vcpus: int
+    memory_gib: int
+    idle_nodes: int
+    peak_nodes: int
+    price_per_hour: float | None
+
+    def cost(self, nodes: int) -> float | None:
+        return None if self.price_per_hour is None else round(nodes * self.price_per_hour, 2)
+
+
+@dataclass(frozen=True)
 class PgBouncerPlan:
     """PgBouncer's side: what clients open to it, and what it opens to PostgreSQL."""
 
@@ -223,6 +239,7 @@ class CapacityPlan:
     worker_nodes: NodePoolPlan
     database: DatabasePlan
     control_plane: ControlPlanePlan
+    footprint: tuple[PoolFootprint, ...] = ()
 
     def to_output(self) -> dict[str, Any]:
         """The plan as plain data, for the stack output and the render command."""
@@ -250,7 +267,20 @@ class CapacityPlan:
             f"{self.control_plane.system_nodes} x {self.control_plane.system_vm_size} "
             f"({self.control_plane.system_nodes_needed} needed)",
             f"default_pool: {self.default_pool_slots} slots",
+            *self.footprint_lines(),
         ])
+
+    def footprint_lines(self) -> list[str]:
+        """Nodes, vCPU and (with pricePerHour) cost between runs and at the peak."""
+        lines = []
+        for label, nodes in (("idle", "idle_nodes"), ("peak", "peak_nodes")):
+            parts = [f"{getattr(f, nodes)} x {f.vm_size}" for f in self.footprint]
+            vcpus = sum(getattr(f, nodes) * f.vcpus for f in self.footprint)
+            costs = [f.cost(getattr(f, nodes)) for f in self.footprint]
+            money = (f", {sum(c for c in costs if c is not None):.2f} per hour"
+                     if all(c is not None for c in costs) else "")
+            lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU{money}")
+        return lines
 
 
 def _worker_plan(settings: Settings) -> WorkerPlan:
@@ -435,4 +465,17 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         ),
         database=database,
         control_plane=control_plane,
+        footprint=_footprint(settings, min_count, max_count),
+    )
+
+
+def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[PoolFootprint, ...]:
+    system, workers = settings.system_pool, settings.worker_pool
+    system_nodes = system.min_count or 1
+    return tuple(
+        PoolFootprint(pool=name, vm_size=p.vm_size, vcpus=VM_SIZES[p.vm_size].vcpus,
+                      memory_gib=VM_SIZES[p.vm_size].memory_gib, idle_nodes=idle, peak_nodes=peak,
+                      price_per_hour=p.price_per_hour)
+        for name, p, idle, peak in (("systemPool", system, system_nodes, system_nodes),
+                                     ("workerPool", workers, worker_min, worker_max))
     )

@@ -63,6 +63,8 @@ class NodePoolSettings:
     min_count: int | None
     max_count: int | None
     max_pods: int
+    # What one node costs an hour, in the user's currency; None: not given.
+    price_per_hour: float | None = None
 
     @property
     def fixed(self) -> bool:
@@ -160,7 +162,7 @@ DEFAULTS: dict[str, Any] = {
 }
 KEY_NAMES = tuple(DEFAULTS)
 
-POOL_KEYS = ("vmSize", "count", "minCount", "maxCount", "maxPods")
+POOL_KEYS = ("vmSize", "count", "minCount", "maxCount", "maxPods", "pricePerHour")
 
 # airflow.cfg options the program owns. Each maps to the stack config key (or
 # the reason) that the user should use instead of overriding it.
@@ -372,7 +374,7 @@ def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
     obj = _object(raw, key, problems) if raw is not None else {}
     if obj is None:
         return None
-    known = POOL_KEYS if allow_autoscale else ("vmSize", "count", "maxPods")
+    known = POOL_KEYS if allow_autoscale else ("vmSize", "count", "maxPods", "pricePerHour")
     before = len(problems)
     for k in sorted(obj):
         if k not in known:
@@ -395,12 +397,28 @@ def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
                          "nodes the plan needs at peak)"))
     elif min_count is not None and max_count is not None and min_count > max_count:
         problems.append((f"{key}.minCount", f"must not exceed maxCount ({max_count}), got {min_count}"))
+    price = _price(obj["pricePerHour"], f"{key}.pricePerHour", problems) if "pricePerHour" in obj else None
     if len(problems) > before or vm_size is None or max_pods is None:
         return None
     if count is not None:
         min_count = max_count = count
     return NodePoolSettings(vm_size=vm_size, min_count=min_count, max_count=max_count,
-                            max_pods=max_pods)
+                            max_pods=max_pods, price_per_hour=price)
+
+
+def _price(raw: Any, key: str, problems: Problems) -> float | None:
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        problems.append((key, f"must be a number of currency units per node-hour, got {raw!r}"))
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append((key, f"must be a number of currency units per node-hour, got {raw!r}"))
+        return None
+    if not 0 <= value <= 1000:
+        problems.append((key, f"must be from 0 to 1000 per node-hour, got {value}"))
+        return None
+    return value
 
 
 def _airflow_config(raw: Any, problems: Problems) -> dict[str, dict[str, str]] | None:

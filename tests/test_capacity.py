@@ -206,3 +206,24 @@ def test_pgbouncer_joins_the_control_plane() -> None:
     assert "pgbouncer" in on.plan.control_plane.pods and "pgbouncer" not in off.plan.control_plane.pods
     assert on.plan.control_plane.memory_request_mib < off.plan.control_plane.memory_request_mib, \
         "PostgreSQL sized for 230 connections instead of 1,270"
+
+
+def test_the_plan_says_what_runs_between_runs_and_at_the_peak(prod: StackConfig) -> None:
+    system, workers = prod.plan.footprint
+    assert (system.pool, system.idle_nodes, system.peak_nodes, system.vcpus) == ("systemPool", 2, 2, 8)
+    assert (workers.pool, workers.idle_nodes, workers.peak_nodes, workers.vcpus) == ("workerPool", 0, 4, 4)
+    assert prod.plan.footprint_lines() == [
+        "idle: 2 x Standard_D8s_v5 + 0 x Standard_E4s_v3 = 16 vCPU",
+        "peak: 2 x Standard_D8s_v5 + 4 x Standard_E4s_v3 = 32 vCPU",
+    ]
+    fixed = config_for("prod", workerScaling="fixed").plan.footprint[1]
+    assert fixed.idle_nodes == fixed.peak_nodes == 4, "a fixed pool never idles"
+
+
+def test_prices_per_node_hour_give_an_hourly_estimate() -> None:
+    plan = config_for("prod", systemPool={"vmSize": "Standard_D8s_v5", "count": 2, "pricePerHour": 0.4},
+                      workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": "0.3"}).plan
+    assert plan.footprint_lines()[0].endswith("16 vCPU, 0.80 per hour")
+    assert plan.footprint_lines()[1].endswith("32 vCPU, 2.00 per hour"), "2 x 0.40 + 4 x 0.30"
+    with pytest.raises(ConfigError, match=r"workerPool\.pricePerHour"):
+        config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": "cheap"})
