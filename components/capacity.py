@@ -479,3 +479,41 @@ def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[Po
         for name, p, idle, peak in (("systemPool", system, system_nodes, system_nodes),
                                      ("workerPool", workers, worker_min, worker_max))
     )
+
+
+# --- A day of the reference workload ---------------------------------------
+# The seed article's cluster: 6 x Standard_E4s_v3, always on.
+SEED_NODES = 6
+SEED_VM_SIZE = "Standard_E4s_v3"
+# What keeps a worker node up after its last task ends: KEDA's cooldown before
+# the last worker goes (components/keda.py, 300 s) and the cluster
+# autoscaler's scale-down-unneeded-time, 10 minutes by AKS's default profile.
+WORKER_NODE_TAIL_MINUTES = 5 + 10
+
+
+@dataclass(frozen=True)
+class DailyFootprint:
+    node_hours: float
+    vcpu_hours: float
+
+
+def seed_day() -> DailyFootprint:
+    """The seed's always-on cluster for 24 hours."""
+    return DailyFootprint(SEED_NODES * 24.0, SEED_NODES * VM_SIZES[SEED_VM_SIZE].vcpus * 24.0)
+
+
+def reference_day(plan: CapacityPlan, worker_minutes_per_hour: float) -> DailyFootprint:
+    """24 hourly runs with the worker pool at its peak for `worker_minutes_per_hour`
+    each hour and at its idle size the rest, the system pool always on."""
+    busy = min(60.0, worker_minutes_per_hour) / 60
+    node_hours = vcpu_hours = 0.0
+    for f in plan.footprint:
+        nodes = f.idle_nodes + (f.peak_nodes - f.idle_nodes) * busy
+        node_hours += nodes * 24
+        vcpu_hours += nodes * f.vcpus * 24
+    return DailyFootprint(round(node_hours, 1), round(vcpu_hours, 1))
+
+
+def shortest_worker_minutes(task_seconds: int) -> float:
+    """The least a worker node can be up per run: the tasks themselves, then the waits."""
+    return task_seconds / 60 + WORKER_NODE_TAIL_MINUTES

@@ -1,0 +1,53 @@
+"""README's "A day of the reference workload" table, recomputed from the plan."""
+
+from __future__ import annotations
+
+import pytest
+
+from components import capacity
+from tests.conftest import config_for
+from tests.harness import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def rows() -> dict[str, list[str]]:
+    table = README.split("### A day of the reference workload", 1)[1]
+    found = {}
+    for line in table.splitlines():
+        if line.startswith("| ") and not line.startswith(("| cluster", "| ---")):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            found[cells[0]] = cells[1:]
+        elif found and not line.startswith("|"):
+            break
+    return found
+
+
+def shortest() -> float:
+    return capacity.shortest_worker_minutes(task_seconds=100)
+
+
+CASES = {
+    "seed: 6 x Standard_E4s_v3, always on": lambda: (60, capacity.seed_day()),
+    "prod: 2 x Standard_D8s_v5 + 0-4 x Standard_E4s_v3": lambda: (
+        shortest(), capacity.reference_day(config_for("prod").plan, shortest())),
+    "prod, workers never scale down": lambda: (60, capacity.reference_day(config_for("prod").plan, 60)),
+    "prod with a 2 x Standard_D4s_v5 system pool (the plan's `1 needed` fits it)": lambda: (
+        shortest(), capacity.reference_day(
+            config_for("prod", systemPool={"vmSize": "Standard_D4s_v5", "count": 2}).plan, shortest())),
+}
+
+
+def test_the_table_has_the_rows_computed() -> None:
+    assert set(rows()) == set(CASES)
+
+
+@pytest.mark.parametrize("label", list(CASES))
+def test_each_row_is_what_the_plan_gives(label: str) -> None:
+    minutes, day = CASES[label]()
+    assert rows()[label] == [f"{minutes:.1f}", f"{day.node_hours:.1f}", f"{day.vcpu_hours:.1f}"], label
+
+
+def test_the_prod_system_pool_needs_one_d4s_v5() -> None:
+    plan = config_for("prod", systemPool={"vmSize": "Standard_D4s_v5", "count": 2}).plan
+    assert plan.control_plane.system_nodes_needed == 1
