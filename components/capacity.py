@@ -276,10 +276,11 @@ class CapacityPlan:
         for label, nodes in (("idle", "idle_nodes"), ("peak", "peak_nodes")):
             parts = [f"{getattr(f, nodes)} x {f.vm_size}" for f in self.footprint]
             vcpus = sum(getattr(f, nodes) * f.vcpus for f in self.footprint)
+            gib = sum(getattr(f, nodes) * f.memory_gib for f in self.footprint)
             costs = [f.cost(getattr(f, nodes)) for f in self.footprint]
             money = (f", {sum(c for c in costs if c is not None):.2f} per hour"
                      if all(c is not None for c in costs) else "")
-            lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU{money}")
+            lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU, {gib} GiB{money}")
         return lines
 
 

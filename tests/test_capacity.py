@@ -213,8 +213,8 @@ def test_the_plan_says_what_runs_between_runs_and_at_the_peak(prod: StackConfig)
     assert (system.pool, system.idle_nodes, system.peak_nodes, system.vcpus) == ("systemPool", 2, 2, 8)
     assert (workers.pool, workers.idle_nodes, workers.peak_nodes, workers.vcpus) == ("workerPool", 0, 4, 4)
     assert prod.plan.footprint_lines() == [
-        "idle: 2 x Standard_D8s_v5 + 0 x Standard_E4s_v3 = 16 vCPU",
-        "peak: 2 x Standard_D8s_v5 + 4 x Standard_E4s_v3 = 32 vCPU",
+        "idle: 2 x Standard_D8s_v5 + 0 x Standard_E4s_v3 = 16 vCPU, 64 GiB",
+        "peak: 2 x Standard_D8s_v5 + 4 x Standard_E4s_v3 = 32 vCPU, 192 GiB",
     ]
     fixed = config_for("prod", workerScaling="fixed").plan.footprint[1]
     assert fixed.idle_nodes == fixed.peak_nodes == 4, "a fixed pool never idles"
@@ -223,7 +223,7 @@ def test_the_plan_says_what_runs_between_runs_and_at_the_peak(prod: StackConfig)
 def test_prices_per_node_hour_give_an_hourly_estimate() -> None:
     plan = config_for("prod", systemPool={"vmSize": "Standard_D8s_v5", "count": 2, "pricePerHour": 0.4},
                       workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": "0.3"}).plan
-    assert plan.footprint_lines()[0].endswith("16 vCPU, 0.80 per hour")
-    assert plan.footprint_lines()[1].endswith("32 vCPU, 2.00 per hour"), "2 x 0.40 + 4 x 0.30"
+    assert plan.footprint_lines()[0].endswith("16 vCPU, 64 GiB, 0.80 per hour")
+    assert plan.footprint_lines()[1].endswith("32 vCPU, 192 GiB, 2.00 per hour"), "2 x 0.40 + 4 x 0.30"
     with pytest.raises(ConfigError, match=r"workerPool\.pricePerHour"):
         config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": "cheap"})
