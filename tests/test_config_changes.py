@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from components import names
-from tests.harness import ROOT, ProgramRun, plain, run_program, stack_file_config
+from tests.harness import ProgramRun, plain, run_program, stack_file_config
 from tests.preview import forces_replacement, preview, summary
+from tests.readme_tables import table_after
 
-README = (ROOT / "README.md").read_text()
 HEADING = "### What a config change does"
 PROD_POOL = {"name": "we4sv3", "count": 4, "vmSize": "Standard_E4s_v3", "mode": "User", "enableAutoScaling": False}
 
@@ -77,15 +77,7 @@ def workers_cell(before: ProgramRun, after: ProgramRun) -> str:
 
 
 def readme_rows() -> dict[str, list[str]]:
-    after = README.split(HEADING, 1)[1]
-    rows: dict[str, list[str]] = {}
-    for line in after.splitlines()[1:]:
-        if line.startswith("| ") and not line.startswith(("| change", "| ---")):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            rows[cells[0]] = cells[1:]
-        elif rows and not line.startswith("|"):
-            break
-    return rows
+    return table_after(HEADING)
 
 
 @pytest.fixture(scope="module")

@@ -6,21 +6,11 @@ import pytest
 
 from components import capacity
 from tests.conftest import config_for
-from tests.harness import ROOT
-
-README = (ROOT / "README.md").read_text()
+from tests.readme_tables import table_after
 
 
 def rows() -> dict[str, list[str]]:
-    table = README.split("### A day of the reference workload", 1)[1]
-    found = {}
-    for line in table.splitlines():
-        if line.startswith("| ") and not line.startswith(("| cluster", "| ---")):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            found[cells[0]] = cells[1:]
-        elif found and not line.startswith("|"):
-            break
-    return found
+    return table_after("### A day of the reference workload")
 
 
 def shortest() -> float:

@@ -1,0 +1,24 @@
+"""Read a table of README.md, for the tests that keep README's tables true."""
+
+from __future__ import annotations
+
+from tests.harness import ROOT
+
+README = (ROOT / "README.md").read_text()
+
+
+def table_after(heading: str) -> dict[str, list[str]]:
+    """The first table after `heading`: first cell -> the other cells (header row left out)."""
+    lines = README.split(heading, 1)[1].splitlines()[1:]
+    rows: dict[str, list[str]] = {}
+    header_seen = False
+    for line in lines:
+        if line.startswith("|"):
+            if not header_seen or line.startswith("| ---"):
+                header_seen = True
+                continue
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells[1:]
+        elif rows:
+            break
+    return rows
