@@ -191,6 +191,19 @@ def test_a_fanout_queued_with_no_worker_runs_once_a_worker_starts(services: Serv
         assert obs.states == {"success": 16}, f"none timed out in queued: {obs.states}\n{d.logs('scheduler')}"
 
 
+def test_the_worker_preloads_before_its_pool_forks(services: Services) -> None:
+    mark = "airflow-aks: preloaded the ORM models and the task runner before the pool forks"
+    with deployment(services, fanout(parallelism=4, width=4, sleep=1)) as d:
+        run_id = d.trigger()
+        obs = d.observe(run_id, tasks=4, timeout=180)
+        assert obs.states == {"success": 4}, obs.states
+        log = d.logs("worker", tail=1_000_000)
+        assert log.count(mark) == 1, "once, in the worker's main process (app/config/airflow_aks_celery.py)"
+        received = re.search(r"Task \S+\[[0-9a-f-]+\] received", log)
+        assert received is not None, log[-3000:]
+        assert log.index(mark) < received.start(), "before the worker took its first task"
+
+
 def test_celery_declares_no_transient_non_exclusive_queue(services: Services) -> None:
     """RabbitMQ 4.3 denies transient non-exclusive queues by default (its
     transient_nonexcl_queues deprecated feature). Every queue the deployment
