@@ -180,10 +180,12 @@ class PoolFootprint:
     memory_gib: int
     idle_nodes: int
     peak_nodes: int
-    price_per_hour: float | None
+    # USD per node-hour: the pool's pricePerHour, else the size's list price.
+    price_per_hour: float
+    list_price: bool = True
 
-    def cost(self, nodes: int) -> float | None:
-        return None if self.price_per_hour is None else round(nodes * self.price_per_hour, 2)
+    def cost(self, nodes: float) -> float:
+        return nodes * self.price_per_hour
 
 
 @dataclass(frozen=True)
@@ -271,16 +273,18 @@ class CapacityPlan:
         ])
 
     def footprint_lines(self) -> list[str]:
-        """Nodes, vCPU and (with pricePerHour) cost between runs and at the peak."""
+        """Nodes, vCPU, GiB and the hourly cost between runs and at the peak."""
+        listed = [f.list_price for f in self.footprint]
+        source = (" (eastus list prices)" if all(listed) else
+                  " (eastus list price where pricePerHour is unset)" if any(listed) else "")
         lines = []
         for label, nodes in (("idle", "idle_nodes"), ("peak", "peak_nodes")):
             parts = [f"{getattr(f, nodes)} x {f.vm_size}" for f in self.footprint]
             vcpus = sum(getattr(f, nodes) * f.vcpus for f in self.footprint)
             gib = sum(getattr(f, nodes) * f.memory_gib for f in self.footprint)
-            costs = [f.cost(getattr(f, nodes)) for f in self.footprint]
-            money = (f", {sum(c for c in costs if c is not None):.2f} per hour"
-                     if all(c is not None for c in costs) else "")
-            lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU, {gib} GiB{money}")
+            usd = sum(f.cost(getattr(f, nodes)) for f in self.footprint)
+            lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU, {gib} GiB, "
+                         f"{usd:.2f} USD per hour{source}")
         return lines
 
 
@@ -476,7 +480,9 @@ def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[Po
     return tuple(
         PoolFootprint(pool=name, vm_size=p.vm_size, vcpus=VM_SIZES[p.vm_size].vcpus,
                       memory_gib=VM_SIZES[p.vm_size].memory_gib, idle_nodes=idle, peak_nodes=peak,
-                      price_per_hour=p.price_per_hour)
+                      price_per_hour=(VM_SIZES[p.vm_size].list_price_per_hour
+                                      if p.price_per_hour is None else p.price_per_hour),
+                      list_price=p.price_per_hour is None)
         for name, p, idle, peak in (("systemPool", system, system_nodes, system_nodes),
                                      ("workerPool", workers, worker_min, worker_max))
     )
@@ -496,23 +502,27 @@ WORKER_NODE_TAIL_MINUTES = 5 + 10
 class DailyFootprint:
     node_hours: float
     vcpu_hours: float
+    usd: float
 
 
 def seed_day() -> DailyFootprint:
-    """The seed's always-on cluster for 24 hours."""
-    return DailyFootprint(SEED_NODES * 24.0, SEED_NODES * VM_SIZES[SEED_VM_SIZE].vcpus * 24.0)
+    """The seed's always-on cluster for 24 hours, at the size's list price."""
+    size = VM_SIZES[SEED_VM_SIZE]
+    return DailyFootprint(SEED_NODES * 24.0, SEED_NODES * size.vcpus * 24.0,
+                          round(SEED_NODES * size.list_price_per_hour * 24, 2))
 
 
 def reference_day(plan: CapacityPlan, worker_minutes_per_hour: float) -> DailyFootprint:
     """24 hourly runs with the worker pool at its peak for `worker_minutes_per_hour`
     each hour and at its idle size the rest, the system pool always on."""
     busy = min(60.0, worker_minutes_per_hour) / 60
-    node_hours = vcpu_hours = 0.0
+    node_hours = vcpu_hours = usd = 0.0
     for f in plan.footprint:
         nodes = f.idle_nodes + (f.peak_nodes - f.idle_nodes) * busy
         node_hours += nodes * 24
         vcpu_hours += nodes * f.vcpus * 24
-    return DailyFootprint(round(node_hours, 1), round(vcpu_hours, 1))
+        usd += f.cost(nodes * 24)
+    return DailyFootprint(round(node_hours, 1), round(vcpu_hours, 1), round(usd, 2))
 
 
 def shortest_worker_minutes(task_seconds: int) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 
@@ -213,9 +214,11 @@ def test_the_plan_says_what_runs_between_runs_and_at_the_peak(prod: StackConfig)
     assert (system.pool, system.idle_nodes, system.peak_nodes, system.vcpus) == ("systemPool", 2, 2, 8)
     assert (workers.pool, workers.idle_nodes, workers.peak_nodes, workers.vcpus) == ("workerPool", 0, 4, 4)
     assert prod.plan.footprint_lines() == [
-        "idle: 2 x Standard_D8s_v5 + 0 x Standard_E4s_v3 = 16 vCPU, 64 GiB",
-        "peak: 2 x Standard_D8s_v5 + 4 x Standard_E4s_v3 = 32 vCPU, 192 GiB",
-    ]
+        "idle: 2 x Standard_D8s_v5 + 0 x Standard_E4s_v3 = 16 vCPU, 64 GiB, "
+        "0.77 USD per hour (eastus list prices)",
+        "peak: 2 x Standard_D8s_v5 + 4 x Standard_E4s_v3 = 32 vCPU, 192 GiB, "
+        "1.78 USD per hour (eastus list prices)",
+    ], "2 x 0.384 idle; 2 x 0.384 + 4 x 0.252 at the peak"
     fixed = config_for("prod", workerScaling="fixed").plan.footprint[1]
     assert fixed.idle_nodes == fixed.peak_nodes == 4, "a fixed pool never idles"
 
@@ -223,7 +226,29 @@ def test_the_plan_says_what_runs_between_runs_and_at_the_peak(prod: StackConfig)
 def test_prices_per_node_hour_give_an_hourly_estimate() -> None:
     plan = config_for("prod", systemPool={"vmSize": "Standard_D8s_v5", "count": 2, "pricePerHour": 0.4},
                       workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": "0.3"}).plan
-    assert plan.footprint_lines()[0].endswith("16 vCPU, 64 GiB, 0.80 per hour")
-    assert plan.footprint_lines()[1].endswith("32 vCPU, 192 GiB, 2.00 per hour"), "2 x 0.40 + 4 x 0.30"
+    assert plan.footprint_lines()[0].endswith("16 vCPU, 64 GiB, 0.80 USD per hour")
+    assert plan.footprint_lines()[1].endswith("32 vCPU, 192 GiB, 2.00 USD per hour"), "2 x 0.40 + 4 x 0.30"
+    mixed = config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": 0.3}).plan
+    assert mixed.footprint_lines()[1] == (
+        "peak: 2 x Standard_D8s_v5 + 4 x Standard_E4s_v3 = 32 vCPU, 192 GiB, "
+        "1.97 USD per hour (eastus list price where pricePerHour is unset)"), "2 x 0.384 + 4 x 0.30"
     with pytest.raises(ConfigError, match=r"workerPool\.pricePerHour"):
         config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": "cheap"})
+
+
+@pytest.mark.parametrize("family, per_vcpu", [
+    (re.compile(r"Standard_D\d+s_v[35]$"), 0.048),
+    (re.compile(r"Standard_E\d+s_v[35]$"), 0.063),
+    (re.compile(r"Standard_F\d+s_v2$"), 0.0423),
+])
+def test_list_prices_follow_the_familys_price_per_vcpu(family: re.Pattern[str], per_vcpu: float) -> None:
+    sizes = [s for s in VM_SIZES.values() if family.match(s.name)]
+    assert len(sizes) >= 3, family.pattern
+    for size in sizes:
+        assert size.list_price_per_hour == pytest.approx(size.vcpus * per_vcpu, abs=0.001), \
+            f"{size.name}: {size.list_price_per_hour} USD per hour for {size.vcpus} vCPU"
+
+
+def test_every_known_size_has_a_list_price() -> None:
+    missing = [s.name for s in VM_SIZES.values() if not s.list_price_per_hour > 0]
+    assert missing == [], f"sizes without a list price: {missing}"

@@ -35,7 +35,18 @@ def test_the_table_has_the_rows_computed() -> None:
 @pytest.mark.parametrize("label", list(CASES))
 def test_each_row_is_what_the_plan_gives(label: str) -> None:
     minutes, day = CASES[label]()
-    assert rows()[label] == [f"{minutes:.1f}", f"{day.node_hours:.1f}", f"{day.vcpu_hours:.1f}"], label
+    assert rows()[label] == [f"{minutes:.1f}", f"{day.node_hours:.1f}", f"{day.vcpu_hours:.1f}",
+                             f"{day.usd:.2f}"], label
+
+
+def test_the_seed_day_costs_six_e4s_v3_for_24_hours() -> None:
+    assert capacity.seed_day().usd == round(6 * 0.252 * 24, 2), "seed: 6 x Standard_E4s_v3 at 0.252 USD"
+
+
+def test_a_pools_price_override_reaches_the_day() -> None:
+    plan = config_for("prod", systemPool={"vmSize": "Standard_D8s_v5", "count": 2, "pricePerHour": 1},
+                      workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": 1}).plan
+    assert capacity.reference_day(plan, 60).usd == 6 * 24, "6 nodes at 1 per hour all day"
 
 
 def test_the_prod_system_pool_needs_one_d4s_v5() -> None:
