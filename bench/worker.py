@@ -1,0 +1,209 @@
+"""Worker benchmark: the same fan-out twice on one Celery worker, fresh pool then warm pool.
+
+Run 1 starts on a worker whose pool children have never run a task (what every
+burst meets once KEDA scales workers from zero); run 2 reuses the same
+children. Per run: time from trigger until all N run, the machine's CPU time
+(all cores, from /proc/stat) from trigger until all N run divided by N, and the
+worker's memory by role when all N run: the main process, the pool children
+(each is the supervisor of the task it runs), the task processes they fork,
+and anything else the worker started (its log server). Idle figures are taken
+before run 1.
+
+    venv/bin/python -m bench.worker [--tasks 128] [--sleep 40] [--label NAME] [--out bench/results/worker.json]
+
+Each run is stored in the JSON file under its label (default: the commit), next
+to the runs already there, so a before and an after sit side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import resource
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.local_airflow import deployment, local_services, stack_config
+
+ROLES = ("main", "pool child", "task", "other")
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            tree.setdefault(ppid, []).append(int(stat.parent.name))
+    return tree
+
+
+def _subtree(tree: dict[int, list[int]], pid: int) -> list[int]:
+    found, todo = [], list(tree.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo += tree.get(child, [])
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    return ""
+
+
+def roles(main: int) -> dict[str, list[int]]:
+    """The worker's processes by role. Celery names its pool children ForkPoolWorker-N."""
+    tree = _children()
+    found: dict[str, list[int]] = {role: [] for role in ROLES}
+    found["main"].append(main)
+    for child in tree.get(main, []):
+        # A busy child retitles itself "airflow supervisor: <task id>".
+        if any(title in _cmdline(child) for title in ("PoolWorker", "airflow supervisor:")):
+            found["pool child"].append(child)
+            found["task"] += _subtree(tree, child)
+        else:
+            found["other"] += [child, *_subtree(tree, child)]
+    return found
+
+
+def smaps(pid: int) -> dict[str, int]:
+    """Pss, Private_Dirty and Shared_* of one process, KiB."""
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("Pss", "Private_Dirty", "Private_Clean", "Shared_Clean", "Shared_Dirty", "Rss"):
+                out[key] = int(rest.split()[0])
+    return out
+
+
+def memory_by_role(main: int) -> dict[str, dict[str, float]]:
+    """Per role: process count, total PSS and mean PSS and private dirty per process, MiB."""
+    result: dict[str, dict[str, float]] = {}
+    for role, pids in roles(main).items():
+        figures = [smaps(pid) for pid in pids]
+        figures = [f for f in figures if f]
+        total = sum(f.get("Pss", 0) for f in figures) / 1024
+        dirty = sum(f.get("Private_Dirty", 0) for f in figures) / 1024
+        n = len(figures)
+        result[role] = {"processes": n, "pss_mib": round(total, 1),
+                        "pss_per_process_mib": round(total / n, 1) if n else 0.0,
+                        "private_dirty_per_process_mib": round(dirty / n, 1) if n else 0.0}
+    return result
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _cli_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
+    main = d.pid("worker")
+    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None}
+    cpu0, cli0, t0 = machine_cpu_s(), _cli_cpu_s(), time.monotonic()
+
+    def sample(states: dict[str, int], _now: float) -> None:
+        if seen["memory"] is None and states.get("running", 0) >= tasks:
+            seen["at"], seen["cpu"] = time.monotonic() - t0, machine_cpu_s()
+            seen["memory"] = memory_by_role(main)
+
+    # `airflow dags trigger` is a CLI process of its own; its CPU is not the
+    # deployment's, so it is taken out below.
+    run_id = d.trigger()
+    cli = _cli_cpu_s() - cli0
+    obs = d.observe(run_id, tasks=tasks, timeout=sleep * 4 + 600, interval=0.2, on_sample=sample)
+    cpu = None if seen["cpu"] is None else seen["cpu"] - cpu0 - cli
+    return {
+        "all_running_after_s": None if seen["at"] is None else round(seen["at"], 1),
+        "trigger_cli_cpu_s": round(cli, 1),
+        "finished_after_s": None if obs.finished_at is None else round(time.monotonic() - t0, 1),
+        "states": obs.states,
+        "machine_cpu_s_until_all_running": None if cpu is None else round(cpu, 1),
+        "cpu_s_per_task_start": None if cpu is None else round(cpu / tasks, 3),
+        "memory_all_running": seen["memory"],
+    }
+
+
+def per_busy_slot(idle: dict[str, dict[str, float]], busy: dict[str, dict[str, float]] | None,
+                  tasks: int) -> float | None:
+    if busy is None:
+        return None
+    total = sum(r["pss_mib"] for r in busy.values()) - sum(r["pss_mib"] for r in idle.values())
+    return round(total / tasks, 1)
+
+
+def measure(tasks: int, sleep: int) -> dict[str, Any]:
+    config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=tasks,
+                          fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
+                          systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+    with local_services("dev", config) as services, deployment(services, config) as d:
+        time.sleep(10)  # the pool forks and settles before its idle size is taken
+        idle = memory_by_role(d.pid("worker"))
+        runs = {"fresh": one_run(d, tasks, sleep)}
+        time.sleep(5)
+        runs["warm"] = one_run(d, tasks, sleep)
+    for run in runs.values():
+        run["pss_per_busy_slot_mib"] = per_busy_slot(idle, run["memory_all_running"], tasks)
+    fresh, warm = runs["fresh"]["all_running_after_s"], runs["warm"]["all_running_after_s"]
+    return {"idle": idle, "runs": runs,
+            "fresh_over_warm": round(fresh / warm, 2) if fresh and warm else None}
+
+
+def print_table(result: dict[str, Any]) -> None:
+    idle = result["idle"]
+    print(f"\nidle worker: main {idle['main']['pss_mib']} MiB PSS, "
+          f"{idle['pool child']['processes']:.0f} pool children at "
+          f"{idle['pool child']['pss_per_process_mib']} MiB PSS each "
+          f"({idle['pool child']['private_dirty_per_process_mib']} MiB private dirty), "
+          f"other {idle['other']['pss_mib']} MiB")
+    cols = [("run", 6), ("all running", 12), ("CPU-s/task", 11), ("MiB/slot", 9), ("pool child", 11),
+            ("task proc", 10), ("dirty child", 12), ("dirty task", 11), ("states", 20)]
+    print(" ".join(f"{c:<{w}}" for c, w in cols))
+    for name, r in result["runs"].items():
+        m = r["memory_all_running"] or {}
+        child, task = m.get("pool child", {}), m.get("task", {})
+        row = [name, f"{r['all_running_after_s']} s", r["cpu_s_per_task_start"], r["pss_per_busy_slot_mib"],
+               child.get("pss_per_process_mib"), task.get("pss_per_process_mib"),
+               child.get("private_dirty_per_process_mib"), task.get("private_dirty_per_process_mib"),
+               json.dumps(r["states"])]
+        print(" ".join(f"{v!s:<{w}}" for v, (_, w) in zip(row, cols, strict=True)))
+    print(f"fresh / warm time until all run: {result['fresh_over_warm']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", type=int, default=128)
+    parser.add_argument("--sleep", type=int, default=40)
+    parser.add_argument("--label", help="the key this run is stored under (default: the commit)")
+    parser.add_argument("--note", default="", help="what the run measured, stored with it")
+    parser.add_argument("--out", type=Path, default=Path("bench/results/worker.json"))
+    args = parser.parse_args()
+    result = measure(args.tasks, args.sleep)
+    print_table(result)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            check=False).stdout.strip()
+    stored = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
+    stored["runs"][args.label or commit] = {
+        "tasks": args.tasks, "sleep_s": args.sleep, "commit": commit, "note": args.note,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **result,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(stored, indent=2) + "\n")
+    print(f"\nwrote {args.out} ({args.label or commit})")
+
+
+if __name__ == "__main__":
+    main()
