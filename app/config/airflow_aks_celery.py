@@ -35,17 +35,48 @@ def preload_before_the_pool_forks(**_: object) -> None:
     Celery sends import_modules in the worker's main process before it forks
     the pool, so the children inherit this memory copy-on-write. The Celery
     provider's own handler runs after this one and freezes the GC, which keeps
-    these objects' pages shared. The first thing a child does for a task is
-    store its state in the database result backend, where SQLAlchemy
-    configures its mappers and Airflow imports every ORM model; here that
-    happens once. The task runner and supervisor modules follow.
+    these objects' pages shared. What a fresh child would otherwise do itself
+    (bench/worker.py measures it):
+    - store the task's state in the database result backend, where SQLAlchemy
+      configures its mappers and Airflow imports every ORM model;
+    - set its parent-death signal: billiard does it through cffi when cffi is
+      loaded, and a fresh child then imports pycparser and parses a C
+      declaration (about 4 MiB of private memory per child);
+    - build the Execution API client's SSL context, loading the CA bundle;
+    - import the task runner, the supervisor and the @task decorator.
     """
     from airflow.models import import_all_models
     from sqlalchemy.orm import configure_mappers
 
     import_all_models()
     configure_mappers()
+    import airflow.providers.standard.decorators.python
+    import airflow.sdk.definitions.decorators
     import airflow.sdk.execution_time.supervisor
     import airflow.sdk.execution_time.task_runner  # noqa: F401
 
+    _warm_pdeathsig()
+    _warm_api_client_ssl_context()
     print(f"{PRELOAD_MARK} pid={os.getpid()}", file=sys.stderr, flush=True)
+
+
+def _warm_pdeathsig() -> None:
+    # Reading the signal goes through the same cffi parser setup as the
+    # child's set_pdeathsig, and cffi caches that parser for the process.
+    from billiard.util import get_pdeathsig
+
+    try:
+        get_pdeathsig()
+    except OSError:
+        pass
+
+
+def _warm_api_client_ssl_context() -> None:
+    # The client builds its context through this per-process cache, with
+    # these arguments (airflow/sdk/api/client.py); filled here, every child
+    # finds it filled. If a later SDK renames it, the child builds its own.
+    from airflow.sdk.api import client
+
+    cached = getattr(client.Client, "_get_ssl_context_cached", None)
+    if cached is not None:
+        cached(getattr(client, "API_SSL_CA_FILE_PATH", None), getattr(client, "API_SSL_CERT_PATH", None))
