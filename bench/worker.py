@@ -98,6 +98,16 @@ def memory_by_role(main: int) -> dict[str, dict[str, float]]:
     return result
 
 
+def tree_cpu_s(main: int) -> float:
+    """CPU seconds the worker's live processes have used (utime + stime)."""
+    total = 0
+    for pid in [main, *_subtree(_children(), main)]:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def machine_cpu_s() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -112,13 +122,18 @@ def _cli_cpu_s() -> float:
 
 def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
     main = d.pid("worker")
-    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None}
+    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None, "steady": None}
     cpu0, cli0, t0 = machine_cpu_s(), _cli_cpu_s(), time.monotonic()
 
     def sample(states: dict[str, int], _now: float) -> None:
+        now = time.monotonic() - t0
         if seen["memory"] is None and states.get("running", 0) >= tasks:
-            seen["at"], seen["cpu"] = time.monotonic() - t0, machine_cpu_s()
+            seen["at"], seen["cpu"] = now, machine_cpu_s()
             seen["memory"] = memory_by_role(main)
+            seen["steady"] = [(now, tree_cpu_s(main), seen["cpu"])] * 2
+        elif seen["steady"] and states.get("running", 0) >= tasks:
+            # All N hold their slots and none has finished: the steady state.
+            seen["steady"][1] = (now, tree_cpu_s(main), machine_cpu_s())
 
     # `airflow dags trigger` is a CLI process of its own; its CPU is not the
     # deployment's, so it is taken out below.
@@ -126,6 +141,12 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
     cli = _cli_cpu_s() - cli0
     obs = d.observe(run_id, tasks=tasks, timeout=sleep * 4 + 600, interval=0.2, on_sample=sample)
     cpu = None if seen["cpu"] is None else seen["cpu"] - cpu0 - cli
+    steady: dict[str, float] | None = None
+    if seen["steady"] and seen["steady"][1][0] - seen["steady"][0][0] >= 5:
+        (a, wa, ma), (b, wb, mb) = seen["steady"]
+        steady = {"window_s": round(b - a, 1),
+                  "worker_millicores_per_task": round((wb - wa) / (b - a) / tasks * 1000, 2),
+                  "machine_millicores_per_task": round((mb - ma) / (b - a) / tasks * 1000, 2)}
     return {
         "all_running_after_s": None if seen["at"] is None else round(seen["at"], 1),
         "trigger_cli_cpu_s": round(cli, 1),
@@ -134,6 +155,9 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
         "machine_cpu_s_until_all_running": None if cpu is None else round(cpu, 1),
         "cpu_s_per_task_start": None if cpu is None else round(cpu / tasks, 3),
         "memory_all_running": seen["memory"],
+        # CPU while all N sleep in their slots: the worker tree alone, and the
+        # whole machine (control plane included).
+        "steady_cpu": steady,
     }
 
 
@@ -170,7 +194,8 @@ def print_table(result: dict[str, Any]) -> None:
           f"({idle['pool child']['private_dirty_per_process_mib']} MiB private dirty), "
           f"other {idle['other']['pss_mib']} MiB")
     cols = [("run", 6), ("all running", 12), ("CPU-s/task", 11), ("MiB/slot", 9), ("pool child", 11),
-            ("task proc", 10), ("dirty child", 12), ("dirty task", 11), ("states", 20)]
+            ("task proc", 10), ("dirty child", 12), ("dirty task", 11), ("steady m/task", 14),
+            ("states", 20)]
     print(" ".join(f"{c:<{w}}" for c, w in cols))
     for name, r in result["runs"].items():
         m = r["memory_all_running"] or {}
@@ -178,7 +203,7 @@ def print_table(result: dict[str, Any]) -> None:
         row = [name, f"{r['all_running_after_s']} s", r["cpu_s_per_task_start"], r["pss_per_busy_slot_mib"],
                child.get("pss_per_process_mib"), task.get("pss_per_process_mib"),
                child.get("private_dirty_per_process_mib"), task.get("private_dirty_per_process_mib"),
-               json.dumps(r["states"])]
+               (r["steady_cpu"] or {}).get("worker_millicores_per_task"), json.dumps(r["states"])]
         print(" ".join(f"{v!s:<{w}}" for v, (_, w) in zip(row, cols, strict=True)))
     print(f"fresh / warm time until all run: {result['fresh_over_warm']}")
 
