@@ -39,12 +39,17 @@ AUTH_PASSWORDS_FILE = f"{AIRFLOW_HOME}/auth/simple_auth_manager_passwords.json"
 # Secret, never from the ConfigMap.
 SECRET_ENV = (
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
     "AIRFLOW__CELERY__BROKER_URL",
     "AIRFLOW__CELERY__RESULT_BACKEND",
     "AIRFLOW__CORE__FERNET_KEY",
     "AIRFLOW__API__SECRET_KEY",
     "AIRFLOW__API_AUTH__JWT_SECRET",
 )
+
+# app/config/airflow_aks_database.py: psycopg's prepared statements off for
+# the async engine behind PgBouncer.
+CONNECT_ARGS_ASYNC = "airflow_aks_database.CONNECT_ARGS_ASYNC"
 
 # The reference DAG (app/dags/fanout.py) reads its width and sleep from these,
 # in the dag-processor and in the worker alike.
@@ -86,6 +91,11 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
         "database": {
             "sql_alchemy_pool_size": str(SQLALCHEMY_POOL_SIZE),
             "sql_alchemy_max_overflow": str(SQLALCHEMY_MAX_OVERFLOW),
+            # Only behind PgBouncer: straight to PostgreSQL a session keeps its
+            # server connection, so psycopg's prepared statements are safe and
+            # save re-planning the queries the async routes repeat (the dag-run
+            # wait endpoint runs one query over and over).
+            **({"sql_alchemy_connect_args_async": CONNECT_ARGS_ASYNC} if settings.pgbouncer else {}),
         },
         "logging": {
             # The api-server fetches a running task's log from its worker, and

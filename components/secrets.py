@@ -21,6 +21,7 @@ from components.settings import Settings
 # Environment variable -> key in the airflow-env Secret.
 ENV_SECRET_KEYS: dict[str, str] = {
     "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sql-alchemy-conn",
+    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": "sql-alchemy-conn-async",
     "AIRFLOW__CELERY__BROKER_URL": "broker-url",
     "AIRFLOW__CELERY__RESULT_BACKEND": "result-backend",
     "AIRFLOW__CORE__FERNET_KEY": "fernet-key",
@@ -64,22 +65,28 @@ def secret_objects(settings: Settings, values: Mapping[str, pulumi.Input[str]]) 
 
 
 def connection_urls(settings: Settings, password: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
-    """The metadata database and result backend URLs: through PgBouncer when it
-    is on, each onto its own pool; and the direct one for the migration Job."""
+    """The metadata database (sync and async) and result backend URLs: through
+    PgBouncer when it is on, each onto its own pool; and the direct one for the
+    migration Job."""
     def url(scheme: str, host: str, port: int, db: str) -> pulumi.Output[str]:
         return pulumi.Output.concat(scheme, "://", names.POSTGRES_USER, ":", password, "@", host, ":", str(port),
                                     "/", db)
 
-    pg_host = names.service_host(names.POSTGRES, settings.namespace)
-    direct = url("postgresql+psycopg2", pg_host, names.POSTGRES_PORT, names.POSTGRES_DB)
-    if not settings.pgbouncer:
-        return {"sql-alchemy-conn": direct, DIRECT_CONN_KEY: direct,
-                "result-backend": url("db+postgresql", pg_host, names.POSTGRES_PORT, names.POSTGRES_DB)}
-    bouncer = names.service_host(names.PGBOUNCER, settings.namespace)
+    direct = (names.service_host(names.POSTGRES, settings.namespace), names.POSTGRES_PORT, names.POSTGRES_DB)
+    metadata = results = direct
+    if settings.pgbouncer:
+        bouncer = names.service_host(names.PGBOUNCER, settings.namespace)
+        metadata = (bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_METADATA_DB)
+        results = (bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_RESULT_BACKEND_DB)
     return {
-        "sql-alchemy-conn": url("postgresql+psycopg2", bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_METADATA_DB),
-        DIRECT_CONN_KEY: direct,
-        "result-backend": url("db+postgresql", bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_RESULT_BACKEND_DB),
+        "sql-alchemy-conn": url("postgresql+psycopg2", *metadata),
+        # Unset, Airflow derives postgresql+asyncpg from the URL above, and
+        # asyncpg's named prepared statements fail behind PgBouncer in
+        # transaction mode. psycopg 3 with preparing turned off (airflow.cfg,
+        # app/config/airflow_aks_database.py) works on any PgBouncer version.
+        "sql-alchemy-conn-async": url("postgresql+psycopg_async", *metadata),
+        DIRECT_CONN_KEY: url("postgresql+psycopg2", *direct),
+        "result-backend": url("db+postgresql", *results),
     }
 
 
