@@ -122,13 +122,13 @@ def _cli_cpu_s() -> float:
 
 def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
     main = d.pid("worker")
-    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None, "steady": None}
-    cpu0, cli0, t0 = machine_cpu_s(), _cli_cpu_s(), time.monotonic()
+    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None, "steady": None, "worker_cpu": None}
+    cpu0, cli0, worker0, t0 = machine_cpu_s(), _cli_cpu_s(), tree_cpu_s(main), time.monotonic()
 
     def sample(states: dict[str, int], _now: float) -> None:
         now = time.monotonic() - t0
         if seen["memory"] is None and states.get("running", 0) >= tasks:
-            seen["at"], seen["cpu"] = now, machine_cpu_s()
+            seen["at"], seen["cpu"], seen["worker_cpu"] = now, machine_cpu_s(), tree_cpu_s(main)
             seen["memory"] = memory_by_role(main)
             seen["steady"] = [(now, tree_cpu_s(main), seen["cpu"])] * 2
         elif seen["steady"] and states.get("running", 0) >= tasks:
@@ -154,6 +154,9 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
         "states": obs.states,
         "machine_cpu_s_until_all_running": None if cpu is None else round(cpu, 1),
         "cpu_s_per_task_start": None if cpu is None else round(cpu / tasks, 3),
+        # The same for the worker's own processes only (no control plane).
+        "worker_cpu_s_per_task_start": None if seen["worker_cpu"] is None
+        else round((seen["worker_cpu"] - worker0) / tasks, 3),
         "memory_all_running": seen["memory"],
         # CPU while all N sleep in their slots: the worker tree alone, and the
         # whole machine (control plane included).
@@ -193,14 +196,15 @@ def print_table(result: dict[str, Any]) -> None:
           f"{idle['pool child']['pss_per_process_mib']} MiB PSS each "
           f"({idle['pool child']['private_dirty_per_process_mib']} MiB private dirty), "
           f"other {idle['other']['pss_mib']} MiB")
-    cols = [("run", 6), ("all running", 12), ("CPU-s/task", 11), ("MiB/slot", 9), ("pool child", 11),
-            ("task proc", 10), ("dirty child", 12), ("dirty task", 11), ("steady m/task", 14),
+    cols = [("run", 6), ("all running", 12), ("CPU-s/task", 11), ("worker CPU-s", 13), ("MiB/slot", 9),
+            ("pool child", 11), ("task proc", 10), ("dirty child", 12), ("dirty task", 11), ("steady m/task", 14),
             ("states", 20)]
     print(" ".join(f"{c:<{w}}" for c, w in cols))
     for name, r in result["runs"].items():
         m = r["memory_all_running"] or {}
         child, task = m.get("pool child", {}), m.get("task", {})
-        row = [name, f"{r['all_running_after_s']} s", r["cpu_s_per_task_start"], r["pss_per_busy_slot_mib"],
+        row = [name, f"{r['all_running_after_s']} s", r["cpu_s_per_task_start"],
+               r["worker_cpu_s_per_task_start"], r["pss_per_busy_slot_mib"],
                child.get("pss_per_process_mib"), task.get("pss_per_process_mib"),
                child.get("private_dirty_per_process_mib"), task.get("private_dirty_per_process_mib"),
                (r["steady_cpu"] or {}).get("worker_millicores_per_task"), json.dumps(r["states"])]
