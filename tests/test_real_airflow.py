@@ -8,13 +8,16 @@ metadata database.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +25,20 @@ import pytest
 
 from components import names
 from components.airflow import CELERY_APP
+from components.airflow_cfg import CONNECT_ARGS_ASYNC
 from components.config import build_stack_config, project_values
-from tests.local_airflow import Services, deployment, descendants, local_services, stack_config, wait_for
+from components.secrets import AUTH_PASSWORDS_KEY
+from tests.local_airflow import (
+    LocalDeployment,
+    Services,
+    deployment,
+    descendants,
+    free_port,
+    image_command,
+    local_services,
+    stack_config,
+    wait_for,
+)
 from tests.real_airflow import AIRFLOW_VENV, airflow_env, run_airflow_python
 
 # Large enough for every test below: PostgreSQL starts with the max_connections
@@ -121,6 +136,117 @@ def test_a_fanout_wider_than_128_runs_all_at_once_through_pgbouncer(services: Se
         assert 0 < peak["server"] <= bouncer_plan.server_connections, (peak, bouncer_plan)
         assert peak["client_pools"] == {"airflow-metadata", "airflow-result-backend"}, peak
         assert peak["clients"] > peak["server"], f"clients share server connections: {peak}"
+
+
+def api_token(d: LocalDeployment) -> str:
+    """A JWT for the admin user from the api-server, as the UI or a client logs in."""
+    [password] = json.loads((d.home / "auth" / AUTH_PASSWORDS_KEY).read_text()).values()
+    body = json.dumps({"username": names.ADMIN_USER, "password": password}).encode()
+    request = urllib.request.Request(f"http://127.0.0.1:{d.api_port}/auth/token", data=body,
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())["access_token"]
+
+
+def wait_on_run(port: int, token: str, run_id: str, interval: float = 0.25) -> str:
+    """GET .../dagRuns/{run_id}/wait (the async engine polls the run): the last
+    line's state, or what went wrong."""
+    url = f"http://127.0.0.1:{port}/api/v2/dags/fanout/dagRuns/{run_id}/wait?interval={interval}"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as r:
+            lines = r.read().decode().splitlines()
+        return str(json.loads(lines[-1])["state"])
+    except Exception as e:  # any failure is an answer here: counted, not raised
+        return f"{type(e).__name__}: {e}"[:200]
+
+
+def concurrent_waits(port: int, token: str, run_id: str, clients: int = 32, each: int = 1) -> dict[str, int]:
+    """`clients` at once, each waiting on the run `each` times in a row: how many got which answer."""
+    def one_client(_: int) -> list[str]:
+        return [wait_on_run(port, token, run_id) for _ in range(each)]
+
+    outcomes: dict[str, int] = {}
+    with ThreadPoolExecutor(clients) as pool:
+        for answers in pool.map(one_client, range(clients)):
+            for answer in answers:
+                outcomes[answer] = outcomes.get(answer, 0) + 1
+    return outcomes
+
+
+@contextlib.contextmanager
+def another_api_server(d: LocalDeployment, drop_options: tuple[str, ...],
+                       env: dict[str, str | None]) -> Iterator[int]:
+    """A second api-server on the same deployment, with some airflow.cfg lines
+    dropped and some environment changed; yields its port."""
+    port = free_port()
+    cfg = d.home / f"airflow-{port}.cfg"
+    cfg.write_text("".join(line for line in d.cfg_text.splitlines(keepends=True)
+                           if line.split(" = ")[0] not in drop_options))
+    w = d.workloads["api-server"]
+    changed = {**d.process_env(w), "AIRFLOW_CONFIG": str(cfg), "AIRFLOW__API__PORT": str(port), **env}
+    proc_env = {k: v for k, v in changed.items() if v is not None}
+    log = d.home / f"api-server-{port}.log"
+    proc = subprocess.Popen(image_command(w.args), env=proc_env, cwd=d.home, stdout=log.open("wb"),
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy() -> bool:
+        assert proc.poll() is None, log.read_text()[-3000:]
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5) as r:
+                return r.status == 200
+        return False
+
+    try:
+        wait_for("the second api-server", healthy, timeout=180)
+        yield port
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
+ASYNC_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"
+
+
+def test_the_async_engine_serves_concurrent_waits_through_pgbouncer(services: Services) -> None:
+    """The dag-run wait endpoint reads the run through Airflow's async engine.
+    32 clients wait on one run while it runs, then 32 x 8 waits on the finished
+    run: every one answers "success". Controls, on the same PgBouncer (when it
+    keeps no prepared statements: before 1.24, or max_prepared_statements
+    unset): an api-server on the URL Airflow would derive (asyncpg), and one on
+    psycopg with its prepared statements left on, both fail some."""
+    with deployment(services, fanout(parallelism=4, width=4, sleep=15)) as d:
+        assert d.pgbouncer is not None, "PgBouncer is on by default"
+        async_url = d.workloads["api-server"].env[ASYNC_ENV]
+        assert async_url.startswith("postgresql+psycopg_async://"), async_url.split("@")[0]
+        assert async_url.endswith(f"@127.0.0.1:{d.pgbouncer.port}/{names.PGBOUNCER_METADATA_DB}")
+        assert f"sql_alchemy_connect_args_async = {CONNECT_ARGS_ASYNC}" in d.cfg_text
+        token = api_token(d)
+        run_id = d.trigger()
+        while_running = concurrent_waits(d.api_port, token, run_id)
+        assert while_running == {"success": 32}, f"{while_running}\n{d.logs('api-server')}"
+        finished = concurrent_waits(d.api_port, token, run_id, each=8)
+        assert finished == {"success": 256}, f"{finished}\n{d.logs('api-server')}"
+        assert "prepared statement" not in d.logs("api-server", tail=1_000_000)
+
+        password = d.secret_data["sql-alchemy-conn"].split(":")[2].split("@")[0]
+        config = {row["key"]: row["value"] for row in d.pgbouncer.show("CONFIG", password)}
+        if int(config.get("max_prepared_statements", "0")) > 0:
+            return  # this PgBouncer keeps prepared statements: the controls would pass too
+        controls: dict[str, dict[str, str | None]] = {
+            # What Airflow derives from sql_alchemy_conn: the deployment before the fix.
+            "asyncpg": {ASYNC_ENV: None},
+            # psycopg without the connect args: it prepares a query run 5 times.
+            "psycopg, preparing": {},
+        }
+        for name, env in controls.items():
+            with another_api_server(d, ("sql_alchemy_connect_args_async",), env) as port:
+                outcomes = concurrent_waits(port, token, run_id, each=8)
+                log = (d.home / f"api-server-{port}.log").read_text(errors="replace")
+            print(f"control {name}: {outcomes}")
+            assert outcomes.get("success", 0) < 256, f"{name}: every wait succeeded: {outcomes}"
+            assert "prepared statement" in log, f"{name}: {log[-3000:]}"
 
 
 def test_sigterm_to_a_worker_lets_running_tasks_finish(services: Services) -> None:
