@@ -9,7 +9,8 @@ worker's memory by role when all N run: the main process, the pool children
 and anything else the worker started (its log server). Idle figures are taken
 before run 1.
 
-    venv/bin/python -m bench.worker [--tasks 128] [--sleep 40] [--label NAME] [--out bench/results/worker.json]
+    venv/bin/python -m bench.worker [--tasks 128] [--sleep 40] [--dag-width W] [--label NAME]
+                                    [--out bench/results/worker.json]
 
 Each run is stored in the JSON file under its label (default: the commit), next
 to the runs already there, so a before and an after sit side by side.
@@ -172,19 +173,22 @@ def per_busy_slot(idle: dict[str, dict[str, float]], busy: dict[str, dict[str, f
     return round(total / tasks, 1)
 
 
-def measure(tasks: int, sleep: int) -> dict[str, Any]:
-    config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=tasks,
+def measure(tasks: int, sleep: int, dag_width: int | None = None) -> dict[str, Any]:
+    """With dag_width, the DAG has that many tasks of which N run at once; only
+    the fresh run is taken, since the rest of the DAG run keeps the slots busy."""
+    config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=dag_width or tasks,
                           fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
                           systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
     with local_services("dev", config) as services, deployment(services, config) as d:
         time.sleep(10)  # the pool forks and settles before its idle size is taken
         idle = memory_by_role(d.pid("worker"))
         runs = {"fresh": one_run(d, tasks, sleep)}
-        time.sleep(5)
-        runs["warm"] = one_run(d, tasks, sleep)
+        if dag_width is None:
+            time.sleep(5)
+            runs["warm"] = one_run(d, tasks, sleep)
     for run in runs.values():
         run["pss_per_busy_slot_mib"] = per_busy_slot(idle, run["memory_all_running"], tasks)
-    fresh, warm = runs["fresh"]["all_running_after_s"], runs["warm"]["all_running_after_s"]
+    fresh, warm = runs["fresh"]["all_running_after_s"], runs.get("warm", {}).get("all_running_after_s")
     return {"idle": idle, "runs": runs,
             "fresh_over_warm": round(fresh / warm, 2) if fresh and warm else None}
 
@@ -216,17 +220,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=128)
     parser.add_argument("--sleep", type=int, default=40)
+    parser.add_argument("--dag-width", type=int,
+                        help="tasks in the DAG (default: --tasks); wider DAGs cost every task process more to parse")
     parser.add_argument("--label", help="the key this run is stored under (default: the commit)")
     parser.add_argument("--note", default="", help="what the run measured, stored with it")
     parser.add_argument("--out", type=Path, default=Path("bench/results/worker.json"))
     args = parser.parse_args()
-    result = measure(args.tasks, args.sleep)
+    result = measure(args.tasks, args.sleep, args.dag_width)
     print_table(result)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip()
     stored = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     stored["runs"][args.label or commit] = {
-        "tasks": args.tasks, "sleep_s": args.sleep, "commit": commit, "note": args.note,
+        "tasks": args.tasks, "sleep_s": args.sleep, "dag_width": args.dag_width or args.tasks,
+        "commit": commit, "note": args.note,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **result,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
