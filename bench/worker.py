@@ -7,7 +7,9 @@ children. Per run: time from trigger until all N run, the machine's CPU time
 worker's memory by role when all N run: the main process, the pool children
 (each is the supervisor of the task it runs), the task processes they fork,
 and anything else the worker started (its log server). Idle figures are taken
-before run 1.
+before run 1. Airflow marks a task running before its process has parsed the
+DAG, so memory and the worker's CPU are also taken in the steady state, just
+before the first task ends, when every task has parsed its DAG and sleeps.
 
     venv/bin/python -m bench.worker [--tasks 128] [--sleep 40] [--dag-width W] [--label NAME]
                                     [--out bench/results/worker.json]
@@ -121,33 +123,40 @@ def _cli_cpu_s() -> float:
     return used.ru_utime + used.ru_stime
 
 
+MEMORY_EVERY_S = 5
+
+
 def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
+    """One fan-out, from trigger until N tasks ended.
+
+    Airflow marks a task running before its process parses the DAG, so the
+    moment all N are running is not yet the steady state: with a wide DAG the
+    parses go on long after it. The steady state is taken at the end of the
+    window in which all N run (just before the first one ends): memory there,
+    and CPU over its last part."""
     main = d.pid("worker")
-    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None, "steady": None, "worker_cpu": None}
+    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None, "worker_cpu": None,
+                            "trace": [], "late_memory": None, "late_at": -MEMORY_EVERY_S}
     cpu0, cli0, worker0, t0 = machine_cpu_s(), _cli_cpu_s(), tree_cpu_s(main), time.monotonic()
 
     def sample(states: dict[str, int], _now: float) -> None:
+        if states.get("running", 0) < tasks:
+            return
         now = time.monotonic() - t0
-        if seen["memory"] is None and states.get("running", 0) >= tasks:
+        if seen["memory"] is None:
             seen["at"], seen["cpu"], seen["worker_cpu"] = now, machine_cpu_s(), tree_cpu_s(main)
             seen["memory"] = memory_by_role(main)
-            seen["steady"] = [(now, tree_cpu_s(main), seen["cpu"])] * 2
-        elif seen["steady"] and states.get("running", 0) >= tasks:
-            # All N hold their slots and none has finished: the steady state.
-            seen["steady"][1] = (now, tree_cpu_s(main), machine_cpu_s())
+        seen["trace"].append((now, tree_cpu_s(main), machine_cpu_s()))
+        if now - seen["late_at"] >= MEMORY_EVERY_S:
+            seen["late_memory"], seen["late_at"] = memory_by_role(main), now
 
     # `airflow dags trigger` is a CLI process of its own; its CPU is not the
     # deployment's, so it is taken out below.
     run_id = d.trigger()
     cli = _cli_cpu_s() - cli0
-    obs = d.observe(run_id, tasks=tasks, timeout=sleep * 4 + 600, interval=0.2, on_sample=sample)
+    obs = d.observe(run_id, tasks=tasks, timeout=sleep * 8 + 600, interval=0.2, on_sample=sample)
     cpu = None if seen["cpu"] is None else seen["cpu"] - cpu0 - cli
-    steady: dict[str, float] | None = None
-    if seen["steady"] and seen["steady"][1][0] - seen["steady"][0][0] >= 5:
-        (a, wa, ma), (b, wb, mb) = seen["steady"]
-        steady = {"window_s": round(b - a, 1),
-                  "worker_millicores_per_task": round((wb - wa) / (b - a) / tasks * 1000, 2),
-                  "machine_millicores_per_task": round((mb - ma) / (b - a) / tasks * 1000, 2)}
+    steady, start = _steady_and_start(seen["trace"], sleep, tasks, (worker0, cpu0 + cli))
     return {
         "all_running_after_s": None if seen["at"] is None else round(seen["at"], 1),
         "trigger_cli_cpu_s": round(cli, 1),
@@ -158,11 +167,37 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
         # The same for the worker's own processes only (no control plane).
         "worker_cpu_s_per_task_start": None if seen["worker_cpu"] is None
         else round((seen["worker_cpu"] - worker0) / tasks, 3),
+        # Until the steady state instead, so the DAG parse is in, less what the
+        # steady state itself used meanwhile.
+        **start,
         "memory_all_running": seen["memory"],
+        # When all N had parsed and slept, just before the first one ended.
+        "memory_steady": seen["late_memory"],
         # CPU while all N sleep in their slots: the worker tree alone, and the
         # whole machine (control plane included).
         "steady_cpu": steady,
     }
+
+
+def _steady_and_start(trace: list[tuple[float, float, float]], sleep: int, tasks: int,
+                      zero: tuple[float, float]) -> tuple[dict[str, float] | None, dict[str, float]]:
+    if len(trace) < 2:
+        return None, {}
+    end = trace[-1]
+    # The last quarter of the sleep (at least 5 s), or all of the window if shorter.
+    before = [t for t in trace if t[0] <= end[0] - max(5.0, sleep / 4)]
+    first = before[-1] if before else trace[0]
+    if end[0] - first[0] < 3:
+        return None, {}
+    span = end[0] - first[0]
+    worker_rate, machine_rate = (end[1] - first[1]) / span, (end[2] - first[2]) / span
+    steady = {"window_s": round(span, 1),
+              "worker_millicores_per_task": round(worker_rate / tasks * 1000, 2),
+              "machine_millicores_per_task": round(machine_rate / tasks * 1000, 2)}
+    held = end[0] - trace[0][0]
+    start = {"worker_cpu_s_per_task_start_incl_parse": round((end[1] - zero[0] - worker_rate * held) / tasks, 3),
+             "cpu_s_per_task_start_incl_parse": round((end[2] - zero[1] - machine_rate * held) / tasks, 3)}
+    return steady, start
 
 
 def per_busy_slot(idle: dict[str, dict[str, float]], busy: dict[str, dict[str, float]] | None,
@@ -176,7 +211,11 @@ def per_busy_slot(idle: dict[str, dict[str, float]], busy: dict[str, dict[str, f
 def measure(tasks: int, sleep: int, dag_width: int | None = None) -> dict[str, Any]:
     """With dag_width, the DAG has that many tasks of which N run at once; only
     the fresh run is taken, since the rest of the DAG run keeps the slots busy."""
-    config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=dag_width or tasks,
+    # A wide DAG makes every task process parse longer; on this machine 128 of
+    # them parsing a 1000-task DAG at once overrun Airflow's 30 s import
+    # timeout and are rescheduled, so width runs give the parse room.
+    wide = {"airflowConfig": {"core": {"dagbag_import_timeout": 300}}} if dag_width else {}
+    config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=dag_width or tasks, **wide,
                           fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
                           systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
     with local_services("dev", config) as services, deployment(services, config) as d:
@@ -188,6 +227,7 @@ def measure(tasks: int, sleep: int, dag_width: int | None = None) -> dict[str, A
             runs["warm"] = one_run(d, tasks, sleep)
     for run in runs.values():
         run["pss_per_busy_slot_mib"] = per_busy_slot(idle, run["memory_all_running"], tasks)
+        run["pss_per_busy_slot_steady_mib"] = per_busy_slot(idle, run["memory_steady"], tasks)
     fresh, warm = runs["fresh"]["all_running_after_s"], runs.get("warm", {}).get("all_running_after_s")
     return {"idle": idle, "runs": runs,
             "fresh_over_warm": round(fresh / warm, 2) if fresh and warm else None}
@@ -200,19 +240,23 @@ def print_table(result: dict[str, Any]) -> None:
           f"{idle['pool child']['pss_per_process_mib']} MiB PSS each "
           f"({idle['pool child']['private_dirty_per_process_mib']} MiB private dirty), "
           f"other {idle['other']['pss_mib']} MiB")
-    cols = [("run", 6), ("all running", 12), ("CPU-s/task", 11), ("worker CPU-s", 13), ("MiB/slot", 9),
-            ("pool child", 11), ("task proc", 10), ("dirty child", 12), ("dirty task", 11), ("steady m/task", 14),
-            ("states", 20)]
+    cols = [("run", 6), ("all running", 12), ("CPU-s/task", 11), ("worker CPU-s", 13), ("+parse", 7),
+            ("MiB/slot", 9), ("steady", 7), ("pool child", 11), ("task proc", 10), ("dirty child", 12),
+            ("dirty task", 11), ("steady m/task", 14), ("states", 20)]
     print(" ".join(f"{c:<{w}}" for c, w in cols))
     for name, r in result["runs"].items():
-        m = r["memory_all_running"] or {}
+        m = r.get("memory_steady") or r["memory_all_running"] or {}
         child, task = m.get("pool child", {}), m.get("task", {})
         row = [name, f"{r['all_running_after_s']} s", r["cpu_s_per_task_start"],
-               r["worker_cpu_s_per_task_start"], r["pss_per_busy_slot_mib"],
+               r["worker_cpu_s_per_task_start"], r.get("worker_cpu_s_per_task_start_incl_parse"),
+               r["pss_per_busy_slot_mib"], r.get("pss_per_busy_slot_steady_mib"),
                child.get("pss_per_process_mib"), task.get("pss_per_process_mib"),
                child.get("private_dirty_per_process_mib"), task.get("private_dirty_per_process_mib"),
                (r["steady_cpu"] or {}).get("worker_millicores_per_task"), json.dumps(r["states"])]
         print(" ".join(f"{v!s:<{w}}" for v, (_, w) in zip(row, cols, strict=True)))
+    print("CPU-s/task and worker CPU-s: from trigger until all N run; +parse: the worker's until the steady "
+          "state, less the steady state's own use; MiB/slot: when all N run, and in the steady state "
+          "(pool child and task columns: steady)")
     print(f"fresh / warm time until all run: {result['fresh_over_warm']}")
 
 
