@@ -12,6 +12,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from components.settings import ConfigError, Settings
+from components.sizing import (
+    MEASURED_TASK_START_CPU_S,
+    TASK_START_HEADROOM,
+    WORKER_BASE_MEMORY_MIB,
+)
 from components.vmsizes import VM_SIZES, Allocatable, allocatable
 
 # A stopping worker gets this long beyond the longest task to finish and exit.
@@ -33,29 +38,22 @@ def worker_drain_minutes(longest_task_seconds: int) -> int:
     return min(AKS_MAX_DRAIN_MINUTES, math.ceil(worker_stop_seconds(longest_task_seconds) / 60) + 5)
 
 # --- Worker memory ---------------------------------------------------------
-# Measured by bench/fanout on Airflow 3.3.2 with the prefork pool (2 cores;
-# PSS summed over the worker's process tree from /proc/*/smaps_rollup, see
-# bench/results/fanout.json): an idle worker with 16, 36 and 128 pool children
-# had 460, 726 and 1970 MiB, i.e. a base of about 250 MiB plus about 14 MiB per
-# idle child, and each busy slot added about 62 MiB (the task process its pool
-# child forks). A slot therefore costs about 76 MiB; requests add 25 %.
-# (The threads pool would save the idle children, but Airflow's task
-# supervisor installs signal handlers, which only the main thread may do:
-# every task failed with it.)
-MEASURED_WORKER_IDLE_MIB = 250
-MEASURED_SLOT_MIB = 76
-REQUEST_HEADROOM = 1.25
-WORKER_BASE_MEMORY_MIB = math.ceil(MEASURED_WORKER_IDLE_MIB * REQUEST_HEADROOM)
+# The measured base and per-slot figures are in components/sizing.py; requests
+# add REQUEST_HEADROOM. (The threads pool would save the idle children, but
+# Airflow's task supervisor installs signal handlers, which only the main
+# thread may do: every task failed with it.)
 # A task that outgrows its share should not take the whole worker (and every
 # other task in it) down at once, so the limit leaves room above the request.
 WORKER_MEMORY_LIMIT_FACTOR = 1.25
 
 # --- Worker CPU --------------------------------------------------------------
 # A running task that waits (sensors, sleeps, remote jobs) uses close to no CPU
-# between heartbeats; the start of a task (forking and importing the task SDK)
-# is a burst. Requests cover the steady state and no CPU limit is set, so start
+# between heartbeats; the start of a task (forking, and parsing its DAG file) is
+# a burst. Requests cover the steady state and no CPU limit is set, so start
 # bursts borrow idle CPU on the node instead of being throttled.
 WORKER_BASE_CPU_MILLICORES = 100
+# Airflow's own [core] dagbag_import_timeout; the plan only ever raises it.
+AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS = 30
 
 # --- Per-node overhead -----------------------------------------------------
 # Allowance for the DaemonSets AKS runs on every node (kube-proxy, CNI, CSI
@@ -164,6 +162,10 @@ class NodePoolPlan:
     nodes_needed: int
     min_count: int
     max_count: int
+    # A full node's tasks all starting at once (a burst on fresh workers):
+    # how many, and the seconds of the node's CPU their starts take.
+    tasks_per_node: int = 0
+    start_burst_seconds: float = 0.0
 
     @property
     def autoscale(self) -> bool:
@@ -242,6 +244,9 @@ class CapacityPlan:
     database: DatabasePlan
     control_plane: ControlPlanePlan
     footprint: tuple[PoolFootprint, ...] = ()
+    # [core] dagbag_import_timeout: a task process parses its DAG file within
+    # this, or is rescheduled; the start burst of a full node must fit.
+    dagbag_import_timeout_seconds: int = AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS
 
     def to_output(self) -> dict[str, Any]:
         """The plan as plain data, for the stack output and the render command."""
@@ -260,6 +265,8 @@ class CapacityPlan:
             f"{w.cpu_request_millicores}m CPU request",
             f"worker nodes: {count} x {n.vm_size} ({n.workers_per_node} workers per node, "
             f"{n.nodes_needed} needed)",
+            f"task start: {n.tasks_per_node} tasks starting at once on a full node take about "
+            f"{n.start_burst_seconds:.0f} s of its CPU; dagbag_import_timeout {self.dagbag_import_timeout_seconds} s",
             (f"metadata database: {d.budget} client connections to PgBouncer, at most "
              f"{d.server_connections} server connections, max_connections {d.max_connections}"
              if d.pgbouncer else
@@ -309,6 +316,16 @@ def _fit(alloc: Allocatable, max_pods: int, worker: WorkerPlan) -> int:
     return max(0, min(cpu // worker.cpu_request_millicores,
                       mem // worker.memory_request_mib,
                       max_pods - NODE_DAEMONSET_PODS))
+
+
+def _task_start(alloc: Allocatable, per_node: int, worker: WorkerPlan) -> tuple[int, float, int]:
+    """Tasks per full node, the seconds their starts take on its CPU, and the
+    DAG import timeout that leaves them room (never below Airflow's own)."""
+    tasks = min(per_node, worker.replicas) * worker.concurrency
+    cores = (alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES) / 1000
+    seconds = tasks * MEASURED_TASK_START_CPU_S / cores
+    timeout = max(AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS, math.ceil(seconds * TASK_START_HEADROOM / 10) * 10)
+    return tasks, round(seconds, 1), timeout
 
 
 def _pgbouncer_plan(settings: Settings, connections: dict[str, int],
@@ -449,6 +466,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
     control_plane = _control_plane(settings, database, problems)
     if problems:
         raise ConfigError(problems)
+    tasks_per_node, start_seconds, import_timeout = _task_start(alloc, per_node, worker)
 
     return CapacityPlan(
         parallelism=settings.parallelism,
@@ -467,10 +485,13 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
             nodes_needed=needed,
             min_count=min_count,
             max_count=max_count,
+            tasks_per_node=tasks_per_node,
+            start_burst_seconds=start_seconds,
         ),
         database=database,
         control_plane=control_plane,
         footprint=_footprint(settings, min_count, max_count),
+        dagbag_import_timeout_seconds=import_timeout,
     )
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.sizing import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB
+
 PROJECT = "airflow-aks"
 
 ACR_SKUS = ("Basic", "Standard", "Premium")
@@ -117,10 +119,6 @@ class Settings:
     airflow_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
-# Defaults for the worker request per slot: see components/capacity.py for the
-# measurements they come from.
-DEFAULT_WORKER_MEMORY_PER_SLOT_MIB = 95
-DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES = 10
 
 # Every key the program reads, with its default (None: derived from other keys).
 # README's config reference documents each; a test keeps the two in step.

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from components import capacity
+from components import capacity, sizing
 from components.config import StackConfig
-from components.settings import DEFAULT_WORKER_MEMORY_PER_SLOT_MIB, ConfigError
+from components.settings import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB, ConfigError
 from components.vmsizes import VM_SIZES, allocatable
 from tests.conftest import config_for
 
@@ -26,20 +26,35 @@ def test_prod_worker_nodes_for_e4s_v3(prod: StackConfig) -> None:
     # Worked by hand: an E4s_v3 has 4 vCPU and 32 GiB. With 110 pods per node
     # AKS reserves min(20*110+50, 32768/4) = 2250 MiB plus 100 MiB eviction
     # and 140m CPU: 30418 MiB and 3860m allocatable; DaemonSets leave 29818 MiB
-    # and 3510m. A 36-slot worker requests 313 + 36*95 = 3733 MiB and
-    # 100 + 36*10 = 460m: 7 fit by memory (26131) and 7 by CPU (3220).
-    # 28 workers / 7 per node = 4 nodes.
+    # and 3510m. A 36-slot worker requests 325 + 36*72 = 2917 MiB and
+    # 100 + 36*1 = 136m: 10 fit by memory (29170) and 25 by CPU (3400).
+    # 28 workers / 10 per node = 3 nodes.
     n = prod.plan.worker_nodes
     assert n.vm_size == "Standard_E4s_v3"
     assert (n.allocatable_memory_mib, n.allocatable_cpu_millicores) == (30418, 3860)
-    assert (prod.plan.worker.memory_request_mib, prod.plan.worker.cpu_request_millicores) == (3733, 460)
-    assert n.workers_per_node == 7
-    # KEDA scales the workers, so the autoscaler runs the pool from 0 to the peak's 4 nodes.
-    assert (n.nodes_needed, n.min_count, n.max_count, n.autoscale) == (4, 0, 4, True)
+    assert (prod.plan.worker.memory_request_mib, prod.plan.worker.cpu_request_millicores) == (2917, 136)
+    assert n.workers_per_node == 10
+    # KEDA scales the workers, so the autoscaler runs the pool from 0 to the peak's 3 nodes.
+    assert (n.nodes_needed, n.min_count, n.max_count, n.autoscale) == (3, 0, 3, True)
     fixed = config_for("prod", workerScaling="fixed").plan.worker_nodes
-    assert (fixed.min_count, fixed.max_count, fixed.autoscale) == (4, 4, False)
+    assert (fixed.min_count, fixed.max_count, fixed.autoscale) == (3, 3, False)
     warm = config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "minCount": 1}).plan.worker_nodes
-    assert (warm.min_count, warm.max_count) == (1, 4), "minCount keeps warm nodes; maxCount stays the peak"
+    assert (warm.min_count, warm.max_count) == (1, 3), "minCount keeps warm nodes; maxCount stays the peak"
+
+
+def test_a_full_node_starting_its_tasks_gets_the_import_time_it_needs(prod: StackConfig, dev: StackConfig) -> None:
+    # 10 workers x 36 slots on one E4s_v3 start 360 tasks at once; each start,
+    # its parse of the 1000-task DAG included, was measured at 0.66 CPU-s, so
+    # the node's 3.51 cores need 360 * 0.66 / 3.51 = 67.7 s, and the timeout
+    # allows twice that, rounded up to 10 s.
+    n = prod.plan.worker_nodes
+    assert (n.tasks_per_node, n.start_burst_seconds) == (360, 67.7)
+    assert prod.plan.dagbag_import_timeout_seconds == 140
+    # dev's 2 x 16 slots start in 32 * 0.66 / 1.55 = 13.6 s: Airflow's 30 s holds.
+    assert dev.plan.dagbag_import_timeout_seconds == 30
+    # Fewer workers than fit on a node: only those start there.
+    small = config_for("prod", parallelism=72)
+    assert (small.plan.worker.replicas, small.plan.worker_nodes.tasks_per_node) == (2, 72)
 
 
 def test_dev_plan_is_small(dev: StackConfig) -> None:
@@ -54,9 +69,14 @@ def test_default_pool_follows_parallelism_past_128(prod: StackConfig) -> None:
     assert prod.plan.default_pool_slots == 1000
 
 
-def test_memory_default_comes_from_the_measurement() -> None:
-    assert DEFAULT_WORKER_MEMORY_PER_SLOT_MIB == math.ceil(
-        capacity.MEASURED_SLOT_MIB * capacity.REQUEST_HEADROOM)
+def test_worker_defaults_come_from_the_measurements() -> None:
+    # bench/results/worker.json: an idle pool child plus what a busy slot adds
+    # on the reference DAG, and the steady CPU of a running task.
+    assert sizing.MEASURED_SLOT_MIB == pytest.approx(10.1 + 47.5)
+    assert DEFAULT_WORKER_MEMORY_PER_SLOT_MIB == math.ceil(sizing.MEASURED_SLOT_MIB * sizing.REQUEST_HEADROOM) == 72
+    assert DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES == math.ceil(
+        sizing.MEASURED_STEADY_MILLICORES_PER_TASK * sizing.REQUEST_HEADROOM) == 1
+    assert capacity.WORKER_BASE_MEMORY_MIB == math.ceil(sizing.MEASURED_WORKER_IDLE_MIB * sizing.REQUEST_HEADROOM)
 
 
 def test_allocatable_uses_quarter_of_memory_on_small_vms() -> None:
@@ -86,7 +106,7 @@ def test_database_budget_counts_a_connection_per_busy_slot(prod: StackConfig) ->
 def test_raising_parallelism_grows_workers_nodes_and_connections() -> None:
     before, after = config_for("prod"), config_for("prod", parallelism=2000)
     assert after.plan.worker.replicas == math.ceil(2000 / 36) == 56
-    assert after.plan.worker_nodes.nodes_needed == 8
+    assert after.plan.worker_nodes.nodes_needed == 6, "56 workers, 10 per E4s_v3"
     assert after.plan.database.max_connections > before.plan.database.max_connections
     assert after.plan.default_pool_slots == 2000
 
@@ -95,16 +115,16 @@ def test_changing_worker_concurrency_changes_replicas_and_pod_size() -> None:
     before, after = config_for("prod"), config_for("prod", workerConcurrency=20)
     assert after.plan.worker.replicas == 50
     assert after.plan.worker.memory_request_mib < before.plan.worker.memory_request_mib
-    assert after.plan.worker.cpu_request_millicores == 100 + 20 * 10
+    assert after.plan.worker.cpu_request_millicores == 100 + 20 * 1
 
 
 def test_fixed_node_count_too_small_names_the_key() -> None:
     with pytest.raises(ConfigError) as err:
-        config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "count": 3})
+        config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "count": 2})
     problems = dict(err.value.problems)
     assert list(problems) == ["workerPool.count"]
-    assert "3 x Standard_E4s_v3 hold 21 workers" in problems["workerPool.count"]
-    assert "at least 4" in problems["workerPool.count"]
+    assert "2 x Standard_E4s_v3 hold 20 workers" in problems["workerPool.count"]
+    assert "at least 3" in problems["workerPool.count"]
 
 
 def test_autoscaler_max_too_small_names_max_count() -> None:
@@ -115,7 +135,7 @@ def test_autoscaler_max_too_small_names_max_count() -> None:
 
 def test_autoscaler_bounds_are_kept_when_they_hold_the_workers() -> None:
     n = config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "minCount": 0, "maxCount": 6}).plan.worker_nodes
-    assert (n.min_count, n.max_count, n.autoscale, n.nodes_needed) == (0, 6, True, 4)
+    assert (n.min_count, n.max_count, n.autoscale, n.nodes_needed) == (0, 6, True, 3)
 
 
 def test_worker_larger_than_a_node_names_worker_concurrency() -> None:
@@ -136,7 +156,9 @@ def test_unknown_vm_size_lists_the_known_sizes() -> None:
 def test_summary_reads_like_the_plan(prod: StackConfig) -> None:
     text = prod.plan.summary()
     assert "parallelism 1000: 28 workers x 36 = 1008 task slots (8 spare)" in text
-    assert "worker nodes: 0-4 (autoscaler) x Standard_E4s_v3" in text
+    assert "worker nodes: 0-3 (autoscaler) x Standard_E4s_v3" in text
+    assert "task start: 360 tasks starting at once on a full node take about 68 s of its CPU; " \
+        "dagbag_import_timeout 140 s" in text
     assert f"max_connections {prod.plan.database.max_connections}" in text
 
 
@@ -212,26 +234,26 @@ def test_pgbouncer_joins_the_control_plane() -> None:
 def test_the_plan_says_what_runs_between_runs_and_at_the_peak(prod: StackConfig) -> None:
     system, workers = prod.plan.footprint
     assert (system.pool, system.idle_nodes, system.peak_nodes, system.vcpus) == ("systemPool", 2, 2, 8)
-    assert (workers.pool, workers.idle_nodes, workers.peak_nodes, workers.vcpus) == ("workerPool", 0, 4, 4)
+    assert (workers.pool, workers.idle_nodes, workers.peak_nodes, workers.vcpus) == ("workerPool", 0, 3, 4)
     assert prod.plan.footprint_lines() == [
         "idle: 2 x Standard_D8s_v5 + 0 x Standard_E4s_v3 = 16 vCPU, 64 GiB, "
         "0.77 USD per hour (eastus list prices)",
-        "peak: 2 x Standard_D8s_v5 + 4 x Standard_E4s_v3 = 32 vCPU, 192 GiB, "
-        "1.78 USD per hour (eastus list prices)",
-    ], "2 x 0.384 idle; 2 x 0.384 + 4 x 0.252 at the peak"
+        "peak: 2 x Standard_D8s_v5 + 3 x Standard_E4s_v3 = 28 vCPU, 160 GiB, "
+        "1.52 USD per hour (eastus list prices)",
+    ], "2 x 0.384 idle; 2 x 0.384 + 3 x 0.252 at the peak"
     fixed = config_for("prod", workerScaling="fixed").plan.footprint[1]
-    assert fixed.idle_nodes == fixed.peak_nodes == 4, "a fixed pool never idles"
+    assert fixed.idle_nodes == fixed.peak_nodes == 3, "a fixed pool never idles"
 
 
 def test_prices_per_node_hour_give_an_hourly_estimate() -> None:
     plan = config_for("prod", systemPool={"vmSize": "Standard_D8s_v5", "count": 2, "pricePerHour": 0.4},
                       workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": "0.3"}).plan
     assert plan.footprint_lines()[0].endswith("16 vCPU, 64 GiB, 0.80 USD per hour")
-    assert plan.footprint_lines()[1].endswith("32 vCPU, 192 GiB, 2.00 USD per hour"), "2 x 0.40 + 4 x 0.30"
+    assert plan.footprint_lines()[1].endswith("28 vCPU, 160 GiB, 1.70 USD per hour"), "2 x 0.40 + 3 x 0.30"
     mixed = config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": 0.3}).plan
     assert mixed.footprint_lines()[1] == (
-        "peak: 2 x Standard_D8s_v5 + 4 x Standard_E4s_v3 = 32 vCPU, 192 GiB, "
-        "1.97 USD per hour (eastus list price where pricePerHour is unset)"), "2 x 0.384 + 4 x 0.30"
+        "peak: 2 x Standard_D8s_v5 + 3 x Standard_E4s_v3 = 28 vCPU, 160 GiB, "
+        "1.67 USD per hour (eastus list price where pricePerHour is unset)"), "2 x 0.384 + 3 x 0.30"
     with pytest.raises(ConfigError, match=r"workerPool\.pricePerHour"):
         config_for("prod", workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": "cheap"})
 

@@ -19,7 +19,7 @@ def shortest() -> float:
 
 CASES = {
     "seed: 6 x Standard_E4s_v3, always on": lambda: (60, capacity.seed_day()),
-    "prod: 2 x Standard_D8s_v5 + 0-4 x Standard_E4s_v3": lambda: (
+    "prod: 2 x Standard_D8s_v5 + 0-3 x Standard_E4s_v3": lambda: (
         shortest(), capacity.reference_day(config_for("prod").plan, shortest())),
     "prod, workers never scale down": lambda: (60, capacity.reference_day(config_for("prod").plan, 60)),
     "prod with a 2 x Standard_D4s_v5 system pool (the plan's `1 needed` fits it)": lambda: (
@@ -46,7 +46,7 @@ def test_the_seed_day_costs_six_e4s_v3_for_24_hours() -> None:
 def test_a_pools_price_override_reaches_the_day() -> None:
     plan = config_for("prod", systemPool={"vmSize": "Standard_D8s_v5", "count": 2, "pricePerHour": 1},
                       workerPool={"vmSize": "Standard_E4s_v3", "pricePerHour": 1}).plan
-    assert capacity.reference_day(plan, 60).usd == 6 * 24, "6 nodes at 1 per hour all day"
+    assert capacity.reference_day(plan, 60).usd == 5 * 24, "5 nodes at 1 per hour all day"
 
 
 def test_the_prod_system_pool_needs_one_d4s_v5() -> None:

@@ -271,7 +271,7 @@ def test_a_first_deployment_creates_nodes_before_workers() -> None:
     run = ok(run_program("prod", preview=True))
     name, pool = pool_of(run)
     assert name in run.options_of(WORKERS).waits_for() and WORKERS not in pool.waits_for()
-    assert plain(run.one(POOL).inputs)["maxCount"] == 4, f"{name}: known in a first preview"
+    assert plain(run.one(POOL).inputs)["maxCount"] == 3, f"{name}: known in a first preview"
 
 
 def test_lowering_an_autoscaled_pool_ceiling_also_waits_for_the_workers() -> None:

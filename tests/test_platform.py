@@ -81,16 +81,17 @@ def test_worker_pool_is_sized_from_the_plan(runs: dict[str, ProgramRun], stack: 
     assert pool.inputs["orchestratorVersion"] == config_for(stack).settings.kubernetes_version
 
 
-def test_prod_worker_pool_autoscales_from_zero_to_four_e4s_v3() -> None:
+def test_prod_worker_pool_autoscales_from_zero_to_three_e4s_v3() -> None:
     pool = run_program("prod").one(POOL)
-    assert (pool.inputs["vmSize"], pool.inputs["minCount"], pool.inputs["maxCount"]) == ("Standard_E4s_v3", 0, 4)
+    assert (pool.inputs["vmSize"], pool.inputs["minCount"], pool.inputs["maxCount"]) == ("Standard_E4s_v3", 0, 3), \
+        "the worker AgentPool: 28 workers at 10 per E4s_v3"
 
 
 def test_a_fixed_worker_set_has_a_fixed_pool() -> None:
     config = stack_file_config("prod")
     config["airflow-aks:workerScaling"] = "fixed"
     pool = run_program("prod", config).one(POOL)
-    assert (pool.inputs["count"], pool.inputs["enableAutoScaling"]) == (4, False)
+    assert (pool.inputs["count"], pool.inputs["enableAutoScaling"]) == (3, False)
     assert "minCount" not in pool.inputs and "maxCount" not in pool.inputs
 
 

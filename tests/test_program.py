@@ -22,7 +22,7 @@ def test_prod_plan_output_is_the_reference_workload() -> None:
     plan = run_program("prod").outputs["capacityPlan"]
     assert plan["parallelism"] == 1000
     assert (plan["worker"]["replicas"], plan["worker"]["concurrency"]) == (28, 36)
-    assert plan["worker_nodes"]["nodes_needed"] == 4
+    assert plan["worker_nodes"]["nodes_needed"] == 3
 
 
 def test_bad_config_stops_the_program_before_any_resource() -> None:
