@@ -13,7 +13,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 
 from components import k8s, names
-from components.airflow_cfg import AUTH_PASSWORDS_FILE, workload_env
+from components.airflow_cfg import AUTH_PASSWORDS_FILE, worker_cfg_env, workload_env
 from components.capacity import CapacityPlan, worker_stop_seconds
 from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.keda import keda_objects
@@ -268,7 +268,8 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                     # SIGTERM reaches only the Celery main process, which then
                     # stops taking tasks and waits for the running ones (warm
                     # shutdown) instead of the whole process group being killed.
-                    env=[{"name": "DUMB_INIT_SETSID", "value": "0"}],
+                    env=[{"name": "DUMB_INIT_SETSID", "value": "0"},
+                         *({"name": k, "value": v} for k, v in worker_cfg_env(settings, plan).items())],
                     ports=[{"name": "worker-logs", "container_port": names.WORKER_LOG_PORT}],
                     liveness_probe=worker_ping,
                 )],

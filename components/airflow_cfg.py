@@ -137,6 +137,24 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
     return options
 
 
+DAGBAG_IMPORT_TIMEOUT_ENV = "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"
+
+
+def worker_cfg_env(settings: Settings, plan: CapacityPlan) -> dict[str, str]:
+    """Options only the workers need, as Airflow's environment variables.
+
+    Every task process parses its DAG file within [core] dagbag_import_timeout
+    or is rescheduled, and a full worker node starting all its tasks at once
+    needs longer than Airflow's 30 s (the plan's "task start"). The value
+    follows the worker's packing, so it lives on the worker pods: a change of
+    slot size rolls the workers only, not airflow.cfg and every pod with it.
+    A value the stack sets in airflowConfig applies everywhere instead.
+    """
+    if "dagbag_import_timeout" in settings.airflow_config.get("core", {}):
+        return {}
+    return {DAGBAG_IMPORT_TIMEOUT_ENV: f"{plan.dagbag_import_timeout_seconds}.0"}
+
+
 def render_airflow_cfg(settings: Settings, plan: CapacityPlan) -> str:
     """The airflow.cfg text the ConfigMap holds."""
     lines = [

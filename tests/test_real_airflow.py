@@ -330,6 +330,29 @@ def test_the_worker_preloads_before_its_pool_forks(services: Services) -> None:
         assert log.index(mark) < received.start(), "before the worker took its first task"
 
 
+def test_the_workers_tasks_parse_their_dag_with_the_plans_import_timeout(services: Services) -> None:
+    # 48 slots on a D2s_v5 node: 48 task starts at once take about 20 s of its
+    # 1.55 cores, so the plan gives the workers' tasks 50 s instead of Airflow's
+    # 30 (the plan's "task start"); the other components keep Airflow's.
+    config = stack_config("dev", parallelism=48, workerConcurrency=48, fanoutTasks=4, fanoutSleepSeconds=20,
+                          workerPool={"vmSize": "Standard_D2s_v5"},
+                          systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+    with deployment(services, config) as d:
+        assert d.workloads["worker"].env.get("AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT") == "50.0"
+        assert "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT" not in d.workloads["scheduler"].env
+        run_id = d.trigger()
+        wait_for("the tasks to run", lambda: d.states(run_id).get("running", 0) == 4, timeout=180)
+        # (The task processes inherit the worker's environment; /proc cannot
+        # show it, since setproctitle reuses the environment's memory.)
+        for component, expected in (("worker", "50.0"), ("scheduler", "30.0")):
+            value = subprocess.run(["airflow", "config", "get-value", "core", "dagbag_import_timeout"],
+                                   env=d.process_env(d.workloads[component]), cwd=d.home, capture_output=True,
+                                   text=True, timeout=120, check=True).stdout
+            assert value.strip() == expected, f"{component}: Airflow reads {value!r}"
+        obs = d.observe(run_id, tasks=4, timeout=180)
+        assert obs.states == {"success": 4}, obs.states
+
+
 def test_celery_declares_no_transient_non_exclusive_queue(services: Services) -> None:
     """RabbitMQ 4.3 denies transient non-exclusive queues by default (its
     transient_nonexcl_queues deprecated feature). Every queue the deployment

@@ -264,6 +264,30 @@ def test_workers_land_on_the_worker_pool_and_shut_down_warm(runs: dict[str, Prog
     assert service["spec"]["ports"][0]["port"] == names.WORKER_LOG_PORT
 
 
+def test_only_workers_get_the_task_start_import_timeout(runs: dict[str, ProgramRun]) -> None:
+    # A full E4s_v3 node starts 360 tasks at once, each parsing the DAG (the
+    # plan's "task start"), so the workers' tasks get 140 s instead of Airflow's
+    # 30; the other pods, and airflow.cfg, keep Airflow's.
+    run = runs["prod"]
+    [worker] = run.manifest("StatefulSet", names.WORKER)["spec"]["template"]["spec"]["containers"]
+    assert {"name": "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT", "value": "140.0"} in worker["env"], "worker"
+    assert not cfg_of(run).has_option("core", "dagbag_import_timeout")
+    for m in airflow_workloads(run):
+        if m["kind"] != "StatefulSet" or m["metadata"]["name"] != names.WORKER:
+            for c in m["spec"]["template"]["spec"]["containers"]:
+                assert all(e["name"] != "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT" for e in c.get("env", [])), label(m)
+
+
+def test_a_stack_import_timeout_applies_everywhere_instead() -> None:
+    config = stack_file_config("prod")
+    config["airflow-aks:airflowConfig"] = {"core": {"dagbag_import_timeout": 600}}
+    run = run_program("prod", config)
+    [worker] = run.manifest("StatefulSet", names.WORKER)["spec"]["template"]["spec"]["containers"]
+    assert all(e["name"] != "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT" for e in worker["env"]), \
+        "an env var would shadow the stack's value on the workers"
+    assert cfg_of(run).get("core", "dagbag_import_timeout") == "600"
+
+
 @pytest.mark.parametrize(("kind", "component"), [("Deployment", "api-server"), ("Deployment", "scheduler"),
                                                    ("Deployment", "dag-processor"), ("StatefulSet", "triggerer")])
 def test_control_plane_pods_have_probes_limits_and_run_as_airflow(runs: dict[str, ProgramRun], kind: str,
