@@ -260,6 +260,38 @@ def print_table(result: dict[str, Any]) -> None:
     print(f"fresh / warm time until all run: {result['fresh_over_warm']}")
 
 
+README_COLUMNS = ("run", "tasks x s (DAG)", "fresh: all running", "fresh CPU-s per task: machine / worker (+ parse)",
+                  "warm: all running", "warm CPU-s per task: machine / worker", "fresh / warm",
+                  "MiB per busy slot: all running / steady", "pool child / task MiB (steady where measured)",
+                  "idle pool child MiB (private dirty)")
+
+
+def readme_row(label: str, stored: dict[str, Any]) -> list[str]:
+    """One stored run as a row of README's bench/worker table."""
+    def cell(value: Any, unit: str = "") -> str:
+        return "n/a" if value is None else f"{value}{unit}"
+
+    fresh, warm = stored["runs"]["fresh"], stored["runs"].get("warm")
+    steady = fresh.get("memory_steady") or fresh["memory_all_running"] or {}
+    child = stored["idle"]["pool child"]
+    fresh_cpu = f"{fresh['cpu_s_per_task_start']} / {fresh['worker_cpu_s_per_task_start']}"
+    if fresh.get("worker_cpu_s_per_task_start_incl_parse") is not None:
+        fresh_cpu += f" ({fresh['worker_cpu_s_per_task_start_incl_parse']})"
+    return [
+        label,
+        f"{stored['tasks']} x {stored['sleep_s']} ({stored.get('dag_width', stored['tasks'])})",
+        cell(fresh["all_running_after_s"], " s"),
+        fresh_cpu,
+        cell(warm and warm["all_running_after_s"], " s"),
+        f"{warm['cpu_s_per_task_start']} / {warm['worker_cpu_s_per_task_start']}" if warm else "n/a",
+        cell(stored.get("fresh_over_warm")),
+        f"{fresh['pss_per_busy_slot_mib']} / {cell(fresh.get('pss_per_busy_slot_steady_mib'))}",
+        f"{cell(steady.get('pool child', {}).get('pss_per_process_mib'))} / "
+        f"{cell(steady.get('task', {}).get('pss_per_process_mib'))}",
+        f"{child['pss_per_process_mib']} ({child['private_dirty_per_process_mib']})",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=128)

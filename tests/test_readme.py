@@ -35,10 +35,12 @@ def expected_cell(value: object) -> str:
     return f"`{value}`"
 
 
-def test_readme_opens_with_install_and_test_commands() -> None:
+def test_readme_opens_with_install_render_and_test_commands() -> None:
     first_block = README.split("```sh", 1)[1].split("```", 1)[0]
     commands = [line.split("#")[0].strip() for line in first_block.strip().splitlines()]
-    assert commands == ["scripts/install", "scripts/test"]
+    # Install; the offline render of a stack (no Azure); the tests.
+    assert commands == ["scripts/install", "venv/bin/python -m components.render --stack prod --out build/prod",
+                        "scripts/test"]
     ci = (Path(__file__).resolve().parent.parent / ".ci" / "run").read_text()
     assert "scripts/install\nscripts/test\n" in ci
 
