@@ -55,3 +55,13 @@ ADMIN_USER = "admin"
 
 def service_host(service: str, namespace: str) -> str:
     return f"{service}.{namespace}.svc.cluster.local"
+
+# Task logs in Blob Storage: one container; the pods that write or read task
+# logs run as this ServiceAccount, which workload identity maps to an Azure
+# identity allowed on that container only.
+TASK_LOG_CONTAINER = "airflow-logs"
+TASK_LOG_SERVICE_ACCOUNT = "airflow-task-logs"
+# Airflow's StatsD metrics, turned into Prometheus metrics.
+STATSD = "airflow-statsd"
+STATSD_PORT = 9125
+STATSD_METRICS_PORT = 9102

@@ -117,6 +117,13 @@ class Settings:
     system_pool: NodePoolSettings
     worker_pool: NodePoolSettings
     airflow_config: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    # Task logs in Azure Blob Storage (on AKS through workload identity; on a
+    # local cluster only to a storage emulator the user names).
+    remote_task_logs: bool = False
+    task_log_retention_days: int = 30
+    task_log_emulator_endpoint: str | None = None
+    # Airflow's StatsD metrics to a statsd-exporter that Prometheus scrapes.
+    metrics: bool = True
 
 
 
@@ -157,6 +164,10 @@ DEFAULTS: dict[str, Any] = {
     "systemPool": {"vmSize": "Standard_D4s_v5", "count": 2, "maxPods": 110},
     "workerPool": {"vmSize": "Standard_E4s_v3", "maxPods": 110},
     "airflowConfig": {},
+    "remoteTaskLogs": None,
+    "taskLogRetentionDays": 30,
+    "taskLogEmulatorEndpoint": None,
+    "metrics": True,
 }
 KEY_NAMES = tuple(DEFAULTS)
 
@@ -465,6 +476,36 @@ def _airflow_config(raw: Any, problems: Problems) -> dict[str, dict[str, str]] |
     return None if len(problems) > before else out
 
 
+def _task_logs(values: Mapping[str, Any], target: str | None,
+               problems: Problems) -> tuple[bool | None, int | None, str | None]:
+    """remoteTaskLogs (default: on for AKS, off locally), taskLogRetentionDays,
+    taskLogEmulatorEndpoint (local clusters only: a blob endpoint of the
+    Azure Storage emulator, e.g. http://azurite.azurite:10000/devstoreaccount1)."""
+    emulator_raw = values.get("taskLogEmulatorEndpoint")
+    emulator = None
+    if emulator_raw is not None:
+        emulator = _str(emulator_raw, "taskLogEmulatorEndpoint", problems, _check_emulator_endpoint)
+        if target == "aks":
+            problems.append(("taskLogEmulatorEndpoint", "only applies to `target: local`; on AKS task logs go "
+                             "to the storage account the program creates"))
+    remote_raw = values.get("remoteTaskLogs")
+    remote = (_bool(remote_raw, "remoteTaskLogs", problems) if remote_raw is not None
+              else target == "aks" or emulator is not None)
+    if remote and target == "local" and emulator_raw is None:
+        problems.append(("remoteTaskLogs", "on a local cluster task logs can only go to a storage emulator: "
+                         "set taskLogEmulatorEndpoint too, or leave remoteTaskLogs off"))
+    retention = _int(values.get("taskLogRetentionDays", DEFAULTS["taskLogRetentionDays"]),
+                     "taskLogRetentionDays", 1, 36_500, problems)
+    return remote, retention, emulator
+
+
+def _check_emulator_endpoint(value: str) -> str | None:
+    if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/[a-z0-9]{3,24}/?", value):
+        return ("must be the emulator's blob endpoint with its account, "
+                "e.g. http://azurite.azurite:10000/devstoreaccount1")
+    return None
+
+
 def parse_settings(values: Mapping[str, Any], *, stack: str,
                    location: str | None = None) -> Settings:
     """Validate the project's stack config (keys without the project prefix).
@@ -530,6 +571,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     worker_pool = _pool(values.get("workerPool"), "workerPool", DEFAULTS["workerPool"], problems,
                         allow_autoscale=True)
     overrides = _airflow_config(get("airflowConfig"), problems)
+    remote_logs, retention, emulator = _task_logs(values, target, problems)
+    metrics = _bool(get("metrics"), "metrics", problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -568,6 +611,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert mq_storage is not None and pg_image is not None and mq_image is not None
     assert pgbouncer is not None and pgbouncer_image is not None
     assert worker_scaling is not None and min_replicas is not None
+    assert remote_logs is not None and retention is not None and metrics is not None
     return Settings(
         stack=stack,
         target=target,
@@ -606,4 +650,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         system_pool=system_pool,
         worker_pool=worker_pool,
         airflow_config=overrides,
+        remote_task_logs=remote_logs,
+        task_log_retention_days=retention,
+        task_log_emulator_endpoint=emulator,
+        metrics=metrics,
     )
