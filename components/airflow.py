@@ -20,6 +20,7 @@ from components.keda import keda_objects
 from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
 from components.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
 from components.settings import Settings
+from components.task_logs import TaskLogStore, log_identity, task_log_env, task_logs_on
 
 # How long `pulumi up` gives the worker StatefulSet to reach its replica
 # count beyond the warm shutdown of the workers it removes.
@@ -74,7 +75,7 @@ def _jobs_check(job_type: str) -> dict[str, Any]:
 
 
 def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
-                    image: pulumi.Input[str]) -> list[KubeObject]:
+                    image: pulumi.Input[str], task_log_store: TaskLogStore | None = None) -> list[KubeObject]:
     """Every Airflow object, all reading the same airflow.cfg and the same Secret.
 
     Stages order them: "migration" waits for the databases, "component" and
@@ -89,6 +90,8 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         return [{"name": env, "value_from": {"secret_key_ref": {"name": names.ENV_SECRET, "key": key}}}
                 for env, key in keys.items()]
     hardened = {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}}
+    logs_on = task_logs_on(settings, task_log_store)
+    identity = logs_on and settings.target == "aks"
 
     def container(component: str, args: list[str], res: dict[str, Any], direct_db: bool = False,
                   **extra: Any) -> dict[str, Any]:
@@ -102,7 +105,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             "name": component,
             "image": image,
             "args": args,
-            "env": [*secret_env(direct_db), *extra.pop("env", [])],
+            "env": [*secret_env(direct_db), *(task_log_env() if logs_on else []), *extra.pop("env", [])],
             "env_from": [{"config_map_ref": {"name": names.ENV_CONFIG_MAP}}],
             "resources": res,
             "volume_mounts": mounts,
@@ -117,10 +120,12 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             {"name": "logs", "empty_dir": {}},
             *extra.pop("volumes", []),
         ]
+        id_labels, id_spec = log_identity(component) if identity else ({}, {})
         return {
-            "metadata": {"labels": _labels(component),
+            "metadata": {"labels": {**_labels(component), **id_labels},
                          "annotations": {CHECKSUM_ANNOTATION: config_checksum, **(annotations or {})}},
             "spec": {
+                **id_spec,
                 # The official image's airflow user; its files belong to group root.
                 "security_context": {"run_as_user": names.AIRFLOW_UID, "run_as_group": 0, "fs_group": 0,
                                      "run_as_non_root": True},
@@ -329,10 +334,11 @@ class Airflow(pulumi.ComponentResource):
         backends: Sequence[pulumi.Resource] = (),
         image_dependencies: Sequence[pulumi.Resource] = (),
         worker_gate: pulumi.Input[Any] | None = None,
+        task_log_store: TaskLogStore | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:airflow:Airflow", name, None, opts)
-        objects = airflow_objects(settings, plan, airflow_cfg, image)
+        objects = airflow_objects(settings, plan, airflow_cfg, image, task_log_store)
         first = pulumi.ResourceOptions(parent=self, depends_on=list(after))
         self.config_maps = [k8s.declare(o, name, first) for o in objects if o.kind == "ConfigMap"]
         [job_obj] = [o for o in objects if o.stage == "migration"]

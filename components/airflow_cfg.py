@@ -17,6 +17,7 @@ from components.capacity import (
     SQLALCHEMY_POOL_SIZE,
     CapacityPlan,
 )
+from components.metrics import metrics_options
 from components.names import (
     ADMIN_USER,
     AIRFLOW_HOME,
@@ -30,6 +31,7 @@ from components.names import (
     service_host,
 )
 from components.settings import Settings
+from components.task_logs import remote_logging_options
 
 # Where the api-server pod finds the SimpleAuthManager passwords: a writable
 # copy of the Secret, since the auth manager opens the file for writing.
@@ -132,6 +134,8 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             "task_acks_late": "True",
         },
     }
+    for section, values in {**remote_logging_options(settings), **metrics_options(settings)}.items():
+        options.setdefault(section, {}).update(values)
     for section in sorted(settings.airflow_config):
         options.setdefault(section, {}).update(settings.airflow_config[section])
     return options

@@ -131,6 +131,9 @@ CONTROL_PLANE_REQUESTS: dict[str, PodResources] = {
     "flower": PodResources(100, 256),
     # Single-threaded; a few KiB per client connection.
     "pgbouncer": PodResources(250, 128),
+    # statsd-exporter (Go): an allowance, not measured here (no build of it
+    # installs from the registries this project's tests use).
+    "statsd": PodResources(50, 128),
 }
 # PostgreSQL: a base plus a few MiB per allowed connection (each backend
 # process has its own memory), and a quarter of that as shared_buffers.
@@ -385,6 +388,8 @@ def _control_plane(settings: Settings, database: DatabasePlan, problems: list[tu
         del pods["flower"]
     if not settings.pgbouncer:
         del pods["pgbouncer"]
+    if not settings.metrics:
+        del pods["statsd"]
     pg_memory = POSTGRES_BASE_MEMORY_MIB + POSTGRES_MEMORY_PER_CONNECTION_MIB * database.max_connections
     postgres = PodResources(POSTGRES_BASE_CPU_MILLICORES + database.max_connections // 4, pg_memory)
     replicas = {"api-server": settings.api_server_replicas}

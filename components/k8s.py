@@ -96,7 +96,7 @@ def service(suffix: str, name: str, namespace: str, labels: dict[str, str], port
 
 API_VERSIONS = {
     "Namespace": "v1", "Secret": "v1", "ConfigMap": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
-    "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
+    "ServiceAccount": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
     "ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1",
 }
 # Custom resources: declared as CustomResource, their fields already in the
@@ -108,6 +108,7 @@ _RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
     "ConfigMap": kubernetes.core.v1.ConfigMap,
     "Service": kubernetes.core.v1.Service,
     "PersistentVolumeClaim": kubernetes.core.v1.PersistentVolumeClaim,
+    "ServiceAccount": kubernetes.core.v1.ServiceAccount,
     "Deployment": kubernetes.apps.v1.Deployment,
     "StatefulSet": kubernetes.apps.v1.StatefulSet,
     "Job": kubernetes.batch.v1.Job,

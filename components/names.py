@@ -61,6 +61,7 @@ def service_host(service: str, namespace: str) -> str:
 # identity allowed on that container only.
 TASK_LOG_CONTAINER = "airflow-logs"
 TASK_LOG_SERVICE_ACCOUNT = "airflow-task-logs"
+TASK_LOG_SECRET = "airflow-task-logs"
 # Airflow's StatsD metrics, turned into Prometheus metrics.
 STATSD = "airflow-statsd"
 STATSD_PORT = 9125

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 
 from components import names
+from components.k8s import KubeObject
 from components.settings import Settings
 
 # The Azure provider's WasbHook reads connection `wasb_default` unless
@@ -60,12 +62,19 @@ def remote_logging_options(settings: Settings) -> dict[str, dict[str, str]]:
     }
 
 
-def identity_connection(store: TaskLogStore) -> pulumi.Output[str]:
+def identity_connection(store: TaskLogStore) -> pulumi.Input[str]:
     """The wasb_default connection on AKS: no key, the pod's workload identity
-    (DefaultAzureCredential reads the token file the webhook mounts)."""
-    return pulumi.Output.all(store.account_url, store.client_id, store.tenant_id).apply(
-        lambda v: json.dumps({"conn_type": "wasb", "host": v[0],
-                              "extra": {"managed_identity_client_id": v[1], "workload_identity_tenant_id": v[2]}}))
+    (the provider's DefaultAzureCredential reads the token file the webhook
+    mounts, for this client ID)."""
+    def text(url: str, client_id: str, tenant_id: str) -> str:
+        return json.dumps({"conn_type": "wasb", "host": url,
+                           "extra": {"managed_identity_client_id": client_id,
+                                     "workload_identity_tenant_id": tenant_id}})
+
+    values = (store.account_url, store.client_id, store.tenant_id)
+    if all(isinstance(v, str) for v in values):  # the offline render's placeholders
+        return text(*values)  # type: ignore[arg-type]
+    return pulumi.Output.all(*values).apply(lambda v: text(*v))
 
 
 def emulator_connection(endpoint: str) -> str:
@@ -73,3 +82,54 @@ def emulator_connection(endpoint: str) -> str:
     conn = (f"DefaultEndpointsProtocol=http;AccountName={EMULATOR_ACCOUNT};AccountKey={EMULATOR_KEY};"
             f"BlobEndpoint={endpoint.rstrip('/')};")
     return json.dumps({"conn_type": "wasb", "extra": {"connection_string": conn}})
+
+
+def task_log_objects(settings: Settings, store: TaskLogStore | None) -> list[KubeObject]:
+    """The Secret holding the wasb_default connection and, on AKS, the
+    ServiceAccount federated with the log identity."""
+    if not settings.remote_task_logs:
+        return []
+    labels = {"app.kubernetes.io/name": "airflow", "app.kubernetes.io/component": "task-logs"}
+    objects = []
+    if settings.target == "aks":
+        if store is None:
+            return []
+        objects.append(KubeObject("ServiceAccount", "task-logs-account", {
+            "metadata": {"name": names.TASK_LOG_SERVICE_ACCOUNT, "namespace": settings.namespace, "labels": labels,
+                         "annotations": {"azure.workload.identity/client-id": store.client_id}},
+            # The pods mount only the token workload identity projects for Azure.
+            "automount_service_account_token": False,
+        }))
+        connection = identity_connection(store)
+    else:
+        assert settings.task_log_emulator_endpoint is not None
+        connection = emulator_connection(settings.task_log_emulator_endpoint)
+    objects.append(KubeObject("Secret", "task-logs-secret", {
+        "metadata": {"name": names.TASK_LOG_SECRET, "namespace": settings.namespace, "labels": labels},
+        "type": "Opaque",
+        # A Pulumi secret like every Secret's data: on a local cluster it holds
+        # the emulator's (public) key.
+        "string_data": {"connection": pulumi.Output.secret(connection)},
+    }))
+    return objects
+
+
+def task_logs_on(settings: Settings, store: TaskLogStore | None) -> bool:
+    """Remote task logs, with what they need: on AKS, the Azure side."""
+    return settings.remote_task_logs and (settings.target != "aks" or store is not None)
+
+
+def log_identity(component: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """Pod labels and spec fields that give a component the log identity
+    (the workload identity webhook acts on the label)."""
+    if component not in LOG_COMPONENTS:
+        return {}, {}
+    return ({"azure.workload.identity/use": "true"},
+            {"service_account_name": names.TASK_LOG_SERVICE_ACCOUNT})
+
+
+def task_log_env() -> list[dict[str, Any]]:
+    """Every Airflow container reads the connection (the triggerer and the
+    workers write logs, the api-server reads them; the rest never use it)."""
+    return [{"name": CONNECTION_ENV,
+             "value_from": {"secret_key_ref": {"name": names.TASK_LOG_SECRET, "key": "connection"}}}]

@@ -12,11 +12,13 @@ from components import k8s, names
 from components.airflow import Airflow, airflow_objects
 from components.config import StackConfig
 from components.k8s import KubeObject
+from components.metrics import Metrics, metrics_objects
 from components.pgbouncer import PgBouncer, pgbouncer_objects
 from components.postgres import Postgres, postgres_objects
 from components.rabbitmq import RabbitMQ, rabbitmq_objects
 from components.secrets import AirflowSecrets, secret_objects
 from components.settings import Settings
+from components.task_logs import TaskLogStore, task_log_objects
 
 
 def namespace_object(settings: Settings) -> KubeObject:
@@ -26,16 +28,19 @@ def namespace_object(settings: Settings) -> KubeObject:
 
 
 def kube_objects(config: StackConfig, image: pulumi.Input[str],
-                 secret_values: Mapping[str, pulumi.Input[str]]) -> list[KubeObject]:
+                 secret_values: Mapping[str, pulumi.Input[str]],
+                 task_log_store: TaskLogStore | None = None) -> list[KubeObject]:
     """Every object Workloads declares, from the same builders, for the offline render."""
     s, plan = config.settings, config.plan
     return [
         namespace_object(s),
         *secret_objects(s, secret_values),
+        *task_log_objects(s, task_log_store),
         *postgres_objects(s, plan),
         *pgbouncer_objects(s, plan),
         *rabbitmq_objects(s, plan),
-        *airflow_objects(s, plan, config.airflow_cfg, image),
+        *metrics_objects(s, plan),
+        *airflow_objects(s, plan, config.airflow_cfg, image, task_log_store),
     ]
 
 
@@ -55,8 +60,11 @@ class Workloads(pulumi.ComponentResource):
         image: pulumi.Input[str],
         image_dependencies: Sequence[pulumi.Resource] = (),
         worker_gate: pulumi.Input[Any] | None = None,
+        task_log_store: TaskLogStore | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """task_log_store: on AKS with remote task logs, the storage account
+        and identity the Airflow pods write task logs with."""
         super().__init__("airflow-aks:workloads:Workloads", name, None,
                          pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[provider])))
         settings, plan = config.settings, config.plan
@@ -64,21 +72,25 @@ class Workloads(pulumi.ComponentResource):
 
         namespace = k8s.declare(namespace_object(settings), name, child)
         secrets = AirflowSecrets(f"{name}-secrets", settings=settings, after=[namespace], opts=child)
+        after_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        task_logs = [k8s.declare(o, name, after_namespace) for o in task_log_objects(settings, task_log_store)]
         # Objects refer to each other by fixed names; `after` makes the order explicit.
-        ready = [namespace, *secrets.secrets]
+        ready = [namespace, *secrets.secrets, *task_logs]
         postgres = Postgres(f"{name}-postgres", settings=settings, plan=plan, after=ready, opts=child)
         rabbitmq = RabbitMQ(f"{name}-rabbitmq", settings=settings, plan=plan, after=ready, opts=child)
         # Airflow reaches the database through PgBouncer when it is on; the
         # migration Job, which waits for every backend, goes direct.
         pgbouncer = PgBouncer(f"{name}-pgbouncer", settings=settings, plan=plan,
                               after=[*ready, postgres.stateful_set], opts=child)
+        Metrics(f"{name}-metrics", settings=settings, plan=plan, after=[namespace], opts=child)
         backends = [postgres.stateful_set, rabbitmq.stateful_set]
         if pgbouncer.deployment is not None:
             backends.append(pgbouncer.deployment)
         airflow = Airflow(
             f"{name}-airflow", settings=settings, plan=plan, airflow_cfg=config.airflow_cfg, image=image,
             after=ready, backends=backends,
-            image_dependencies=image_dependencies, worker_gate=worker_gate, opts=child,
+            image_dependencies=image_dependencies, worker_gate=worker_gate, task_log_store=task_log_store,
+            opts=child,
         )
 
         self.workers = airflow.workers

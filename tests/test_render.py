@@ -65,6 +65,9 @@ def without_deploy_time_values(objects: list[dict]) -> list[str]:
     for m in json.loads(json.dumps(objects)):
         if m["kind"] == "Secret":
             m["stringData"] = dict.fromkeys(m["stringData"], "<secret>")
+        annotations = m["metadata"].get("annotations", {})
+        if "azure.workload.identity/client-id" in annotations:  # the log identity, created by the deploy
+            annotations["azure.workload.identity/client-id"] = "<client id>"
         pod = m.get("spec", {}).get("template", {}).get("spec", {})
         for c in pod.get("containers", []) + pod.get("initContainers", []):
             c["image"] = "<image>"
