@@ -32,11 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from mirakuru import TCPExecutor
 
-from components import names, rabbitmq
+from components import names, rabbitmq, task_logs
 from components.config import stack_file_config
 from tests.harness import ProgramRun, plain, run_program
-from tests.real_airflow import ROOT, airflow_env
+from tests.real_airflow import ROOT, airflow_env, run_airflow_python
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
@@ -344,11 +345,38 @@ class LocalRabbitMQ:
         return self.ctl("environment")
 
 
+class LocalAzurite:
+    """Azurite's blob service (the Azure Storage emulator, from npm) on loopback,
+    where the deployments' task logs go: the emulator cannot do workload
+    identity, so they use its public development account instead."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.location = workdir / "azurite"
+        self.location.mkdir(parents=True, exist_ok=True)
+        self._process = TCPExecutor(
+            [str(ROOT / ".tools" / "node_modules" / ".bin" / "azurite-blob"), "--blobHost", "127.0.0.1",
+             "--blobPort", str(self.port), "--location", str(self.location), "--silent", "--skipApiVersionCheck",
+             "--debug", str(self.location / "debug.log")],
+            host="127.0.0.1", port=self.port, timeout=60)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}/{task_logs.EMULATOR_ACCOUNT}"
+
+    def start(self) -> None:
+        self._process.start()
+
+    def stop(self) -> None:
+        self._process.stop()
+
+
 @dataclass
 class Services:
     postgres: LocalPostgres
     rabbitmq: LocalRabbitMQ
     workdir: Path
+    azurite: LocalAzurite
 
 
 @contextlib.contextmanager
@@ -360,12 +388,15 @@ def local_services(stack: str = "dev", config: dict[str, Any] | None = None) -> 
     mq_layout = RabbitMQLayout.declared(run.manifest("StatefulSet", names.RABBITMQ), rabbitmq.HOME_DIR)
     workdir = Path(tempfile.mkdtemp(prefix="airflow-aks-services-"))
     workdir.chmod(0o755)  # the postgres user must reach its data directory
-    services = Services(LocalPostgres(workdir, pg["args"]), LocalRabbitMQ(workdir, mq_conf, mq_layout), workdir)
+    services = Services(LocalPostgres(workdir, pg["args"]), LocalRabbitMQ(workdir, mq_conf, mq_layout), workdir,
+                        LocalAzurite(workdir))
     try:
         services.postgres.start()
         services.rabbitmq.start()
+        services.azurite.start()
         yield services
     finally:
+        services.azurite.stop()
         services.rabbitmq.stop()
         services.postgres.stop()
         shutil.rmtree(workdir, ignore_errors=True)
@@ -423,6 +454,8 @@ class LocalDeployment:
         self.vhost = f"airflow_{self.id}"
         self.api_port = free_port()
         self.health_port = free_port()
+        # Where StatsD packets go (UDP): a test may listen there.
+        self.statsd_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.namespace = run.outputs["namespace"]
         self.pgbouncer = self._pgbouncer()
@@ -471,6 +504,9 @@ class LocalDeployment:
         text = re.sub(r"(?m)^port = \d+$", f"port = {self.api_port}", text)
         text = re.sub(r"(?m)^scheduler_health_check_server_port = \d+$",
                       f"scheduler_health_check_server_port = {self.health_port}", text)
+        text = text.replace(f"statsd_host = {names.service_host(names.STATSD, self.namespace)}",
+                            "statsd_host = 127.0.0.1")
+        text = re.sub(r"(?m)^statsd_port = \d+$", f"statsd_port = {self.statsd_port}", text)
         text = text.replace(names.DAGS_FOLDER, str(APP_DAGS))
         return text.replace(names.AIRFLOW_HOME, str(self.home))
 
@@ -491,6 +527,10 @@ class LocalDeployment:
             for item in container.get("env", []):
                 if "value" in item:
                     env[item["name"]] = self._rewrite(item["value"])
+                elif item["valueFrom"]["secretKeyRef"]["name"] == names.TASK_LOG_SECRET:
+                    # The emulator instead of the declared store (workload
+                    # identity on AKS): same container, same Airflow options.
+                    env[item["name"]] = task_logs.emulator_connection(self.services.azurite.endpoint)
                 else:
                     ref = item["valueFrom"]["secretKeyRef"]
                     assert ref["name"] == names.ENV_SECRET, f"{component}: unknown Secret {ref['name']}"
@@ -521,6 +561,8 @@ class LocalDeployment:
         mq.ctl("set_permissions", "-p", self.vhost, names.RABBITMQ_USER, ".*", ".*", ".*")
         if self.pgbouncer is not None:
             self.pgbouncer.start()
+        if self.remote_logs:
+            self._create_log_container()
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         # What the image copies to /opt/airflow/config (app/Dockerfile).
         shutil.copytree(APP_CONFIG, self.home / "config", dirs_exist_ok=True)
@@ -531,6 +573,36 @@ class LocalDeployment:
         auth_dir.mkdir(exist_ok=True)
         for key, value in auth.items():
             (auth_dir / key).write_text(value)
+
+    @property
+    def remote_logs(self) -> bool:
+        return any(task_logs.CONNECTION_ENV in w.env for w in self.workloads.values())
+
+    def _create_log_container(self) -> None:
+        """What the program's BlobContainer does on Azure, in the emulator."""
+        code = (f"from azure.storage.blob import BlobServiceClient\n"
+                f"c = BlobServiceClient.from_connection_string({self.log_connection_string()!r})\n"
+                f"try:\n    c.create_container({names.TASK_LOG_CONTAINER!r})\n"
+                f"except Exception as e:\n    assert 'ContainerAlreadyExists' in str(e), e\n")
+        done = run_airflow_python(code, home=self.home)
+        if done.returncode != 0:
+            raise RuntimeError(f"creating the log container in Azurite: {done.stderr[-2000:]}")
+
+    def log_connection_string(self) -> str:
+        return json.loads(task_logs.emulator_connection(self.services.azurite.endpoint))["extra"][
+            "connection_string"]
+
+    def log_blobs(self) -> dict[str, str]:
+        """Every task-log blob in the emulator's container, name -> text."""
+        code = (f"import json\nfrom azure.storage.blob import BlobServiceClient\n"
+                f"c = BlobServiceClient.from_connection_string({self.log_connection_string()!r})"
+                f".get_container_client({names.TASK_LOG_CONTAINER!r})\n"
+                f"print(json.dumps({{b.name: c.download_blob(b.name).readall().decode(errors='replace') "
+                f"for b in c.list_blobs()}}))\n")
+        done = run_airflow_python(code, home=self.home)
+        if done.returncode != 0:
+            raise RuntimeError(f"listing Azurite's blobs: {done.stderr[-2000:]}")
+        return json.loads(done.stdout.strip().splitlines()[-1])
 
     def migrate(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         job = self.workloads["migrate"]
