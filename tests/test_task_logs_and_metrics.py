@@ -20,6 +20,7 @@ import pytest
 from components import names
 from components.metrics import ALERT_METRICS
 from tests.local_airflow import LocalDeployment, Services, deployment, local_services, stack_config
+from tests.readme_tables import table_after
 from tests.test_real_airflow import api_token
 
 
@@ -102,3 +103,8 @@ def test_statsd_metrics_reach_the_configured_port(services: Services) -> None:
         assert obs.states == {"success": 4}, obs.states
         missing = sorted(set(ALERT_METRICS) - seen)
         assert not missing, f"README promises {missing}; seen: {json.dumps(sorted(seen))[:3000]}"
+
+
+def test_the_readme_lists_the_alert_metrics() -> None:
+    rows = table_after("### Metrics")
+    assert {k.strip("`"): v[0].strip("`") for k, v in rows.items()} == ALERT_METRICS
