@@ -68,6 +68,8 @@ class Workloads(pulumi.ComponentResource):
         super().__init__("airflow-aks:workloads:Workloads", name, None,
                          pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[provider])))
         settings, plan = config.settings, config.plan
+        if settings.remote_task_logs and settings.target == "aks" and task_log_store is None:
+            raise ValueError("remote task logs on AKS need the task-log store (TaskLogStorage)")
         child = pulumi.ResourceOptions(parent=self)
 
         namespace = k8s.declare(namespace_object(settings), name, child)
