@@ -112,6 +112,18 @@ def kubelet_object_id(identity_profile: Mapping[str, Any] | None, agent_pools: S
     return identity_profile["kubeletidentity"].object_id
 
 
+def issuer_url(profile: Any) -> str | None:
+    """The OIDC issuer URL of a cluster's oidcIssuerProfile, None while it has none."""
+    return getattr(profile, "issuer_url", None) or None
+
+
+def required_issuer_url(profile: Any) -> str:
+    url = issuer_url(profile)
+    if not url:
+        raise ValueError("AKS returned no OIDC issuer URL for the cluster (oidcIssuerProfile)")
+    return url
+
+
 def _decode_kubeconfig(kubeconfigs: list) -> str:
     if not kubeconfigs:
         raise ValueError("AKS returned no user kubeconfig for the cluster")
@@ -125,6 +137,9 @@ class Platform(pulumi.ComponentResource):
     registry_id: pulumi.Output[str]
     registry_login_server: pulumi.Output[str]
     cluster_name: pulumi.Output[str]
+    # The cluster's service account token issuer, which federated identity
+    # credentials name (workload identity); it ends with a slash, as AKS has it.
+    oidc_issuer_url: pulumi.Output[str]
     kubeconfig: pulumi.Output[str]
     provider: kubernetes.Provider
     worker_pool: containerservice.AgentPool
@@ -172,6 +187,7 @@ class Platform(pulumi.ComponentResource):
         self.registry_id = registry.id
         self.registry_login_server = registry.login_server
         self.cluster_name = cluster.name
+        self.oidc_issuer_url = self._oidc_issuer_url(cluster, live)
         self.kubeconfig = kubeconfig
         self.provider = provider
         self.worker_pool = worker_pool
@@ -182,6 +198,7 @@ class Platform(pulumi.ComponentResource):
             "resource_group_name": self.resource_group_name,
             "registry_login_server": self.registry_login_server,
             "cluster_name": self.cluster_name,
+            "oidc_issuer_url": self.oidc_issuer_url,
             "kubeconfig": self.kubeconfig,
         })
 
@@ -213,8 +230,31 @@ class Platform(pulumi.ComponentResource):
                 "network_plugin": containerservice.NetworkPlugin.AZURE,
                 "network_plugin_mode": containerservice.NetworkPluginMode.OVERLAY,
             },
+            # Workload identity: the cluster publishes its service account
+            # token issuer, and the webhook hands pods of a labelled
+            # ServiceAccount a token that Entra ID exchanges for the federated
+            # identity's (task logs in Blob Storage, with no storage key). Both
+            # update an existing cluster in place (`az aks update
+            # --enable-oidc-issuer --enable-workload-identity`; neither is in
+            # pulumi-azure-native's provider/pkg/gen/replacement.go for
+            # ManagedCluster). AKS cannot turn the issuer off again.
+            oidc_issuer_profile={"enabled": True},
+            security_profile={"workload_identity": {"enabled": True}},
             opts=opts,
         )
+
+    def _oidc_issuer_url(self, cluster: containerservice.ManagedCluster,
+                         live: pulumi.Output[Any]) -> pulumi.Output[str]:
+        # From the live read, like the kubelet identity: the cluster
+        # resource's outputs are unknown in the preview of any cluster update,
+        # and the issuer (a federated credential's input) would show as
+        # changing. A cluster that does not publish an issuer yet (the update
+        # that turns it on) takes it from the cluster resource: unknown in the
+        # preview, the new URL once AKS has enabled it.
+        def issuer(c: Any) -> pulumi.Input[str]:
+            return issuer_url(c.oidc_issuer_profile) or cluster.oidc_issuer_profile.apply(required_issuer_url)
+
+        return live.apply(issuer)
 
     def _live_cluster(self, group: resources.ResourceGroup,
                       cluster: containerservice.ManagedCluster) -> pulumi.Output[Any]:

@@ -76,6 +76,8 @@ SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 TENANT = "99999999-8888-7777-6666-555555555555"
 DEPLOYER_OBJECT_ID = "dddddddd-0000-0000-0000-000000000001"
 KUBELET_OBJECT_ID = "kkkkkkkk-0000-0000-0000-000000000002"
+# As AKS publishes it: regional host, tenant, a GUID, and a trailing slash.
+OIDC_ISSUER_URL = f"https://westeurope.oic.prod-aks.azure.com/{TENANT}/cccccccc-0000-0000-0000-000000000003/"
 ENTRA_TOKEN = "entra-access-token"
 FAKE_KUBECONFIG = """apiVersion: v1
 kind: Config
@@ -130,6 +132,8 @@ class Mocks(pulumi.runtime.Mocks):
             state["name"] = f"{args.name}0001"
             state["identityProfile"] = {"kubeletidentity": {
                 "objectId": KUBELET_OBJECT_ID, "clientId": "kubelet-client", "resourceId": "kubelet-rid"}}
+            if (args.inputs.get("oidcIssuerProfile") or {}).get("enabled"):
+                state["oidcIssuerProfile"] = {"enabled": True, "issuerURL": OIDC_ISSUER_URL}
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
                    f"Microsoft.ContainerService/managedClusters/{state['name']}")
             self.clusters[state["name"]] = dict(state)
@@ -173,7 +177,7 @@ class Mocks(pulumi.runtime.Mocks):
                 pools[0]["vmSize"] = self.live_system_vm_size
             pools += self.live_worker_pools
             return {"name": cluster["name"], "identityProfile": cluster["identityProfile"],
-                    "agentPoolProfiles": pools}
+                    "agentPoolProfiles": pools, "oidcIssuerProfile": cluster.get("oidcIssuerProfile")}
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             value = base64.b64encode(FAKE_KUBECONFIG.encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
