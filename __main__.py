@@ -7,6 +7,8 @@ from components.config import read_stack_config
 from components.image import AirflowImage
 from components.names import ADMIN_USER
 from components.platform import Platform
+from components.task_log_storage import TaskLogStorage
+from components.task_logs import TaskLogStore
 from components.workloads import Workloads, port_forward_command
 
 stack = pulumi.get_stack()
@@ -24,6 +26,19 @@ if settings.target == "aks":
     # Pods pull the image with the kubelet identity: the push and AcrPull come first.
     image_dependencies: list[pulumi.Resource] = [image, platform.acr_pull]
     worker_gate: pulumi.Output[bool] | None = platform.worker_gate
+    task_log_store: TaskLogStore | None = None
+    if settings.remote_task_logs:
+        task_logs = TaskLogStorage(
+            "airflow-task-logs",
+            settings=settings,
+            resource_group_name=platform.resource_group_name,
+            location=settings.location,
+            oidc_issuer_url=platform.oidc_issuer_url,
+        )
+        task_log_store = task_logs.store
+        # The Airflow pods write task logs with the identity: its role and federation first.
+        image_dependencies += task_logs.grants
+        pulumi.export("taskLogStorageAccount", task_logs.account_name)
     pulumi.export("resourceGroupName", platform.resource_group_name)
     pulumi.export("registryLoginServer", platform.registry_login_server)
     pulumi.export("clusterName", platform.cluster_name)
@@ -38,7 +53,8 @@ else:
     # `target: local`: the current kubeconfig context, the image in the local Docker daemon.
     image = AirflowImage("airflow-image", airflow_version=settings.airflow_version)
     provider = k8s.provider("local-k8s", context=settings.kube_context)
-    image_dependencies, worker_gate = [image], None
+    # A local cluster writes task logs only to an emulator, with no Azure store.
+    image_dependencies, worker_gate, task_log_store = [image], None, None
 
 workloads = Workloads(
     "workloads",
@@ -47,6 +63,7 @@ workloads = Workloads(
     image=image.ref,
     image_dependencies=image_dependencies,
     worker_gate=worker_gate,
+    task_log_store=task_log_store,
 )
 if settings.target == "aks":
     # A pool that shrinks waits for the workers it would otherwise interrupt.

@@ -78,6 +78,8 @@ DEPLOYER_OBJECT_ID = "dddddddd-0000-0000-0000-000000000001"
 KUBELET_OBJECT_ID = "kkkkkkkk-0000-0000-0000-000000000002"
 # As AKS publishes it: regional host, tenant, a GUID, and a trailing slash.
 OIDC_ISSUER_URL = f"https://westeurope.oic.prod-aks.azure.com/{TENANT}/cccccccc-0000-0000-0000-000000000003/"
+TASK_LOG_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000004"
+TASK_LOG_CLIENT_ID = "cccccccc-1111-0000-0000-000000000005"
 ENTRA_TOKEN = "entra-access-token"
 FAKE_KUBECONFIG = """apiVersion: v1
 kind: Config
@@ -137,6 +139,21 @@ class Mocks(pulumi.runtime.Mocks):
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
                    f"Microsoft.ContainerService/managedClusters/{state['name']}")
             self.clusters[state["name"]] = dict(state)
+        elif args.typ == "azure-native:storage:StorageAccount":
+            state["name"] = f"{args.name}0001"
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.Storage/storageAccounts/{state['name']}")
+            # Azure reports each endpoint with a trailing slash.
+            state["primaryEndpoints"] = {"blob": f"https://{state['name']}.blob.core.windows.net/",
+                                         "dfs": f"https://{state['name']}.dfs.core.windows.net/"}
+        elif args.typ == "azure-native:storage:BlobContainer":
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/Microsoft.Storage/storageAccounts/"
+                   f"{args.inputs['accountName']}/blobServices/default/containers/{args.inputs['containerName']}")
+        elif args.typ == "azure-native:managedidentity:UserAssignedIdentity":
+            state["name"] = f"{args.name}0001"
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.ManagedIdentity/userAssignedIdentities/{state['name']}")
+            state.update(principalId=TASK_LOG_PRINCIPAL_ID, clientId=TASK_LOG_CLIENT_ID, tenantId=TENANT)
         elif args.typ == "random:index/randomPassword:RandomPassword":
             # Distinctive values, so tests can search every object for leaks.
             state["result"] = f"MOCKSECRET{args.name.replace('-', '')}"[: int(args.inputs["length"])].ljust(

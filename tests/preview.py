@@ -12,7 +12,11 @@ resource types this program declares, as their source states them:
   is created.
 - pulumi-azure-native, provider/pkg/gen/replacement.go (forceNewMap), plus the
   path parameters of a resource's Azure ID (resourceGroupName, resourceName,
-  agentPoolName, ...), which name a different resource when they change.
+  agentPoolName, ...), which name a different resource when they change, and
+  a tracked resource's location, which ARM specs mark create-only
+  (x-ms-mutability read/create, the ARM guideline the provider follows).
+  ManagedCluster's oidcIssuerProfile and securityProfile are in neither
+  list: AKS turns workload identity on in place.
 - pulumi-docker-build, provider/internal/image.go: a changed build (context
   hash, build args, tags) is an update that rebuilds and pushes; the new
   digest then reaches every input that carries the image ref.
@@ -50,6 +54,12 @@ AZURE_REPLACE: dict[str, tuple[str, ...]] = {
     "azure-native:authorization:RoleAssignment": ("principalId", "scope", "roleAssignmentName"),
     "azure-native:resources:ResourceGroup": ("location", "resourceGroupName"),
     "azure-native:containerregistry:Registry": ("location", "resourceGroupName", "registryName"),
+    "azure-native:storage:StorageAccount": ("isHnsEnabled", "location", "resourceGroupName", "accountName"),
+    "azure-native:storage:BlobContainer": ("resourceGroupName", "accountName", "containerName"),
+    "azure-native:storage:ManagementPolicy": ("resourceGroupName", "accountName", "managementPolicyName"),
+    "azure-native:managedidentity:UserAssignedIdentity": ("location", "resourceGroupName", "resourceName"),
+    "azure-native:managedidentity:FederatedIdentityCredential": (
+        "resourceGroupName", "resourceName", "federatedIdentityCredentialResourceName"),
 }
 
 

@@ -116,6 +116,15 @@ def test_the_readme_says_what_the_preview_shows(base: ProgramRun, label: str) ->
     ("azure-native:containerservice:AgentPool", "vmSize", True, True),
     ("azure-native:containerservice:AgentPool", "count", True, False),
     ("azure-native:authorization:RoleAssignment", "principalId", True, True),
+    ("azure-native:authorization:RoleAssignment", "scope", True, True),
+    # Not in replacement.go: workload identity is turned on in place, and a
+    # federated credential's subject or a lifecycle rule change in place.
+    ("azure-native:containerservice:ManagedCluster", "oidcIssuerProfile.enabled", True, False),
+    ("azure-native:containerservice:ManagedCluster", "securityProfile.workloadIdentity.enabled", True, False),
+    ("azure-native:managedidentity:FederatedIdentityCredential", "subject", True, False),
+    ("azure-native:storage:ManagementPolicy", "policy.rules", True, False),
+    # replacement.go: a StorageAccount's location.
+    ("azure-native:storage:StorageAccount", "location", True, True),
 ])
 def test_provider_replacement_rules(typ: str, path: str, mutable: bool, replaces: bool) -> None:
     assert forces_replacement(typ, [path], k8s_config_maps_mutable=mutable) is replaces

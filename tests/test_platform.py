@@ -42,7 +42,8 @@ def test_one_resource_group_registry_cluster_and_worker_pool(runs: dict[str, Pro
     run = runs[stack]
     for typ in (RG, ACR, AKS, POOL, IMAGE, K8S):
         run.one(typ)
-    assert [r.name for r in run.of_type(ROLE)] == ["airflow-acr-pull"]
+    # AcrPull, and the task-log identity's role (tests/test_task_log_storage.py).
+    assert sorted(r.name for r in run.of_type(ROLE)) == ["airflow-acr-pull", "airflow-task-logs-blob-contributor"]
 
 
 @pytest.mark.parametrize(("stack", "sku"), [("dev", "Basic"), ("prod", "Standard")])
@@ -118,7 +119,7 @@ def test_autoscaler_bounds_reach_the_pool() -> None:
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_acr_pull_for_the_kubelet_identity_scoped_to_the_registry(runs: dict[str, ProgramRun], stack: str) -> None:
     run = runs[stack]
-    role = run.one(ROLE)
+    [role] = [r for r in run.of_type(ROLE) if r.name == "airflow-acr-pull"]
     assert role.inputs["scope"] == registry_id(run), f"{role.name}: scope must be the registry"
     assert role.inputs["roleDefinitionId"] == (
         f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL_ROLE}")
@@ -181,15 +182,18 @@ def test_components_follow_pulumi_conventions(runs: dict[str, ProgramRun]) -> No
     components = [o for o in run.options if o.type.startswith("airflow-aks:")]
     top = {o.type for o in components if o.parent is None}
     assert top == {"airflow-aks:platform:Platform", "airflow-aks:image:AirflowImage",
-                   "airflow-aks:workloads:Workloads"}
+                   "airflow-aks:task_log_storage:TaskLogStorage", "airflow-aks:workloads:Workloads"}
     for o in components:
-        assert re.fullmatch(r"airflow-aks:[a-z]+:[A-Z][A-Za-z]+", o.type), f"{o.name}: type token {o.type}"
+        # <module> is the component's module name (components/task_log_storage.py).
+        assert re.fullmatch(r"airflow-aks:[a-z_]+:[A-Z][A-Za-z]+", o.type), f"{o.name}: type token {o.type}"
+    # Registry and storage account names are alphanumeric: their logical names drop the dashes.
+    undashed = (":Registry", ":StorageAccount")
     for o in run.options:
         if o.parent is None:
             assert o.type.startswith("airflow-aks:"), f"{o.name}: every resource sits in a component"
             continue
         [owner] = [c for c in components if o.parent is c.resource]
-        assert o.name.startswith(owner.name.replace("-", "") if o.type.endswith(":Registry") else owner.name), \
+        assert o.name.startswith(owner.name.replace("-", "") if o.type.endswith(undashed) else owner.name), \
             f"{o.name}: named from its component {owner.name}"
 
 

@@ -1,0 +1,176 @@
+"""The Azure side of task logs: a storage account that takes no key, its log
+container with a retention rule, and the identity that pods use to write there.
+
+The pods reach the identity through AKS workload identity: the
+FederatedIdentityCredential trusts tokens that the cluster's OIDC issuer signs
+for one ServiceAccount, and Entra ID exchanges them for the identity's. The
+Kubernetes side (that ServiceAccount, and which pods run as it) is in
+components/task_logs.py and components/workloads.py.
+"""
+
+from __future__ import annotations
+
+import pulumi
+from pulumi_azure_native import authorization, managedidentity, storage
+
+from components import names
+from components.platform import role_definition_id
+from components.settings import Settings
+from components.task_logs import BLOB_DATA_CONTRIBUTOR_ROLE, TaskLogStore
+
+# The audience Entra ID expects in a token it exchanges for a managed
+# identity's (Azure workload identity's documented default).
+TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
+# Azure allows one management policy per account, and it must be named so.
+MANAGEMENT_POLICY_NAME = "default"
+
+
+def service_account_subject(namespace: str) -> str:
+    """The `sub` claim of the task-log ServiceAccount's tokens, which the
+    federated credential must match exactly."""
+    return f"system:serviceaccount:{namespace}:{names.TASK_LOG_SERVICE_ACCOUNT}"
+
+
+def retention_rule(retention_days: int) -> dict:
+    """A lifecycle rule: delete task-log blobs not modified for retention_days.
+
+    Airflow writes a task's log once, when the attempt ends (WasbTaskHandler
+    uploads a block blob), so the modification time is the attempt's end.
+    The prefix of a lifecycle filter starts with the container's name.
+    """
+    return {
+        "name": "delete-old-task-logs",
+        "type": storage.RuleType.LIFECYCLE,
+        "enabled": True,
+        "definition": {
+            "filters": {"blob_types": ["blockBlob"], "prefix_match": [f"{names.TASK_LOG_CONTAINER}/"]},
+            "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": retention_days}}},
+        },
+    }
+
+
+def blob_endpoint_url(endpoint: str | None) -> str:
+    """The account URL the Azure provider's WasbHook takes: the blob endpoint,
+    which Azure reports with a trailing slash, without it."""
+    if not endpoint:
+        raise ValueError("Azure returned no blob endpoint for the task-log storage account")
+    return endpoint.rstrip("/")
+
+
+class TaskLogStorage(pulumi.ComponentResource):
+    """Storage account (Entra ID only), log container, retention, and the
+    federated identity allowed on that container alone."""
+
+    account_name: pulumi.Output[str]
+    account_id: pulumi.Output[str]
+    container_id: pulumi.Output[str]
+    identity_id: pulumi.Output[str]
+    identity_principal_id: pulumi.Output[str]
+    identity_client_id: pulumi.Output[str]
+    # What the Kubernetes side needs: account URL, client and tenant IDs.
+    store: TaskLogStore
+    # What a pod needs before it can write a log: the role and the federation.
+    grants: list[pulumi.Resource]
+
+    def __init__(
+        self,
+        name: str,
+        settings: Settings,
+        resource_group_name: pulumi.Input[str],
+        location: pulumi.Input[str],
+        oidc_issuer_url: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__("airflow-aks:task_log_storage:TaskLogStorage", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # The account and its container hold the logs: `protect` keeps a
+        # config change from deleting them.
+        guarded = pulumi.ResourceOptions(parent=self, protect=settings.protect)
+
+        # Account names are lowercase alphanumeric (3-24 characters), and
+        # auto-naming adds a suffix to the logical name: no dash in it.
+        account = storage.StorageAccount(
+            name.replace("-", ""),
+            resource_group_name=resource_group_name,
+            location=location,
+            kind=storage.Kind.STORAGE_V2,
+            sku={"name": storage.SkuName.STANDARD_LRS},
+            # Entra ID only: with shared keys off, neither an account key nor
+            # a SAS signed with one is accepted, so no key can leak.
+            allow_shared_key_access=False,
+            default_to_o_auth_authentication=True,
+            allow_blob_public_access=False,
+            minimum_tls_version=storage.MinimumTlsVersion.TLS1_2,
+            enable_https_traffic_only=True,
+            opts=guarded,
+        )
+        container = storage.BlobContainer(
+            f"{name}-container",
+            resource_group_name=resource_group_name,
+            account_name=account.name,
+            container_name=names.TASK_LOG_CONTAINER,
+            public_access=storage.PublicAccess.NONE,
+            opts=guarded,
+        )
+        storage.ManagementPolicy(
+            f"{name}-retention",
+            resource_group_name=resource_group_name,
+            account_name=account.name,
+            management_policy_name=MANAGEMENT_POLICY_NAME,
+            policy={"rules": [retention_rule(settings.task_log_retention_days)]},
+            opts=child,
+        )
+
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-identity",
+            resource_group_name=resource_group_name,
+            location=location,
+            opts=child,
+        )
+        # Scoped to the container, not the account: the identity can read and
+        # write task logs and nothing else the account might come to hold.
+        # principalId and scope force a replacement
+        # (pulumi-azure-native provider/pkg/gen/replacement.go, RoleAssignment);
+        # both stay known in previews, as the identity and the container have
+        # no input that a config change updates in place.
+        client = authorization.get_client_config_output()
+        role = authorization.RoleAssignment(
+            f"{name}-blob-contributor",
+            principal_id=identity.principal_id,
+            # Without it Azure looks the principal up in Entra ID, which may
+            # not have replicated a new identity yet.
+            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            role_definition_id=role_definition_id(client.subscription_id, BLOB_DATA_CONTRIBUTOR_ROLE),
+            scope=container.id,
+            opts=child,
+        )
+        federation = managedidentity.FederatedIdentityCredential(
+            f"{name}-federation",
+            resource_group_name=resource_group_name,
+            resource_name_=identity.name,
+            issuer=oidc_issuer_url,
+            subject=service_account_subject(settings.namespace),
+            audiences=[TOKEN_EXCHANGE_AUDIENCE],
+            opts=child,
+        )
+
+        self.account_name = account.name
+        self.account_id = account.id
+        self.container_id = container.id
+        self.identity_id = identity.id
+        self.identity_principal_id = identity.principal_id
+        self.identity_client_id = identity.client_id
+        self.grants = [role, federation]
+        self.store = TaskLogStore(
+            account_url=account.primary_endpoints.apply(lambda e: blob_endpoint_url(e.blob)),
+            client_id=identity.client_id,
+            tenant_id=identity.tenant_id,
+        )
+        self.register_outputs({
+            "account_name": self.account_name,
+            "account_id": self.account_id,
+            "container_id": self.container_id,
+            "identity_id": self.identity_id,
+            "identity_client_id": self.identity_client_id,
+            "account_url": self.store.account_url,
+        })

@@ -1,0 +1,262 @@
+"""The Azure side of task logs under Pulumi mocks: a storage account that takes
+no key, the log container and its retention, and the workload identity that
+may write there (its role on the container, its federation with the cluster)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from components import names
+from components.platform import issuer_url, required_issuer_url
+from components.task_log_storage import blob_endpoint_url, retention_rule, service_account_subject
+from components.task_logs import BLOB_DATA_CONTRIBUTOR_ROLE
+from tests import harness
+from tests.harness import (
+    OIDC_ISSUER_URL,
+    SUBSCRIPTION,
+    TASK_LOG_CLIENT_ID,
+    TASK_LOG_PRINCIPAL_ID,
+    TENANT,
+    DeclaredResource,
+    ProgramRun,
+    plain,
+    run_program,
+    stack_file_config,
+)
+
+AKS = "azure-native:containerservice:ManagedCluster"
+ACCOUNT = "azure-native:storage:StorageAccount"
+CONTAINER = "azure-native:storage:BlobContainer"
+POLICY = "azure-native:storage:ManagementPolicy"
+IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
+FEDERATION = "azure-native:managedidentity:FederatedIdentityCredential"
+ROLE = "azure-native:authorization:RoleAssignment"
+STORAGE_TYPES = (ACCOUNT, CONTAINER, POLICY, IDENTITY, FEDERATION)
+COMPONENT = "airflow-task-logs"
+ROLE_NAME = f"{COMPONENT}-blob-contributor"
+
+
+def changed(**keys: Any) -> dict[str, Any]:
+    config = stack_file_config("prod")
+    config.update({f"airflow-aks:{k}": v for k, v in keys.items()})
+    return config
+
+
+def ok(run: ProgramRun) -> ProgramRun:
+    assert run.error is None, run.error
+    return run
+
+
+def resolved(output: Any) -> Any:
+    """An Output's value after the run (the run's event loop has settled it)."""
+    return output._data.result().value
+
+
+@pytest.fixture(scope="module")
+def prod() -> ProgramRun:
+    return ok(run_program("prod"))
+
+
+def account_id(run: ProgramRun) -> str:
+    account = run.one(ACCOUNT)
+    name = run.outputs["taskLogStorageAccount"]
+    return (f"/subscriptions/{SUBSCRIPTION}/resourceGroups/{account.inputs['resourceGroupName']}"
+            f"/providers/Microsoft.Storage/storageAccounts/{name}")
+
+
+def test_the_storage_account_takes_no_key_and_serves_nothing_publicly(prod: ProgramRun) -> None:
+    account = prod.one(ACCOUNT)
+    assert account.inputs["allowSharedKeyAccess"] is False, f"{account.name}: shared key access must be off"
+    assert account.inputs["allowBlobPublicAccess"] is False, f"{account.name}: no public blob access"
+    assert account.inputs["minimumTlsVersion"] == "TLS1_2", f"{account.name}: TLS 1.2 at least"
+    assert account.inputs["enableHttpsTrafficOnly"] is True, f"{account.name}: HTTPS only"
+    assert (account.inputs["kind"], account.inputs["sku"]) == ("StorageV2", {"name": "Standard_LRS"}), account.name
+    assert account.inputs["location"] == "westeurope", f"{account.name}: the stack's region"
+    assert prod.outputs["taskLogStorageAccount"] == "airflowtasklogs0001", "the account's name is a stack output"
+
+
+def test_the_log_container_is_private_and_in_that_account(prod: ProgramRun) -> None:
+    container = prod.one(CONTAINER)
+    assert container.inputs["containerName"] == names.TASK_LOG_CONTAINER, container.name
+    assert container.inputs["publicAccess"] == "None", f"{container.name}: no public access"
+    assert container.inputs["accountName"] == prod.outputs["taskLogStorageAccount"], container.name
+
+
+def lifecycle_rule(run: ProgramRun) -> dict[str, Any]:
+    policy = run.one(POLICY)
+    assert policy.inputs["managementPolicyName"] == "default", f"{policy.name}: Azure's one policy name"
+    assert policy.inputs["accountName"] == run.outputs["taskLogStorageAccount"], policy.name
+    [rule] = plain(policy.inputs["policy"])["rules"]
+    return rule
+
+
+def test_a_lifecycle_rule_deletes_task_logs_after_the_retention(prod: ProgramRun) -> None:
+    rule = lifecycle_rule(prod)
+    assert (rule["type"], rule["enabled"]) == ("Lifecycle", True), f"{POLICY}: {rule['name']}"
+    assert rule["definition"]["filters"] == {"blobTypes": ["blockBlob"],
+                                             "prefixMatch": [f"{names.TASK_LOG_CONTAINER}/"]}, \
+        f"{POLICY}: block blobs in the log container only"
+    assert rule["definition"]["actions"] == {"baseBlob": {"delete": {"daysAfterModificationGreaterThan": 30}}}, \
+        f"{POLICY}: deleted 30 days (the default retention) after their last modification"
+
+
+def test_a_changed_retention_reaches_the_rule() -> None:
+    rule = lifecycle_rule(ok(run_program("prod", changed(taskLogRetentionDays=7))))
+    assert rule["definition"]["actions"]["baseBlob"]["delete"] == {"daysAfterModificationGreaterThan": 7}, POLICY
+
+
+def test_the_cluster_runs_workload_identity_with_an_oidc_issuer(prod: ProgramRun) -> None:
+    cluster = prod.one(AKS)
+    assert cluster.inputs["oidcIssuerProfile"] == {"enabled": True}, f"{cluster.name}: OIDC issuer"
+    assert cluster.inputs["securityProfile"] == {"workloadIdentity": {"enabled": True}}, \
+        f"{cluster.name}: workload identity webhook"
+
+
+def test_one_identity_has_blob_data_contributor_on_the_container_only(prod: ProgramRun) -> None:
+    identity = prod.one(IDENTITY)
+    assert identity.inputs["location"] == "westeurope", identity.name
+    [role] = [r for r in prod.of_type(ROLE) if r.name == ROLE_NAME]
+    container_id = f"{account_id(prod)}/blobServices/default/containers/{names.TASK_LOG_CONTAINER}"
+    assert role.inputs["scope"] == container_id, f"{role.name}: scope must be the log container"
+    assert role.inputs["scope"] != account_id(prod), f"{role.name}: not the whole account"
+    assert role.inputs["roleDefinitionId"] == (
+        f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{BLOB_DATA_CONTRIBUTOR_ROLE}"
+    ), f"{role.name}: Storage Blob Data Contributor"
+    assert role.inputs["principalId"] == TASK_LOG_PRINCIPAL_ID, f"{role.name}: the task-log identity"
+    assert role.inputs["principalType"] == "ServicePrincipal", role.name
+
+
+def test_the_identity_trusts_the_task_log_service_account_of_this_cluster(prod: ProgramRun) -> None:
+    credential = prod.one(FEDERATION)
+    assert credential.inputs["issuer"] == OIDC_ISSUER_URL, \
+        f"{credential.name}: the cluster's OIDC issuer, as AKS has it (trailing slash too)"
+    assert credential.inputs["subject"] == "system:serviceaccount:airflow:airflow-task-logs", credential.name
+    assert credential.inputs["audiences"] == ["api://AzureADTokenExchange"], credential.name
+    assert credential.inputs["resourceName"] == f"{COMPONENT}-identity0001", f"{credential.name}: on the identity"
+
+
+def test_the_subject_follows_the_namespace() -> None:
+    credential = ok(run_program("prod", changed(namespace="airflow-prod"))).one(FEDERATION)
+    assert credential.inputs["subject"] == f"system:serviceaccount:airflow-prod:{names.TASK_LOG_SERVICE_ACCOUNT}", \
+        credential.name
+
+
+def test_the_store_hands_the_kubernetes_side_url_client_and_tenant(prod: ProgramRun) -> None:
+    store = prod.options_of(COMPONENT).resource.store  # type: ignore[attr-defined]
+    assert resolved(store.account_url) == "https://airflowtasklogs0001.blob.core.windows.net", \
+        f"{COMPONENT}: the account's blob endpoint, no trailing slash"
+    assert (resolved(store.client_id), resolved(store.tenant_id)) == (TASK_LOG_CLIENT_ID, TENANT), COMPONENT
+
+
+def test_the_issuer_stays_known_in_the_preview_of_a_cluster_update() -> None:
+    # In such a preview the cluster's outputs are its new inputs only
+    # (pulumi-azure-native provider.go, Update with preview), so the issuer
+    # comes from the live read; otherwise the credential would show a change.
+    run = ok(run_program("prod", changed(kubernetesVersion="1.36"), preview=True,
+                         updating=frozenset({"airflow-aks"})))
+    assert "oidcIssuerProfile" in run.one(AKS).inputs
+    assert run.one(FEDERATION).inputs["issuer"] == OIDC_ISSUER_URL, f"{FEDERATION}: issuer must stay known"
+
+
+def test_the_airflow_pods_start_after_the_role_and_the_federation(prod: ProgramRun) -> None:
+    grants = [prod.options_of(ROLE_NAME).resource, prod.options_of(f"{COMPONENT}-federation").resource]
+    pods = [o for o in prod.options if o.type in (
+        "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
+        and o.name.startswith("workloads-airflow")]
+    assert pods, "the Airflow workloads"
+    for o in pods:
+        for grant in grants:
+            assert grant in o.depends_on, f"{o.name} must wait for {grant._name}"  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="module")
+def outputs_of_prod() -> tuple[ProgramRun, list[dict[str, Any]]]:
+    """prod, with every resource's outputs as the mocks answered them."""
+    states: list[dict[str, Any]] = []
+    original = harness.Mocks.new_resource
+
+    def recording(self: harness.Mocks, args: Any) -> tuple[str | None, dict]:
+        rid, state = original(self, args)
+        states.append(state)
+        return rid, state
+
+    harness.Mocks.new_resource = recording  # type: ignore[method-assign]
+    try:
+        run = ok(run_program("prod"))
+    finally:
+        harness.Mocks.new_resource = original  # type: ignore[method-assign]
+    return run, states
+
+
+def test_no_storage_key_anywhere(outputs_of_prod: tuple[ProgramRun, list[dict[str, Any]]]) -> None:
+    run, states = outputs_of_prod
+    assert not [t for t, _ in run.invokes if "keys" in t.lower() or "sas" in t.lower()], \
+        "no invoke lists storage account keys or SAS tokens"
+
+    def leaks(value: Any) -> bool:
+        text = json.dumps(plain(value), default=str).lower()
+        return "accountkey=" in text or "account_key" in text or "accountkey\"" in text
+
+    for r in run.resources:
+        assert not leaks(r.inputs), f"{r.type} {r.name}: an input carries a storage key"
+    assert len(states) == len(run.resources)
+    for r, state in zip(run.resources, states, strict=True):
+        assert not leaks(state), f"{r.type} {r.name}: an output carries a storage key"
+    for key, value in run.outputs.items():
+        assert not leaks(value), f"stack output {key} carries a storage key"
+
+
+def test_the_account_and_container_are_protected_in_prod_only(prod: ProgramRun) -> None:
+    dev = ok(run_program("dev"))
+    for name in ("airflowtasklogs", f"{COMPONENT}-container"):
+        assert prod.options_of(name).protect is True, f"{name}: holds the logs, protected in prod"
+        assert dev.options_of(name).protect is False, f"{name}: not protected in dev"
+
+
+def test_without_remote_task_logs_no_storage_is_declared() -> None:
+    run = ok(run_program("prod", changed(remoteTaskLogs=False)))
+    for typ in STORAGE_TYPES:
+        assert run.of_type(typ) == [], f"{typ}: declared with remoteTaskLogs false"
+    assert [r.name for r in run.of_type(ROLE)] == ["airflow-acr-pull"], f"{ROLE}: only AcrPull"
+    assert "taskLogStorageAccount" not in run.outputs
+    assert run.one(AKS).inputs["oidcIssuerProfile"] == {"enabled": True}, "the cluster keeps its issuer"
+
+
+def test_the_local_target_declares_no_storage() -> None:
+    run = ok(run_program("local"))
+    assert not [r for r in run.resources if r.type in STORAGE_TYPES or r.type == ROLE]
+
+
+# Pure parts.
+
+def test_subject_names_the_task_log_service_account() -> None:
+    assert service_account_subject("ns") == f"system:serviceaccount:ns:{names.TASK_LOG_SERVICE_ACCOUNT}"
+
+
+def test_retention_rule_counts_days_after_modification() -> None:
+    delete = retention_rule(90)["definition"]["actions"]["base_blob"]["delete"]
+    assert delete == {"days_after_modification_greater_than": 90}
+
+
+def test_blob_endpoint_loses_its_trailing_slash_and_must_exist() -> None:
+    assert blob_endpoint_url("https://a.blob.core.windows.net/") == "https://a.blob.core.windows.net"
+    with pytest.raises(ValueError, match="no blob endpoint"):
+        blob_endpoint_url(None)
+
+
+def test_issuer_url_of_a_cluster_without_one() -> None:
+    class Profile:
+        issuer_url = "https://issuer/"
+
+    assert issuer_url(Profile()) == "https://issuer/"
+    assert issuer_url(None) is None, "a cluster that has not enabled its issuer yet"
+    with pytest.raises(ValueError, match="no OIDC issuer URL"):
+        required_issuer_url(None)
+
+
+def test_declared_resource_types_are_the_ones_checked(prod: ProgramRun) -> None:
+    found: list[DeclaredResource] = [r for r in prod.resources if r.type in STORAGE_TYPES]
+    assert sorted(r.type for r in found) == sorted(STORAGE_TYPES), "one of each storage resource"
