@@ -17,7 +17,7 @@ from components.config import stack_file_config
 from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
 from components.settings import DEFAULTS
 from tests.conftest import config_for
-from tests.harness import ProgramRun, is_secret, plain, run_program
+from tests.harness import TASK_LOG_CLIENT_ID, ProgramRun, is_secret, plain, run_program
 from tests.schemas import SchemaError, validate_manifest
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
@@ -441,3 +441,39 @@ def test_pgbouncer_off_connects_straight_to_postgres() -> None:
     [env] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
              if plain(r.inputs)["metadata"]["name"] == names.ENV_SECRET]
     assert env["sql-alchemy-conn"] == env["sql-alchemy-conn-direct"]
+
+
+def test_only_the_log_pods_get_the_azure_identity(runs: dict[str, ProgramRun]) -> None:
+    # Workload identity acts on the pod label and the ServiceAccount's
+    # client-id annotation; pods without both get no Azure token.
+    run = runs["prod"]
+    account = run.manifest("ServiceAccount", names.TASK_LOG_SERVICE_ACCOUNT)
+    # The mocks give the UserAssignedIdentity this client ID (tests/harness.py).
+    assert account["metadata"]["annotations"]["azure.workload.identity/client-id"] == TASK_LOG_CLIENT_ID, \
+        "the ServiceAccount names the log identity"
+    assert account["automountServiceAccountToken"] is False
+    with_identity = set()
+    for m in airflow_workloads(run):
+        template = m["spec"]["template"]
+        uses = template["metadata"]["labels"].get("azure.workload.identity/use") == "true"
+        account_name = template["spec"].get("serviceAccountName")
+        assert uses == (account_name == names.TASK_LOG_SERVICE_ACCOUNT), label(m)
+        if uses:
+            with_identity.add(template["metadata"]["labels"]["app.kubernetes.io/component"])
+        for c in template["spec"]["containers"]:
+            [conn] = [e for e in c["env"] if e["name"] == "AIRFLOW_CONN_WASB_DEFAULT"]
+            assert conn["valueFrom"]["secretKeyRef"] == {"name": names.TASK_LOG_SECRET, "key": "connection"}, \
+                label(m)
+    assert with_identity == {"worker", "triggerer", "api-server"}, "they write or read task logs; nothing else"
+
+
+def test_the_log_connection_holds_no_key(runs: dict[str, ProgramRun]) -> None:
+    run = runs["prod"]
+    [secret] = [r for r in run.resources if r.type == "kubernetes:core/v1:Secret"
+                and plain(r.inputs)["metadata"]["name"] == names.TASK_LOG_SECRET]
+    connection = json.loads(plain(secret.inputs["stringData"])["connection"])
+    assert connection["host"].startswith("https://") and connection["host"].endswith(".blob.core.windows.net"), \
+        connection
+    assert set(connection["extra"]) == {"managed_identity_client_id", "workload_identity_tenant_id"}, \
+        f"{names.TASK_LOG_SECRET}: identity only, no key, SAS or connection string"
+    assert "password" not in connection and "login" not in connection
