@@ -89,7 +89,17 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         keys = {**ENV_SECRET_KEYS, **({DB_CONN_ENV: DIRECT_CONN_KEY} if direct_db else {})}
         return [{"name": env, "value_from": {"secret_key_ref": {"name": names.ENV_SECRET, "key": key}}}
                 for env, key in keys.items()]
-    hardened = {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}}
+    # The root filesystem stays writable: Airflow and its providers write
+    # under AIRFLOW_HOME and /tmp beyond the declared emptyDirs (logs, auth),
+    # and no run of the real image has shown every path yet.
+    hardened = k8s.container_security(read_only_root=False)
+    skips = {
+        **k8s.NETWORK_POLICY_SKIP,
+        "CKV_K8S_22": "Airflow writes under AIRFLOW_HOME and /tmp beyond its declared emptyDirs; "
+                      "a read-only root is not yet shown to work with the image",
+        "CKV_K8S_35": "Airflow reads its database and broker URLs and keys from AIRFLOW__ environment "
+                      "variables by design; the values come from a Secret through secretKeyRef",
+    }
     logs_on = task_logs_on(settings, task_log_store)
     identity = logs_on and settings.target == "aks"
 
@@ -128,7 +138,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                 **id_spec,
                 # The official image's airflow user; its files belong to group root.
                 "security_context": {"run_as_user": names.AIRFLOW_UID, "run_as_group": 0, "fs_group": 0,
-                                     "run_as_non_root": True},
+                                     "run_as_non_root": True, "seccomp_profile": k8s.RUNTIME_DEFAULT_SECCOMP},
                 "automount_service_account_token": False,
                 "containers": containers,
                 "volumes": volumes,
@@ -141,7 +151,8 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
 
     def deployment(component: str, replicas: int, template: dict[str, Any]) -> KubeObject:
         return KubeObject("Deployment", component, {
-            "metadata": {"name": f"airflow-{component}", "namespace": ns, "labels": _labels(component)},
+            "metadata": {"name": f"airflow-{component}", "namespace": ns, "labels": _labels(component),
+                         "annotations": k8s.checkov_skips(skips)},
             "spec": {"replicas": replicas, "selector": {"match_labels": _labels(component)}, "template": template},
         }, stage="component")
 
@@ -162,7 +173,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             # No fixed name: a Job's pod template cannot change, so a new image
             # or cfg replaces the Job (new name first), which runs the migration
             # again before anything that depends on it is updated.
-            "metadata": {"namespace": ns, "labels": _labels("migrate")},
+            "metadata": {"namespace": ns, "labels": _labels("migrate"), "annotations": k8s.checkov_skips(skips)},
             "spec": {
                 "backoff_limit": 6,
                 "template": pod("migrate", [container(
@@ -222,7 +233,8 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     # name resolvable (airflow-triggerer-0.airflow-triggerer...), as for workers.
     objects.append(service("triggerer", "triggerer-logs", names.TRIGGERER_LOG_PORT, headless=True))
     objects.append(KubeObject("StatefulSet", "triggerer", {
-        "metadata": {"name": names.TRIGGERER, "namespace": ns, "labels": _labels("triggerer")},
+        "metadata": {"name": names.TRIGGERER, "namespace": ns, "labels": _labels("triggerer"),
+                     "annotations": k8s.checkov_skips(skips)},
         "spec": {
             "service_name": names.TRIGGERER,
             "replicas": 1,
@@ -254,8 +266,17 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         "metadata": {
             "name": names.WORKER, "namespace": ns, "labels": _labels("worker"),
             # Under KEDA the replicas are KEDA's: nothing to wait for.
-            "annotations": (worker_await_annotations(w.replicas, settings.longest_task_seconds) if not keda
-                            else {"pulumi.com/skipAwait": "true"}),
+            "annotations": {
+                **(worker_await_annotations(w.replicas, settings.longest_task_seconds) if not keda
+                   else {"pulumi.com/skipAwait": "true"}),
+                **k8s.checkov_skips({
+                    **skips,
+                    "CKV_K8S_11": "no CPU limit on purpose: task start-up bursts borrow idle CPU; the plan "
+                                  "requests what each slot needs",
+                    "CKV_K8S_9": "a worker takes its tasks from RabbitMQ, not through a Service; the liveness "
+                                 "probe pings Celery",
+                }),
+            },
         },
         "spec": {
             "service_name": names.WORKER,

@@ -78,8 +78,7 @@ def metrics_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
         "liveness_probe": {"http_get": {"path": "/metrics", "port": names.STATSD_METRICS_PORT},
                            "period_seconds": 30},
         "volume_mounts": [{"name": "config", "mount_path": "/etc/statsd-exporter", "read_only": True}],
-        "security_context": {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]},
-                             "read_only_root_filesystem": True},
+        "security_context": k8s.container_security(read_only_root=True),
     }
     return [
         KubeObject("ConfigMap", "mappings", {
@@ -94,7 +93,8 @@ def metrics_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
             ]},
         }),
         KubeObject("Deployment", "deployment", {
-            "metadata": {"name": names.STATSD, "namespace": ns, "labels": LABELS},
+            "metadata": {"name": names.STATSD, "namespace": ns, "labels": LABELS,
+                         "annotations": k8s.checkov_skips({**k8s.NETWORK_POLICY_SKIP, **k8s.PINNED_TAG_SKIPS})},
             "spec": {
                 "replicas": 1,
                 "selector": {"match_labels": LABELS},
@@ -110,7 +110,8 @@ def metrics_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
                     }},
                     "spec": {
                         "security_context": {"run_as_user": STATSD_UID, "run_as_group": STATSD_UID,
-                                             "run_as_non_root": True},
+                                             "run_as_non_root": True,
+                                             "seccomp_profile": k8s.RUNTIME_DEFAULT_SECCOMP},
                         "automount_service_account_token": False,
                         "containers": [container],
                         "volumes": [{"name": "config", "config_map": {"name": names.STATSD}}],

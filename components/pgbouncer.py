@@ -91,8 +91,7 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
         # the Service has already sent new clients to the other pod.
         "lifecycle": {"pre_stop": {"exec_": {"command": [
             "sh", "-c", f"kill -INT 1; sleep {PGBOUNCER_DRAIN_SECONDS}"]}}},
-        "security_context": {"allow_privilege_escalation": False, "read_only_root_filesystem": True,
-                             "capabilities": {"drop": ["ALL"]}},
+        "security_context": k8s.container_security(read_only_root=True),
     }
     return [
         KubeObject("ConfigMap", "config", {
@@ -101,7 +100,8 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
         }),
         k8s.service("service", names.PGBOUNCER, ns, LABELS, "pgbouncer", names.PGBOUNCER_PORT),
         KubeObject("Deployment", "deployment", {
-            "metadata": {"name": names.PGBOUNCER, "namespace": ns, "labels": LABELS},
+            "metadata": {"name": names.PGBOUNCER, "namespace": ns, "labels": LABELS,
+                         "annotations": k8s.checkov_skips({**k8s.NETWORK_POLICY_SKIP, **k8s.PINNED_TAG_SKIPS})},
             "spec": {
                 "replicas": 1,
                 "selector": {"match_labels": LABELS},
@@ -111,7 +111,8 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
                     "metadata": {"labels": LABELS, "annotations": {k8s.CHECKSUM_ANNOTATION: k8s.checksum(ini)}},
                     "spec": {
                         "security_context": {"run_as_user": PGBOUNCER_UID, "run_as_group": PGBOUNCER_UID,
-                                             "run_as_non_root": True},
+                                             "run_as_non_root": True,
+                                             "seccomp_profile": k8s.RUNTIME_DEFAULT_SECCOMP},
                         "automount_service_account_token": False,
                         "termination_grace_period_seconds": PGBOUNCER_DRAIN_SECONDS + 10,
                         "containers": [container],

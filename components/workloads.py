@@ -23,7 +23,8 @@ from components.task_logs import TaskLogStore, task_log_objects
 
 def namespace_object(settings: Settings) -> KubeObject:
     return KubeObject("Namespace", "namespace", {
-        "metadata": {"name": settings.namespace, "labels": {"app.kubernetes.io/part-of": "airflow"}},
+        "metadata": {"name": settings.namespace,
+                     "labels": {"app.kubernetes.io/part-of": "airflow", **k8s.POD_SECURITY_LABELS}},
     })
 
 
