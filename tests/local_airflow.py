@@ -578,15 +578,21 @@ class LocalDeployment:
     def remote_logs(self) -> bool:
         return any(task_logs.CONNECTION_ENV in w.env for w in self.workloads.values())
 
-    def _create_log_container(self) -> None:
-        """What the program's BlobContainer does on Azure, in the emulator."""
-        code = (f"from azure.storage.blob import BlobServiceClient\n"
-                f"c = BlobServiceClient.from_connection_string({self.log_connection_string()!r})\n"
-                f"try:\n    c.create_container({names.TASK_LOG_CONTAINER!r})\n"
-                f"except Exception as e:\n    assert 'ContainerAlreadyExists' in str(e), e\n")
+    def _blob_python(self, body: str, what: str) -> str:
+        """Run `body` under the real Airflow interpreter with `c`, a client of
+        the emulator's log container; return its stdout."""
+        code = (f"import json\nfrom azure.storage.blob import BlobServiceClient\n"
+                f"c = BlobServiceClient.from_connection_string({self.log_connection_string()!r})"
+                f".get_container_client({names.TASK_LOG_CONTAINER!r})\n{body}\n")
         done = run_airflow_python(code, home=self.home)
         if done.returncode != 0:
-            raise RuntimeError(f"creating the log container in Azurite: {done.stderr[-2000:]}")
+            raise RuntimeError(f"{what} in Azurite: {done.stderr[-2000:]}")
+        return done.stdout
+
+    def _create_log_container(self) -> None:
+        """What the program's BlobContainer does on Azure, in the emulator."""
+        self._blob_python("try:\n    c.create_container()\nexcept Exception as e:\n"
+                          "    assert 'ContainerAlreadyExists' in str(e), e", "creating the log container")
 
     def log_connection_string(self) -> str:
         return json.loads(task_logs.emulator_connection(self.services.azurite.endpoint))["extra"][
@@ -594,15 +600,9 @@ class LocalDeployment:
 
     def log_blobs(self) -> dict[str, str]:
         """Every task-log blob in the emulator's container, name -> text."""
-        code = (f"import json\nfrom azure.storage.blob import BlobServiceClient\n"
-                f"c = BlobServiceClient.from_connection_string({self.log_connection_string()!r})"
-                f".get_container_client({names.TASK_LOG_CONTAINER!r})\n"
-                f"print(json.dumps({{b.name: c.download_blob(b.name).readall().decode(errors='replace') "
-                f"for b in c.list_blobs()}}))\n")
-        done = run_airflow_python(code, home=self.home)
-        if done.returncode != 0:
-            raise RuntimeError(f"listing Azurite's blobs: {done.stderr[-2000:]}")
-        return json.loads(done.stdout.strip().splitlines()[-1])
+        out = self._blob_python("print(json.dumps({b.name: c.download_blob(b.name).readall().decode("
+                                "errors='replace') for b in c.list_blobs()}))", "listing the log blobs")
+        return json.loads(out.strip().splitlines()[-1])
 
     def migrate(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         job = self.workloads["migrate"]
