@@ -215,6 +215,10 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                  {"name": "auth-secret", "secret": {"secret_name": names.AUTH_SECRET}}],
     )))
     objects.append(service("api-server", "http", names.API_SERVER_PORT))
+    # Drains and upgrades take one api-server at a time: with two replicas the
+    # UI and the Execution API stay up.
+    objects.append(k8s.disruption_budget("api-server-disruption-budget", names.API_SERVER, ns,
+                                         _labels("api-server")))
 
     scheduler_health = _http_probe("/health", names.SCHEDULER_HEALTH_PORT)
     objects.append(deployment("scheduler", 1, pod("scheduler", [container(
@@ -224,6 +228,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         liveness_probe={**scheduler_health, "initial_delay_seconds": 30, "period_seconds": 30,
                         "timeout_seconds": 10, "failure_threshold": 5},
     )])))
+    objects.append(k8s.disruption_budget("scheduler-disruption-budget", names.SCHEDULER, ns, _labels("scheduler")))
     objects.append(deployment("dag-processor", 1, pod("dag-processor", [container(
         "dag-processor", ["dag-processor"], control("dag-processor"),
         readiness_probe=_jobs_check("DagProcessorJob"), liveness_probe=_jobs_check("DagProcessorJob"),
@@ -307,6 +312,15 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             ),
         },
     }, stage="worker"))
+    # Workers and node drains (AKS node upgrades, `kubectl drain`): at most one
+    # worker is evicted at a time, and the next only once its replacement is
+    # Ready. An evicted worker gets its terminationGracePeriodSeconds (the
+    # longest task + 60 s) for a warm shutdown, so its running tasks finish;
+    # the worker pool's drain timeout outlasts that. The cluster autoscaler
+    # does not evict workers at all to empty a node (safe-to-evict "false"
+    # above): under-used worker nodes go away when KEDA or the plan removes
+    # their workers, each again with its grace period.
+    objects.append(k8s.disruption_budget("worker-disruption-budget", names.WORKER, ns, _labels("worker")))
 
     if settings.flower:
         objects.append(deployment("flower", 1, pod("flower", [container(

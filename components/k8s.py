@@ -132,6 +132,24 @@ def service(suffix: str, name: str, namespace: str, labels: dict[str, str], port
     })
 
 
+def disruption_budget(suffix: str, name: str, namespace: str, labels: dict[str, str]) -> KubeObject:
+    """A PodDisruptionBudget letting evictions (node drains, upgrades, the
+    cluster autoscaler) take at most one of the pods labelled `labels` at a time.
+
+    maxUnavailable 1 rather than minAvailable: with one replica minAvailable 1
+    would block every drain until the drain times out, while maxUnavailable 1
+    lets the pod go and the next eviction wait until its replacement is Ready.
+    An evicted pod stops with its own terminationGracePeriodSeconds, as on any
+    delete. AlwaysAllow: a pod that is not Ready (crash-looping) never blocks a
+    drain, as it serves nothing anyway.
+    """
+    return KubeObject("PodDisruptionBudget", suffix, {
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "spec": {"max_unavailable": 1, "selector": {"match_labels": labels},
+                 "unhealthy_pod_eviction_policy": "AlwaysAllow"},
+    })
+
+
 # --------------------------------------------------------------------------
 # Objects as data: builders return these, components declare them as typed
 # resources, and the offline render writes them as manifests. One source.
@@ -140,6 +158,7 @@ def service(suffix: str, name: str, namespace: str, labels: dict[str, str], port
 API_VERSIONS = {
     "Namespace": "v1", "Secret": "v1", "ConfigMap": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
     "ServiceAccount": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
+    "PodDisruptionBudget": "policy/v1",
     "ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1",
 }
 # Custom resources: declared as CustomResource, their fields already in the
@@ -155,6 +174,7 @@ _RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
     "Deployment": kubernetes.apps.v1.Deployment,
     "StatefulSet": kubernetes.apps.v1.StatefulSet,
     "Job": kubernetes.batch.v1.Job,
+    "PodDisruptionBudget": kubernetes.policy.v1.PodDisruptionBudget,
 }
 # Kinds a pod refers to by name: a workload waits for those of its component.
 _REFERENCED_KINDS = {"ConfigMap", "PersistentVolumeClaim", "Secret"}
@@ -189,10 +209,16 @@ def declare(obj: KubeObject, component_name: str, opts: pulumi.ResourceOptions) 
     return _RESOURCE_TYPES[obj.kind](name, **obj.fields, opts=opts)
 
 
+# Field names the provider's table lacks (it translates them through the typed
+# args); the render must send the same names.
+_EXTRA_CAMEL = {"unhealthy_pod_eviction_policy": "unhealthyPodEvictionPolicy"}
+
+
 def _camel(value: Any, user_map: bool = False) -> Any:
     if isinstance(value, dict):
         return {
-            (key if user_map else SNAKE_TO_CAMEL_CASE_TABLE.get(key, key)): _camel(item, key in _USER_MAPS)
+            (key if user_map else SNAKE_TO_CAMEL_CASE_TABLE.get(key, _EXTRA_CAMEL.get(key, key))):
+                _camel(item, key in _USER_MAPS)
             for key, item in value.items()
         }
     if isinstance(value, list):

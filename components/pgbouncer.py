@@ -125,6 +125,10 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
                 },
             },
         }),
+        # One pod: a drain takes it and the Service waits for the new one
+        # (max_surge starts it before the old one goes on a rollout, not on
+        # an eviction).
+        k8s.disruption_budget("disruption-budget", names.PGBOUNCER, ns, LABELS),
     ]
 
 

@@ -72,6 +72,8 @@ def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> No
         # Task logs in Blob Storage and StatsD metrics, both on by default on AKS.
         ("ServiceAccount", names.TASK_LOG_SERVICE_ACCOUNT), ("Secret", names.TASK_LOG_SECRET),
         ("ConfigMap", names.STATSD), ("Deployment", names.STATSD), ("Service", names.STATSD),
+        ("PodDisruptionBudget", names.API_SERVER), ("PodDisruptionBudget", names.SCHEDULER),
+        ("PodDisruptionBudget", names.PGBOUNCER), ("PodDisruptionBudget", names.WORKER),
     }
     assert found == expected
 
