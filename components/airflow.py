@@ -100,6 +100,14 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         "CKV_K8S_35": "Airflow reads its database and broker URLs and keys from AIRFLOW__ environment "
                       "variables by design; the values come from a Secret through secretKeyRef",
     }
+    if settings.target == "local":
+        # On AKS the image is the pushed reference with its digest.
+        skips.update({
+            "CKV_K8S_15": "local stack: the image is loaded into the local cluster, not pushed to a registry, "
+                          "so it must not be pulled",
+            "CKV_K8S_43": "local stack: the image is loaded into the local cluster under a content tag; "
+                          "there is no registry digest",
+        })
     logs_on = task_logs_on(settings, task_log_store)
     identity = logs_on and settings.target == "aks"
 
