@@ -700,6 +700,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="stand-in processes (each a Celery worker)")
     parser.add_argument("--limits", action="store_true", help="each component under its declared CPU limit")
     parser.add_argument("--api-workers", type=int, help="uvicorn workers of the api-server (default: the cfg's)")
+    parser.add_argument("--timeout", type=float,
+                        help="seconds after the trigger to stop waiting for the run (recorded as not finished)")
     parser.add_argument("--max-starting", type=int,
                         help="start calls in flight at once per stand-in (default: none, every task at once)")
     parser.add_argument("--note", default="")
@@ -719,7 +721,7 @@ def main() -> None:
         began = time.time()
         try:
             result = measure(tasks, hold, processes=args.processes, limits=args.limits,
-                             max_starting=args.max_starting, api_workers=args.api_workers)
+                             max_starting=args.max_starting, api_workers=args.api_workers, timeout=args.timeout)
         except Exception as exc:  # a run the machine cannot finish is a result too
             result = {"tasks": tasks, "hold_s": hold, "error": f"{type(exc).__name__}: {exc}"[:4000]}
         result.update({"commit": commit, "note": args.note, "measured_at": datetime.now().isoformat(timespec="seconds"),
