@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -29,6 +30,7 @@ from components.airflow_cfg import CONNECT_ARGS_ASYNC
 from components.config import build_stack_config, project_values
 from components.secrets import AUTH_PASSWORDS_KEY
 from tests.local_airflow import (
+    APP_CONFIG,
     LocalDeployment,
     Services,
     deployment,
@@ -430,6 +432,9 @@ def test_a_misspelt_option_would_be_caught(tmp_path: Path) -> None:
 
 def lint(home: Path, cfg: str | None, env: dict[str, str] | None = None) -> list[str]:
     home.mkdir(parents=True, exist_ok=True)
+    # What the image copies to $AIRFLOW_HOME/config: the cfg names modules
+    # there (the async engine's connect args), which Airflow imports at start.
+    shutil.copytree(APP_CONFIG, home / "config", dirs_exist_ok=True)
     if cfg is not None:
         (home / "airflow.cfg").write_text(cfg)
     done = subprocess.run([str(AIRFLOW_VENV / "bin" / "airflow"), "config", "lint"], env=airflow_env(home, env),
