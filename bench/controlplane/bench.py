@@ -62,6 +62,7 @@ from tests.local_airflow import (
     LocalDeployment,
     Services,
     deployment,
+    descendants,
     local_services,
     stack_config,
     wait_for,
@@ -166,7 +167,7 @@ class CpuLimits:
         (group / "cpu.cfs_period_us").write_text(str(CFS_PERIOD_US))
         (group / "cpu.cfs_quota_us").write_text(str(limit_m * CFS_PERIOD_US // 1000))
         self.groups.append(group)
-        for p in [pid, *_descendants(pid)]:
+        for p in [pid, *descendants(pid)]:
             with contextlib.suppress(OSError):
                 (group / "cgroup.procs").write_text(str(p))
 
@@ -186,16 +187,6 @@ class CpuLimits:
                 group.rmdir()
         with contextlib.suppress(OSError):
             self.root.rmdir()
-
-
-def _descendants(pid: int) -> list[int]:
-    children, _ = _proc_table()
-    found, todo = [], list(children.get(pid, []))
-    while todo:
-        child = todo.pop()
-        found.append(child)
-        todo += children.get(child, [])
-    return found
 
 
 # --------------------------------------------------------------------------
