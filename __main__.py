@@ -2,14 +2,14 @@
 
 import pulumi
 
-from components import k8s
+from components.azure.image import AirflowImage
+from components.azure.platform import Platform
+from components.azure.task_log_storage import TaskLogStorage
 from components.config import read_stack_config
-from components.image import AirflowImage
-from components.names import ADMIN_USER
-from components.platform import Platform
-from components.task_log_storage import TaskLogStorage
-from components.task_logs import TaskLogStore
-from components.workloads import Workloads, port_forward_command
+from components.kubernetes import k8s
+from components.kubernetes.task_logs import TaskLogStore
+from components.kubernetes.workloads import Workloads, port_forward_command
+from components.model.names import ADMIN_USER
 
 stack = pulumi.get_stack()
 config = read_stack_config()

@@ -23,8 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from components.airflow_cfg import airflow_options
 from components.config import build_stack_config, project_values
+from components.model.airflow_cfg import airflow_options
 from tests.local_airflow import deployment, descendants, local_services, stack_config
 
 # Options the comparison configs leave at Airflow's defaults: everything the

@@ -15,9 +15,9 @@ import pulumi
 import yaml
 from pulumi.runtime import config as runtime_config
 
-from components.airflow_cfg import render_airflow_cfg
-from components.capacity import CapacityPlan, plan_capacity
-from components.settings import PROJECT, ConfigError, Settings, parse_settings
+from components.model.airflow_cfg import render_airflow_cfg
+from components.model.capacity import CapacityPlan, plan_capacity
+from components.model.settings import PROJECT, ConfigError, Settings, parse_settings
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import pulumi
 from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import run_pulumi_func
 
-from components import acr_auth
+from components.azure import acr_auth
 from components.config import stack_file_config
 
 ROOT = Path(__file__).resolve().parent.parent

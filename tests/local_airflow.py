@@ -34,8 +34,9 @@ from typing import Any
 import psycopg
 from mirakuru import TCPExecutor
 
-from components import names, rabbitmq, task_logs
 from components.config import stack_file_config
+from components.kubernetes import rabbitmq, task_logs
+from components.model import names
 from tests.harness import ProgramRun, plain, run_program
 from tests.real_airflow import ROOT, airflow_env, run_airflow_python
 

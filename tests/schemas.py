@@ -17,7 +17,7 @@ import kubernetes_validate
 import pydantic
 from cloudcoil.models.keda import v1alpha1 as keda
 
-from components.k8s import CUSTOM_KINDS
+from components.kubernetes.k8s import CUSTOM_KINDS
 
 KEDA_MODELS: dict[str, type[pydantic.BaseModel]] = {
     "ScaledObject": keda.ScaledObject,

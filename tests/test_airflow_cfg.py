@@ -5,8 +5,8 @@ from __future__ import annotations
 import configparser
 import re
 
-from components.airflow_cfg import SECRET_ENV
 from components.config import StackConfig
+from components.model.airflow_cfg import SECRET_ENV
 from tests.conftest import config_for
 
 

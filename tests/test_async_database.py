@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from components import names
-from components.airflow_cfg import CONNECT_ARGS_ASYNC
 from components.config import stack_file_config
+from components.model import names
+from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
 from tests.conftest import config_for
 from tests.harness import ProgramRun, plain, run_program
 from tests.real_airflow import ROOT

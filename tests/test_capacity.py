@@ -7,10 +7,14 @@ import re
 
 import pytest
 
-from components import capacity, sizing
 from components.config import StackConfig
-from components.settings import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB, ConfigError
-from components.vmsizes import VM_SIZES, allocatable
+from components.model import capacity, sizing
+from components.model.settings import (
+    DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES,
+    DEFAULT_WORKER_MEMORY_PER_SLOT_MIB,
+    ConfigError,
+)
+from components.model.vmsizes import VM_SIZES, allocatable
 from tests.conftest import config_for
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components import names
+from components.model import names
 from tests.harness import ProgramRun, plain, run_program, stack_file_config
 from tests.preview import forces_replacement, preview, summary
 from tests.readme_tables import table_after

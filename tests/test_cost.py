@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components import capacity
+from components.model import capacity
 from tests.conftest import config_for
 from tests.readme_tables import table_after
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from components.airflow_cfg import FANOUT_SLEEP_ENV, FANOUT_TASKS_ENV, workload_env
-from components.settings import DEFAULTS
+from components.model.airflow_cfg import FANOUT_SLEEP_ENV, FANOUT_TASKS_ENV, workload_env
+from components.model.settings import DEFAULTS
 from tests.conftest import config_for
 from tests.real_airflow import airflow_python, run_airflow_python
 

@@ -14,7 +14,9 @@ from typing import Any
 import pytest
 
 # Modules, not names: each test then fails on its own when what it checks is missing.
-from components import acr_auth, capacity, image, names, platform, rabbitmq
+from components.azure import acr_auth, image, platform
+from components.kubernetes import rabbitmq
+from components.model import capacity, names
 from tests.harness import KUBELET_OBJECT_ID, ROOT, ProgramRun, plain, run_program, stack_file_config
 from tests.real_airflow import run_airflow_python
 

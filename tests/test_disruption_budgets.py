@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from components import names
-from components.airflow import SAFE_TO_EVICT_ANNOTATION
-from components.capacity import worker_stop_seconds
+from components.kubernetes.airflow import SAFE_TO_EVICT_ANNOTATION
+from components.model import names
+from components.model.capacity import worker_stop_seconds
 from tests.conftest import config_for
 from tests.harness import ProgramRun
 

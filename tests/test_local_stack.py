@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from components import names
+from components.azure.image import LOCAL_IMAGE, context_revision
 from components.config import stack_file_config
-from components.image import LOCAL_IMAGE, context_revision
-from components.settings import ConfigError, parse_settings
+from components.model import names
+from components.model.settings import ConfigError, parse_settings
 from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program
 

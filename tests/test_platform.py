@@ -6,10 +6,10 @@ import re
 
 import pytest
 
-from components.acr_auth import TOKEN_USERNAME
-from components.image import APP_DIR
-from components.names import DAGS_FOLDER
-from components.platform import ACR_PULL_ROLE, WORKER_POOL_LABEL_KEY, WORKER_POOL_TAINT
+from components.azure.acr_auth import TOKEN_USERNAME
+from components.azure.image import APP_DIR
+from components.azure.platform import ACR_PULL_ROLE
+from components.model.names import DAGS_FOLDER, WORKER_POOL_LABEL_KEY, WORKER_POOL_TAINT
 from tests.conftest import config_for
 from tests.harness import (
     ENTRA_TOKEN,
@@ -184,7 +184,7 @@ def test_components_follow_pulumi_conventions(runs: dict[str, ProgramRun]) -> No
     assert top == {"airflow-aks:platform:Platform", "airflow-aks:image:AirflowImage",
                    "airflow-aks:task_log_storage:TaskLogStorage", "airflow-aks:workloads:Workloads"}
     for o in components:
-        # <module> is the component's module name (components/task_log_storage.py).
+        # <module> is the component's module name (components/azure/task_log_storage.py).
         assert re.fullmatch(r"airflow-aks:[a-z_]+:[A-Z][A-Za-z]+", o.type), f"{o.name}: type token {o.type}"
     # Registry and storage account names are alphanumeric: their logical names drop the dashes.
     undashed = (":Registry", ":StorageAccount")

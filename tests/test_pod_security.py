@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from components import k8s, names
-from components.pgbouncer import pgbouncer_ini
+from components.kubernetes import k8s
+from components.kubernetes.pgbouncer import pgbouncer_ini
+from components.model import names
 from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program
 

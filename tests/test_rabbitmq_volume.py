@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from components import names, rabbitmq
+from components.kubernetes import rabbitmq
+from components.model import names
 from tests.local_airflow import LocalRabbitMQ, RabbitMQLayout, declared, kubelet_set_volume_ownership
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from components.settings import DEFAULTS
+from components.model.settings import DEFAULTS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from components import names
-from components.airflow import CELERY_APP
-from components.airflow_cfg import CONNECT_ARGS_ASYNC
 from components.config import build_stack_config, project_values
-from components.secrets import AUTH_PASSWORDS_KEY
+from components.kubernetes.airflow import CELERY_APP
+from components.kubernetes.secrets import AUTH_PASSWORDS_KEY
+from components.model import names
+from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
 from tests.local_airflow import (
     APP_CONFIG,
     LocalDeployment,

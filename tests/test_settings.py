@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from components.config import project_values, stack_file_config
-from components.settings import KEY_NAMES, ConfigError, Settings, parse_settings
+from components.model.settings import KEY_NAMES, ConfigError, Settings, parse_settings
 from tests.harness import cli_form
 
 

@@ -9,10 +9,14 @@ from typing import Any
 
 import pytest
 
-from components import names
-from components.platform import issuer_url, required_issuer_url
-from components.task_log_storage import blob_endpoint_url, retention_rule, service_account_subject
-from components.task_logs import BLOB_DATA_CONTRIBUTOR_ROLE
+from components.azure.platform import issuer_url, required_issuer_url
+from components.azure.task_log_storage import (
+    BLOB_DATA_CONTRIBUTOR_ROLE,
+    blob_endpoint_url,
+    retention_rule,
+    service_account_subject,
+)
+from components.model import names
 from tests import harness
 from tests.harness import (
     OIDC_ISSUER_URL,

@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from components import names
-from components.metrics import ALERT_METRICS
+from components.kubernetes.metrics import ALERT_METRICS
+from components.model import names
 from tests.local_airflow import LocalDeployment, Services, deployment, local_services, stack_config
 from tests.readme_tables import table_after
 from tests.test_real_airflow import api_token

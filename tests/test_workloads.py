@@ -11,11 +11,11 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from components import names
-from components.airflow_cfg import SECRET_ENV
 from components.config import stack_file_config
-from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
-from components.settings import DEFAULTS
+from components.model import names
+from components.model.airflow_cfg import SECRET_ENV
+from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
+from components.model.settings import DEFAULTS
 from tests.conftest import config_for
 from tests.harness import TASK_LOG_CLIENT_ID, ProgramRun, is_secret, plain, run_program
 from tests.schemas import SchemaError, validate_manifest

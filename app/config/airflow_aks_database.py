@@ -2,7 +2,7 @@
 when PgBouncer is on.
 
 Airflow puts $AIRFLOW_HOME/config on sys.path, and the image copies this file
-there. The async URL is postgresql+psycopg_async (components/secrets.py).
+there. The async URL is postgresql+psycopg_async (components/kubernetes/secrets.py).
 """
 
 # psycopg 3 turns a query run 5 times on one connection into a named

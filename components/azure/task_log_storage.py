@@ -5,7 +5,7 @@ The pods reach the identity through AKS workload identity: the
 FederatedIdentityCredential trusts tokens that the cluster's OIDC issuer signs
 for one ServiceAccount, and Entra ID exchanges them for the identity's. The
 Kubernetes side (that ServiceAccount, and which pods run as it) is in
-components/task_logs.py and components/workloads.py.
+components/kubernetes/task_logs.py and components/kubernetes/workloads.py.
 """
 
 from __future__ import annotations
@@ -13,16 +13,20 @@ from __future__ import annotations
 import pulumi
 from pulumi_azure_native import authorization, managedidentity, storage
 
-from components import names
-from components.platform import role_definition_id
-from components.settings import Settings
-from components.task_logs import BLOB_DATA_CONTRIBUTOR_ROLE, TaskLogStore
+from components.azure.platform import role_definition_id
+from components.kubernetes.task_logs import TaskLogStore
+from components.model import names
+from components.model.settings import Settings
 
 # The audience Entra ID expects in a token it exchanges for a managed
 # identity's (Azure workload identity's documented default).
 TOKEN_EXCHANGE_AUDIENCE = "api://AzureADTokenExchange"
 # Azure allows one management policy per account, and it must be named so.
 MANAGEMENT_POLICY_NAME = "default"
+
+
+# Storage Blob Data Contributor, a built-in Azure role.
+BLOB_DATA_CONTRIBUTOR_ROLE = "ba92f5b4-2d11-453d-a403-e96b0b4c6fe3"
 
 
 def service_account_subject(namespace: str) -> str:

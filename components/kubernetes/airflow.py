@@ -12,15 +12,16 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import k8s, names
-from components.airflow_cfg import AUTH_PASSWORDS_FILE, worker_cfg_env, workload_env
-from components.capacity import CapacityPlan, worker_stop_seconds
-from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
-from components.keda import keda_objects
-from components.platform import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
-from components.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
-from components.settings import Settings
-from components.task_logs import TaskLogStore, log_identity, task_log_env, task_logs_on
+from components.kubernetes import k8s
+from components.kubernetes.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
+from components.kubernetes.keda import keda_objects
+from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
+from components.kubernetes.task_logs import TaskLogStore, log_identity, task_log_env, task_logs_on
+from components.model import names
+from components.model.airflow_cfg import AUTH_PASSWORDS_FILE, worker_cfg_env, workload_env
+from components.model.capacity import CapacityPlan, worker_stop_seconds
+from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
+from components.model.settings import Settings
 
 # How long `pulumi up` gives the worker StatefulSet to reach its replica
 # count beyond the warm shutdown of the workers it removes.

@@ -66,3 +66,9 @@ TASK_LOG_SECRET = "airflow-task-logs"
 STATSD = "airflow-statsd"
 STATSD_PORT = 9125
 STATSD_METRICS_PORT = 9102
+
+# The worker pool carries this label and a NoSchedule taint with the same key,
+# so Celery workers (which tolerate it and select it) are the only pods there.
+WORKER_POOL_LABEL_KEY = "airflow-aks/pool"
+WORKER_POOL_LABEL_VALUE = "celery-workers"
+WORKER_POOL_TAINT = f"{WORKER_POOL_LABEL_KEY}={WORKER_POOL_LABEL_VALUE}:NoSchedule"

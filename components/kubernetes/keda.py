@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from components import names
-from components.capacity import CapacityPlan
-from components.k8s import KubeObject
-from components.secrets import PASSWORD_KEY
-from components.settings import Settings
+from components.kubernetes.k8s import KubeObject
+from components.kubernetes.secrets import PASSWORD_KEY
+from components.model import names
+from components.model.capacity import CapacityPlan
+from components.model.settings import Settings
 
 # How often KEDA runs the query: a burst is seen within seconds of being queued.
 POLLING_INTERVAL_SECONDS = 5

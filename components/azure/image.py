@@ -9,9 +9,9 @@ import pulumi
 import pulumi_docker_build as docker_build
 from pulumi_azure_native import authorization
 
-from components.acr_auth import TOKEN_USERNAME, registry_password
+from components.azure.acr_auth import TOKEN_USERNAME, registry_password
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
+PROJECT_DIR = Path(__file__).resolve().parents[2]
 APP_DIR = PROJECT_DIR / "app"
 IMAGE_REPOSITORY = "airflow"
 LOCAL_IMAGE = "airflow-aks/airflow"

@@ -12,10 +12,12 @@ from collections.abc import Sequence
 
 import pulumi
 
-from components import k8s, names
-from components.capacity import CapacityPlan
-from components.k8s import KubeObject, resources
-from components.settings import Settings
+from components.kubernetes import k8s
+from components.kubernetes.k8s import KubeObject, resources
+from components.model import names
+from components.model.airflow_cfg import STATSD_PREFIX
+from components.model.capacity import CapacityPlan
+from components.model.settings import Settings
 
 # The exporter Airflow's Helm chart runs.
 STATSD_EXPORTER_IMAGE = "quay.io/prometheus/statsd-exporter:v0.28.0"
@@ -23,7 +25,6 @@ MAPPING_KEY = "mappings.yml"
 LABELS = {"app.kubernetes.io/name": "statsd-exporter", "app.kubernetes.io/part-of": "airflow"}
 # Runs as nobody; it writes nothing.
 STATSD_UID = 65534
-STATSD_PREFIX = "airflow"
 
 # The metrics a user alerts on, with the names Airflow 3.3 sends (dots) and
 # the Prometheus names the mapping below gives them. README lists them.
@@ -46,17 +47,6 @@ MAPPINGS = f"""mappings:
       pool: "$2"
 """
 
-
-def metrics_options(settings: Settings) -> dict[str, dict[str, str]]:
-    """airflow.cfg's [metrics] section."""
-    if not settings.metrics:
-        return {}
-    return {"metrics": {
-        "statsd_on": "True",
-        "statsd_host": names.service_host(names.STATSD, settings.namespace),
-        "statsd_port": str(names.STATSD_PORT),
-        "statsd_prefix": STATSD_PREFIX,
-    }}
 
 
 def metrics_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:

@@ -11,7 +11,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 from pulumi_kubernetes._tables import SNAKE_TO_CAMEL_CASE_TABLE
 
-from components.capacity import PodResources
+from components.model.capacity import PodResources
 
 # Pod-template annotation whose value changes whenever the configuration a pod
 # reads from a file or ConfigMap changes, so Kubernetes rolls the pods.

@@ -12,18 +12,14 @@ import pulumi_kubernetes as kubernetes
 from pulumi.output import Unknown
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
-from components import k8s
-from components.capacity import CapacityPlan, worker_drain_minutes
-from components.settings import ConfigError, Settings
+from components.kubernetes import k8s
+from components.model.capacity import CapacityPlan, worker_drain_minutes
+from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
+from components.model.settings import ConfigError, Settings
 
 # Built-in role "AcrPull": lets the kubelet identity pull without a registry password.
 ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 
-# The worker pool carries this label and a NoSchedule taint with the same key,
-# so Celery workers (which tolerate it and select it) are the only pods there.
-WORKER_POOL_LABEL_KEY = "airflow-aks/pool"
-WORKER_POOL_LABEL_VALUE = "celery-workers"
-WORKER_POOL_TAINT = f"{WORKER_POOL_LABEL_KEY}={WORKER_POOL_LABEL_VALUE}:NoSchedule"
 
 SYSTEM_POOL_NAME = "system"
 _POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")

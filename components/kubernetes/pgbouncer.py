@@ -7,10 +7,11 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import k8s, names
-from components.capacity import CapacityPlan, PgBouncerPlan
-from components.k8s import KubeObject, resources
-from components.settings import Settings
+from components.kubernetes import k8s
+from components.kubernetes.k8s import KubeObject, resources
+from components.model import names
+from components.model.capacity import CapacityPlan, PgBouncerPlan
+from components.model.settings import Settings
 
 CONFIG_DIR = "/etc/pgbouncer"
 INI_KEY = "pgbouncer.ini"

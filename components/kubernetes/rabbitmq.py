@@ -7,11 +7,19 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import k8s, names
-from components.capacity import CapacityPlan
-from components.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, persistent_volume_claim, pod_security, resources
-from components.secrets import PASSWORD_KEY
-from components.settings import Settings
+from components.kubernetes import k8s
+from components.kubernetes.k8s import (
+    CHECKSUM_ANNOTATION,
+    KubeObject,
+    checksum,
+    persistent_volume_claim,
+    pod_security,
+    resources,
+)
+from components.kubernetes.secrets import PASSWORD_KEY
+from components.model import names
+from components.model.capacity import CapacityPlan
+from components.model.settings import Settings
 
 RABBITMQ_UID = 999
 # Slack above the longest task before RabbitMQ gives up on an unacknowledged

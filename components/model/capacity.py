@@ -11,13 +11,13 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from components.settings import ConfigError, Settings
-from components.sizing import (
+from components.model.settings import ConfigError, Settings
+from components.model.sizing import (
     MEASURED_TASK_START_CPU_S,
     TASK_START_HEADROOM,
     WORKER_BASE_MEMORY_MIB,
 )
-from components.vmsizes import VM_SIZES, Allocatable, allocatable
+from components.model.vmsizes import VM_SIZES, Allocatable, allocatable
 
 # A stopping worker gets this long beyond the longest task to finish and exit.
 WORKER_SHUTDOWN_SLACK_SECONDS = 60
@@ -38,7 +38,7 @@ def worker_drain_minutes(longest_task_seconds: int) -> int:
     return min(AKS_MAX_DRAIN_MINUTES, math.ceil(worker_stop_seconds(longest_task_seconds) / 60) + 5)
 
 # --- Worker memory ---------------------------------------------------------
-# The measured base and per-slot figures are in components/sizing.py; requests
+# The measured base and per-slot figures are in components/model/sizing.py; requests
 # add REQUEST_HEADROOM. (The threads pool would save the idle children, but
 # Airflow's task supervisor installs signal handlers, which only the main
 # thread may do: every task failed with it.)
@@ -519,7 +519,7 @@ def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[Po
 SEED_NODES = 6
 SEED_VM_SIZE = "Standard_E4s_v3"
 # What keeps a worker node up after its last task ends: KEDA's cooldown before
-# the last worker goes (components/keda.py, 300 s) and the cluster
+# the last worker goes (components/kubernetes/keda.py, 300 s) and the cluster
 # autoscaler's scale-down-unneeded-time, 10 minutes by AKS's default profile.
 WORKER_NODE_TAIL_MINUTES = 5 + 10
 

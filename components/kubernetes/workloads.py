@@ -8,17 +8,18 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import k8s, names
-from components.airflow import Airflow, airflow_objects
 from components.config import StackConfig
-from components.k8s import KubeObject
-from components.metrics import Metrics, metrics_objects
-from components.pgbouncer import PgBouncer, pgbouncer_objects
-from components.postgres import Postgres, postgres_objects
-from components.rabbitmq import RabbitMQ, rabbitmq_objects
-from components.secrets import AirflowSecrets, secret_objects
-from components.settings import Settings
-from components.task_logs import TaskLogStore, task_log_objects
+from components.kubernetes import k8s
+from components.kubernetes.airflow import Airflow, airflow_objects
+from components.kubernetes.k8s import KubeObject
+from components.kubernetes.metrics import Metrics, metrics_objects
+from components.kubernetes.pgbouncer import PgBouncer, pgbouncer_objects
+from components.kubernetes.postgres import Postgres, postgres_objects
+from components.kubernetes.rabbitmq import RabbitMQ, rabbitmq_objects
+from components.kubernetes.secrets import AirflowSecrets, secret_objects
+from components.kubernetes.task_logs import TaskLogStore, task_log_objects
+from components.model import names
+from components.model.settings import Settings
 
 
 def namespace_object(settings: Settings) -> KubeObject:

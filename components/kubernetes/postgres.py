@@ -7,11 +7,12 @@ from collections.abc import Sequence
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components import k8s, names
-from components.capacity import CapacityPlan
-from components.k8s import KubeObject, persistent_volume_claim, pod_security, resources
-from components.secrets import PASSWORD_KEY
-from components.settings import Settings
+from components.kubernetes import k8s
+from components.kubernetes.k8s import KubeObject, persistent_volume_claim, pod_security, resources
+from components.kubernetes.secrets import PASSWORD_KEY
+from components.model import names
+from components.model.capacity import CapacityPlan
+from components.model.settings import Settings
 
 # The official image runs the server as the postgres user (uid 999).
 POSTGRES_UID = 999

@@ -13,10 +13,11 @@ from collections.abc import Mapping, Sequence
 import pulumi
 import pulumi_random as random
 
-from components import k8s, names
-from components.k8s import KubeObject
-from components.pgbouncer import USERLIST_KEY, userlist
-from components.settings import Settings
+from components.kubernetes import k8s
+from components.kubernetes.k8s import KubeObject
+from components.kubernetes.pgbouncer import USERLIST_KEY, userlist
+from components.model import names
+from components.model.settings import Settings
 
 # Environment variable -> key in the airflow-env Secret.
 ENV_SECRET_KEYS: dict[str, str] = {

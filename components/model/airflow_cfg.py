@@ -11,14 +11,14 @@ config shows no diff in ``pulumi preview``.
 
 from __future__ import annotations
 
-from components.capacity import (
+from components.model import names
+from components.model.capacity import (
     API_SERVER_WORKERS,
     SQLALCHEMY_MAX_OVERFLOW,
     SQLALCHEMY_POOL_SIZE,
     CapacityPlan,
 )
-from components.metrics import metrics_options
-from components.names import (
+from components.model.names import (
     ADMIN_USER,
     AIRFLOW_HOME,
     API_SERVER,
@@ -30,8 +30,7 @@ from components.names import (
     WORKER_LOG_PORT,
     service_host,
 )
-from components.settings import Settings
-from components.task_logs import remote_logging_options
+from components.model.settings import Settings
 
 # Where the api-server pod finds the SimpleAuthManager passwords: a writable
 # copy of the Secret, since the auth manager opens the file for writing.
@@ -170,3 +169,37 @@ def render_airflow_cfg(settings: Settings, plan: CapacityPlan) -> str:
         lines.append(f"[{section}]")
         lines.extend(f"{key} = {value}" for key, value in values.items())
     return "\n".join(lines) + "\n"
+
+
+# StatsD metric names start with this (components/kubernetes/metrics.py maps them).
+STATSD_PREFIX = "airflow"
+# Blob names start with this, inside names.TASK_LOG_CONTAINER (Airflow's
+# airflow_local_settings.py takes [logging] remote_base_log_folder as the
+# prefix and [azure_remote_logging] remote_wasb_log_container as the container).
+REMOTE_BASE_LOG_FOLDER = "wasb://task-logs"
+
+
+def metrics_options(settings: Settings) -> dict[str, dict[str, str]]:
+    """airflow.cfg's [metrics] section."""
+    if not settings.metrics:
+        return {}
+    return {"metrics": {
+        "statsd_on": "True",
+        "statsd_host": names.service_host(names.STATSD, settings.namespace),
+        "statsd_port": str(names.STATSD_PORT),
+        "statsd_prefix": STATSD_PREFIX,
+    }}
+
+
+def remote_logging_options(settings: Settings) -> dict[str, dict[str, str]]:
+    """airflow.cfg options for remote task logs (none when they are off)."""
+    if not settings.remote_task_logs:
+        return {}
+    return {
+        "logging": {
+            "remote_logging": "True",
+            "remote_base_log_folder": REMOTE_BASE_LOG_FOLDER,
+            "remote_log_conn_id": "wasb_default",
+        },
+        "azure_remote_logging": {"remote_wasb_log_container": names.TASK_LOG_CONTAINER},
+    }

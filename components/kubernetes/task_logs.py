@@ -14,23 +14,17 @@ from typing import Any
 
 import pulumi
 
-from components import names
-from components.k8s import KubeObject
-from components.settings import Settings
+from components.kubernetes.k8s import KubeObject
+from components.model import names
+from components.model.settings import Settings
 
 # The Azure provider's WasbHook reads connection `wasb_default` unless
 # [logging] remote_log_conn_id names another.
 CONNECTION_ENV = "AIRFLOW_CONN_WASB_DEFAULT"
-# Blob names start with this, inside names.TASK_LOG_CONTAINER (Airflow's
-# airflow_local_settings.py takes [logging] remote_base_log_folder as the
-# prefix and [azure_remote_logging] remote_wasb_log_container as the container).
-REMOTE_BASE_LOG_FOLDER = "wasb://task-logs"
 # The components that write task logs (workers, the triggerer for deferred
 # tasks) or read them for the UI (the api-server). Nothing else gets the
 # identity.
 LOG_COMPONENTS = ("worker", "triggerer", "api-server")
-# Storage Blob Data Contributor, a built-in Azure role.
-BLOB_DATA_CONTRIBUTOR_ROLE = "ba92f5b4-2d11-453d-a403-e96b0b4c6fe3"
 # Azure Storage emulator's development account: public, the same in every
 # emulator (Microsoft documents it), and used only with taskLogEmulatorEndpoint.
 EMULATOR_ACCOUNT = "devstoreaccount1"
@@ -47,19 +41,6 @@ class TaskLogStore:
     client_id: pulumi.Input[str]
     tenant_id: pulumi.Input[str]
 
-
-def remote_logging_options(settings: Settings) -> dict[str, dict[str, str]]:
-    """airflow.cfg options for remote task logs (none when they are off)."""
-    if not settings.remote_task_logs:
-        return {}
-    return {
-        "logging": {
-            "remote_logging": "True",
-            "remote_base_log_folder": REMOTE_BASE_LOG_FOLDER,
-            "remote_log_conn_id": "wasb_default",
-        },
-        "azure_remote_logging": {"remote_wasb_log_container": names.TASK_LOG_CONTAINER},
-    }
 
 
 def identity_connection(store: TaskLogStore) -> pulumi.Input[str]:
