@@ -93,16 +93,17 @@ def test_allocatable_uses_quarter_of_memory_on_small_vms() -> None:
 def test_database_budget_counts_a_connection_per_busy_slot(prod: StackConfig) -> None:
     d = prod.plan.database
     assert d.connections["workers"] == 28 * (36 + capacity.CONNECTIONS_PER_WORKER_BASE)
-    assert d.connections["api-server"] == 2 * capacity.API_SERVER_WORKERS * capacity.CONNECTIONS_PER_ENGINE
+    # Every uvicorn worker of every api-server pod has its own pool: 3 pods x 2 workers.
+    assert d.connections["api-server"] == 3 * 2 * capacity.CONNECTIONS_PER_ENGINE
     assert d.budget == sum(d.connections.values())
     # Through PgBouncer, PostgreSQL sees its pools (twice, while it rolls) and the migration Job.
     b = d.pgbouncer
     assert b is not None and b.result_backend_clients == d.connections["workers"] + 5
-    assert b.metadata_clients == 20 - 5 + 30 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
+    assert b.metadata_clients == 20 - 5 + 90 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
     assert b.metadata_pool == b.metadata_clients and b.result_backend_pool == math.ceil(1069 / 32) == 34
     assert d.connections["keda"] == capacity.KEDA_CONNECTIONS, "KEDA's query goes straight to PostgreSQL"
-    assert d.server_connections == 2 * (75 + 34) + capacity.MIGRATION_JOB_CONNECTIONS + 2 == 222
-    assert d.max_connections == 230, "1,270 without PgBouncer"
+    assert d.server_connections == 2 * (135 + 34) + capacity.MIGRATION_JOB_CONNECTIONS + 2 == 342
+    assert d.max_connections == 350, "1,340 without PgBouncer"
     assert b.max_client_conn >= d.budget * capacity.CONNECTION_HEADROOM
     assert d.max_connections % 10 == 0
 
@@ -180,14 +181,16 @@ def test_control_plane_fits_the_system_pools(dev: StackConfig, prod: StackConfig
         assert cp.postgres.memory_request_mib == (
             capacity.POSTGRES_BASE_MEMORY_MIB
             + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * cfg.plan.database.max_connections)
-    # prod counts two api-server replicas; the second one also adds to the
-    # connection budget, and so to PostgreSQL's memory.
-    one = config_for("prod", apiServerReplicas=1).plan
-    api = capacity.CONTROL_PLANE_REQUESTS["api-server"]
-    more_connections = prod.plan.database.max_connections - one.database.max_connections
-    assert more_connections > 0
-    assert prod.plan.control_plane.memory_request_mib - one.control_plane.memory_request_mib == \
-        api.memory_request_mib + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * more_connections
+    # Five api-server pods run the 5 workers the load needs one per pod
+    # instead of 3 x 2: fewer connections, less memory.
+    four = config_for("prod", apiServerReplicas=5).plan
+    api3, api4 = prod.plan.control_plane.api_server, four.control_plane.api_server
+    assert (api3.workers, api4.workers) == (6, 5), "api-server workers: 3 x 2 and 5 x 1"
+    fewer_connections = prod.plan.database.max_connections - four.database.max_connections
+    assert fewer_connections > 0
+    assert prod.plan.control_plane.memory_request_mib - four.control_plane.memory_request_mib == (
+        3 * api3.pod.memory_request_mib - 5 * api4.pod.memory_request_mib
+        + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * fewer_connections)
 
 
 def test_system_pool_too_small_names_its_count() -> None:
@@ -216,8 +219,8 @@ def test_flower_adds_to_the_control_plane() -> None:
 
 def test_without_pgbouncer_postgres_takes_every_client_connection() -> None:
     d = config_for("prod", pgbouncer=False).plan.database
-    assert d.pgbouncer is None and d.server_connections == d.budget == 1148
-    assert d.max_connections == 1270
+    assert d.pgbouncer is None and d.server_connections == d.budget == 1208
+    assert d.max_connections == 1340
 
 
 def test_pgbouncer_pools_can_be_set_and_the_metadata_pool_not_below_the_scheduler() -> None:
@@ -232,7 +235,7 @@ def test_pgbouncer_joins_the_control_plane() -> None:
     on, off = config_for("prod"), config_for("prod", pgbouncer=False)
     assert "pgbouncer" in on.plan.control_plane.pods and "pgbouncer" not in off.plan.control_plane.pods
     assert on.plan.control_plane.memory_request_mib < off.plan.control_plane.memory_request_mib, \
-        "PostgreSQL sized for 230 connections instead of 1,270"
+        "PostgreSQL sized for 350 connections instead of 1,340"
 
 
 def test_the_plan_says_what_runs_between_runs_and_at_the_peak(prod: StackConfig) -> None:
@@ -278,3 +281,48 @@ def test_list_prices_follow_the_familys_price_per_vcpu(family: re.Pattern[str], 
 def test_every_known_size_has_a_list_price() -> None:
     missing = [s.name for s in VM_SIZES.values() if not s.list_price_per_hour > 0]
     assert missing == [], f"sizes without a list price: {missing}"
+
+
+def test_prod_api_server_is_sized_from_the_measured_heartbeat_cost(prod: StackConfig) -> None:
+    api = prod.plan.control_plane.api_server
+    # 1,000 running tasks x 2.04 millicores (bench/results/controlplane.json,
+    # "500 paced 16, 2 api workers") = 2040m; at half of a worker's 870m
+    # saturation that is 5 uvicorn workers, 2 per pod: 3 pods.
+    assert api.heartbeat_millicores == math.ceil(1000 * sizing.MEASURED_API_MILLICORES_PER_RUNNING_TASK) == 2040
+    assert api.workers_needed == 5
+    assert (api.replicas, api.workers_per_pod) == (3, 2), "api-server: 3 pods x 2 workers"
+    assert api.workers * sizing.MEASURED_API_WORKER_SATURATION_MILLICORES / sizing.API_WORKER_HEADROOM \
+        >= api.heartbeat_millicores, "every api-server worker at most half busy"
+    assert (api.pod.cpu_request_millicores, api.pod.cpu_limit_millicores) == (680, 1360)
+    assert api.pod.memory_request_mib == 2 * sizing.API_WORKER_MEMORY_MIB == 894
+    # The limits of 3 pods (4080m) hold 2,000 running tasks' heartbeats; past
+    # that the api-server saturates, as the 500-task run on one worker did.
+    assert api.max_running_tasks == 2000
+    assert prod.plan.control_plane.pods["api-server"] == api.pod
+    assert "workers = 2" in prod.airflow_cfg.split("[api]")[1].split("[")[0], "airflow.cfg [api] workers"
+
+
+def test_a_small_stack_runs_one_api_server_worker(dev: StackConfig) -> None:
+    api = dev.plan.control_plane.api_server
+    assert (api.replicas, api.workers_per_pod, api.workers_needed) == (1, 1, 1)
+    assert api.pod.cpu_request_millicores == capacity.API_SERVER_MIN_CPU_MILLICORES
+
+
+@pytest.mark.parametrize(("parallelism", "replicas", "per_pod"), [(500, 2, 2), (3000, 8, 2), (5000, 12, 2)])
+def test_the_api_server_grows_with_parallelism(parallelism: int, replicas: int, per_pod: int) -> None:
+    api = config_for("prod", parallelism=parallelism,
+                     systemPool={"vmSize": "Standard_D16s_v5", "count": 4}).plan.control_plane.api_server
+    assert (api.replicas, api.workers_per_pod) == (replicas, per_pod), f"api-server at parallelism {parallelism}"
+    assert api.max_running_tasks >= parallelism * sizing.API_WORKER_HEADROOM - 2 * replicas
+
+
+def test_a_set_replica_count_takes_the_workers_the_load_needs() -> None:
+    api = config_for("prod", apiServerReplicas=1).plan.control_plane.api_server
+    assert (api.replicas, api.workers_per_pod) == (1, 5)
+    assert api.pod.cpu_request_millicores == 2040 and api.pod.memory_request_mib == 5 * sizing.API_WORKER_MEMORY_MIB
+
+
+def test_a_system_pool_too_small_for_the_api_server_names_its_count() -> None:
+    with pytest.raises(ConfigError) as err:
+        config_for("prod", parallelism=10_000)
+    assert "systemPool.count" in dict(err.value.problems)

@@ -308,13 +308,17 @@ def test_control_plane_pods_have_probes_limits_and_run_as_airflow(runs: dict[str
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
 
 
-@pytest.mark.parametrize(("stack", "replicas"), [("dev", 1), ("prod", 2)])
+@pytest.mark.parametrize(("stack", "replicas", "workers", "cpu"), [("dev", 1, 1, "250m"), ("prod", 3, 2, "680m")])
 def test_api_server_replicas_and_the_execution_api_url(runs: dict[str, ProgramRun], stack: str,
-                                                        replicas: int) -> None:
+                                                        replicas: int, workers: int, cpu: str) -> None:
     run = runs[stack]
     deployment = run.manifest("Deployment", names.API_SERVER)
     service = run.manifest("Service", names.API_SERVER)
-    assert deployment["spec"]["replicas"] == replicas
+    # The plan's api-server (components/model/capacity.py): pods, uvicorn workers, CPU.
+    assert deployment["spec"]["replicas"] == replicas, f"{names.API_SERVER}: replicas"
+    assert cfg_of(run)["api"]["workers"] == str(workers), f"{names.API_SERVER}: [api] workers"
+    [api] = deployment["spec"]["template"]["spec"]["containers"]
+    assert api["resources"]["requests"]["cpu"] == cpu, f"{names.API_SERVER}: CPU request"
     assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     port = service["spec"]["ports"][0]["port"]
     ns = run.outputs["namespace"]

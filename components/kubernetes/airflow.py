@@ -199,7 +199,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
 
     # api-server: UI, REST API and the Execution API every running task talks to.
     api_health = _http_probe("/api/v2/monitor/health", names.API_SERVER_PORT)
-    objects.append(deployment("api-server", settings.api_server_replicas, pod(
+    objects.append(deployment("api-server", plan.control_plane.api_server.replicas, pod(
         "api-server",
         [container(
             "api-server", ["api-server"], control("api-server"),

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from components.model import names
 from components.model.capacity import (
-    API_SERVER_WORKERS,
     SQLALCHEMY_MAX_OVERFLOW,
     SQLALCHEMY_POOL_SIZE,
     CapacityPlan,
@@ -107,7 +106,7 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
         },
         "api": {
             "port": str(API_SERVER_PORT),
-            "workers": str(API_SERVER_WORKERS),
+            "workers": str(plan.control_plane.api_server.workers_per_pod),
         },
         "scheduler": {
             # 0 means "up to parallelism": one scheduler loop queues a whole

@@ -13,6 +13,11 @@ from typing import Any
 
 from components.model.settings import ConfigError, Settings
 from components.model.sizing import (
+    API_WORKER_HEADROOM,
+    API_WORKER_MEMORY_MIB,
+    MEASURED_API_MILLICORES_PER_RUNNING_TASK,
+    MEASURED_API_TASK_START_CPU_S,
+    MEASURED_API_WORKER_SATURATION_MILLICORES,
     MEASURED_TASK_START_CPU_S,
     TASK_START_HEADROOM,
     WORKER_BASE_MEMORY_MIB,
@@ -69,8 +74,6 @@ NODE_DAEMONSET_PODS = 12
 SQLALCHEMY_POOL_SIZE = 5
 SQLALCHEMY_MAX_OVERFLOW = 10
 CONNECTIONS_PER_ENGINE = SQLALCHEMY_POOL_SIZE + SQLALCHEMY_MAX_OVERFLOW
-# Uvicorn worker processes per api-server pod ([api] workers, Airflow's default).
-API_SERVER_WORKERS = 1
 # With the database result backend every busy pool child keeps a connection
 # to store its result: about one per busy slot, plus a couple per worker
 # (bench/fanout saw 141 connections with 128 busy slots and every component up).
@@ -121,8 +124,16 @@ class PodResources:
         return self.memory_request_mib * 2
 
 
+# The api-server's pods are sized from the Execution API's measured cost
+# (components/model/sizing.py): enough uvicorn workers ([api] workers) that
+# each carries at most half of what saturates it, spread over pods of at most
+# this many workers, so a drained or rolled pod takes a small share with it.
+API_SERVER_MAX_WORKERS_PER_POD = 2
+# Where the tasks' load is smaller, a pod still requests this for the UI and
+# the public API (an allowance: the benchmark measured task traffic only).
+API_SERVER_MIN_CPU_MILLICORES = 250
+
 CONTROL_PLANE_REQUESTS: dict[str, PodResources] = {
-    "api-server": PodResources(250, 1024),
     "scheduler": PodResources(500, 1024),
     "dag-processor": PodResources(250, 1024),
     "triggerer": PodResources(100, 512),
@@ -223,11 +234,32 @@ class DatabasePlan:
 
 
 @dataclass(frozen=True)
+class ApiServerPlan:
+    """The api-server's pods and uvicorn workers, from the tasks' Execution API load."""
+
+    replicas: int
+    workers_per_pod: int
+    # What `parallelism` running tasks' heartbeats cost it, in millicores.
+    heartbeat_millicores: int
+    # Uvicorn workers that load needs, each at most 1/API_WORKER_HEADROOM busy.
+    workers_needed: int
+    pod: PodResources
+    # Running tasks whose heartbeats take every pod to its CPU limit.
+    max_running_tasks: int
+    # `parallelism` tasks starting at once, on every pod's CPU limit.
+    start_burst_seconds: float
+
+    @property
+    def workers(self) -> int:
+        return self.replicas * self.workers_per_pod
+
+
+@dataclass(frozen=True)
 class ControlPlanePlan:
     pods: dict[str, PodResources]
     postgres: PodResources
     postgres_shared_buffers_mib: int
-    api_server_replicas: int
+    api_server: ApiServerPlan
     cpu_request_millicores: int
     memory_request_mib: int
     system_nodes: int
@@ -274,6 +306,7 @@ class CapacityPlan:
              f"{d.server_connections} server connections, max_connections {d.max_connections}"
              if d.pgbouncer else
              f"metadata database: budget {d.budget} connections, max_connections {d.max_connections}"),
+            self.api_server_line(),
             f"control plane: {self.control_plane.memory_request_mib} MiB, "
             f"{self.control_plane.cpu_request_millicores}m CPU requested on "
             f"{self.control_plane.system_nodes} x {self.control_plane.system_vm_size} "
@@ -281,6 +314,16 @@ class CapacityPlan:
             f"default_pool: {self.default_pool_slots} slots",
             *self.footprint_lines(),
         ])
+
+    def api_server_line(self) -> str:
+        a = self.control_plane.api_server
+        pods = f"{a.replicas} pod{'s' if a.replicas > 1 else ''}"
+        workers = f"{a.workers_per_pod} uvicorn worker{'s' if a.workers_per_pod > 1 else ''}"
+        return (f"api-server: {pods} x {workers}, {a.pod.cpu_request_millicores}m "
+                f"CPU ({a.pod.cpu_limit_millicores}m limit) and {a.pod.memory_request_mib} MiB each; "
+                f"{self.parallelism} running tasks' heartbeats about {a.heartbeat_millicores}m, the limits hold "
+                f"about {a.max_running_tasks}; {self.parallelism} starts at once take about "
+                f"{a.start_burst_seconds:.0f} s of them")
 
     def footprint_lines(self) -> list[str]:
         """Nodes, vCPU, GiB and the hourly cost between runs and at the peak."""
@@ -354,11 +397,35 @@ def _pgbouncer_plan(settings: Settings, connections: dict[str, int],
     )
 
 
-def _database_plan(settings: Settings, worker: WorkerPlan, problems: list[tuple[str, str]]) -> DatabasePlan:
+def _api_server_plan(settings: Settings) -> ApiServerPlan:
+    load = settings.parallelism * MEASURED_API_MILLICORES_PER_RUNNING_TASK
+    needed = max(1, math.ceil(load * API_WORKER_HEADROOM / MEASURED_API_WORKER_SATURATION_MILLICORES))
+    replicas = settings.api_server_replicas or (
+        1 if needed == 1 else max(2, math.ceil(needed / API_SERVER_MAX_WORKERS_PER_POD)))
+    per_pod = math.ceil(needed / replicas)
+    # The request is the pod's share of the steady load; its limit (twice the
+    # request) is the headroom that keeps heartbeats answered in time.
+    pod = PodResources(max(API_SERVER_MIN_CPU_MILLICORES, math.ceil(load / replicas)),
+                       per_pod * API_WORKER_MEMORY_MIB)
+    limits = replicas * pod.cpu_limit_millicores
+    return ApiServerPlan(
+        replicas=replicas,
+        workers_per_pod=per_pod,
+        heartbeat_millicores=math.ceil(load),
+        workers_needed=needed,
+        pod=pod,
+        max_running_tasks=int(limits / MEASURED_API_MILLICORES_PER_RUNNING_TASK),
+        start_burst_seconds=round(settings.parallelism * MEASURED_API_TASK_START_CPU_S * 1000 / limits, 1),
+    )
+
+
+def _database_plan(settings: Settings, worker: WorkerPlan, api: ApiServerPlan,
+                   problems: list[tuple[str, str]]) -> DatabasePlan:
     connections = {
         "workers": worker.replicas * (worker.concurrency + CONNECTIONS_PER_WORKER_BASE),
         "scheduler": SCHEDULER_CONNECTIONS,
-        "api-server": settings.api_server_replicas * API_SERVER_WORKERS * CONNECTIONS_PER_ENGINE,
+        # Every uvicorn worker is a process with its own SQLAlchemy pool.
+        "api-server": api.workers * CONNECTIONS_PER_ENGINE,
         "dag-processor": CONNECTIONS_PER_ENGINE,
         "triggerer": CONNECTIONS_PER_ENGINE,
         "migration": MIGRATION_JOB_CONNECTIONS,
@@ -382,8 +449,9 @@ def _database_plan(settings: Settings, worker: WorkerPlan, problems: list[tuple[
     )
 
 
-def _control_plane(settings: Settings, database: DatabasePlan, problems: list[tuple[str, str]]) -> ControlPlanePlan:
-    pods = dict(CONTROL_PLANE_REQUESTS)
+def _control_plane(settings: Settings, api: ApiServerPlan, database: DatabasePlan,
+                   problems: list[tuple[str, str]]) -> ControlPlanePlan:
+    pods = {"api-server": api.pod, **CONTROL_PLANE_REQUESTS}
     if not settings.flower:
         del pods["flower"]
     if not settings.pgbouncer:
@@ -392,7 +460,7 @@ def _control_plane(settings: Settings, database: DatabasePlan, problems: list[tu
         del pods["statsd"]
     pg_memory = POSTGRES_BASE_MEMORY_MIB + POSTGRES_MEMORY_PER_CONNECTION_MIB * database.max_connections
     postgres = PodResources(POSTGRES_BASE_CPU_MILLICORES + database.max_connections // 4, pg_memory)
-    replicas = {"api-server": settings.api_server_replicas}
+    replicas = {"api-server": api.replicas}
     every = [(name, res, replicas.get(name, 1)) for name, res in pods.items()] + [("postgres", postgres, 1)]
     cpu = sum(r.cpu_request_millicores * n for _, r, n in every)
     memory = sum(r.memory_request_mib * n for _, r, n in every)
@@ -416,7 +484,7 @@ def _control_plane(settings: Settings, database: DatabasePlan, problems: list[tu
         pods=pods,
         postgres=postgres,
         postgres_shared_buffers_mib=pg_memory // 4,
-        api_server_replicas=settings.api_server_replicas,
+        api_server=api,
         cpu_request_millicores=cpu,
         memory_request_mib=memory,
         system_nodes=count,
@@ -467,8 +535,9 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
     if min_count > max_count:
         problems.append(("workerPool.minCount", f"must not exceed the {max_count} nodes the plan needs at peak "
                                                 f"(or set maxCount), got {min_count}"))
-    database = _database_plan(settings, worker, problems)
-    control_plane = _control_plane(settings, database, problems)
+    api = _api_server_plan(settings)
+    database = _database_plan(settings, worker, api, problems)
+    control_plane = _control_plane(settings, api, database, problems)
     if problems:
         raise ConfigError(problems)
     tasks_per_node, start_seconds, import_timeout = _task_start(alloc, per_node, worker)

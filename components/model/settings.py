@@ -95,7 +95,8 @@ class Settings:
     max_active_tasks_per_dag: int
     max_active_runs_per_dag: int
     task_queued_timeout_seconds: int
-    api_server_replicas: int
+    # None: derived from parallelism by the capacity plan.
+    api_server_replicas: int | None
     worker_memory_per_slot_mib: int
     worker_cpu_per_slot_millicores: int
     fanout_tasks: int
@@ -140,7 +141,7 @@ DEFAULTS: dict[str, Any] = {
     "maxActiveTasksPerDag": None,
     "maxActiveRunsPerDag": 16,
     "taskQueuedTimeoutSeconds": 1800,
-    "apiServerReplicas": 1,
+    "apiServerReplicas": None,
     "workerMemoryPerSlotMiB": DEFAULT_WORKER_MEMORY_PER_SLOT_MIB,
     "workerCpuPerSlotMillicores": DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES,
     "fanoutTasks": None,
@@ -193,7 +194,7 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("core", "simple_auth_manager_passwords_file"): "it points at the admin password the program generates",
     ("logging", "worker_log_server_port"): "the workers' headless Service exposes it for task logs",
     ("logging", "trigger_log_server_port"): "the triggerer's headless Service exposes it for deferred tasks' logs",
-    ("api", "workers"): "the database connection budget counts on it; use `apiServerReplicas` to scale",
+    ("api", "workers"): "the capacity plan derives it from parallelism and the connection budget counts on it",
     ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
     ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
 }
@@ -535,7 +536,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
                  if mat_raw is not None else parallelism)
     max_runs = _int(get("maxActiveRunsPerDag"), "maxActiveRunsPerDag", 1, 10_000, problems)
     queued_timeout = _int(get("taskQueuedTimeoutSeconds"), "taskQueuedTimeoutSeconds", 300, 86_400, problems)
-    api_replicas = _int(get("apiServerReplicas"), "apiServerReplicas", 1, 20, problems)
+    api_raw = values.get("apiServerReplicas")
+    api_replicas = _int(api_raw, "apiServerReplicas", 1, 20, problems) if api_raw is not None else None
     mem_slot = _int(get("workerMemoryPerSlotMiB"), "workerMemoryPerSlotMiB", 32, 65_536, problems)
     cpu_slot = _int(get("workerCpuPerSlotMillicores"), "workerCpuPerSlotMillicores", 1, 16_000, problems)
     fanout_raw = values.get("fanoutTasks")
@@ -601,7 +603,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
 
     # Every value below was checked above; the asserts document it for mypy.
     assert parallelism is not None and concurrency is not None and max_tasks is not None
-    assert max_runs is not None and queued_timeout is not None and api_replicas is not None
+    assert max_runs is not None and queued_timeout is not None
     assert mem_slot is not None and cpu_slot is not None and airflow_version is not None
     assert k8s_version is not None and namespace is not None and acr_sku is not None
     assert protect is not None and system_pool is not None and worker_pool is not None

@@ -47,3 +47,28 @@ TASK_START_HEADROOM = 2.0
 DEFAULT_WORKER_MEMORY_PER_SLOT_MIB = math.ceil(MEASURED_SLOT_MIB * REQUEST_HEADROOM)
 DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES = math.ceil(MEASURED_STEADY_MILLICORES_PER_TASK * REQUEST_HEADROOM)
 WORKER_BASE_MEMORY_MIB = math.ceil(MEASURED_WORKER_IDLE_MIB * REQUEST_HEADROOM)
+
+# --- api-server -----------------------------------------------------------
+# From `bench/controlplane` (real api-server, scheduler, PostgreSQL, PgBouncer
+# and RabbitMQ; simulated workers making the supervisor's Execution API calls;
+# bench/results/controlplane.json, runs named below). Every running task's
+# supervisor heartbeats every [workers] min_heartbeat_interval (5 s, the SDK's
+# default; the cfg sets none), so these figures hold for that interval.
+# In the steady state one running task costs the api-server 1.55 millicores
+# ("200 paced 16": 200 tasks on one uvicorn worker, 0.31 cores) to 2.04 ("500
+# paced 16, 2 api workers", saturated): the plan takes the higher.
+MEASURED_API_MILLICORES_PER_RUNNING_TASK = 2.04
+# One uvicorn worker is one Python process: saturated it used 0.87-0.95 cores
+# ("500 paced 16", "1000 paced 16", "1000 burst"); the plan takes the lower.
+MEASURED_API_WORKER_SATURATION_MILLICORES = 870
+# At a third of saturation (200 tasks on one worker) heartbeat p99 was 1.0-1.4
+# s; saturated (458 running) it was 32 s, past the SDK's 5 s timeout, and
+# tasks failed. The plan keeps each worker at half of saturation or less.
+API_WORKER_HEADROOM = 2.0
+# A task's start, rendered fields and final state: about 58 ms of the
+# api-server's CPU beyond its heartbeats ("200 paced 16").
+MEASURED_API_TASK_START_CPU_S = 0.058
+# Peak PSS of the api-server: 285-324 MiB with one uvicorn worker, 713 MiB with
+# two (their process manager included): about 357 MiB per worker.
+MEASURED_API_WORKER_MIB = 357
+API_WORKER_MEMORY_MIB = math.ceil(MEASURED_API_WORKER_MIB * REQUEST_HEADROOM)
