@@ -25,10 +25,13 @@ Per N it measures, from the run's creation by `airflow dags trigger`:
 With --limits each component's process tree runs in a CPU cgroup whose quota is
 its declared CPU limit (the api-server's times apiServerReplicas, since one
 local process serves what the replicas share), so the run shows whether the
-prod-sized control plane keeps up.
+prod-sized control plane keeps up. --api-cpu-limit M puts the api-server alone
+in an M-millicore cgroup: with --api-workers 1, one uvicorn worker with its
+share of a planned pod's limit, driven by its share of the running tasks (a
+slice of an api-server larger than this machine).
 
     venv/bin/python -m bench.controlplane [--tasks 1000 3000 10000] [--hold 100] [--max-starting K]
-                                         [--api-workers W] [--limits] [--table]
+                                         [--api-workers W] [--limits] [--api-cpu-limit M] [--table]
                                          [--out bench/results/controlplane.json]
 
 --max-starting K paces the starts: each stand-in keeps at most K start calls in
@@ -36,7 +39,7 @@ flight (by default every task calls as soon as its message arrives, as a fleet
 of warm workers does). --table prints the table of the results file.
 
 Each N is stored in the JSON file under its own key (N, "burst" or "paced K",
-and "limits"), next to the entries already there.
+the api workers and limits), next to the entries already there.
 """
 
 from __future__ import annotations
@@ -335,31 +338,39 @@ def run_config(tasks: int, hold: float) -> dict[str, Any]:
 
 def measure(tasks: int, hold: float = 100, *, processes: int = 1, limits: bool = False,
             max_starting: int | None = None, api_workers: int | None = None,
-            timeout: float | None = None) -> dict[str, Any]:
+            timeout: float | None = None, api_cpu_limit: int | None = None) -> dict[str, Any]:
     """One DAG run of width `tasks` against the control plane; the figures of the JSON entry.
 
     api_workers runs the api-server with that many uvicorn workers instead of the
-    cfg's `[api] workers`, through the environment, as a pod spec would."""
+    cfg's `[api] workers`, through the environment, as a pod spec would.
+    api_cpu_limit puts the api-server alone (or, with limits, instead of its
+    declared limit) in a CPU cgroup of that many millicores: a slice of a
+    planned api-server, e.g. one uvicorn worker with its share of a pod's limit."""
     config = run_config(tasks, hold)
     with local_services(STACK, config) as services, \
             deployment(services, config, stack=STACK, start=False) as d:
         if api_workers is not None:
             d.workloads["api-server"].env["AIRFLOW__API__WORKERS"] = str(api_workers)
-        cgroups = CpuLimits(d.id) if limits else None
+        cgroups = CpuLimits(d.id) if limits or api_cpu_limit else None
         try:
-            return _measure(d, services, tasks, hold, processes, cgroups, max_starting, timeout)
+            return _measure(d, services, tasks, hold, processes, cgroups, max_starting, timeout,
+                            limits=limits, api_cpu_limit=api_cpu_limit)
         finally:
             if cgroups is not None:
                 cgroups.remove()
 
 
 def _measure(d: LocalDeployment, services: Services, tasks: int, hold: float, processes: int,
-             cgroups: CpuLimits | None, max_starting: int | None, timeout: float | None) -> dict[str, Any]:
+             cgroups: CpuLimits | None, max_starting: int | None, timeout: float | None, *,
+             limits: bool = False, api_cpu_limit: int | None = None) -> dict[str, Any]:
     declared_limits = declared_cpu_limits(d)
+    if api_cpu_limit is not None:
+        declared_limits["api-server"] = api_cpu_limit
     d.start(*COMPONENTS)
     if cgroups is not None:
-        for component in COMPONENTS:
+        for component in COMPONENTS if limits else ("api-server",):
             cgroups.limit(component, d.pid(component), declared_limits[component])
+    if cgroups is not None and limits:
         cgroups.limit("postgres", int((services.postgres.dir / "data" / "postmaster.pid").read_text().split()[0]),
                       declared_limits["postgres"])
         if services.rabbitmq.process is not None:
@@ -410,8 +421,9 @@ def _measure(d: LocalDeployment, services: Services, tasks: int, hold: float, pr
         "max_starting": max_starting,
         "api_workers": int(d.workloads["api-server"].env.get("AIRFLOW__API__WORKERS")
                            or cfg_int(d.cfg_text, "api", "workers", 1)),
-        "cpu_limits_m": {k: declared_limits[k] for k in (*COMPONENTS, "postgres", "rabbitmq", "pgbouncer")
-                         if k in declared_limits} if cgroups is not None else None,
+        "cpu_limits_m": ({k: declared_limits[k] for k in (*COMPONENTS, "postgres", "rabbitmq", "pgbouncer")
+                          if k in declared_limits} if limits else
+                         {"api-server": api_cpu_limit} if api_cpu_limit else None),
         "cpu_throttled_s": throttled,
         "peak_pss_mib": sampler.peak_pss_mib,
     })
@@ -674,13 +686,15 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
           "times from the run's creation")
 
 
-def run_key(tasks: int, max_starting: int | None, limits: bool, api_workers: int | None = None) -> str:
+def run_key(tasks: int, max_starting: int | None, limits: bool, api_workers: int | None = None,
+            api_cpu_limit: int | None = None) -> str:
     """The run's key in the results file and first cell in the table: N, how starts
     arrive (all at once, or paced: at most K start calls in flight), the api-server's
     workers when not the cfg's, limits."""
     starts = f"paced {max_starting}" if max_starting else "burst"
     workers = f", {api_workers} api workers" if api_workers else ""
-    return f"{tasks} {starts}{workers}{' limits' if limits else ''}"
+    api_limit = f", api-server at {api_cpu_limit}m" if api_cpu_limit else ""
+    return f"{tasks} {starts}{workers}{api_limit}{' limits' if limits else ''}"
 
 
 def main() -> None:
@@ -691,6 +705,8 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1, help="stand-in processes (each a Celery worker)")
     parser.add_argument("--limits", action="store_true", help="each component under its declared CPU limit")
     parser.add_argument("--api-workers", type=int, help="uvicorn workers of the api-server (default: the cfg's)")
+    parser.add_argument("--api-cpu-limit", type=int, metavar="MILLICORES",
+                        help="the api-server in a CPU cgroup of this size (a slice of a planned api-server)")
     parser.add_argument("--timeout", type=float,
                         help="seconds after the trigger to stop waiting for the run (recorded as not finished)")
     parser.add_argument("--max-starting", type=int,
@@ -708,11 +724,12 @@ def main() -> None:
                             check=False).stdout.strip()
     results: dict[str, dict[str, Any]] = {}
     for tasks, hold in zip(args.tasks, holds, strict=True):
-        key = run_key(tasks, args.max_starting, args.limits, args.api_workers)
+        key = run_key(tasks, args.max_starting, args.limits, args.api_workers, args.api_cpu_limit)
         began = time.time()
         try:
             result = measure(tasks, hold, processes=args.processes, limits=args.limits,
-                             max_starting=args.max_starting, api_workers=args.api_workers, timeout=args.timeout)
+                             max_starting=args.max_starting, api_workers=args.api_workers, timeout=args.timeout,
+                             api_cpu_limit=args.api_cpu_limit)
         except Exception as exc:  # a run the machine cannot finish is a result too
             result = {"tasks": tasks, "hold_s": hold, "error": f"{type(exc).__name__}: {exc}"[:4000]}
         result.update({"commit": commit, "note": args.note, "measured_at": datetime.now().isoformat(timespec="seconds"),
