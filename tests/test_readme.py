@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 from components.model.settings import DEFAULTS
+from tests.conftest import config_for
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 
@@ -65,3 +66,11 @@ def test_pool_fields_are_documented_with_their_defaults() -> None:
         rows = table_rows(f"`{pool}` fields:")
         for field, default in DEFAULTS[pool].items():
             assert rows.get(field) == expected_cell(default), f"{pool}.{field}: README says {rows.get(field)}"
+
+
+def test_the_preview_example_is_prods_capacity_summary() -> None:
+    text = README
+    start = text.index("`pulumi preview` prints `capacitySummary`, for example for prod:")
+    block = text[text.index("```\n", start) + 4:]
+    assert block[:block.index("```")].strip() == config_for("prod").plan.summary(), \
+        "README's capacitySummary example is not what the prod stack's plan prints"
