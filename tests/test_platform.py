@@ -69,6 +69,17 @@ def test_cluster_identity_rbac_version_and_system_pool(runs: dict[str, ProgramRu
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_cluster_enforces_network_policies_with_cilium(runs: dict[str, ProgramRun], stack: str) -> None:
+    """Without a policy engine AKS stores NetworkPolicies and enforces none; the
+    Cilium engine needs the Cilium dataplane, on Azure CNI overlay."""
+    cluster = runs[stack].one(AKS)
+    assert cluster.inputs["networkProfile"] == {
+        "networkPlugin": "azure", "networkPluginMode": "overlay",
+        "networkDataplane": "cilium", "networkPolicy": "cilium",
+    }, f"{cluster.name}: networkProfile"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_worker_pool_is_sized_from_the_plan(runs: dict[str, ProgramRun], stack: str) -> None:
     nodes = config_for(stack).plan.worker_nodes
     pool = runs[stack].one(POOL)

@@ -120,6 +120,28 @@ def required_issuer_url(profile: Any) -> str:
     return url
 
 
+def network_profile() -> dict[str, Any]:
+    """Azure CNI overlay with Cilium as the dataplane and the NetworkPolicy engine.
+
+    Without an engine AKS accepts NetworkPolicies and enforces none of them.
+    Cilium rather than Azure NPM: it is the dataplane AKS recommends for
+    overlay (eBPF, no per-policy iptables rules), and AKS refuses the Cilium
+    dataplane with any other policy engine (CiliumDataplaneRequiresNetworkPolicyCilium).
+    Day 2: pulumi-azure-native forces a replacement of the whole cluster when
+    networkPolicy or networkDataplane changes (provider/pkg/gen/replacement.go,
+    ManagedCluster; older releases force-new all of networkProfile), although
+    AKS itself migrates in place with `az aks update --network-dataplane cilium
+    --network-policy cilium` (re-imaging every node). So a cluster created
+    without them is migrated by hand first (README, "Network policies").
+    """
+    return {
+        "network_plugin": containerservice.NetworkPlugin.AZURE,
+        "network_plugin_mode": containerservice.NetworkPluginMode.OVERLAY,
+        "network_dataplane": containerservice.NetworkDataplane.CILIUM,
+        "network_policy": containerservice.NetworkPolicy.CILIUM,
+    }
+
+
 def _decode_kubeconfig(kubeconfigs: list) -> str:
     if not kubeconfigs:
         raise ValueError("AKS returned no user kubeconfig for the cluster")
@@ -222,10 +244,7 @@ class Platform(pulumi.ComponentResource):
             }],
             # AKS's managed KEDA, for the worker ScaledObject.
             workload_auto_scaler_profile={"keda": {"enabled": True}} if settings.worker_scaling == "keda" else None,
-            network_profile={
-                "network_plugin": containerservice.NetworkPlugin.AZURE,
-                "network_plugin_mode": containerservice.NetworkPluginMode.OVERLAY,
-            },
+            network_profile=network_profile(),
             # Workload identity: the cluster publishes its service account
             # token issuer, and the webhook hands pods of a labelled
             # ServiceAccount a token that Entra ID exchanges for the federated
