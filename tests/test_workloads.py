@@ -74,6 +74,11 @@ def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> No
         ("ConfigMap", names.STATSD), ("Deployment", names.STATSD), ("Service", names.STATSD),
         ("PodDisruptionBudget", names.API_SERVER), ("PodDisruptionBudget", names.SCHEDULER),
         ("PodDisruptionBudget", names.PGBOUNCER), ("PodDisruptionBudget", names.WORKER),
+        # One NetworkPolicy per workload, DNS for all, the default deny (tests/test_network_policies.py).
+        *{("NetworkPolicy", n) for n in (
+            names.API_SERVER, names.SCHEDULER, names.DAG_PROCESSOR, names.TRIGGERER, names.WORKER, names.MIGRATE,
+            names.POSTGRES, names.PGBOUNCER, names.RABBITMQ, names.STATSD, "airflow-all-pods",
+            "airflow-default-deny")},
     }
     assert found == expected
 

@@ -62,6 +62,11 @@ def _labels(component: str) -> dict[str, str]:
             "app.kubernetes.io/part-of": "airflow"}
 
 
+def component_labels(component: str) -> dict[str, str]:
+    """The labels of a component's pods, which its Services, budgets and NetworkPolicies select."""
+    return _labels(component)
+
+
 def _http_probe(path: str, port: int, **timing: int) -> dict[str, Any]:
     return {"http_get": {"path": path, "port": port}, **timing}
 
@@ -95,7 +100,6 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     # and no run of the real image has shown every path yet.
     hardened = k8s.container_security(read_only_root=False)
     skips = {
-        **k8s.NETWORK_POLICY_SKIP,
         "CKV_K8S_22": "Airflow writes under AIRFLOW_HOME and /tmp beyond its declared emptyDirs; "
                       "a read-only root is not yet shown to work with the image",
         "CKV_K8S_35": "Airflow reads its database and broker URLs and keys from AIRFLOW__ environment "

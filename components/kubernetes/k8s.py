@@ -74,8 +74,6 @@ POD_SECURITY_LABELS = {f"pod-security.kubernetes.io/{mode}": "restricted" for mo
 CHECKOV_SKIP_PREFIX = "checkov.io/skip"
 
 
-# Every pod until the deployment declares NetworkPolicies.
-NETWORK_POLICY_SKIP = {"CKV2_K8S_6": "no NetworkPolicies declared yet (issue 15 follow-up)"}
 # The images of PostgreSQL, RabbitMQ, PgBouncer and the statsd-exporter.
 PINNED_TAG_SKIPS = {
     "CKV_K8S_15": "the image is pinned to a version tag in the stack settings and pulled once per node; "
@@ -158,7 +156,7 @@ def disruption_budget(suffix: str, name: str, namespace: str, labels: dict[str, 
 API_VERSIONS = {
     "Namespace": "v1", "Secret": "v1", "ConfigMap": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
     "ServiceAccount": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
-    "PodDisruptionBudget": "policy/v1",
+    "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1",
     "ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1",
 }
 # Custom resources: declared as CustomResource, their fields already in the
@@ -175,6 +173,7 @@ _RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
     "StatefulSet": kubernetes.apps.v1.StatefulSet,
     "Job": kubernetes.batch.v1.Job,
     "PodDisruptionBudget": kubernetes.policy.v1.PodDisruptionBudget,
+    "NetworkPolicy": kubernetes.networking.v1.NetworkPolicy,
 }
 # Kinds a pod refers to by name: a workload waits for those of its component.
 _REFERENCED_KINDS = {"ConfigMap", "PersistentVolumeClaim", "Secret"}

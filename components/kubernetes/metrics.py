@@ -84,7 +84,7 @@ def metrics_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
         }),
         KubeObject("Deployment", "deployment", {
             "metadata": {"name": names.STATSD, "namespace": ns, "labels": LABELS,
-                         "annotations": k8s.checkov_skips({**k8s.NETWORK_POLICY_SKIP, **k8s.PINNED_TAG_SKIPS})},
+                         "annotations": k8s.checkov_skips(k8s.PINNED_TAG_SKIPS)},
             "spec": {
                 "replicas": 1,
                 "selector": {"match_labels": LABELS},

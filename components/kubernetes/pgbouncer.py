@@ -102,7 +102,7 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
         k8s.service("service", names.PGBOUNCER, ns, LABELS, "pgbouncer", names.PGBOUNCER_PORT),
         KubeObject("Deployment", "deployment", {
             "metadata": {"name": names.PGBOUNCER, "namespace": ns, "labels": LABELS,
-                         "annotations": k8s.checkov_skips({**k8s.NETWORK_POLICY_SKIP, **k8s.PINNED_TAG_SKIPS})},
+                         "annotations": k8s.checkov_skips(k8s.PINNED_TAG_SKIPS)},
             "spec": {
                 "replicas": 1,
                 "selector": {"match_labels": LABELS},

@@ -20,7 +20,6 @@ DATA_DIR = "/var/lib/postgresql/data"
 DATA_CLAIM = f"{names.POSTGRES}-data"
 LABELS = {"app.kubernetes.io/name": "postgres", "app.kubernetes.io/part-of": "airflow"}
 SKIPS = {
-    **k8s.NETWORK_POLICY_SKIP,
     **k8s.PINNED_TAG_SKIPS,
     "CKV_K8S_22": "the image's entrypoint and server write outside PGDATA (/var/run/postgresql and others); "
                   "a read-only root is not yet shown to work with the image",

@@ -38,7 +38,6 @@ DATA_DIR = f"{HOME_DIR}/mnesia"
 DATA_CLAIM = f"{names.RABBITMQ}-data"
 LABELS = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/part-of": "airflow"}
 SKIPS = {
-    **k8s.NETWORK_POLICY_SKIP,
     **k8s.PINNED_TAG_SKIPS,
     "CKV_K8S_22": "the image's entrypoint and the Erlang runtime write outside HOME and the data volume; "
                   "a read-only root is not yet shown to work with the image",

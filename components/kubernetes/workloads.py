@@ -13,6 +13,7 @@ from components.kubernetes import k8s
 from components.kubernetes.airflow import Airflow, airflow_objects
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.metrics import Metrics, metrics_objects
+from components.kubernetes.network_policies import NetworkPolicies, network_policy_objects
 from components.kubernetes.pgbouncer import PgBouncer, pgbouncer_objects
 from components.kubernetes.postgres import Postgres, postgres_objects
 from components.kubernetes.rabbitmq import RabbitMQ, rabbitmq_objects
@@ -43,6 +44,7 @@ def kube_objects(config: StackConfig, image: pulumi.Input[str],
         *rabbitmq_objects(s, plan),
         *metrics_objects(s, plan),
         *airflow_objects(s, plan, config.airflow_cfg, image, task_log_store),
+        *network_policy_objects(s, task_log_store),
     ]
 
 
@@ -87,6 +89,8 @@ class Workloads(pulumi.ComponentResource):
         pgbouncer = PgBouncer(f"{name}-pgbouncer", settings=settings, plan=plan,
                               after=[*ready, postgres.stateful_set], opts=child)
         Metrics(f"{name}-metrics", settings=settings, plan=plan, after=[namespace], opts=child)
+        NetworkPolicies(f"{name}-network", settings=settings, task_log_store=task_log_store, after=[namespace],
+                        opts=child)
         backends = [postgres.stateful_set, rabbitmq.stateful_set]
         if pgbouncer.deployment is not None:
             backends.append(pgbouncer.deployment)

@@ -1,0 +1,261 @@
+"""NetworkPolicies: the namespace denies every connection, then allows exactly
+the flows the deployment needs.
+
+Kubernetes semantics (kubernetes.io/docs/concepts/services-networking/network-policies):
+a pod selected by any policy with policyType Ingress (Egress) is isolated for
+ingress (egress), and then only what some policy selecting it allows gets
+through; policies add up, none subtracts. A connection between two pods needs
+both the source's egress and the destination's ingress allowed; replies of an
+allowed connection always pass. Traffic from the node a pod runs on (kubelet
+probes) is always allowed, so probes need no rule.
+
+The flows are data (`flows`): each names its source, destination, port and why.
+`network_policy_objects` turns them into one policy per component of the
+namespace, holding the ingress it accepts and the egress it opens, plus the
+namespace-wide default deny. tests/test_network_policies.py derives the flows
+independently from the declared objects and checks the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import pulumi
+
+from components.kubernetes import k8s, metrics, pgbouncer, postgres, rabbitmq
+from components.kubernetes.airflow import component_labels
+from components.kubernetes.k8s import KubeObject
+from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore, task_logs_on
+from components.model import names
+from components.model.settings import Settings
+
+DEFAULT_DENY = "airflow-default-deny"
+# The policy of every pod of the deployment (DNS).
+ALL_PODS = "airflow-all-pods"
+# Task logs go to Azure Blob Storage over HTTPS (and the workload identity's
+# token exchange to Entra ID, also HTTPS).
+HTTPS_PORT = 443
+DNS_PORT = 53
+# Address ranges that are never Azure Storage's public endpoints: the cluster's
+# pods and Services (AKS overlay defaults 10.244.0.0/16 and 10.0.0.0/16), the
+# node VNet and any peered private network (RFC 1918), and link-local (the
+# instance metadata service).
+PRIVATE_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16")
+# Where the KEDA operator runs: AKS's managed add-on installs it in kube-system
+# (learn.microsoft.com/azure/aks/keda-about); KEDA's Helm chart installs it in
+# `keda` by default, as on a local cluster. Both label its pods app=keda-operator.
+KEDA_NAMESPACE = {"aks": "kube-system", "local": "keda"}
+KEDA_OPERATOR_LABELS = {"app": "keda-operator"}
+# CoreDNS on AKS, kind, minikube and Docker Desktop keeps kube-dns's label.
+DNS_LABELS = {"k8s-app": "kube-dns"}
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# Airflow components that run task code over the Execution API by HTTP: the
+# Celery workers' task supervisors (providers/celery celery_executor_utils
+# reads [core] execution_api_server_url). The triggerer and the dag-processor
+# use the Execution API in process (InProcessExecutionAPI), so they need no
+# connection to the api-server.
+EXECUTION_API_CLIENTS = ("worker",)
+# The api-server fetches a running task's log from the worker (deferred: the
+# triggerer) that writes it.
+LOG_SERVERS = {"worker": names.WORKER_LOG_PORT, "triggerer": names.TRIGGERER_LOG_PORT}
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One end of a flow.
+
+    labels: the peer is the pods of the deployment's namespace with these
+    labels (empty: every pod there); None: it is outside the namespace.
+    selector: the NetworkPolicyPeer (snake_case) that matches it; None means
+    any address at all (a rule without from/to).
+    """
+
+    name: str
+    labels: dict[str, str] | None = field(default=None, hash=False, compare=False)
+    selector: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+
+    @property
+    def in_namespace(self) -> bool:
+        return self.labels is not None
+
+
+def pods(name: str, labels: dict[str, str]) -> Peer:
+    return Peer(name, labels, {"pod_selector": {"match_labels": labels}})
+
+
+def outside(name: str, namespace: str | None, labels: dict[str, str] | None = None) -> Peer:
+    """Pods of another namespace (None: any namespace), optionally only those labelled `labels`."""
+    selector: dict[str, Any] = {"namespace_selector": (
+        {"match_labels": {NAMESPACE_NAME_LABEL: namespace}} if namespace else {})}
+    if labels:
+        selector["pod_selector"] = {"match_labels": labels}
+    return Peer(name, None, selector)
+
+
+ANYWHERE = Peer("anywhere")
+# Every pod of the deployment (a pod someone else starts in the namespace gets nothing).
+EVERY_POD = pods(ALL_PODS, {"app.kubernetes.io/part-of": "airflow"})
+KUBE_DNS = outside("kube-dns", "kube-system", DNS_LABELS)
+# Prometheus scrapes from whichever namespace it runs in (Azure Monitor's
+# managed Prometheus: kube-system).
+PROMETHEUS = outside("prometheus (any namespace)", None)
+# ipBlock, not a name: NetworkPolicy cannot name a DNS host, and the storage
+# account's addresses are Azure's to change. Port 443 outside every private
+# range is the narrowest rule that still reaches it.
+AZURE_PUBLIC = Peer("Azure Storage and Entra ID (public addresses)", None,
+                    {"ip_block": {"cidr": "0.0.0.0/0", "except_": list(PRIVATE_RANGES)}})
+
+
+def airflow(component: str) -> Peer:
+    return pods(f"airflow-{component}", component_labels(component))
+
+
+POSTGRES = pods(names.POSTGRES, postgres.LABELS)
+PGBOUNCER = pods(names.PGBOUNCER, pgbouncer.LABELS)
+RABBITMQ = pods(names.RABBITMQ, rabbitmq.LABELS)
+STATSD = pods(names.STATSD, metrics.LABELS)
+
+
+@dataclass(frozen=True)
+class Flow:
+    src: Peer
+    dst: Peer
+    port: int
+    protocol: str = "TCP"
+    why: str = field(default="", compare=False)
+
+
+def airflow_components(settings: Settings) -> list[str]:
+    """The Airflow pods the deployment runs (component label values)."""
+    return ["migrate", "api-server", "scheduler", "dag-processor", "triggerer", "worker",
+            *(["flower"] if settings.flower else [])]
+
+
+def emulator_port(endpoint: str) -> int:
+    parts = urlsplit(endpoint)
+    return parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def flows(settings: Settings, task_log_store: TaskLogStore | None = None) -> list[Flow]:
+    """Every connection the deployment makes, for its settings."""
+    database = PGBOUNCER if settings.pgbouncer else POSTGRES
+    database_port = names.PGBOUNCER_PORT if settings.pgbouncer else names.POSTGRES_PORT
+    api_server = airflow("api-server")
+    found = [
+        Flow(EVERY_POD, KUBE_DNS, DNS_PORT, "UDP", "DNS"),
+        Flow(EVERY_POD, KUBE_DNS, DNS_PORT, "TCP", "DNS (large answers)"),
+        Flow(ANYWHERE, api_server, names.API_SERVER_PORT, why="UI and REST API clients"),
+    ]
+    for component in airflow_components(settings):
+        src = airflow(component)
+        # Every Airflow pod carries the metadata database, result backend and
+        # broker URLs (the airflow-env Secret) and airflow.cfg's StatsD host.
+        found.append(Flow(src, database, database_port, why="metadata database and Celery result backend"))
+        found.append(Flow(src, RABBITMQ, names.RABBITMQ_PORT, why="Celery broker"))
+        if settings.metrics:
+            found.append(Flow(src, STATSD, names.STATSD_PORT, "UDP", "StatsD metrics"))
+        if component in EXECUTION_API_CLIENTS:
+            found.append(Flow(src, api_server, names.API_SERVER_PORT, why="Execution API (task supervisors)"))
+        if component in LOG_COMPONENTS and task_logs_on(settings, task_log_store):
+            found.append(_task_log_flow(settings, src))
+    # The migration Job holds a session-level advisory lock, so it connects
+    # straight to PostgreSQL (airflow.py), besides its shared URLs above.
+    if settings.pgbouncer:
+        found.append(Flow(airflow("migrate"), POSTGRES, names.POSTGRES_PORT, why="airflow db migrate, direct"))
+        found.append(Flow(PGBOUNCER, POSTGRES, names.POSTGRES_PORT, why="PgBouncer's server connections"))
+    for component, port in LOG_SERVERS.items():
+        found.append(Flow(api_server, airflow(component), port, why="logs of running and deferred tasks"))
+    if settings.flower:
+        found.append(Flow(ANYWHERE, airflow("flower"), names.FLOWER_PORT, why="Flower UI clients"))
+    if settings.worker_scaling == "keda":
+        keda = outside("KEDA operator", KEDA_NAMESPACE[settings.target], KEDA_OPERATOR_LABELS)
+        found.append(Flow(keda, POSTGRES, names.POSTGRES_PORT, why="KEDA's PostgreSQL trigger, direct"))
+    if settings.metrics:
+        found.append(Flow(PROMETHEUS, STATSD, names.STATSD_METRICS_PORT, why="Prometheus scrape"))
+    return found
+
+
+def _task_log_flow(settings: Settings, src: Peer) -> Flow:
+    if settings.target == "aks":
+        return Flow(src, AZURE_PUBLIC, HTTPS_PORT, why="task logs in Azure Blob Storage (HTTPS)")
+    assert settings.task_log_emulator_endpoint is not None
+    endpoint = settings.task_log_emulator_endpoint
+    return Flow(src, emulator_peer(endpoint, settings.namespace), emulator_port(endpoint),
+                why="task logs in the storage emulator")
+
+
+def emulator_peer(endpoint: str, namespace: str) -> Peer:
+    """The pods of the emulator's namespace when its host is a Service name of
+    another namespace (`azurite.azurite`, `azurite.azurite.svc.cluster.local`);
+    otherwise any address, as the emulator runs wherever the user put it."""
+    host = urlsplit(endpoint).hostname or ""
+    parts = host.split(".")
+    if len(parts) == 2 or host.endswith(".svc.cluster.local") or (len(parts) == 3 and parts[2] == "svc"):
+        if parts[1] != namespace:
+            return outside(f"storage emulator ({host})", parts[1])
+    return ANYWHERE
+
+
+def _rules(flows_: Sequence[Flow], direction: str) -> list[dict[str, Any]]:
+    """One rule per port: from (to) every peer the flows on it name; none
+    when one of them is ANYWHERE (a rule without peers matches every address)."""
+    key = "from_" if direction == "ingress" else "to"
+    by_port: dict[tuple[int, str], list[Peer]] = {}
+    for f in flows_:
+        by_port.setdefault((f.port, f.protocol), []).append(f.src if direction == "ingress" else f.dst)
+    rules = []
+    for (port, protocol), peers in sorted(by_port.items()):
+        rule: dict[str, Any] = {"ports": [{"port": port, "protocol": protocol}]}
+        if all(p.selector is not None for p in peers):
+            unique = {p.name: p.selector for p in peers}
+            rule[key] = [unique[n] for n in sorted(unique)]
+        rules.append(rule)
+    return rules
+
+
+def network_policy_objects(settings: Settings, task_log_store: TaskLogStore | None = None) -> list[KubeObject]:
+    """A policy per pod group of the namespace with its allowed ingress and
+    egress, then the default deny for every pod of the namespace."""
+    ns = settings.namespace
+    all_flows = flows(settings, task_log_store)
+    groups = {p.name: p for f in all_flows for p in (f.src, f.dst) if p.in_namespace}
+    objects = []
+    for name in sorted(groups):
+        peer = groups[name]
+        ingress = _rules([f for f in all_flows if f.dst == peer], "ingress")
+        egress = _rules([f for f in all_flows if f.src == peer], "egress")
+        spec: dict[str, Any] = {"pod_selector": peer.selector["pod_selector"] if peer.selector else {},
+                                "policy_types": [t for t, rules in (("Ingress", ingress), ("Egress", egress))
+                                                 if rules]}
+        if ingress:
+            spec["ingress"] = ingress
+        if egress:
+            spec["egress"] = egress
+        objects.append(KubeObject("NetworkPolicy", name.removeprefix("airflow-"), {
+            "metadata": {"name": name, "namespace": ns, "labels": {"app.kubernetes.io/part-of": "airflow"}},
+            "spec": spec,
+        }))
+    objects.append(KubeObject("NetworkPolicy", "default-deny", {
+        "metadata": {"name": DEFAULT_DENY, "namespace": ns, "labels": {"app.kubernetes.io/part-of": "airflow"}},
+        # Every pod of the namespace, both directions, no rule: isolated.
+        "spec": {"pod_selector": {}, "policy_types": ["Ingress", "Egress"]},
+    }))
+    return objects
+
+
+class NetworkPolicies(pulumi.ComponentResource):
+    """The allowing policies first, the default deny after them: on the update
+    that introduces them no pod is cut off while the allowances are created."""
+
+    def __init__(self, name: str, settings: Settings, task_log_store: TaskLogStore | None = None,
+                 after: Sequence[pulumi.Resource] = (), opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("airflow-aks:network:NetworkPolicies", name, None, opts)
+        objects = network_policy_objects(settings, task_log_store)
+        allow = [k8s.declare(o, name, pulumi.ResourceOptions(parent=self, depends_on=list(after)))
+                 for o in objects if o.name != DEFAULT_DENY]
+        [deny] = [o for o in objects if o.name == DEFAULT_DENY]
+        k8s.declare(deny, name, pulumi.ResourceOptions(parent=self, depends_on=[*after, *allow]))
+        self.register_outputs({})

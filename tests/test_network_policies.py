@@ -1,0 +1,451 @@
+"""NetworkPolicies against the flows the declared objects need, evaluated as Kubernetes would.
+
+The needed flows are derived here from the objects the program declares (under
+Pulumi mocks), not from components/kubernetes/network_policies.py: the URLs in
+each pod's environment (Secret and ConfigMap values included), the airflow.cfg
+it mounts, pgbouncer.ini, the KEDA trigger's host, Services and their target
+ports, and the scrape annotations. The policies are then evaluated with
+Kubernetes' semantics (kubernetes.io/docs/concepts/services-networking/network-policies):
+a connection is allowed iff the source's egress allows it (or no egress policy
+selects the source) and the destination's ingress allows it (or no ingress
+policy selects it); within a policy a rule matches when one of its peers and
+one of its ports match, and a rule without peers (ports) matches any. Every
+sample connection, between the namespace's pods and sample endpoints outside
+it, on every port any object names, must be allowed exactly when it is needed.
+"""
+
+from __future__ import annotations
+
+import configparser
+import ipaddress
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from components.kubernetes.network_policies import flows
+from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore
+from components.model import names
+from components.model.settings import Settings
+from tests.conftest import config_for
+from tests.harness import ProgramRun, run_program, stack_file_config
+from tests.readme_tables import table_after
+from tests.schemas import validate_manifest
+
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+SERVICE_SUFFIX = ".svc.cluster.local"
+DEFAULT_PORTS = {"https": 443, "http": 80, "amqp": 5672}
+# The only Airflow processes that call the Execution API over HTTP are the
+# Celery workers' task supervisors (providers/celery celery_executor_utils
+# reads [core] execution_api_server_url); the triggerer and dag-processor run
+# it in process (InProcessExecutionAPI in triggerer_job_runner.py and
+# dag_processing/manager.py). The api-server fetches task logs for the UI.
+EXECUTION_API_CLIENTS = {"worker"}
+LOG_READERS = {"api-server"}
+# Services meant for clients outside the namespace: the UI and REST API
+# (portForwardCommand) and Flower's UI.
+CLIENT_SERVICES = {names.API_SERVER, names.FLOWER}
+WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A pod (namespace and labels) or an address outside the cluster (ip)."""
+
+    name: str
+    namespace: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    ip: str | None = None
+    containers: tuple[Any, ...] = field(default=(), compare=False, hash=False)
+
+    @property
+    def label_map(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+def pod(name: str, namespace: str, labels: dict[str, str], containers: tuple[Any, ...] = ()) -> Endpoint:
+    return Endpoint(name, namespace, tuple(sorted(labels.items())), containers=containers)
+
+
+# Endpoints outside the deployment's namespace.
+KUBE_DNS = pod("kube-dns", "kube-system", {"k8s-app": "kube-dns"})
+# AKS's KEDA add-on runs its operator in kube-system, labelled app=keda-operator.
+KEDA_OPERATOR = pod("keda-operator", "kube-system", {"app": "keda-operator"})
+OTHER_SYSTEM_POD = pod("another kube-system pod", "kube-system", {"app": "metrics-server"})
+PROMETHEUS = pod("prometheus", "monitoring", {"app.kubernetes.io/name": "prometheus"})
+INGRESS = pod("ingress controller", "ingress", {"app": "ingress-nginx"})
+# The Azure Storage emulator a local stack may name (taskLogEmulatorEndpoint).
+AZURITE = pod("azurite", "azurite", {"app": "azurite"})
+STORAGE_ADDRESS = Endpoint("Azure Storage public address", ip="20.60.40.4")
+PRIVATE_ADDRESS = Endpoint("VNet address outside the cluster", ip="10.224.0.9")
+OUTSIDE = (KUBE_DNS, KEDA_OPERATOR, OTHER_SYSTEM_POD, PROMETHEUS, INGRESS, AZURITE, STORAGE_ADDRESS,
+           PRIVATE_ADDRESS)
+EMULATOR_ENDPOINT = "http://azurite.azurite:10000/devstoreaccount1"
+
+Flow = tuple[str, str, int, str]  # source name, destination name, port, protocol
+
+
+# --------------------------------------------------------------------------
+# Kubernetes NetworkPolicy semantics
+# --------------------------------------------------------------------------
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, f"only matchLabels are evaluated: {selector}"
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def peer_matches(peer: dict[str, Any], policy_ns: str, ep: Endpoint) -> bool:
+    if "ipBlock" in peer:
+        # Pod addresses are not sample IPs here: ipBlock matches only addresses
+        # outside the cluster (the docs leave in-cluster ipBlock to the plugin).
+        if ep.ip is None:
+            return False
+        block, ip = peer["ipBlock"], ipaddress.ip_address(ep.ip)
+        return ip in ipaddress.ip_network(block["cidr"]) and not any(
+            ip in ipaddress.ip_network(c) for c in block.get("except", []))
+    if ep.namespace is None:
+        return False
+    if "namespaceSelector" in peer:
+        if not selects(peer["namespaceSelector"], {NAMESPACE_NAME_LABEL: ep.namespace}):
+            return False
+    elif ep.namespace != policy_ns:
+        return False
+    return selects(peer.get("podSelector", {}), ep.label_map)
+
+
+def port_matches(rule: dict[str, Any], port: int, protocol: str) -> bool:
+    if not rule.get("ports"):
+        return True
+    for p in rule["ports"]:
+        assert isinstance(p.get("port", 0), int), f"named ports are not evaluated: {p}"
+        lo = p.get("port")
+        if p.get("protocol", "TCP") == protocol and (lo is None or lo <= port <= p.get("endPort", lo)):
+            return True
+    return False
+
+
+def direction_allows(policies: list[dict[str, Any]], ep: Endpoint, other: Endpoint, port: int, protocol: str,
+                     kind: str) -> bool:
+    """Whether the policies selecting `ep` let it send (Egress) to / receive (Ingress) from `other`."""
+    key, peers_key = ("egress", "to") if kind == "Egress" else ("ingress", "from")
+    selecting = [p for p in policies if p["metadata"]["namespace"] == ep.namespace
+                 and kind in p["spec"].get("policyTypes", ["Ingress"])
+                 and selects(p["spec"]["podSelector"], ep.label_map)]
+    if not selecting:
+        return True
+    return any(port_matches(rule, port, protocol)
+               and (not rule.get(peers_key)
+                    or any(peer_matches(peer, p["metadata"]["namespace"], other) for peer in rule[peers_key]))
+               for p in selecting for rule in p["spec"].get(key, []))
+
+
+def allowed(policies: list[dict[str, Any]], src: Endpoint, dst: Endpoint, port: int, protocol: str) -> bool:
+    """Pods outside the namespace are governed by no policy here; addresses by none at all."""
+    out = src.ip is not None or direction_allows(policies, src, dst, port, protocol, "Egress")
+    return out and (dst.ip is not None or direction_allows(policies, dst, src, port, protocol, "Ingress"))
+
+
+# --------------------------------------------------------------------------
+# The flows the declared objects need
+# --------------------------------------------------------------------------
+
+@dataclass
+class Deployment:
+    namespace: str
+    manifests: list[dict[str, Any]]
+    pods: list[Endpoint]
+
+    def of_kind(self, kind: str) -> list[dict[str, Any]]:
+        return [m for m in self.manifests if m["kind"] == kind]
+
+    def named(self, kind: str, name: str) -> dict[str, Any]:
+        [found] = [m for m in self.of_kind(kind) if m["metadata"].get("name") == name]
+        return found
+
+    def policies(self) -> list[dict[str, Any]]:
+        return self.of_kind("NetworkPolicy")
+
+    def endpoints(self) -> list[Endpoint]:
+        stray = pod("stray pod in the namespace", self.namespace, {"app": "debug"})
+        return [*self.pods, stray, *OUTSIDE]
+
+
+def deployment_of(run: ProgramRun) -> Deployment:
+    manifests = run.manifests()
+    [ns] = [m["metadata"]["name"] for m in manifests if m["kind"] == "Namespace"]
+    pods = []
+    for m in manifests:
+        if m["kind"] in WORKLOAD_KINDS:
+            template = m["spec"]["template"]
+            labels = template["metadata"]["labels"]
+            name = m["metadata"].get("name") or f"airflow-{labels['app.kubernetes.io/component']}"
+            spec = template["spec"]
+            pods.append(pod(name, ns, labels, (spec,)))
+    return Deployment(ns, manifests, pods)
+
+
+def component(ep: Endpoint) -> str | None:
+    labels = ep.label_map
+    return labels.get("app.kubernetes.io/component") if labels.get("app.kubernetes.io/name") == "airflow" else None
+
+
+def env_values(dep: Deployment, spec: dict[str, Any]) -> list[str]:
+    """Every value a pod's containers receive as environment, Secrets and ConfigMaps resolved."""
+    values = []
+    for c in [*spec.get("initContainers", []), *spec["containers"]]:
+        for e in c.get("env", []):
+            if "value" in e:
+                values.append(e["value"])
+                continue
+            ref = e["valueFrom"].get("secretKeyRef") or e["valueFrom"]["configMapKeyRef"]
+            kind = "Secret" if "secretKeyRef" in e["valueFrom"] else "ConfigMap"
+            obj = dep.named(kind, ref["name"])
+            values.append((obj.get("stringData") or obj.get("data"))[ref["key"]])
+        for src in c.get("envFrom", []):
+            values += list(dep.named("ConfigMap", src["configMapRef"]["name"])["data"].values())
+    return values
+
+
+def mounted_config_maps(spec: dict[str, Any]) -> list[str]:
+    found = []
+    for v in spec.get("volumes", []):
+        if "configMap" in v:
+            found.append(v["configMap"]["name"])
+        for source in v.get("projected", {}).get("sources", []):
+            if "configMap" in source:
+                found.append(source["configMap"]["name"])
+    return found
+
+
+def urls_in(text: str) -> list[tuple[str, int]]:
+    """(host, port) of every URL in a value, JSON connections and connection strings included."""
+    found = []
+    for url in re.findall(r"[a-z][a-z0-9+]*://[^\s\"';]+", text):
+        parts = urlsplit(url)
+        scheme = parts.scheme.split("+")[-1]
+        port = parts.port or DEFAULT_PORTS.get(scheme) or {"postgresql": names.POSTGRES_PORT}[scheme]
+        found.append((parts.hostname, port))
+    return found
+
+
+def targets(dep: Deployment, host: str, port: int, protocol: str = "TCP") -> list[tuple[Endpoint, int, str]]:
+    """The pods (and their port) a connection to host:port reaches: through the
+    Service of that DNS name to its target port; any other host is outside."""
+    if host == urlsplit(EMULATOR_ENDPOINT).hostname:
+        return [(AZURITE, port, protocol)]
+    if not host.endswith(SERVICE_SUFFIX):
+        assert host.endswith(".blob.core.windows.net"), f"no sample endpoint for {host}"
+        return [(STORAGE_ADDRESS, port, protocol)]
+    service_name, ns = host.removesuffix(SERVICE_SUFFIX).split(".")
+    service = dep.named("Service", service_name)
+    assert service["metadata"]["namespace"] == ns
+    [sport] = [p for p in service["spec"]["ports"] if p["port"] == port]
+    reached = []
+    for ep in dep.pods:
+        if selects({"matchLabels": service["spec"]["selector"]}, ep.label_map):
+            [spec] = ep.containers
+            ports = {cp["name"]: cp["containerPort"] for c in spec["containers"] for cp in c.get("ports", [])}
+            target = sport.get("targetPort", port)
+            reached.append((ep, ports[target] if isinstance(target, str) else target, sport.get("protocol", "TCP")))
+    assert reached, f"Service {service_name} selects no pod"
+    return reached
+
+
+def uses_task_logs(ep: Endpoint, host: str) -> bool:
+    """The task-log connection is in every Airflow container. On AKS only the
+    pods with the workload identity can authenticate to the storage account;
+    the emulator's key works anywhere, and the components that write or read
+    task logs use it."""
+    if host.endswith(".blob.core.windows.net"):
+        return ep.label_map.get(WORKLOAD_IDENTITY_LABEL) == "true"
+    if host == urlsplit(EMULATOR_ENDPOINT).hostname:
+        return component(ep) in LOG_COMPONENTS
+    return True
+
+
+def needed_flows(dep: Deployment) -> set[Flow]:
+    needed: set[Flow] = set()
+
+    def need(src: Endpoint, host: str, port: int, protocol: str = "TCP") -> None:
+        for dst, dport, proto in targets(dep, host, port, protocol):
+            needed.add((src.name, dst.name, dport, proto))
+
+    for ep in dep.pods:
+        [spec] = ep.containers
+        # dnsPolicy ClusterFirst (the default): every pod resolves through kube-dns.
+        assert spec.get("dnsPolicy", "ClusterFirst") == "ClusterFirst"
+        needed |= {(ep.name, KUBE_DNS.name, 53, "UDP"), (ep.name, KUBE_DNS.name, 53, "TCP")}
+        for value in env_values(dep, spec):
+            for host, port in urls_in(value):
+                if not uses_task_logs(ep, host):
+                    continue
+                need(ep, host, port)
+        for cm in mounted_config_maps(spec):
+            data = dep.named("ConfigMap", cm)["data"]
+            if "airflow.cfg" in data:
+                cfg_flows(dep, ep, data["airflow.cfg"], need)
+            if "pgbouncer.ini" in data:
+                for host, port in re.findall(r"host=(\S+) port=(\d+)", data["pgbouncer.ini"]):
+                    need(ep, host, int(port))
+    for so in dep.of_kind("ScaledObject"):
+        for trigger in so["spec"]["triggers"]:
+            need(KEDA_OPERATOR, trigger["metadata"]["host"], int(trigger["metadata"]["port"]))
+    for service in dep.of_kind("Service"):
+        if service["metadata"]["name"] in CLIENT_SERVICES:
+            for p in service["spec"]["ports"]:
+                for src in OUTSIDE:
+                    need(src, f"{service['metadata']['name']}.{dep.namespace}{SERVICE_SUFFIX}", p["port"])
+    for m in dep.manifests:
+        if m["kind"] in WORKLOAD_KINDS:
+            annotations = m["spec"]["template"]["metadata"].get("annotations", {})
+            if annotations.get("prometheus.io/scrape") == "true":
+                [ep] = [e for e in dep.pods if e.label_map == m["spec"]["template"]["metadata"]["labels"]]
+                # Prometheus runs in some namespace; any pod may scrape, no bare address.
+                for src in OUTSIDE:
+                    if src.ip is None:
+                        needed.add((src.name, ep.name, int(annotations["prometheus.io/port"]), "TCP"))
+    return needed
+
+
+def cfg_flows(dep: Deployment, ep: Endpoint, text: str, need: Any) -> None:
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read_string(text)
+    if cfg.getboolean("metrics", "statsd_on", fallback=False):
+        need(ep, cfg["metrics"]["statsd_host"], int(cfg["metrics"]["statsd_port"]), "UDP")
+    if component(ep) in EXECUTION_API_CLIENTS:
+        for host, port in urls_in(cfg["core"]["execution_api_server_url"]):
+            need(ep, host, port)
+    if component(ep) in LOG_READERS:
+        for option in ("worker_log_server_port", "trigger_log_server_port"):
+            port = int(cfg["logging"][option])
+            for service in dep.of_kind("Service"):
+                if any(p["port"] == port for p in service["spec"]["ports"]):
+                    need(ep, f"{service['metadata']['name']}.{dep.namespace}{SERVICE_SUFFIX}", port)
+
+
+def allowed_flows(dep: Deployment, policies: list[dict[str, Any]]) -> set[Flow]:
+    ports = {(p, proto) for f in needed_flows(dep) for p, proto in [(f[2], f[3])]}
+    ports |= {(p, proto) for p in (22, 80, 443, 3306, 8000, 9090) for proto in ("TCP", "UDP")}
+    ports |= {(p, "TCP" if proto == "UDP" else "UDP") for p, proto in list(ports)}
+    found = set()
+    for src, dst in itertools.product(dep.endpoints(), repeat=2):
+        if src.namespace != dep.namespace and dst.namespace != dep.namespace:
+            continue  # between two outsiders: not this deployment's business
+        for port, proto in ports:
+            if allowed(policies, src, dst, port, proto):
+                found.add((src.name, dst.name, port, proto))
+    return found
+
+
+# --------------------------------------------------------------------------
+# Tests
+# --------------------------------------------------------------------------
+
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "dev": ("dev", {}),
+    "prod": ("prod", {}),
+    "prod, no PgBouncer, Flower, no remote task logs": (
+        "prod", {"airflow-aks:pgbouncer": False, "airflow-aks:flower": True, "airflow-aks:remoteTaskLogs": False}),
+    "dev, fixed workers, no metrics": ("dev", {"airflow-aks:workerScaling": "fixed", "airflow-aks:metrics": False}),
+    "local": ("local", {}),
+    "local, task logs in the storage emulator": ("local", {"airflow-aks:taskLogEmulatorEndpoint": EMULATOR_ENDPOINT}),
+}
+
+
+@pytest.fixture(scope="module")
+def deployments() -> dict[str, Deployment]:
+    found = {}
+    for variant, (stack, changes) in VARIANTS.items():
+        config = {**stack_file_config(stack), **changes}
+        run = run_program(stack, config)
+        assert run.error is None, f"{variant}: {run.error}"
+        found[variant] = deployment_of(run)
+    return found
+
+
+def describe(flows: set[Flow]) -> list[str]:
+    return sorted(f"{s} -> {d}:{p}/{proto}" for s, d, p, proto in flows)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_policies_allow_exactly_the_needed_flows(deployments: dict[str, Deployment], variant: str) -> None:
+    dep = deployments[variant]
+    needed = needed_flows(dep)
+    got = allowed_flows(dep, dep.policies())
+    assert describe(needed - got) == [], f"{variant}: needed flows the NetworkPolicies block"
+    assert describe(got - needed) == [], f"{variant}: flows the NetworkPolicies allow that nothing needs"
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_pod_of_the_namespace_is_isolated_both_ways(deployments: dict[str, Deployment], variant: str) -> None:
+    dep = deployments[variant]
+    [deny] = [p for p in dep.policies() if p["metadata"]["name"] == "airflow-default-deny"]
+    assert deny["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}, \
+        f"{variant}: NetworkPolicy airflow-default-deny selects every pod with no rule"
+    for ep in dep.pods:
+        assert ep.label_map.get("app.kubernetes.io/part-of") == "airflow", ep.name
+        selecting = {p["metadata"]["name"] for p in dep.policies() if selects(p["spec"]["podSelector"], ep.label_map)}
+        assert selecting == {ep.name, "airflow-all-pods", "airflow-default-deny"}, \
+            f"{variant}: {ep.name} is selected by its own NetworkPolicy, the DNS one and the default deny"
+
+
+def test_the_flows_depend_on_the_settings(deployments: dict[str, Deployment]) -> None:
+    """The derivation sees the settings: the variants differ where they should."""
+    prod = needed_flows(deployments["prod"])
+    variant = needed_flows(deployments["prod, no PgBouncer, Flower, no remote task logs"])
+    assert ("airflow-scheduler", names.PGBOUNCER, names.PGBOUNCER_PORT, "TCP") in prod
+    assert ("airflow-scheduler", names.POSTGRES, names.POSTGRES_PORT, "TCP") in variant
+    assert ("airflow-worker", STORAGE_ADDRESS.name, 443, "TCP") in prod
+    assert not any(d == STORAGE_ADDRESS.name for _, d, _, _ in variant)
+    assert (INGRESS.name, names.FLOWER, names.FLOWER_PORT, "TCP") in variant
+    assert (KEDA_OPERATOR.name, names.POSTGRES, names.POSTGRES_PORT, "TCP") in prod
+    fixed = needed_flows(deployments["dev, fixed workers, no metrics"])
+    assert (KEDA_OPERATOR.name, names.POSTGRES, names.POSTGRES_PORT, "TCP") not in fixed
+    assert not any(d == names.STATSD for _, d, _, _ in fixed)
+
+
+def test_the_checker_catches_a_missing_and_an_extra_flow(deployments: dict[str, Deployment]) -> None:
+    """Negative control: drop the worker's broker rule, and open PostgreSQL to
+    every pod of the namespace; the comparison names both."""
+    dep = deployments["prod"]
+    policies = json.loads(json.dumps(dep.policies()))
+    [worker] = [p for p in policies if p["metadata"]["name"] == names.WORKER]
+    worker["spec"]["egress"] = [r for r in worker["spec"]["egress"] if r["ports"][0]["port"] != names.RABBITMQ_PORT]
+    [pg] = [p for p in policies if p["metadata"]["name"] == names.POSTGRES]
+    pg["spec"]["ingress"][0]["from"].append({"podSelector": {}})
+    [scheduler] = [p for p in policies if p["metadata"]["name"] == names.SCHEDULER]
+    scheduler["spec"]["egress"].append({"ports": [{"port": names.POSTGRES_PORT, "protocol": "TCP"}],
+                                        "to": [{"podSelector": {}}]})
+    needed, got = needed_flows(dep), allowed_flows(dep, policies)
+    assert describe(needed - got) == [f"{names.WORKER} -> {names.RABBITMQ}:{names.RABBITMQ_PORT}/TCP"]
+    assert describe(got - needed) == [f"{names.SCHEDULER} -> {names.POSTGRES}:{names.POSTGRES_PORT}/TCP"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_policies_validate_against_the_kubernetes_schema(deployments: dict[str, Deployment], variant: str) -> None:
+    """As the API server would take them (test_workloads validates every object the same way)."""
+    stack, changes = VARIANTS[variant]
+    version = config_for(stack, **{k.removeprefix("airflow-aks:"): v for k, v in changes.items()}
+                         ).settings.kubernetes_version
+    for policy in deployments[variant].policies():
+        validate_manifest(policy, version)
+
+
+def flow_rows(settings: Settings, store: TaskLogStore | None) -> dict[str, str]:
+    """README's table: destination and port -> its sources, from the builder's flows."""
+    rows: dict[str, set[str]] = {}
+    for f in flows(settings, store):
+        rows.setdefault(f"{f.dst.name} {f.port}/{f.protocol}", set()).add(f.src.name)
+    return {dst: ", ".join(sorted(srcs)) for dst, srcs in rows.items()}
+
+
+def test_readme_lists_the_flows_of_prod() -> None:
+    settings = config_for("prod").settings
+    store = TaskLogStore("https://<account>.blob.core.windows.net", "<client>", "<tenant>")
+    readme = {dst: cells[0] for dst, cells in table_after("### Network policies").items()}
+    assert readme == flow_rows(settings, store), "README, Network policies: the flows of prod"
