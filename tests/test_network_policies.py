@@ -336,6 +336,8 @@ def allowed_flows(dep: Deployment, policies: list[dict[str, Any]]) -> set[Flow]:
     for src, dst in itertools.product(dep.endpoints(), repeat=2):
         if src.namespace != dep.namespace and dst.namespace != dep.namespace:
             continue  # between two outsiders: not this deployment's business
+        if src == dst:
+            continue  # a pod cannot block access to itself
         for port, proto in ports:
             if allowed(policies, src, dst, port, proto):
                 found.add((src.name, dst.name, port, proto))

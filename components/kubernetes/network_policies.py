@@ -7,7 +7,9 @@ ingress (egress), and then only what some policy selecting it allows gets
 through; policies add up, none subtracts. A connection between two pods needs
 both the source's egress and the destination's ingress allowed; replies of an
 allowed connection always pass. Traffic from the node a pod runs on (kubelet
-probes) is always allowed, so probes need no rule.
+probes) is always allowed, so httpGet and tcpSocket probes need no rule, and
+a pod cannot block access to itself (RabbitMQ's CLI in its probes reaches
+its own node by the pod's address).
 
 The flows are data (`flows`): each names its source, destination, port and why.
 `network_policy_objects` turns them into one policy per component of the
