@@ -124,9 +124,10 @@ def network_profile() -> dict[str, Any]:
     """Azure CNI overlay with Cilium as the dataplane and the NetworkPolicy engine.
 
     Without an engine AKS accepts NetworkPolicies and enforces none of them.
-    Cilium rather than Azure NPM: it is the dataplane AKS recommends for
-    overlay (eBPF, no per-policy iptables rules), and AKS refuses the Cilium
-    dataplane with any other policy engine (CiliumDataplaneRequiresNetworkPolicyCilium).
+    Cilium rather than Azure Network Policy Manager, whose support on Linux
+    nodes ended on 2026-09-30 (learn.microsoft.com/azure/aks/use-network-policies:
+    migrate to Cilium Network Policy); AKS refuses the Cilium dataplane with any
+    other policy engine (CiliumDataplaneRequiresNetworkPolicyCilium).
     Day 2: pulumi-azure-native forces a replacement of the whole cluster when
     networkPolicy or networkDataplane changes (provider/pkg/gen/replacement.go,
     ManagedCluster; older releases force-new all of networkProfile), although
