@@ -166,7 +166,8 @@ def test_summary_reads_like_the_plan(prod: StackConfig) -> None:
         "dagbag_import_timeout 140 s" in text
     assert f"max_connections {prod.plan.database.max_connections}" in text
     assert "api-server: 3 pods x 2 uvicorn workers, 680m CPU (1360m limit) and 894 MiB each; 1000 running " \
-        "tasks' heartbeats about 2040m, the limits hold about 2000; 1000 starts at once take about 14 s" in text
+        "tasks' heartbeats about 2040m, saturating the limits at about 2000; 1000 starts at once take " \
+        "about 14 s" in text
 
 
 def test_plan_output_is_plain_data(prod: StackConfig) -> None:

@@ -321,8 +321,8 @@ class CapacityPlan:
         workers = f"{a.workers_per_pod} uvicorn worker{'s' if a.workers_per_pod > 1 else ''}"
         return (f"api-server: {pods} x {workers}, {a.pod.cpu_request_millicores}m "
                 f"CPU ({a.pod.cpu_limit_millicores}m limit) and {a.pod.memory_request_mib} MiB each; "
-                f"{self.parallelism} running tasks' heartbeats about {a.heartbeat_millicores}m, the limits hold "
-                f"about {a.max_running_tasks}; {self.parallelism} starts at once take about "
+                f"{self.parallelism} running tasks' heartbeats about {a.heartbeat_millicores}m, "
+                f"saturating the limits at about {a.max_running_tasks}; {self.parallelism} starts at once take about "
                 f"{a.start_burst_seconds:.0f} s of them")
 
     def footprint_lines(self) -> list[str]:
