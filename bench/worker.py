@@ -12,7 +12,12 @@ DAG, so memory and the worker's CPU are also taken in the steady state, just
 before the first task ends, when every task has parsed its DAG and sleeps.
 
     venv/bin/python -m bench.worker [--tasks 128] [--sleep 40] [--dag-width W] [--label NAME]
-                                    [--out bench/results/worker.json]
+                                    [--restart-worker] [--cold-api] [--out bench/results/worker.json]
+
+The api-server's Execution API is built before the first run (--cold-api: not).
+With --restart-worker a first run warms the control plane, then the worker is
+replaced by a new one, whose fresh run is that of a worker KEDA adds to a
+running deployment.
 
 Each run is stored in the JSON file under its label (default: the commit), next
 to the runs already there, so a before and an after sit side by side.
@@ -26,12 +31,14 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.local_airflow import deployment, local_services, stack_config
+from tests.local_airflow import deployment, descendants, local_services, stack_config, wait_for
 
 ROLES = ("main", "pool child", "task", "other")
 
@@ -124,6 +131,7 @@ def _cli_cpu_s() -> float:
 
 
 MEMORY_EVERY_S = 5
+FIRST_RUN = "first run (control plane cold too)"
 
 
 def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
@@ -208,9 +216,48 @@ def per_busy_slot(idle: dict[str, dict[str, float]], busy: dict[str, dict[str, f
     return round(total / tasks, 1)
 
 
-def measure(tasks: int, sleep: int, dag_width: int | None = None) -> dict[str, Any]:
+def warm_execution_api(d: Any) -> list[float]:
+    """Call the api-server's Execution API until three calls in a row are quick.
+
+    The api-server builds its Execution API app on the first request to it (4 to
+    5 s here, each uvicorn worker its own; see bench/controlplane). Prod's
+    api-servers are long-lived while its workers scale from zero, so a fresh
+    worker meets a warm api-server; without this the fresh run would also pay
+    the api-server's first build, a cost of the control plane's start, not of
+    the worker's. Returns each call's seconds."""
+    calls: list[float] = []
+    while len(calls) < 20 and (len(calls) < 3 or max(calls[-3:]) > 0.5):
+        began = time.monotonic()
+        with urllib.request.urlopen(f"http://127.0.0.1:{d.api_port}/execution/health", timeout=120) as response:
+            assert response.status == 200
+        calls.append(round(time.monotonic() - began, 3))
+    return calls
+
+
+def restart_worker(d: Any) -> None:
+    """Celery's warm shutdown of the worker (no task is running), then a new
+    worker from the same declared command: fresh pool children, while the
+    control plane stays as the first run left it."""
+    proc = d.processes["worker"]
+    tree = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=120)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    d.start("worker")
+    wait_for("the new worker", lambda: d.probe_ok("worker"), timeout=300, interval=2)
+
+
+def measure(tasks: int, sleep: int, dag_width: int | None = None, warm_api: bool = True,
+            restart: bool = False) -> dict[str, Any]:
     """With dag_width, the DAG has that many tasks of which N run at once; only
-    the fresh run is taken, since the rest of the DAG run keeps the slots busy."""
+    the fresh run is taken, since the rest of the DAG run keeps the slots busy.
+    With warm_api the api-server's Execution API is built before the fresh run.
+    With restart a first run warms the control plane (scheduler, api-server,
+    PostgreSQL) and the worker is then replaced by a new one, so the fresh run
+    is that of a new worker joining a running deployment (KEDA scaling from
+    zero); the first run is stored as "first run (control plane cold too)"."""
     # A wide DAG makes every task process parse longer; on this machine 128 of
     # them parsing a 1000-task DAG at once overrun Airflow's 30 s import
     # timeout and are rescheduled, so width runs give the parse room.
@@ -219,9 +266,15 @@ def measure(tasks: int, sleep: int, dag_width: int | None = None) -> dict[str, A
                           fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
                           systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
     with local_services("dev", config) as services, deployment(services, config) as d:
+        api_calls = warm_execution_api(d) if warm_api else None
+        runs = {}
+        if restart:
+            time.sleep(10)
+            runs[FIRST_RUN] = one_run(d, tasks, sleep)
+            restart_worker(d)
         time.sleep(10)  # the pool forks and settles before its idle size is taken
         idle = memory_by_role(d.pid("worker"))
-        runs = {"fresh": one_run(d, tasks, sleep)}
+        runs["fresh"] = one_run(d, tasks, sleep)
         if dag_width is None:
             time.sleep(5)
             runs["warm"] = one_run(d, tasks, sleep)
@@ -229,7 +282,7 @@ def measure(tasks: int, sleep: int, dag_width: int | None = None) -> dict[str, A
         run["pss_per_busy_slot_mib"] = per_busy_slot(idle, run["memory_all_running"], tasks)
         run["pss_per_busy_slot_steady_mib"] = per_busy_slot(idle, run["memory_steady"], tasks)
     fresh, warm = runs["fresh"]["all_running_after_s"], runs.get("warm", {}).get("all_running_after_s")
-    return {"idle": idle, "runs": runs,
+    return {"idle": idle, "runs": runs, "execution_api_warmed_s": api_calls,
             "fresh_over_warm": round(fresh / warm, 2) if fresh and warm else None}
 
 
@@ -298,11 +351,17 @@ def main() -> None:
     parser.add_argument("--sleep", type=int, default=40)
     parser.add_argument("--dag-width", type=int,
                         help="tasks in the DAG (default: --tasks); wider DAGs cost every task process more to parse")
+    parser.add_argument("--cold-api", action="store_true",
+                        help="do not build the api-server's Execution API before the fresh run "
+                             "(the protocol of the runs before 2026-11-30 08:00)")
+    parser.add_argument("--restart-worker", action="store_true",
+                        help="a first run, then a new worker: the fresh run meets a warm control plane")
     parser.add_argument("--label", help="the key this run is stored under (default: the commit)")
     parser.add_argument("--note", default="", help="what the run measured, stored with it")
     parser.add_argument("--out", type=Path, default=Path("bench/results/worker.json"))
     args = parser.parse_args()
-    result = measure(args.tasks, args.sleep, args.dag_width)
+    result = measure(args.tasks, args.sleep, args.dag_width, warm_api=not args.cold_api,
+                     restart=args.restart_worker)
     print_table(result)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip()
