@@ -5,11 +5,12 @@ there. The Celery provider takes this dict whole (not merged with its own), so
 it starts from the provider's defaults.
 """
 
+import gc
 import os
 import sys
 
 from airflow.providers.celery.executors.default_celery import DEFAULT_CELERY_CONFIG
-from celery.signals import import_modules
+from celery.signals import import_modules, worker_before_create_process
 
 # What the worker's log says once the preload below has run.
 PRELOAD_MARK = "airflow-aks: preloaded the ORM models and the task runner before the pool forks"
@@ -43,7 +44,9 @@ def preload_before_the_pool_forks(**_: object) -> None:
       loaded, and a fresh child then imports pycparser and parses a C
       declaration (about 4 MiB of private memory per child);
     - build the Execution API client's SSL context, loading the CA bundle;
-    - import the task runner, the supervisor and the @task decorator.
+    - import the task runner, the supervisor and the @task decorator;
+    - resolve the remote task-log handler (the SDK caches it per process) and
+      import what its first upload imports lazily.
     """
     from airflow.models import import_all_models
     from sqlalchemy.orm import configure_mappers
@@ -57,6 +60,7 @@ def preload_before_the_pool_forks(**_: object) -> None:
 
     _warm_pdeathsig()
     _warm_api_client_ssl_context()
+    _warm_remote_task_log()
     print(f"{PRELOAD_MARK} pid={os.getpid()}", file=sys.stderr, flush=True)
 
 
@@ -80,3 +84,40 @@ def _warm_api_client_ssl_context() -> None:
     cached = getattr(client.Client, "_get_ssl_context_cached", None)
     if cached is not None:
         cached(getattr(client, "API_SSL_CA_FILE_PATH", None), getattr(client, "API_SSL_CERT_PATH", None))
+
+
+def _warm_remote_task_log() -> None:
+    # The supervisor's first _configure_logging resolves the remote log
+    # handler through airflow.sdk.log.load_remote_log_handler, which caches it
+    # per process (from config only, no connection). Its first upload then
+    # imports the SDK's connection cache and, for Azure blob logs, two
+    # azure-core modules (bench/attribute.py found these three, about 2 ms).
+    import airflow.sdk.execution_time.cache  # noqa: F401
+    from airflow.sdk.log import load_remote_log_handler
+
+    handler = load_remote_log_handler()
+    if handler is not None and type(handler).__module__.startswith("airflow.providers.microsoft.azure."):
+        import azure.core.rest._http_response_impl
+        import azure.core.rest._requests_basic  # noqa: F401
+
+
+@worker_before_create_process.connect
+def freeze_before_each_fork(**_: object) -> None:
+    """Keep the main process from un-sharing the pool children's pages.
+
+    Celery sends this signal in the main process just before it forks each
+    pool child, and then runs a full collection (asynpool, "Issue #2927").
+    That collection writes the GC header of every tracked object, in memory
+    the children forked so far still share with the main process: the main
+    process gets its own copy of each such page and every earlier child is
+    left holding the old one alone, as its private memory. The Celery
+    provider's freeze at import_modules covers only what existed then, not the
+    consumer, pool and connections built afterwards. Collecting here and
+    freezing what survives leaves Celery's collection nothing to walk
+    (bench/worker, 128 slots: idle pool child 11.2 -> 10.6 MiB private dirty).
+    The provider unfreezes the main process once the worker is ready. A child
+    forked later to replace one freezes the main process again, and what it
+    holds then (the worker's long-lived state) stays out of its collections.
+    """
+    gc.collect()
+    gc.freeze()
