@@ -254,7 +254,7 @@ class NetworkPolicies(pulumi.ComponentResource):
 
     def __init__(self, name: str, settings: Settings, task_log_store: TaskLogStore | None = None,
                  after: Sequence[pulumi.Resource] = (), opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("airflow-aks:network:NetworkPolicies", name, None, opts)
+        super().__init__("airflow-aks:network_policies:NetworkPolicies", name, None, opts)
         objects = network_policy_objects(settings, task_log_store)
         allow = [k8s.declare(o, name, pulumi.ResourceOptions(parent=self, depends_on=list(after)))
                  for o in objects if o.name != DEFAULT_DENY]
