@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from components.config import StackConfig, build_stack_config, project_values, stack_file_config
 from tests.harness import ProgramRun, run_program
+from tests.local_airflow import Services, local_services, stack_config
 
 
 def config_for(stack: str, **changes: Any) -> StackConfig:
@@ -36,3 +38,21 @@ def runs() -> dict[str, ProgramRun]:
     for stack, run in result.items():
         assert run.error is None, f"{stack}: {run.error}"
     return result
+
+
+# Large enough for every real-component test: PostgreSQL starts with the
+# max_connections the program declares for the widest one without PgBouncer
+# (every client straight to PostgreSQL), so a test may also run with PgBouncer
+# off. The deployments themselves go through PgBouncer, the default.
+WIDEST = stack_config("dev", parallelism=160, workerConcurrency=160, fanoutTasks=160, pgbouncer=False,
+                      workerPool={"vmSize": "Standard_E32s_v5"}, systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+
+
+@pytest.fixture(scope="session")
+def services() -> Iterator[Services]:
+    """PostgreSQL, RabbitMQ and Azurite as the dev stack declares them, for every
+    real-component test of the session: each deployment gets its own database,
+    vhost and PgBouncer on them, so they need not start again per test file
+    (about 20 s each time on 2 cores)."""
+    with local_services("dev", WIDEST) as s:
+        yield s

@@ -29,6 +29,7 @@ from components.kubernetes.airflow import CELERY_APP
 from components.kubernetes.secrets import AUTH_PASSWORDS_KEY
 from components.model import names
 from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
+from tests.conftest import WIDEST
 from tests.local_airflow import (
     APP_CONFIG,
     LocalDeployment,
@@ -37,24 +38,13 @@ from tests.local_airflow import (
     descendants,
     free_port,
     image_command,
-    local_services,
     stack_config,
     wait_for,
 )
 from tests.real_airflow import AIRFLOW_VENV, airflow_env, run_airflow_python
 
-# Large enough for every test below: PostgreSQL starts with the max_connections
-# the program declares for the widest one without PgBouncer (every client
-# straight to PostgreSQL), so a test may also run with PgBouncer off. The
-# deployments themselves go through PgBouncer, the default.
-WIDEST = stack_config("dev", parallelism=160, workerConcurrency=160, fanoutTasks=160, pgbouncer=False,
-                      workerPool={"vmSize": "Standard_E32s_v5"}, systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
-
-
-@pytest.fixture(scope="module")
-def services() -> Iterator[Services]:
-    with local_services("dev", WIDEST) as s:
-        yield s
+# `services` (tests/conftest.py): one PostgreSQL, RabbitMQ and Azurite for the
+# session, started with the settings the program declares for WIDEST.
 
 
 def fanout(parallelism: int, width: int, sleep: int, **more: object) -> dict[str, object]:
@@ -76,26 +66,6 @@ def test_parallelism_caps_the_running_tasks(services: Services) -> None:
         assert obs.finished_at is not None, f"run did not finish: {obs.states}\n{d.logs('scheduler')}"
         assert obs.max_running == 16, f"at most parallelism=16 run at once, saw {obs.max_running}"
         assert obs.states == {"success": 32}
-
-
-def test_stopping_a_deployment_leaves_no_process(services: Services) -> None:
-    seen: set[int] = set()
-    with deployment(services, fanout(parallelism=4, width=4, sleep=120)) as d:
-        seen.update(d.processes[c].pid for c in d.processes)
-        run_id = d.trigger()
-
-        def on_sample(states: dict[str, int], now: float) -> None:
-            seen.update(descendants(d.pid("worker")))
-            if states.get("running", 0) == 4:
-                raise StopIteration  # stop while the tasks still run
-
-        with pytest.raises(StopIteration):
-            d.observe(run_id, tasks=4, timeout=120, on_sample=on_sample)
-        assert len(seen) > 4 + 4, "the worker's pool children and task processes were seen"
-    time.sleep(1)
-    alive = [pid for pid in seen if Path(f"/proc/{pid}").exists()
-             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
-    assert alive == [], f"processes left behind: {alive}"
 
 
 def test_parallelism_equal_to_the_width_runs_everything_at_once(services: Services) -> None:
@@ -211,46 +181,6 @@ def another_api_server(d: LocalDeployment, drop_options: tuple[str, ...],
 ASYNC_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"
 
 
-def test_the_async_engine_serves_concurrent_waits_through_pgbouncer(services: Services) -> None:
-    """The dag-run wait endpoint reads the run through Airflow's async engine.
-    32 clients wait on one run while it runs, then 32 x 8 waits on the finished
-    run: every one answers "success". Controls, on the same PgBouncer (when it
-    keeps no prepared statements: before 1.24, or max_prepared_statements
-    unset): an api-server on the URL Airflow would derive (asyncpg), and one on
-    psycopg with its prepared statements left on, both fail some."""
-    with deployment(services, fanout(parallelism=4, width=4, sleep=15)) as d:
-        assert d.pgbouncer is not None, "PgBouncer is on by default"
-        async_url = d.workloads["api-server"].env[ASYNC_ENV]
-        assert async_url.startswith("postgresql+psycopg_async://"), async_url.split("@")[0]
-        assert async_url.endswith(f"@127.0.0.1:{d.pgbouncer.port}/{names.PGBOUNCER_METADATA_DB}")
-        assert f"sql_alchemy_connect_args_async = {CONNECT_ARGS_ASYNC}" in d.cfg_text
-        token = api_token(d)
-        run_id = d.trigger()
-        while_running = concurrent_waits(d.api_port, token, run_id)
-        assert while_running == {"success": 32}, f"{while_running}\n{d.logs('api-server')}"
-        finished = concurrent_waits(d.api_port, token, run_id, each=8)
-        assert finished == {"success": 256}, f"{finished}\n{d.logs('api-server')}"
-        assert "prepared statement" not in d.logs("api-server", tail=1_000_000)
-
-        password = d.secret_data["sql-alchemy-conn"].split(":")[2].split("@")[0]
-        config = {row["key"]: row["value"] for row in d.pgbouncer.show("CONFIG", password)}
-        if int(config.get("max_prepared_statements", "0")) > 0:
-            return  # this PgBouncer keeps prepared statements: the controls would pass too
-        controls: dict[str, dict[str, str | None]] = {
-            # What Airflow derives from sql_alchemy_conn: the deployment before the fix.
-            "asyncpg": {ASYNC_ENV: None},
-            # psycopg without the connect args: it prepares a query run 5 times.
-            "psycopg, preparing": {},
-        }
-        for name, env in controls.items():
-            with another_api_server(d, ("sql_alchemy_connect_args_async",), env) as port:
-                outcomes = concurrent_waits(port, token, run_id, each=8)
-                log = (d.home / f"api-server-{port}.log").read_text(errors="replace")
-            print(f"control {name}: {outcomes}")
-            assert outcomes.get("success", 0) < 256, f"{name}: every wait succeeded: {outcomes}"
-            assert "prepared statement" in log, f"{name}: {log[-3000:]}"
-
-
 def test_sigterm_to_a_worker_lets_running_tasks_finish(services: Services) -> None:
     with deployment(services, fanout(parallelism=8, width=8, sleep=25)) as d:
         worker = d.workloads["worker"]
@@ -282,7 +212,9 @@ def scaler_query(d: Any) -> str:
 def test_the_keda_query_follows_queued_and_running_tasks(services: Services) -> None:
     # 32 tasks for workers of 8 slots: KEDA should ask for 4 while any is
     # queued or running (only one local worker runs, so most wait queued).
-    config = stack_config("dev", parallelism=32, workerConcurrency=8, fanoutTasks=32, fanoutSleepSeconds=10,
+    # 5 s per task: each of the four waves still spans several of the scaler's
+    # samples (one a second), and the claim holds for any length.
+    config = stack_config("dev", parallelism=32, workerConcurrency=8, fanoutTasks=32, fanoutSleepSeconds=5,
                           workerPool={"vmSize": "Standard_E32s_v5"},
                           systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
     with deployment(services, config) as d:
@@ -319,19 +251,6 @@ def test_a_fanout_queued_with_no_worker_runs_once_a_worker_starts(services: Serv
         assert obs.states == {"success": 16}, f"none timed out in queued: {obs.states}\n{d.logs('scheduler')}"
 
 
-def test_the_worker_preloads_before_its_pool_forks(services: Services) -> None:
-    mark = "airflow-aks: preloaded the ORM models and the task runner before the pool forks"
-    with deployment(services, fanout(parallelism=4, width=4, sleep=1)) as d:
-        run_id = d.trigger()
-        obs = d.observe(run_id, tasks=4, timeout=180)
-        assert obs.states == {"success": 4}, obs.states
-        log = d.logs("worker", tail=1_000_000)
-        assert log.count(mark) == 1, "once, in the worker's main process (app/config/airflow_aks_celery.py)"
-        received = re.search(r"Task \S+\[[0-9a-f-]+\] received", log)
-        assert received is not None, log[-3000:]
-        assert log.index(mark) < received.start(), "before the worker took its first task"
-
-
 def test_the_workers_tasks_parse_their_dag_with_the_plans_import_timeout(services: Services) -> None:
     # 48 slots on a D2s_v5 node: 48 task starts at once take about 20 s of its
     # 1.55 cores, so the plan gives the workers' tasks 50 s instead of Airflow's
@@ -353,39 +272,6 @@ def test_the_workers_tasks_parse_their_dag_with_the_plans_import_timeout(service
             assert value.strip() == expected, f"{component}: Airflow reads {value!r}"
         obs = d.observe(run_id, tasks=4, timeout=180)
         assert obs.states == {"success": 4}, obs.states
-
-
-def test_celery_declares_no_transient_non_exclusive_queue(services: Services) -> None:
-    """RabbitMQ 4.3 denies transient non-exclusive queues by default (its
-    transient_nonexcl_queues deprecated feature). Every queue the deployment
-    makes, including a worker's remote-control queue (the liveness probe has
-    pinged it) and the event receiver's queue Flower would open, must be
-    durable or exclusive. The RabbitMQ here is older and allows them, so the
-    test reads what was declared instead of waiting for a refusal."""
-    with deployment(services, fanout(parallelism=4, width=4, sleep=1)) as d:
-        worker = d.workloads["worker"]
-        assert d.probe_ok("worker"), d.logs("worker")
-        events = subprocess.Popen(["celery", "--app", CELERY_APP, "events", "--dump"], env=d.process_env(worker),
-                                  cwd=d.home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        try:
-            queues: list[dict[str, object]] = []
-
-            def receiver_declared() -> bool:
-                queues[:] = json.loads(services.rabbitmq.ctl(
-                    "list_queues", "-p", d.vhost, "name", "durable", "exclusive", "auto_delete",
-                    "--formatter", "json"))
-                return any(str(q["name"]).startswith("celeryev.") for q in queues)
-
-            wait_for("the event receiver's queue", receiver_declared, timeout=60)
-        finally:
-            os.killpg(events.pid, signal.SIGKILL)
-            events.wait(timeout=30)
-        by_name = {str(q["name"]): q for q in queues}
-        pidbox = [n for n in by_name if n.endswith(".celery.pidbox")]
-        assert pidbox, f"the worker's remote-control queue is there: {sorted(by_name)}"
-        transient = sorted(n for n, q in by_name.items() if not q["durable"] and not q["exclusive"])
-        assert not transient, f"transient non-exclusive queues, denied by RabbitMQ 4.3: {transient}"
 
 
 # --------------------------------------------------------------------------
@@ -457,3 +343,130 @@ def test_lint_would_report_an_airflow_2_option(tmp_path: Path) -> None:
     cfg = build_stack_config(project_values(stack_config("dev")), stack="dev", location="x").airflow_cfg
     findings = lint(tmp_path, cfg + "\n[webserver]\nsecret_key = x\n")
     assert any("secret_key" in f for f in findings)
+
+
+# --------------------------------------------------------------------------
+# On one shared deployment (last in the file: its processes idle until the
+# module ends, and would otherwise take CPU from the deployments above)
+# --------------------------------------------------------------------------
+
+# The tests that need a running deployment of 4 tasks share this one: starting
+# a deployment (migration job, five components ready) takes about 40 s on 2
+# cores. Each test triggers a run of its own. 15 s per task: the async
+# engine's test waits on a run while it runs, and the stopping test stops the
+# deployment while its 4 tasks run (so it comes last).
+SMALL = fanout(parallelism=4, width=4, sleep=15)
+
+
+@pytest.fixture(scope="module")
+def small(services: Services) -> Iterator[LocalDeployment]:
+    with deployment(services, SMALL) as d:
+        yield d
+
+
+def test_the_async_engine_serves_concurrent_waits_through_pgbouncer(small: LocalDeployment) -> None:
+    """The dag-run wait endpoint reads the run through Airflow's async engine.
+    32 clients wait on one run while it runs, then 32 x 8 waits on the finished
+    run: every one answers "success". Controls, on the same PgBouncer (when it
+    keeps no prepared statements: before 1.24, or max_prepared_statements
+    unset): an api-server on the URL Airflow would derive (asyncpg), and one on
+    psycopg with its prepared statements left on, both fail some."""
+    d = small
+    assert d.pgbouncer is not None, "PgBouncer is on by default"
+    async_url = d.workloads["api-server"].env[ASYNC_ENV]
+    assert async_url.startswith("postgresql+psycopg_async://"), async_url.split("@")[0]
+    assert async_url.endswith(f"@127.0.0.1:{d.pgbouncer.port}/{names.PGBOUNCER_METADATA_DB}")
+    assert f"sql_alchemy_connect_args_async = {CONNECT_ARGS_ASYNC}" in d.cfg_text
+    token = api_token(d)
+    run_id = d.trigger()
+    while_running = concurrent_waits(d.api_port, token, run_id)
+    assert while_running == {"success": 32}, f"{while_running}\n{d.logs('api-server')}"
+    finished = concurrent_waits(d.api_port, token, run_id, each=8)
+    assert finished == {"success": 256}, f"{finished}\n{d.logs('api-server')}"
+    assert "prepared statement" not in d.logs("api-server", tail=1_000_000)
+
+    password = d.secret_data["sql-alchemy-conn"].split(":")[2].split("@")[0]
+    config = {row["key"]: row["value"] for row in d.pgbouncer.show("CONFIG", password)}
+    if int(config.get("max_prepared_statements", "0")) > 0:
+        return  # this PgBouncer keeps prepared statements: the controls would pass too
+    controls: dict[str, dict[str, str | None]] = {
+        # What Airflow derives from sql_alchemy_conn: the deployment before the fix.
+        "asyncpg": {ASYNC_ENV: None},
+        # psycopg without the connect args: it prepares a query run 5 times.
+        "psycopg, preparing": {},
+    }
+    for name, env in controls.items():
+        with another_api_server(d, ("sql_alchemy_connect_args_async",), env) as port:
+            outcomes = concurrent_waits(port, token, run_id, each=8)
+            log = (d.home / f"api-server-{port}.log").read_text(errors="replace")
+        print(f"control {name}: {outcomes}")
+        assert outcomes.get("success", 0) < 256, f"{name}: every wait succeeded: {outcomes}"
+        assert "prepared statement" in log, f"{name}: {log[-3000:]}"
+
+
+def test_the_worker_preloads_before_its_pool_forks(small: LocalDeployment) -> None:
+    mark = "airflow-aks: preloaded the ORM models and the task runner before the pool forks"
+    d = small
+    run_id = d.trigger()
+    obs = d.observe(run_id, tasks=4, timeout=180)
+    assert obs.states == {"success": 4}, obs.states
+    log = d.logs("worker", tail=1_000_000)
+    assert log.count(mark) == 1, "once, in the worker's main process (app/config/airflow_aks_celery.py)"
+    received = re.search(r"Task \S+\[[0-9a-f-]+\] received", log)
+    assert received is not None, log[-3000:]
+    assert log.index(mark) < received.start(), "before the worker took its first task"
+
+
+def test_celery_declares_no_transient_non_exclusive_queue(services: Services, small: LocalDeployment) -> None:
+    """RabbitMQ 4.3 denies transient non-exclusive queues by default (its
+    transient_nonexcl_queues deprecated feature). Every queue the deployment
+    makes, including a worker's remote-control queue (the liveness probe has
+    pinged it) and the event receiver's queue Flower would open, must be
+    durable or exclusive. The RabbitMQ here is older and allows them, so the
+    test reads what was declared instead of waiting for a refusal."""
+    d = small
+    worker = d.workloads["worker"]
+    assert d.probe_ok("worker"), d.logs("worker")
+    events = subprocess.Popen(["celery", "--app", CELERY_APP, "events", "--dump"], env=d.process_env(worker),
+                              cwd=d.home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        queues: list[dict[str, object]] = []
+
+        def receiver_declared() -> bool:
+            queues[:] = json.loads(services.rabbitmq.ctl(
+                "list_queues", "-p", d.vhost, "name", "durable", "exclusive", "auto_delete",
+                "--formatter", "json"))
+            return any(str(q["name"]).startswith("celeryev.") for q in queues)
+
+        wait_for("the event receiver's queue", receiver_declared, timeout=60)
+    finally:
+        os.killpg(events.pid, signal.SIGKILL)
+        events.wait(timeout=30)
+    by_name = {str(q["name"]): q for q in queues}
+    pidbox = [n for n in by_name if n.endswith(".celery.pidbox")]
+    assert pidbox, f"the worker's remote-control queue is there: {sorted(by_name)}"
+    transient = sorted(n for n, q in by_name.items() if not q["durable"] and not q["exclusive"])
+    assert not transient, f"transient non-exclusive queues, denied by RabbitMQ 4.3: {transient}"
+
+
+def test_stopping_a_deployment_leaves_no_process(small: LocalDeployment) -> None:
+    """Last of the shared deployment's tests: it stops the deployment (the
+    fixture's own stop afterwards finds nothing left to do)."""
+    d = small
+    seen: set[int] = {d.processes[c].pid for c in d.processes}
+    run_id = d.trigger()
+
+    def on_sample(states: dict[str, int], now: float) -> None:
+        seen.update(descendants(d.pid("worker")))
+        if states.get("running", 0) == 4:
+            raise StopIteration  # stop while the tasks still run
+
+    with pytest.raises(StopIteration):
+        d.observe(run_id, tasks=4, timeout=120, on_sample=on_sample)
+    assert len(seen) > 4 + 4, "the worker's pool children and task processes were seen"
+    d.stop()
+    time.sleep(1)
+    alive = [pid for pid in seen if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert alive == [], f"processes left behind: {alive}"
