@@ -19,21 +19,27 @@ import pytest
 
 from components.kubernetes.metrics import ALERT_METRICS
 from components.model import names
-from tests.local_airflow import LocalDeployment, Services, deployment, local_services, stack_config
+from tests.local_airflow import LocalDeployment, Services, deployment, stack_config
 from tests.readme_tables import table_after
 from tests.test_real_airflow import api_token
 
-
-@pytest.fixture(scope="module")
-def services() -> Iterator[Services]:
-    with local_services("dev") as s:
-        yield s
+# `services` (tests/conftest.py): PostgreSQL, RabbitMQ and Azurite, shared by
+# the session's real-component tests.
 
 
 def small_fanout(width: int, sleep: int) -> dict[str, object]:
     return stack_config("dev", parallelism=width, workerConcurrency=width, fanoutTasks=width,
                         fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
                         systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+
+
+@pytest.fixture(scope="module")
+def small(services: Services) -> Iterator[LocalDeployment]:
+    """One deployment for both tests below, each with a run of its own: starting
+    one takes about 40 s on 2 cores. The task-log test stops its worker, so it
+    comes last."""
+    with deployment(services, small_fanout(width=4, sleep=5)) as d:
+        yield d
 
 
 def task_log(d: LocalDeployment, run_id: str, task_id: str) -> str:
@@ -46,63 +52,63 @@ def task_log(d: LocalDeployment, run_id: str, task_id: str) -> str:
         return r.read().decode()
 
 
-def test_task_logs_land_in_the_container_and_outlive_the_worker(services: Services) -> None:
-    with deployment(services, small_fanout(width=4, sleep=2)) as d:
-        assert d.remote_logs, "remote task logs are on by default for an AKS stack"
-        assert "remote_base_log_folder = wasb://task-logs" in d.cfg_text
+def test_statsd_metrics_reach_the_configured_port(small: LocalDeployment) -> None:
+    d = small
+    assert f"statsd_host = 127.0.0.1\nstatsd_port = {d.statsd_port}" in d.cfg_text
+    # Every metric below is sent again each scheduler loop, so listening on a
+    # running deployment misses none of them.
+    listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    listener.bind(("127.0.0.1", d.statsd_port))
+    listener.settimeout(1.0)
+    try:
         run_id = d.trigger()
-        obs = d.observe(run_id, tasks=4, timeout=240)
-        assert obs.states == {"success": 4}, obs.states
+        seen: set[str] = set()
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline and not set(ALERT_METRICS) <= seen:
+            try:
+                packet = listener.recv(65536).decode(errors="replace")
+            except TimeoutError:
+                continue
+            seen |= {line.split(":", 1)[0] for line in packet.splitlines() if ":" in line}
+        obs = d.observe(run_id, tasks=4, timeout=180)
+    finally:
+        listener.close()
+    assert obs.states == {"success": 4}, obs.states
+    missing = sorted(set(ALERT_METRICS) - seen)
+    assert not missing, f"README promises {missing}; seen: {json.dumps(sorted(seen))[:3000]}"
 
-        def uploaded() -> dict[str, str]:
-            return {name: text for name, text in d.log_blobs().items() if f"run_id={run_id}" in name}
 
-        deadline = time.monotonic() + 60
+def test_task_logs_land_in_the_container_and_outlive_the_worker(small: LocalDeployment) -> None:
+    d = small
+    assert d.remote_logs, "remote task logs are on by default for an AKS stack"
+    assert "remote_base_log_folder = wasb://task-logs" in d.cfg_text
+    run_id = d.trigger()
+    obs = d.observe(run_id, tasks=4, timeout=240)
+    assert obs.states == {"success": 4}, obs.states
+
+    def uploaded() -> dict[str, str]:
+        return {name: text for name, text in d.log_blobs().items() if f"run_id={run_id}" in name}
+
+    deadline = time.monotonic() + 60
+    blobs = uploaded()
+    while len(blobs) < 4 and time.monotonic() < deadline:
+        time.sleep(2)
         blobs = uploaded()
-        while len(blobs) < 4 and time.monotonic() < deadline:
-            time.sleep(2)
-            blobs = uploaded()
-        assert sorted(n.split("task_id=")[1].split("/")[0] for n in blobs) == [f"sleep_{i}" for i in range(4)], \
-            f"one blob per task in container {names.TASK_LOG_CONTAINER}: {sorted(blobs)}"
-        assert all(name.startswith("task-logs/") for name in blobs), sorted(blobs)
-        for name, text in blobs.items():
-            task_id = name.split("task_id=")[1].split("/")[0]
-            assert f'"task_id":"{task_id}"' in text and "Filling up the DagBag" in text, f"{name}: {text[-2000:]}"
+    assert sorted(n.split("task_id=")[1].split("/")[0] for n in blobs) == [f"sleep_{i}" for i in range(4)], \
+        f"one blob per task in container {names.TASK_LOG_CONTAINER}: {sorted(blobs)}"
+    assert all(name.startswith("task-logs/") for name in blobs), sorted(blobs)
+    for name, text in blobs.items():
+        task_id = name.split("task_id=")[1].split("/")[0]
+        assert f'"task_id":"{task_id}"' in text and "Filling up the DagBag" in text, f"{name}: {text[-2000:]}"
 
-        # The worker is gone (scaled in, rolled, evicted) and so are the files
-        # it wrote: the api-server reads the log from the container.
-        d.processes["worker"].terminate()
-        d.processes["worker"].wait(timeout=120)
-        shutil.rmtree(d.home / "logs" / "dag_id=fanout")
-        served = task_log(d, run_id, "sleep_0")
-        # Only the container still has these lines: no file, no worker log server.
-        assert "Filling up the DagBag" in served and '"sleep_0"' in served.replace("'", '"'), served[:3000]
-
-
-def test_statsd_metrics_reach_the_configured_port(services: Services) -> None:
-    with deployment(services, small_fanout(width=4, sleep=5), start=False) as d:
-        assert f"statsd_host = 127.0.0.1\nstatsd_port = {d.statsd_port}" in d.cfg_text
-        listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        listener.bind(("127.0.0.1", d.statsd_port))
-        listener.settimeout(1.0)
-        try:
-            d.start()
-            d.wait_ready()
-            run_id = d.trigger()
-            seen: set[str] = set()
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline and not set(ALERT_METRICS) <= seen:
-                try:
-                    packet = listener.recv(65536).decode(errors="replace")
-                except TimeoutError:
-                    continue
-                seen |= {line.split(":", 1)[0] for line in packet.splitlines() if ":" in line}
-            obs = d.observe(run_id, tasks=4, timeout=180)
-        finally:
-            listener.close()
-        assert obs.states == {"success": 4}, obs.states
-        missing = sorted(set(ALERT_METRICS) - seen)
-        assert not missing, f"README promises {missing}; seen: {json.dumps(sorted(seen))[:3000]}"
+    # The worker is gone (scaled in, rolled, evicted) and so are the files
+    # it wrote: the api-server reads the log from the container.
+    d.processes["worker"].terminate()
+    d.processes["worker"].wait(timeout=120)
+    shutil.rmtree(d.home / "logs" / "dag_id=fanout")
+    served = task_log(d, run_id, "sleep_0")
+    # Only the container still has these lines: no file, no worker log server.
+    assert "Filling up the DagBag" in served and '"sleep_0"' in served.replace("'", '"'), served[:3000]
 
 
 def test_the_readme_lists_the_alert_metrics() -> None:
