@@ -16,7 +16,9 @@ resource types this program declares, as their source states them:
   a tracked resource's location, which ARM specs mark create-only
   (x-ms-mutability read/create, the ARM guideline the provider follows).
   ManagedCluster's oidcIssuerProfile and securityProfile are in neither
-  list: AKS turns workload identity on in place.
+  list: AKS turns workload identity on in place. Of networkProfile only the
+  listed sub-properties replace (pulumi-azure-native#4756), the dataplane and
+  policy engine among them (AKS migrates those one way only).
 - pulumi-docker-build, provider/internal/image.go: a changed build (context
   hash, build args, tags) is an update that rebuilds and pushes; the new
   digest then reaches every input that carries the image ref.
@@ -49,8 +51,9 @@ AZURE_REPLACE: dict[str, tuple[str, ...]] = {
     "azure-native:containerservice:ManagedCluster": (
         "dnsPrefix", "location", "nodeResourceGroup", "linuxProfile", "windowsProfile", "resourceGroupName",
         "resourceName", "networkProfile.networkPlugin", "networkProfile.networkPluginMode",
-        "networkProfile.podCidr", "networkProfile.serviceCidr", "networkProfile.dnsServiceIP",
-        "networkProfile.networkPolicy", "networkProfile.outboundType"),
+        "networkProfile.podCidr", "networkProfile.serviceCidr", "networkProfile.serviceCidrs",
+        "networkProfile.dnsServiceIP", "networkProfile.networkMode", "networkProfile.networkDataplane",
+        "networkProfile.networkPolicy", "networkProfile.outboundType", "diskEncryptionSetID", "fqdnSubdomain"),
     "azure-native:authorization:RoleAssignment": ("principalId", "scope", "roleAssignmentName"),
     "azure-native:resources:ResourceGroup": ("location", "resourceGroupName"),
     "azure-native:containerregistry:Registry": ("location", "resourceGroupName", "registryName"),

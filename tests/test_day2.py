@@ -6,6 +6,8 @@ source file; tests/preview.py models those rules for whole-program previews.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import urllib.error
 from pathlib import Path
@@ -18,6 +20,7 @@ from components.azure import acr_auth, image, platform
 from components.kubernetes import rabbitmq
 from components.model import capacity, names
 from tests.harness import KUBELET_OBJECT_ID, ROOT, ProgramRun, plain, run_program, stack_file_config
+from tests.preview import preview
 from tests.real_airflow import run_airflow_python
 
 APP_DIR = ROOT / "app"
@@ -426,3 +429,27 @@ def test_a_later_up_leaves_the_worker_replicas_to_keda(runs: dict[str, ProgramRu
     assert sts["spec"]["replicas"] == 0 and sts["metadata"]["annotations"]["pulumi.com/skipAwait"] == "true"
     scaler = run.options_of("workloads-airflow-worker-scaler")
     assert run.options_of(WORKERS).resource in scaler.depends_on, "the ScaledObject comes after its target"
+
+
+# 9. Turning the NetworkPolicy engine on replaces the cluster: protect refuses it ------------
+
+
+def test_a_cluster_created_without_a_policy_engine_would_be_replaced_and_prod_refuses(
+        runs: dict[str, ProgramRun]) -> None:
+    """A cluster created before the engine (no networkPolicy, no networkDataplane)
+    against today's program: pulumi-azure-native replaces ManagedCluster for
+    either (provider/pkg/gen/replacement.go), so README's migration runs
+    `az aks update` first; on prod, whose cluster is protected, the preview
+    is refused instead of replacing it."""
+    today = runs["prod"]
+    [cluster] = today.of_type(AKS)
+    older = copy.deepcopy(cluster)
+    profile = older.inputs["networkProfile"]
+    for key in ("networkPolicy", "networkDataplane"):
+        assert profile.pop(key, None) is not None, f"{cluster.name}: networkProfile.{key} is declared"
+    before = dataclasses.replace(today, resources=[older if r is cluster else r for r in today.resources])
+    shown = preview(before, today)
+    step = shown.step(cluster.name)
+    assert step is not None and step.op == "replace", f"{cluster.name}: the engine change replaces the cluster"
+    assert set(step.paths) == {"networkProfile.networkPolicy", "networkProfile.networkDataplane"}
+    assert cluster.name in shown.protected_refusals, f"{cluster.name}: protected on prod, so refused"
