@@ -26,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,6 +265,12 @@ class LocalRabbitMQ:
                                                "/var/lib/rabbitmq/mnesia", os.getgid())
         self.pod_root = self.dir / "pod"
         self.volume = self.dir / "volume"
+        self.conf_dir = self.dir / "conf.d"
+        self.plugins_file = self.dir / "enabled_plugins"
+        # The server's working directory (a node that fails to boot writes
+        # erl_crash.dump there), and what runs its command (a tracer, say).
+        self.cwd = self.dir
+        self.wrap: Callable[[list[str]], list[str]] = lambda command: command
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -281,10 +287,10 @@ class LocalRabbitMQ:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": str(self.home),
             "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_CONFIG_FILES": str(self.dir / "conf.d"),
+            "RABBITMQ_CONFIG_FILES": str(self.conf_dir),
             "RABBITMQ_MNESIA_BASE": str(self.mnesia_base),
             "RABBITMQ_LOG_BASE": str(self.dir / "log"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.dir / "enabled_plugins"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(self.plugins_file),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_PID_FILE": str(self.dir / "pid"),
         }
@@ -299,20 +305,20 @@ class LocalRabbitMQ:
 
     def start(self) -> None:
         """Start the node; again after stop() it starts on the same home and volume."""
-        conf = self.dir / "conf.d"
-        if not conf.exists():
-            conf.mkdir(parents=True)
+        conf = self.conf_dir
+        if not (conf / "10-local.conf").exists():
+            conf.mkdir(parents=True, exist_ok=True)
             (conf / "10-local.conf").write_text(f"listeners.tcp.default = 127.0.0.1:{self.port}\n")
             for name, text in self.conf_files.items():
                 (conf / name).write_text(text)
-            (self.dir / "enabled_plugins").write_text("[].\n")
+            self.plugins_file.write_text("[].\n")
             self.dist_port = free_port()
         for path in (self.home, self.mnesia_base, self.volume):
             path.mkdir(parents=True, exist_ok=True)
         log = (self.dir / "server.log").open("ab")
-        # cwd: a node that fails to boot writes erl_crash.dump there.
-        self.process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=self.env, stdout=log,
-                                        stderr=subprocess.STDOUT, start_new_session=True, cwd=self.dir)
+        self.process = subprocess.Popen(self.wrap([str(RABBITMQ_BIN / "rabbitmq-server")]), env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                        cwd=self.cwd)
 
         def started() -> bool:
             if self.process is not None and self.process.poll() is not None:
@@ -466,6 +472,10 @@ class LocalDeployment:
         self.cfg_text = self._rewrite(cfg_text if cfg_text is not None else declared_cfg)
         self.env_data = run.manifest("ConfigMap", names.ENV_CONFIG_MAP)["data"]
         self.workloads = self._workloads()
+        # What runs a component's command (a tracer, say) and what its
+        # environment adds: both empty for a plain run.
+        self.wrap: Callable[[str, list[str]], list[str]] = lambda component, command: command
+        self.extra_env: dict[str, str] = {}
         if migrate_args is not None:
             self.workloads["migrate"].args = migrate_args
 
@@ -542,7 +552,7 @@ class LocalDeployment:
         return found
 
     def process_env(self, workload: Workload) -> dict[str, str]:
-        return airflow_env(self.home, workload.env)
+        return airflow_env(self.home, {**workload.env, **self.extra_env})
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -608,7 +618,7 @@ class LocalDeployment:
 
     def migrate(self, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         job = self.workloads["migrate"]
-        done = subprocess.run(image_command(job.args), env=self.process_env(job), cwd=self.home,
+        done = subprocess.run(self.wrap("migrate", image_command(job.args)), env=self.process_env(job), cwd=self.home,
                               capture_output=True, text=True, timeout=timeout, check=False)
         (self.home / "migrate.log").write_text(done.stdout + done.stderr)
         if done.returncode != 0:
@@ -620,7 +630,7 @@ class LocalDeployment:
             w = self.workloads[component]
             log = (self.home / f"{component}.log").open("wb")
             self.processes[component] = subprocess.Popen(
-                image_command(w.args), env=self.process_env(w), cwd=self.home, stdout=log,
+                self.wrap(component, image_command(w.args)), env=self.process_env(w), cwd=self.home, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
     def probe_ok(self, component: str) -> bool:
@@ -639,8 +649,8 @@ class LocalDeployment:
             except OSError:
                 return False
         if "exec" in probe:
-            done = subprocess.run(probe["exec"]["command"], env=self.process_env(w), cwd=self.home,
-                                  capture_output=True, timeout=90, check=False)
+            done = subprocess.run(self.wrap(component, probe["exec"]["command"]), env=self.process_env(w),
+                                  cwd=self.home, capture_output=True, timeout=90, check=False)
             return done.returncode == 0
         return True
 

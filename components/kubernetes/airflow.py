@@ -95,13 +95,10 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         keys = {**ENV_SECRET_KEYS, **({DB_CONN_ENV: DIRECT_CONN_KEY} if direct_db else {})}
         return [{"name": env, "value_from": {"secret_key_ref": {"name": names.ENV_SECRET, "key": key}}}
                 for env, key in keys.items()]
-    # The root filesystem stays writable: Airflow and its providers write
-    # under AIRFLOW_HOME and /tmp beyond the declared emptyDirs (logs, auth),
-    # and no run of the real image has shown every path yet.
-    hardened = k8s.container_security(read_only_root=False)
+    # A read-only root: what the components write goes to emptyDirs (/tmp,
+    # logs, the api-server's auth), shown by tests/test_written_paths.py.
+    hardened = k8s.container_security()
     skips = {
-        "CKV_K8S_22": "Airflow writes under AIRFLOW_HOME and /tmp beyond its declared emptyDirs; "
-                      "a read-only root is not yet shown to work with the image",
         "CKV_K8S_35": "Airflow reads its database and broker URLs and keys from AIRFLOW__ environment "
                       "variables by design; the values come from a Secret through secretKeyRef",
     }
@@ -122,6 +119,8 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             {"name": "config", "mount_path": f"{names.AIRFLOW_HOME}/airflow.cfg", "sub_path": "airflow.cfg",
              "read_only": True},
             {"name": "logs", "mount_path": f"{names.AIRFLOW_HOME}/logs"},
+            # Temporary files of Airflow, Celery's pool (multiprocessing) and Python's tempfile.
+            {"name": "tmp", "mount_path": "/tmp"},
             *extra.pop("volume_mounts", []),
         ]
         return {
@@ -141,6 +140,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         volumes = [
             {"name": "config", "config_map": {"name": names.CONFIG_MAP}},
             {"name": "logs", "empty_dir": {}},
+            {"name": "tmp", "empty_dir": {}},
             *extra.pop("volumes", []),
         ]
         id_labels, id_spec = log_identity(component) if identity else ({}, {})

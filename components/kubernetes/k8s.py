@@ -91,15 +91,11 @@ def checkov_skips(reasons: dict[str, str]) -> dict[str, str]:
     return {f"{CHECKOV_SKIP_PREFIX}{i}": f"{check}={reason}" for i, (check, reason) in enumerate(reasons.items(), 1)}
 
 
-def container_security(read_only_root: bool) -> dict[str, Any]:
-    """Container security context: nothing beyond an unprivileged process.
-
-    read_only_root: False only where the image must write outside its
-    declared volumes, or has not been shown not to; the object then skips
-    checkov's CKV_K8S_22 with the reason.
-    """
+def container_security() -> dict[str, Any]:
+    """Container security context: nothing beyond an unprivileged process, on
+    a read-only root (what a container writes goes to its declared volumes)."""
     return {"allow_privilege_escalation": False, "capabilities": {"drop": ["ALL"]}, "privileged": False,
-            "run_as_non_root": True, "read_only_root_filesystem": read_only_root}
+            "run_as_non_root": True, "read_only_root_filesystem": True}
 
 
 def pod_security(uid: int, gid: int, **more: Any) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def metrics_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
         "liveness_probe": {"http_get": {"path": "/metrics", "port": names.STATSD_METRICS_PORT},
                            "period_seconds": 30},
         "volume_mounts": [{"name": "config", "mount_path": "/etc/statsd-exporter", "read_only": True}],
-        "security_context": k8s.container_security(read_only_root=True),
+        "security_context": k8s.container_security(),
     }
     return [
         KubeObject("ConfigMap", "mappings", {

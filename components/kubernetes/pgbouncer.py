@@ -92,7 +92,7 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
         # the Service has already sent new clients to the other pod.
         "lifecycle": {"pre_stop": {"exec_": {"command": [
             "sh", "-c", f"kill -INT 1; sleep {PGBOUNCER_DRAIN_SECONDS}"]}}},
-        "security_context": k8s.container_security(read_only_root=True),
+        "security_context": k8s.container_security(),
     }
     return [
         KubeObject("ConfigMap", "config", {

@@ -17,12 +17,13 @@ from components.model.settings import Settings
 # The official image runs the server as the postgres user (uid 999).
 POSTGRES_UID = 999
 DATA_DIR = "/var/lib/postgresql/data"
+# The image's socket directory (docker-library/postgres Dockerfile: installed
+# for the postgres user as /var/run/postgresql, the Debian build's default).
+SOCKET_DIR = "/var/run/postgresql"
 DATA_CLAIM = f"{names.POSTGRES}-data"
 LABELS = {"app.kubernetes.io/name": "postgres", "app.kubernetes.io/part-of": "airflow"}
 SKIPS = {
     **k8s.PINNED_TAG_SKIPS,
-    "CKV_K8S_22": "the image's entrypoint and server write outside PGDATA (/var/run/postgresql and others); "
-                  "a read-only root is not yet shown to work with the image",
     "CKV_K8S_35": "the image reads its initial password from POSTGRES_PASSWORD; the value comes from a Secret "
                   "through secretKeyRef",
     "CKV_K8S_40": "the image's own postgres user (uid 999) owns the data on the claim",
@@ -54,8 +55,15 @@ def postgres_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
         "readiness_probe": {"exec_": {"command": ready}, "period_seconds": 5, "timeout_seconds": 5},
         "liveness_probe": {"exec_": {"command": ready}, "period_seconds": 20, "timeout_seconds": 5,
                            "failure_threshold": 6},
-        "volume_mounts": [{"name": "data", "mount_path": DATA_DIR}, {"name": "shm", "mount_path": "/dev/shm"}],
-        "security_context": k8s.container_security(read_only_root=False),
+        "volume_mounts": [
+            {"name": "data", "mount_path": DATA_DIR},
+            {"name": "shm", "mount_path": "/dev/shm"},
+            # The server's Unix socket and its lock file (the image's socket directory).
+            {"name": "run", "mount_path": SOCKET_DIR},
+        ],
+        # Read-only root: PGDATA, the socket directory and /dev/shm are all
+        # the server writes (tests/test_written_paths.py).
+        "security_context": k8s.container_security(),
     }
     return [
         persistent_volume_claim(DATA_CLAIM, ns, LABELS, settings.postgres_storage_gib),
@@ -82,6 +90,7 @@ def postgres_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
                         "volumes": [
                             {"name": "data", "persistent_volume_claim": {"claim_name": DATA_CLAIM}},
                             {"name": "shm", "empty_dir": {"medium": "Memory"}},
+                            {"name": "run", "empty_dir": {}},
                         ],
                     },
                 },
