@@ -162,15 +162,24 @@ def measure(slots: int, sleep: int) -> dict[str, Any]:
 
 
 COLUMNS = ("shared with parent", "copied, private", "copied, shared", "new, private")
+HEADER = ("process", *COLUMNS, "private: anonymous / heap / library")
 
 
-def print_table(result: dict[str, Any]) -> None:
-    print(f"| process | {' | '.join(COLUMNS)} | private: anonymous / heap / library (MiB) |")
-    print("| --- |" + " --- |" * (len(COLUMNS) + 1))
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """One row per measured process kind, MiB per process (README quotes these)."""
+    rows = []
     for part in ("forks", "worker"):
         for name, s in result[part].items():
             where = " / ".join(str(s.get(f"private in {m}", 0.0)) for m in ("anonymous", "[heap]", "library"))
-            print(f"| {name} | {' | '.join(str(s.get(c, 0.0)) for c in COLUMNS)} | {where} |")
+            rows.append([name, *(str(s.get(c, 0.0)) for c in COLUMNS), where])
+    return rows
+
+
+def print_table(result: dict[str, Any]) -> None:
+    print("| " + " | ".join(HEADER) + " |")
+    print("|" + " --- |" * len(HEADER))
+    for row in table_rows(result):
+        print("| " + " | ".join(row) + " |")
 
 
 def main() -> None:
