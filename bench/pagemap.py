@@ -72,14 +72,17 @@ def _require_frames() -> None:
         raise PermissionError("pagemap shows no physical frames: run as root (CAP_SYS_ADMIN)")
 
 
-def classify(parent: int, child: int) -> Counter[tuple[str, str]]:
-    """Pages of the child by (mapping kind, page kind), see the module's doc."""
+def classify(parent: int, child: int, within: tuple[int, int] | None = None) -> Counter[tuple[str, str]]:
+    """Pages of the child by (mapping kind, page kind), see the module's doc;
+    only those in the address range `within` if given."""
     _require_frames()
     theirs = mappings(parent)
     counts: Counter[tuple[str, str]] = Counter()
     with open("/proc/kpagecount", "rb") as kpagecount:
         for m in mappings(child):
-            if m.name == "[vsyscall]":
+            if within is not None:
+                m = Mapping(max(m.start, within[0]), min(m.end, within[1]), m.name)
+            if m.name == "[vsyscall]" or m.start >= m.end:
                 continue
             try:
                 mine = frames(child, m.start, m.end)

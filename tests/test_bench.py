@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import ctypes
 import mmap
 import os
 
@@ -36,31 +37,39 @@ def test_comparison_configs() -> None:
 
 def test_the_page_classifier_tells_copied_from_shared_and_new() -> None:
     """bench/pagemap on a real fork: the child writes to half of a buffer it
-    inherited and allocates a buffer of its own; the parent's other half stays
-    shared."""
-    size = 64 * pagemap.PAGE * 16  # 4 MiB with 4 KiB pages
+    inherited and fills a buffer of its own; the other half stays shared."""
+    size = 4 * pagemap.MIB
     buffer = mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)  # private, as the heap: copied on write
     buffer.write(b"p" * size)  # resident in the parent before the fork
+    inherited = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
+    # The child's own buffer goes where the parent holds an inaccessible
+    # reservation, so the parent cannot map pages there after the fork.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+    prot_none = 0
+    new = libc.mmap(None, size // 4, prot_none, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, -1, 0)
+    assert new not in (None, ctypes.c_void_p(-1).value), "mmap"
     ready, done = os.pipe(), os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
-            buffer.seek(0)
-            buffer.write(b"c" * (size // 2))
-            own = mmap.mmap(-1, size // 4, flags=mmap.MAP_PRIVATE)
-            own.write(b"n" * (size // 4))
+            buffer[: size // 2] = b"c" * (size // 2)
+            map_fixed = 0x10
+            libc.mmap(new, size // 4, mmap.PROT_READ | mmap.PROT_WRITE,
+                      mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | map_fixed, -1, 0)
+            ctypes.memset(new, ord("n"), size // 4)
             os.write(ready[1], b"x")
             os.read(done[0], 1)
         finally:
             os._exit(0)
     try:
         os.read(ready[0], 1)
-        counts = pagemap.classify(os.getpid(), pid)
+        old_pages = pagemap.classify(os.getpid(), pid, within=(inherited, inherited + size))
+        new_pages = pagemap.classify(os.getpid(), pid, within=(new, new + size // 4))
     finally:
         os.write(done[1], b"x")
         os.waitpid(pid, 0)
-    anonymous = {kind: n * pagemap.PAGE for (mapping, kind), n in counts.items() if mapping == "anonymous"}
-    half, quarter = size // 2, size // 4
-    assert half <= anonymous.get("copied, private", 0) < half + 2 * pagemap.MIB
-    assert half <= anonymous.get("shared with parent", 0)
-    assert quarter <= anonymous.get("new, private", 0) < quarter + 2 * pagemap.MIB
+    mib = pagemap.PAGE / pagemap.MIB
+    assert {k: n * mib for (_, k), n in old_pages.items()} == {"copied, private": 2.0, "shared with parent": 2.0}
+    assert {k: n * mib for (_, k), n in new_pages.items()} == {"new, private": 1.0}

@@ -269,22 +269,13 @@ def test_airflow_writes_only_to_its_volumes(traced: TracedRun, component: str) -
     assert not refused, f"container {component} writes outside its volumes: " + "; ".join(refused)
 
 
-def test_postgres_writes_only_to_its_volumes(traced: TracedRun) -> None:
-    pg = traced.postgres
-    fs = PodFilesystem.of(container_of(traced.run, "postgres"),
-                          {pg.root: "/", "/tmp": "/tmp"})
-    writes = traced.tracer.writes("postgres", pg.root)
-    refused = fs.refused(writes)
-    assert not refused, f"StatefulSet/{names.POSTGRES} writes outside its volumes: " + "; ".join(refused)
-
-
-def test_rabbitmq_writes_only_to_its_volumes(traced: TracedRun) -> None:
-    mq = traced.rabbitmq
-    fs = PodFilesystem.of(container_of(traced.run, "rabbitmq"),
-                          {mq.pod_root: "/", "/tmp": "/tmp"})
-    writes = traced.tracer.writes("rabbitmq", mq.pod_root)
-    refused = fs.refused(writes)
-    assert not refused, f"StatefulSet/{names.RABBITMQ} writes outside its volumes: " + "; ".join(refused)
+@pytest.mark.parametrize("service", ["postgres", "rabbitmq"])
+def test_the_broker_and_database_write_only_to_their_volumes(traced: TracedRun, service: str) -> None:
+    """Their local tree stands for the container's / (PodPostgres, PodRabbitMQ)."""
+    root = traced.postgres.root if service == "postgres" else traced.rabbitmq.pod_root
+    fs = PodFilesystem.of(container_of(traced.run, service), {root: "/", "/tmp": "/tmp"})
+    refused = fs.refused(traced.tracer.writes(service, root))
+    assert not refused, f"StatefulSet of {service} writes outside its volumes: " + "; ".join(refused)
 
 
 def test_the_trace_saw_each_components_own_writes(traced: TracedRun) -> None:
