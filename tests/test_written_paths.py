@@ -195,7 +195,7 @@ class TracedRun:
 def _run_auth_init_container(d: LocalDeployment, tracer: Tracer, run: ProgramRun) -> None:
     """The api-server's init container: its command with the Secret's mount here."""
     init = container_of(run, "auth-passwords")
-    secret_dir = d.home.parent / f"{d.home.name}-auth-secret"
+    secret_dir = d.services.workdir / "auth-secret"
     secret_dir.mkdir()
     for key, value in d._secret(names.AUTH_SECRET).items():
         (secret_dir / key).write_text(value)
