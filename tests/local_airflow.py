@@ -138,36 +138,50 @@ class LocalPgBouncer:
     front of the local PostgreSQL and one deployment's database."""
 
     def __init__(self, workdir: Path, ini: str, users: str, namespace: str, postgres_port: int,
-                 database: str) -> None:
+                 database: str, pod_root: Path | None = None) -> None:
+        """pod_root: lay the files out as the pod does, under this directory
+        standing for its /, and keep the declared ini's own settings but the
+        addresses (no log file, no unix socket); without it, everything in
+        `workdir` and a log file there."""
         if not PGBOUNCER_BIN.exists():
             raise RuntimeError("PgBouncer is not installed: run scripts/install")
         self.dir = workdir
         self.port = free_port()
         self.users = users
+        self.pod_root = pod_root
         pg_target = f"host={names.service_host(names.POSTGRES, namespace)} port={names.POSTGRES_PORT} " \
                     f"dbname={names.POSTGRES_DB}"
         assert pg_target in ini, "the declared pgbouncer.ini points at the PostgreSQL Service"
         ini = ini.replace(pg_target, f"host=127.0.0.1 port={postgres_port} dbname={database}")
         ini = re.sub(r"(?m)^listen_addr = .*$", "listen_addr = 127.0.0.1", ini)
         ini = re.sub(r"(?m)^listen_port = .*$", f"listen_port = {self.port}", ini)
-        ini = re.sub(r"(?m)^auth_file = .*$", f"auth_file = {self.dir / 'users.txt'}", ini)
-        ini = re.sub(r"(?m)^unix_socket_dir =.*$", f"unix_socket_dir = {self.dir}", ini)
-        self.ini = ini + f"logfile = {self.dir / 'pgbouncer.log'}\n"
+        if pod_root is None:
+            self.ini_path, self.auth_path = self.dir / "pgbouncer.ini", self.dir / "users.txt"
+            ini = re.sub(r"(?m)^unix_socket_dir =.*$", f"unix_socket_dir = {self.dir}", ini)
+            ini += f"logfile = {self.dir / 'pgbouncer.log'}\n"
+        else:
+            [auth] = re.findall(r"(?m)^auth_file = (.*)$", ini)
+            self.auth_path = pod_root / auth.lstrip("/")
+            self.ini_path = self.auth_path.parent / "pgbouncer.ini"
+        self.ini = re.sub(r"(?m)^auth_file = .*$", f"auth_file = {self.auth_path}", ini)
+        # What runs PgBouncer's command (a tracer, say).
+        self.wrap: Callable[[list[str]], list[str]] = lambda command: command
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        (self.dir / "pgbouncer.ini").write_text(self.ini)
-        (self.dir / "users.txt").write_text(self.users)
+        self.ini_path.parent.mkdir(parents=True, exist_ok=True)
+        self.ini_path.write_text(self.ini)
+        self.auth_path.write_text(self.users)
         as_user: list[str] = []
         if os.geteuid() == 0:  # PgBouncer refuses to run as root
-            for path in (self.dir, self.dir / "pgbouncer.ini", self.dir / "users.txt"):
+            for path in {self.dir, self.ini_path.parent, self.ini_path, self.auth_path}:
                 shutil.chown(path, "postgres")
-            (self.dir / "users.txt").chmod(0o600)
+            self.auth_path.chmod(0o600)
             as_user = ["runuser", "-u", "postgres", "--"]
-        self.process = subprocess.Popen([*as_user, str(PGBOUNCER_BIN), str(self.dir / "pgbouncer.ini")],
+        self.process = subprocess.Popen([*as_user, *self.wrap([str(PGBOUNCER_BIN), str(self.ini_path)])],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                                        start_new_session=True, cwd=self.dir)
+                                        start_new_session=True, cwd=self.pod_root or self.dir)
 
         def listening() -> bool:
             if self.process is not None and self.process.poll() is not None:
@@ -452,8 +466,11 @@ class LocalDeployment:
     """Airflow as declared for one stack config, on local processes and a fresh database."""
 
     def __init__(self, run: ProgramRun, services: Services, workdir: Path | None = None,
-                 cfg_text: str | None = None, migrate_args: list[str] | None = None) -> None:
-        """cfg_text and migrate_args replace the declared ones (the benchmark's comparison configs)."""
+                 cfg_text: str | None = None, migrate_args: list[str] | None = None,
+                 pgbouncer_as_pod: bool = False) -> None:
+        """cfg_text and migrate_args replace the declared ones (the benchmark's comparison configs);
+        pgbouncer_as_pod lays PgBouncer's files out as its pod does (LocalPgBouncer's pod_root)."""
+        self.pgbouncer_as_pod = pgbouncer_as_pod
         self.run = run
         self.services = services
         self.id = uuid.uuid4().hex[:8]
@@ -492,8 +509,10 @@ class LocalDeployment:
         if not found:
             return None
         users = self._secret(names.PGBOUNCER_SECRET)["users.txt"]
-        return LocalPgBouncer(self.services.workdir / f"pgbouncer-{self.id}", found[0]["data"]["pgbouncer.ini"],
-                              users, self.namespace, self.services.postgres.port, self.database)
+        workdir = self.services.workdir / f"pgbouncer-{self.id}"
+        return LocalPgBouncer(workdir, found[0]["data"]["pgbouncer.ini"], users, self.namespace,
+                              self.services.postgres.port, self.database,
+                              pod_root=workdir / "pod" if self.pgbouncer_as_pod else None)
 
     def _secret_data(self) -> dict[str, str]:
         data = dict(self._secret(names.ENV_SECRET))

@@ -129,8 +129,7 @@ def test_no_pod_mounts_a_service_account_token(all_runs: dict[str, ProgramRun], 
 @pytest.mark.parametrize("stack", STACKS)
 def test_every_container_runs_on_a_read_only_root(all_runs: dict[str, ProgramRun], stack: str) -> None:
     """What each one writes is a declared volume: tests/test_written_paths.py
-    shows it for Airflow, PostgreSQL and RabbitMQ, test_pgbouncer_writes_no_file
-    for PgBouncer."""
+    shows it for Airflow, PostgreSQL, RabbitMQ and PgBouncer."""
     for m in workloads(all_runs[stack]):
         for c in all_containers(m["spec"]["template"]["spec"]):
             assert c["securityContext"].get("readOnlyRootFilesystem") is True, f"{stack} {label(m)}: {c['name']}"

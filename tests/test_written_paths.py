@@ -2,7 +2,7 @@
 
 The pods run with readOnlyRootFilesystem, which no local process can show. So
 the components run here as the suite's other real tests run them (Airflow's
-five components and its migration job, PostgreSQL, RabbitMQ), laid out on disk
+five components and its migration job, PostgreSQL, RabbitMQ, PgBouncer), laid out on disk
 as their images lay them out, each under strace; a small fan-out runs to the
 end and everything stops as a pod stops (SIGTERM). Every file, directory or
 socket any of their processes (probes included) created, changed or removed
@@ -74,6 +74,9 @@ class Tracer:
 
     def wrap(self, component: str, command: list[str]) -> list[str]:
         return strace_command(self.dir / f"{component}.{next(self.count)}.trace", command)
+
+    def text(self, component: str) -> str:
+        return "".join(p.read_text(errors="replace") for p in sorted(self.dir.glob(f"{component}.*.trace")))
 
     def writes(self, component: str, cwd: Path) -> Writes:
         found = Writes()
@@ -224,7 +227,9 @@ def traced() -> Iterator[TracedRun]:
     postgres = PodPostgres(workdir, container_of(run, "postgres"), tracer)
     broker = PodRabbitMQ(workdir, run, tracer)
     services = Services(postgres, broker, workdir, LocalAzurite(workdir))
-    d = LocalDeployment(run, services)
+    d = LocalDeployment(run, services, pgbouncer_as_pod=True)
+    assert d.pgbouncer is not None, "the dev stack runs PgBouncer"
+    d.pgbouncer.wrap = lambda command: tracer.wrap("pgbouncer", command)
     user_home = workdir / "home-airflow"
     user_home.mkdir()
     d.wrap = tracer.wrap
@@ -269,10 +274,14 @@ def test_airflow_writes_only_to_its_volumes(traced: TracedRun, component: str) -
     assert not refused, f"container {component} writes outside its volumes: " + "; ".join(refused)
 
 
-@pytest.mark.parametrize("service", ["postgres", "rabbitmq"])
+@pytest.mark.parametrize("service", ["postgres", "rabbitmq", "pgbouncer"])
 def test_the_broker_and_database_write_only_to_their_volumes(traced: TracedRun, service: str) -> None:
-    """Their local tree stands for the container's / (PodPostgres, PodRabbitMQ)."""
-    root = traced.postgres.root if service == "postgres" else traced.rabbitmq.pod_root
+    """Their local tree stands for the container's / (PodPostgres, PodRabbitMQ,
+    LocalPgBouncer's pod_root)."""
+    pgbouncer = traced.deployment.pgbouncer
+    assert pgbouncer is not None and pgbouncer.pod_root is not None
+    root = {"postgres": traced.postgres.root, "rabbitmq": traced.rabbitmq.pod_root,
+            "pgbouncer": pgbouncer.pod_root}[service]
     fs = PodFilesystem.of(container_of(traced.run, service), {root: "/", "/tmp": "/tmp"})
     refused = fs.refused(traced.tracer.writes(service, root))
     assert not refused, f"StatefulSet of {service} writes outside its volumes: " + "; ".join(refused)
@@ -290,3 +299,6 @@ def test_the_trace_saw_each_components_own_writes(traced: TracedRun) -> None:
     assert any(p.startswith(str(traced.postgres.socket_dir) + "/.s.PGSQL.") for p in pg_writes), "postgres: socket"
     mq_writes = tracer.writes("rabbitmq", traced.rabbitmq.pod_root).paths
     assert any(p.startswith(str(traced.rabbitmq.mnesia_base)) for p in mq_writes), "rabbitmq: its data"
+    # PgBouncer writes nothing at all; its trace shows it read its user list.
+    assert d.pgbouncer is not None
+    assert f"<{d.pgbouncer.auth_path}>" in tracer.text("pgbouncer"), "pgbouncer: traced"
