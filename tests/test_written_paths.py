@@ -34,6 +34,7 @@ from components.model import names
 from tests.harness import ProgramRun
 from tests.local_airflow import (
     APP_DAGS,
+    RABBITMQ_BIN,
     LocalAzurite,
     LocalDeployment,
     LocalPostgres,
@@ -180,8 +181,7 @@ class PodRabbitMQ(LocalRabbitMQ):
     def probe(self) -> None:
         """The declared probes, against the local node."""
         for command in self.probes:
-            subprocess.run(self.tracer.wrap("rabbitmq", [str(Path("/usr/lib/rabbitmq/bin") / command[0]),
-                                                          *command[1:]]),
+            subprocess.run(self.tracer.wrap("rabbitmq", [str(RABBITMQ_BIN / command[0]), *command[1:]]),
                            env=self.env, cwd=self.pod_root, check=True, capture_output=True, timeout=120)
 
 

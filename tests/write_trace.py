@@ -135,9 +135,8 @@ class Writes:
 def _write_targets(call: str, args: list[str], fd: str | None, cwd: str | None) -> list[str | None]:
     """The paths one successful call wrote to: [] if it wrote none."""
     if call in ("open", "creat", "openat", "openat2"):
-        flags = args[2] if call == "openat" else args[1] if call == "open" else "O_CREAT"
-        if call == "openat2":
-            flags = args[2]
+        # creat always creates; the others say so in their flags argument.
+        flags = "O_CREAT" if call == "creat" else args[1 if call == "open" else 2]
         if not any(f in flags for f in WRITE_FLAGS):
             return []
         if fd and fd.startswith("/"):
