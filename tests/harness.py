@@ -23,6 +23,7 @@ from pulumi.runtime.stack import run_pulumi_func
 
 from components.azure import acr_auth
 from components.config import stack_file_config
+from tests.upgrade.recorder import RecordingMonitor, Registration
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "airflow-aks"
@@ -104,12 +105,19 @@ class Mocks(pulumi.runtime.Mocks):
     cluster as Azure has it for reads (getManagedCluster): by default what the
     program declares; a test may say it runs another system pool VM size, or
     add the worker pools a deployed stack has (``live_worker_pools``, as AKS
-    lists agentPoolProfiles: name, count, enableAutoScaling, maxCount).
+    lists agentPoolProfiles: name, count, enableAutoScaling, maxCount), or
+    fields of the system pool that differ from the declared ones
+    (``live_system_pool``). ``previous_outputs`` are the stack's outputs from
+    its last update, which a StackReference to the stack itself reads.
     """
 
     def __init__(self, updating: frozenset[str] = frozenset(), live_system_vm_size: str | None = None,
-                 live_worker_pools: Sequence[Mapping[str, Any]] = ()) -> None:
+                 live_worker_pools: Sequence[Mapping[str, Any]] = (),
+                 previous_outputs: Mapping[str, Any] | None = None,
+                 live_system_pool: Mapping[str, Any] | None = None) -> None:
         self.live_worker_pools = [dict(p) for p in live_worker_pools]
+        self.live_system_pool = dict(live_system_pool or {})
+        self.previous_outputs = dict(previous_outputs or {})
         self.resources: list[DeclaredResource] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
         self.generated: list[str] = []
@@ -118,6 +126,10 @@ class Mocks(pulumi.runtime.Mocks):
         self.clusters: dict[str, dict[str, Any]] = {}
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
+        if args.typ == "pulumi:pulumi:StackReference":
+            # The stack's own outputs from its last update, as the backend has them.
+            return args.name, {"name": args.inputs["name"], "outputs": self.previous_outputs,
+                               "secretOutputNames": []}
         self.resources.append(DeclaredResource(args.typ, args.name, dict(args.inputs), args.provider))
         state = dict(args.inputs)
         rid = f"{args.name}-id"
@@ -192,6 +204,7 @@ class Mocks(pulumi.runtime.Mocks):
             pools = [dict(p) for p in cluster["agentPoolProfiles"]]
             if self.live_system_vm_size:
                 pools[0]["vmSize"] = self.live_system_vm_size
+            pools[0].update(self.live_system_pool)
             pools += self.live_worker_pools
             return {"name": cluster["name"], "identityProfile": cluster["identityProfile"],
                     "agentPoolProfiles": pools, "oidcIssuerProfile": cluster.get("oidcIssuerProfile")}
@@ -222,6 +235,8 @@ class ProgramRun:
     outputs: dict[str, Any] = field(default_factory=dict)
     secret_outputs: set[str] = field(default_factory=set)
     options: list[DeclaredOptions] = field(default_factory=list)
+    # Every registration as the engine receives it (URN, protect, aliases, ...).
+    registrations: list[Registration] = field(default_factory=list)
     error: BaseException | None = None
 
     def options_of(self, name: str) -> DeclaredOptions:
@@ -292,14 +307,19 @@ async def _dependency_names(value: Any) -> set[str]:
 
 def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bool = False,
                 updating: frozenset[str] = frozenset(), live_system_vm_size: str | None = None,
-                live_worker_pools: Sequence[Mapping[str, Any]] = ()) -> ProgramRun:
+                live_worker_pools: Sequence[Mapping[str, Any]] = (),
+                previous_outputs: Mapping[str, Any] | None = None,
+                live_system_pool: Mapping[str, Any] | None = None) -> ProgramRun:
     """Run __main__.py with the given YAML-form config (default: the stack file's).
 
-    ``updating`` and ``live_system_vm_size`` describe the deployed stack a
-    preview runs against (see Mocks).
+    ``updating``, ``live_system_vm_size``, ``live_worker_pools`` and
+    ``previous_outputs`` describe the deployed stack a preview runs against
+    (see Mocks).
     """
     values = stack_file_config(stack) if config is None else config
-    mocks = Mocks(updating=updating, live_system_vm_size=live_system_vm_size, live_worker_pools=live_worker_pools)
+    mocks = Mocks(updating=updating, live_system_vm_size=live_system_vm_size, live_worker_pools=live_worker_pools,
+                  previous_outputs=previous_outputs, live_system_pool=live_system_pool)
+    monitor = RecordingMonitor(mocks)
     exchange = TokenExchange()
     run = ProgramRun(stack=stack, resources=mocks.resources, invokes=mocks.invokes,
                      generated=mocks.generated, exchange=exchange)
@@ -322,7 +342,8 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         pulumi.runtime.set_all_config(cli_form(values), [])
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview)
+        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
+                                 organization="organization")
         # MockSettings brings no set of pending outputs of its own, so the SDK's
         # shared default would carry the tasks of a run that failed into this one.
         runtime_settings.SETTINGS.outputs = set()
@@ -357,4 +378,5 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
         contextvars.Context().run(go)
     finally:
         acr_auth.exchange_for_refresh_token = original
+    run.registrations = monitor.registrations
     return run

@@ -136,7 +136,7 @@ def test_the_model_flags_a_config_map_replacement_without_the_mutable_flag(base:
     config = stack_file_config("prod")
     config["airflow-aks:maxActiveRunsPerDag"] = 4
     after = deployed(config)
-    for r in after.resources:
+    for r in after.registrations:
         if r.type == "pulumi:providers:kubernetes":
             r.inputs.pop("enableConfigMapMutable", None)
     step = preview(base, after).step("workloads-airflow-config")

@@ -442,12 +442,12 @@ def test_a_cluster_created_without_a_policy_engine_would_be_replaced_and_prod_re
     `az aks update` first; on prod, whose cluster is protected, the preview
     is refused instead of replacing it."""
     today = runs["prod"]
-    [cluster] = today.of_type(AKS)
+    [cluster] = [r for r in today.registrations if r.type == AKS]
     older = copy.deepcopy(cluster)
     profile = older.inputs["networkProfile"]
     for key in ("networkPolicy", "networkDataplane"):
         assert profile.pop(key, None) is not None, f"{cluster.name}: networkProfile.{key} is declared"
-    before = dataclasses.replace(today, resources=[older if r is cluster else r for r in today.resources])
+    before = dataclasses.replace(today, registrations=[older if r is cluster else r for r in today.registrations])
     shown = preview(before, today)
     step = shown.step(cluster.name)
     assert step is not None and step.op == "replace", f"{cluster.name}: the engine change replaces the cluster"
