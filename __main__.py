@@ -6,10 +6,12 @@ from components.azure.image import AirflowImage
 from components.azure.platform import Platform
 from components.azure.task_log_storage import TaskLogStorage
 from components.config import read_stack_config
+from components.history import last_outputs
 from components.kubernetes import k8s
 from components.kubernetes.task_logs import TaskLogStore
 from components.kubernetes.workloads import Workloads, port_forward_command
 from components.model.names import ADMIN_USER
+from components.model.upgrades import checked_airflow_version
 
 stack = pulumi.get_stack()
 config = read_stack_config()
@@ -56,11 +58,14 @@ else:
     # A local cluster writes task logs only to an emulator, with no Azure store.
     image_dependencies, worker_gate, task_log_store = [image], None, None
 
+# Every Airflow pod and the migration Job take the image through the check
+# that the database was not migrated by a newer Airflow (refused at preview).
+checked = last_outputs().apply(lambda outputs: checked_airflow_version(outputs, settings.airflow_version))
 workloads = Workloads(
     "workloads",
     config=config,
     provider=provider,
-    image=image.ref,
+    image=pulumi.Output.all(image.ref, checked).apply(lambda values: values[0]),
     image_dependencies=image_dependencies,
     worker_gate=worker_gate,
     task_log_store=task_log_store,
@@ -72,6 +77,7 @@ if settings.target == "aks":
 pulumi.export("capacityPlan", config.plan.to_output())
 pulumi.export("capacitySummary", config.plan.summary())
 pulumi.export("image", image.ref)
+pulumi.export("airflowVersion", workloads.migrated_airflow_version)
 pulumi.export("namespace", workloads.namespace)
 pulumi.export("portForwardCommand", port_forward_command(workloads.namespace))
 pulumi.export("adminUser", ADMIN_USER)

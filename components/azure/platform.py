@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,56 +11,23 @@ import pulumi_kubernetes as kubernetes
 from pulumi.output import Unknown
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
+from components.azure.pools import (
+    SYSTEM_POOL_NAME,
+    PoolSize,
+    busy_pool_delete_refused,
+    max_pods_refused,
+    system_pool_change_refused,
+    worker_pool_name,
+    worker_pool_size,
+    workers_shrink_first,
+)
 from components.kubernetes import k8s
-from components.model.capacity import CapacityPlan, worker_drain_minutes
+from components.model.capacity import CapacityPlan, NodePoolPlan, worker_upgrade_settings
 from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
 from components.model.settings import ConfigError, Settings
 
 # Built-in role "AcrPull": lets the kubelet identity pull without a registry password.
 ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
-
-
-SYSTEM_POOL_NAME = "system"
-_POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,11}$")
-
-
-def worker_pool_name(vm_size: str) -> str:
-    """The worker AgentPool's name, derived from its VM size ("we4sv3").
-
-    AKS cannot change a pool's VM size, so pulumi-azure-native replaces the
-    pool when vmSize changes. Under a fixed name the replacement must delete
-    the old pool first (the provider has to, as both would have the same Azure
-    ID); with the size in the name, the new pool is created first and the old
-    one is deleted after it, when its workers have somewhere to go.
-    """
-    compact = re.sub(r"[^a-z0-9]", "", vm_size.lower().removeprefix("standard_"))
-    name = f"w{compact}"[:12]
-    if not _POOL_NAME_RE.match(name):
-        raise ValueError(f"cannot derive an AKS pool name from {vm_size!r}")
-    return name
-
-
-def pool_ceiling(profile: Any) -> int:
-    """The most nodes a live pool may run: its autoscaler bound, else its count."""
-    if getattr(profile, "enable_auto_scaling", False) and getattr(profile, "max_count", None) is not None:
-        return int(profile.max_count)
-    return int(getattr(profile, "count", 0) or 0)
-
-
-def workers_shrink_first(live_pools: Sequence[Any] | None, pool_name: str, wanted_ceiling: int) -> bool:
-    """Whether this update lowers the worker pool's node ceiling.
-
-    Then the worker StatefulSet must shrink first (its removed workers finish
-    their tasks: warm shutdown within terminationGracePeriodSeconds) and the
-    pool shrinks after, onto nodes with no worker left to interrupt. Otherwise
-    (a new pool, more nodes, or a first deployment) the nodes come first.
-    """
-    if not isinstance(live_pools, (list, tuple)):  # not read yet (unknown in a first preview)
-        return False
-    for profile in live_pools:
-        if getattr(profile, "name", None) == pool_name:
-            return wanted_ceiling < pool_ceiling(profile)
-    return False
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
@@ -70,39 +36,30 @@ def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.
     )
 
 
-def system_pool_change_refused(live_pools: Sequence[tuple[str, str]], wanted_vm_size: str) -> ConfigError | None:
-    """The error for a systemPool.vmSize that differs from what the cluster runs.
-
-    The system pool is declared inline in the ManagedCluster, which
-    pulumi-azure-native updates in place with one PUT of the whole cluster; AKS
-    rejects a changed agentPoolProfile vmSize (its API versions before
-    2026-01-02-preview) and also adding a pool through the cluster. So the
-    program refuses, at preview, and says how to rotate the pool by hand.
-    """
-    live = dict(live_pools).get(SYSTEM_POOL_NAME)
-    if live is None or live == wanted_vm_size:
-        return None
-    tmp = "systemtmp"
-    steps = "; ".join([
-        f"az aks nodepool add -g <group> --cluster-name <cluster> -n {tmp} --mode System "
-        f"--node-vm-size {live} --node-count 2",
-        f"az aks nodepool delete -g <group> --cluster-name <cluster> -n {SYSTEM_POOL_NAME} (AKS drains it)",
-        f"az aks nodepool add -g <group> --cluster-name <cluster> -n {SYSTEM_POOL_NAME} --mode System "
-        f"--node-vm-size {wanted_vm_size} --node-count <systemPool.count>",
-        f"az aks nodepool delete -g <group> --cluster-name <cluster> -n {tmp}",
-        "then `pulumi refresh` and `pulumi up`",
-    ])
-    return ConfigError([("systemPool.vmSize", (
-        f"the cluster's system pool runs {live} and AKS cannot change a pool's VM size in place; "
-        f"keep {live} here, or rotate the pool to {wanted_vm_size} by hand first: {steps}"))])
+def live_problems(profiles: Sequence[Any] | None, settings: Settings, plan: CapacityPlan) -> ConfigError | None:
+    """Every refusal that depends on what the cluster runs now (pools/pools.py), in one error."""
+    nodes = plan.worker_nodes
+    worker_pool = worker_pool_name(nodes.vm_size)
+    problems: list[tuple[str, str]] = []
+    refused = system_pool_change_refused([(p.name, p.vm_size) for p in profiles or []], settings.system_pool.vm_size)
+    if refused:
+        problems += refused.problems
+    problems += max_pods_refused(profiles, [("systemPool", SYSTEM_POOL_NAME, settings.system_pool.max_pods),
+                                            ("workerPool", worker_pool, nodes.max_pods)])
+    problems += busy_pool_delete_refused(profiles, worker_pool, settings.longest_task_seconds, nodes.autoscale)
+    return ConfigError(problems) if problems else None
 
 
-def kubelet_object_id(identity_profile: Mapping[str, Any] | None, agent_pools: Sequence[Any] | None,
-                      wanted_system_vm_size: str) -> str:
-    """The kubelet identity's object ID from a read of the cluster, after the system pool check."""
-    refused = system_pool_change_refused([(p.name, p.vm_size) for p in agent_pools or []], wanted_system_vm_size)
+def checked_live(cluster: Any, settings: Settings, plan: CapacityPlan) -> Any:
+    """The live cluster, once nothing in it refuses this update (raised at preview, naming the key)."""
+    refused = live_problems(cluster.agent_pool_profiles, settings, plan)
     if refused:
         raise refused
+    return cluster
+
+
+def kubelet_object_id(identity_profile: Mapping[str, Any] | None) -> str:
+    """The kubelet identity's object ID from a read of the cluster."""
     if not identity_profile or "kubeletidentity" not in identity_profile:
         raise ValueError("AKS returned no kubelet identity for the cluster")
     return identity_profile["kubeletidentity"].object_id
@@ -192,7 +149,7 @@ class Platform(pulumi.ComponentResource):
         )
 
         cluster = self._cluster(name, settings, group, dns_prefix, guarded)
-        live = self._live_cluster(group, cluster)
+        live = self._live_cluster(group, cluster, settings, plan)
         worker_pool = self._worker_pool(name, settings, plan, group, cluster, live)
         acr_pull = self._acr_pull(name, settings, cluster, registry, live)
 
@@ -243,8 +200,11 @@ class Platform(pulumi.ComponentResource):
                 "type": containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
                 "orchestrator_version": settings.kubernetes_version,
             }],
-            # AKS's managed KEDA, for the worker ScaledObject.
-            workload_auto_scaler_profile={"keda": {"enabled": True}} if settings.worker_scaling == "keda" else None,
+            # AKS's managed KEDA, for the worker ScaledObject, under either
+            # workerScaling: with `fixed` the ScaledObject stays, paused, so a
+            # switch between the two never leaves KEDA's HPA and `pulumi up`
+            # setting the same replicas (components/kubernetes/keda.py).
+            workload_auto_scaler_profile={"keda": {"enabled": True}},
             network_profile=network_profile(),
             # Workload identity: the cluster publishes its service account
             # token issuer, and the webhook hands pods of a labelled
@@ -272,8 +232,8 @@ class Platform(pulumi.ComponentResource):
 
         return live.apply(issuer)
 
-    def _live_cluster(self, group: resources.ResourceGroup,
-                      cluster: containerservice.ManagedCluster) -> pulumi.Output[Any]:
+    def _live_cluster(self, group: resources.ResourceGroup, cluster: containerservice.ManagedCluster,
+                      settings: Settings, plan: CapacityPlan) -> pulumi.Output[Any]:
         # The cluster as Azure has it, not the cluster resource's outputs: in
         # the preview of any cluster update pulumi-azure-native projects the
         # new inputs onto the outputs and keeps only name and location from the
@@ -281,30 +241,30 @@ class Platform(pulumi.ComponentResource):
         # so identityProfile and the pools' live counts would be unknown. The
         # read waits for the cluster; in a preview it runs whenever the cluster
         # already exists (its ID is known), against the cluster as it is.
+        # What AKS would refuse given what it runs (pools.py) stops the program
+        # here: every value taken from the read carries the error, so the
+        # preview fails before any resource changes.
         return containerservice.get_managed_cluster_output(
             resource_group_name=group.name, resource_name=cluster.name,
-            opts=pulumi.InvokeOutputOptions(depends_on=[cluster]))
+            opts=pulumi.InvokeOutputOptions(depends_on=[cluster])).apply(lambda c: checked_live(c, settings, plan))
 
     def _worker_pool(self, name: str, settings: Settings, plan: CapacityPlan, group: resources.ResourceGroup,
                      cluster: containerservice.ManagedCluster, live: pulumi.Output[Any]) -> containerservice.AgentPool:
         nodes = plan.worker_nodes
-        autoscale = nodes.autoscale
         pool_name = worker_pool_name(nodes.vm_size)
-        # With the autoscaler, start at its minimum (KEDA starts the workers
-        # when tasks arrive and the autoscaler adds their nodes) and let it
-        # own the count afterwards; a fixed pool has the nodes the plan needs.
-        count = nodes.min_count if autoscale else nodes.max_count
-        # Unknown (a first preview) means no live pool: nodes first.
-        self._shrink_first: pulumi.Output[bool] = live.apply(
-            lambda c: not isinstance(c, Unknown) and workers_shrink_first(c.agent_pool_profiles, pool_name,
-                                                                          nodes.max_count),
-            run_with_unknowns=True)
+        # Unknown (a first preview) means no live pool: nodes first, the plan's counts.
+        profiles = live.apply(lambda c: None if isinstance(c, Unknown) else c.agent_pool_profiles,
+                              run_with_unknowns=True)
+        self._shrink_first: pulumi.Output[bool] = profiles.apply(
+            lambda p: workers_shrink_first(p, pool_name, nodes.max_count), run_with_unknowns=True)
+        size = profiles.apply(lambda p: self._warn_kept_ceiling(worker_pool_size(p, nodes), pool_name, nodes),
+                              run_with_unknowns=True)
         # On a shrink the pool's inputs wait for the worker StatefulSet
         # (settle_workers); the dependency travels with the Output, so the
         # engine orders the pool update after the StatefulSet update.
         self._workers_settled, self._settle = pulumi.deferred_output()
 
-        def after_workers(value: Any) -> pulumi.Output[Any]:
+        def after_workers(value: pulumi.Output[Any]) -> pulumi.Output[Any]:
             return self._shrink_first.apply(
                 lambda first: self._workers_settled.apply(lambda _: value) if first else value)
 
@@ -315,7 +275,8 @@ class Platform(pulumi.ComponentResource):
         # deleteBeforeReplace unless the name was randomly generated). A new
         # logical name instead makes the engine create the new pool in step
         # with the rest of the update and delete the old one last, after every
-        # create and update: workers have nodes to move to before theirs go.
+        # create and update: workers have nodes to move to before theirs go
+        # (and pools.busy_pool_delete_refused keeps that to an empty old pool).
         return containerservice.AgentPool(
             f"{name}-workers-{pool_name}",
             resource_group_name=group.name,
@@ -329,15 +290,25 @@ class Platform(pulumi.ComponentResource):
             orchestrator_version=settings.kubernetes_version,
             node_labels={WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
             node_taints=[WORKER_POOL_TAINT],
-            # Node upgrades drain one node at a time; each worker there stops
-            # only after its running tasks.
-            upgrade_settings={"drain_timeout_in_minutes": worker_drain_minutes(settings.longest_task_seconds)},
-            count=after_workers(count),
-            enable_auto_scaling=autoscale,
-            min_count=nodes.min_count if autoscale else None,
-            max_count=after_workers(nodes.max_count) if autoscale else None,
-            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["count"] if autoscale else None),
+            upgrade_settings=worker_upgrade_settings(settings.longest_task_seconds),
+            # The live node count under the autoscaler (pools.worker_pool_size),
+            # never ignoreChanges: the engine would send the count of the
+            # pool's creation instead.
+            count=after_workers(size.apply(lambda z: z.count)),
+            enable_auto_scaling=nodes.autoscale,
+            min_count=size.apply(lambda z: z.min_count),
+            max_count=after_workers(size.apply(lambda z: z.max_count)),
+            opts=pulumi.ResourceOptions(parent=self),
         )
+
+    @staticmethod
+    def _warn_kept_ceiling(size: PoolSize, pool_name: str, nodes: NodePoolPlan) -> PoolSize:
+        if size.ceiling_kept:
+            pulumi.log.warn(
+                f"worker pool {pool_name}: the autoscaler runs {size.count} nodes, more than the plan's maxCount "
+                f"{nodes.max_count}; AKS takes no count above maxCount, so this update keeps maxCount {size.count}. "
+                f"Run `pulumi up` again once the autoscaler has removed the idle nodes.")
+        return size
 
     def settle_workers(self, workers: pulumi.Resource) -> None:
         """Name the worker StatefulSet a shrinking pool waits for. Call once,
@@ -349,10 +320,8 @@ class Platform(pulumi.ComponentResource):
         # The kubelet identity comes from the live read: principalId forces a
         # replacement (provider/pkg/gen/replacement.go: RoleAssignment
         # principalId, scope), and from the cluster resource's outputs it
-        # would be unknown in the preview of any cluster update. The read also
-        # lets the system pool check see the VM size the cluster really runs.
-        wanted = settings.system_pool.vm_size
-        principal_id = live.apply(lambda c: kubelet_object_id(c.identity_profile, c.agent_pool_profiles, wanted))
+        # would be unknown in the preview of any cluster update.
+        principal_id = live.apply(lambda c: kubelet_object_id(c.identity_profile))
         client = authorization.get_client_config_output()
         return authorization.RoleAssignment(
             f"{name}-acr-pull",

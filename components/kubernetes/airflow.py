@@ -19,7 +19,7 @@ from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, E
 from components.kubernetes.task_logs import TaskLogStore, log_identity, task_log_env, task_logs_on
 from components.model import names
 from components.model.airflow_cfg import AUTH_PASSWORDS_FILE, worker_cfg_env, workload_env
-from components.model.capacity import CapacityPlan, worker_stop_seconds
+from components.model.capacity import CapacityPlan, worker_disruption_allowance, worker_stop_seconds
 from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
 from components.model.settings import Settings
 
@@ -287,6 +287,13 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             "annotations": {
                 **(worker_await_annotations(w.replicas, settings.longest_task_seconds) if not keda
                    else {"pulumi.com/skipAwait": "true"}),
+                # Once KEDA's HPA has set .spec.replicas, it owns the field
+                # (field manager kube-controller-manager, subresource scale)
+                # and a server-side apply of another value conflicts, already
+                # in the preview's dry run (pulumi-kubernetes
+                # provider/pkg/await/await.go handleSSAErr; pulumi-kubernetes
+                # #2491). Forcing takes the field back (provider.go patchForce).
+                **({} if keda else {"pulumi.com/patchForce": "true"}),
                 **k8s.checkov_skips({
                     **skips,
                     "CKV_K8S_11": "no CPU limit on purpose: task start-up bursts borrow idle CPU; the plan "
@@ -325,15 +332,18 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             ),
         },
     }, stage="worker"))
-    # Workers and node drains (AKS node upgrades, `kubectl drain`): at most one
-    # worker is evicted at a time, and the next only once its replacement is
-    # Ready. An evicted worker gets its terminationGracePeriodSeconds (the
-    # longest task + 60 s) for a warm shutdown, so its running tasks finish;
-    # the worker pool's drain timeout outlasts that. The cluster autoscaler
-    # does not evict workers at all to empty a node (safe-to-evict "false"
-    # above): under-used worker nodes go away when KEDA or the plan removes
-    # their workers, each again with its grace period.
-    objects.append(k8s.disruption_budget("worker-disruption-budget", names.WORKER, ns, _labels("worker")))
+    # Workers and node drains (AKS node upgrades, `kubectl drain`): the
+    # budget lets every worker of the nodes AKS drains together go at once
+    # (capacity.worker_disruption_allowance), so a node's workers stop side by
+    # side, each after its running tasks (terminationGracePeriodSeconds: the
+    # longest task + 60 s), within the pool's per-node drain timeout; the
+    # next node waits for their replacements. The cluster autoscaler does
+    # not evict workers at all to empty a node (safe-to-evict "false" above):
+    # under-used worker nodes go away when KEDA or the plan removes their
+    # workers, each again with its grace period.
+    objects.append(k8s.disruption_budget("worker-disruption-budget", names.WORKER, ns, _labels("worker"),
+                                         max_unavailable=worker_disruption_allowance(
+                                             plan.worker_nodes.workers_per_node)))
 
     if settings.flower:
         objects.append(deployment("flower", 1, pod("flower", [container(
@@ -398,7 +408,14 @@ class Airflow(pulumi.ComponentResource):
             "worker": [*after, *self.config_maps, self.migration, *image_dependencies],
         }
         keda = settings.worker_scaling == "keda"
-        declared = {}
+        declared: dict[tuple[str, str], pulumi.CustomResource] = {}
+        scaler_objects = [o for o in objects if o.stage == "worker-scaler"]
+        if not keda:
+            # Paused first, so KEDA has let go of the replicas before the
+            # StatefulSet takes them (keda.keda_objects).
+            paused_opts = pulumi.ResourceOptions(parent=self, depends_on=[*after, *backends])
+            declared.update({(o.kind, o.suffix): k8s.declare(o, name, paused_opts) for o in scaler_objects})
+            stage_deps["worker"] = [*stage_deps["worker"], *declared.values()]
         for obj in objects:
             if obj.kind == "ConfigMap" or obj.stage in ("migration", "worker-scaler"):
                 continue
@@ -411,10 +428,9 @@ class Airflow(pulumi.ComponentResource):
                 obj = gated_replicas(obj, worker_gate)
             declared[(obj.kind, obj.suffix)] = k8s.declare(obj, name, opts_)
         self.workers = declared[("StatefulSet", "worker")]  # type: ignore[assignment]
-        # The scaler after what it scales and reads.
-        scaler_opts = pulumi.ResourceOptions(parent=self, depends_on=[*after, self.workers, *backends])
-        for obj in objects:
-            if obj.stage == "worker-scaler":
-                declared[(obj.kind, obj.suffix)] = k8s.declare(obj, name, scaler_opts)
+        if keda:
+            # The scaler after what it scales and reads.
+            scaler_opts = pulumi.ResourceOptions(parent=self, depends_on=[*after, self.workers, *backends])
+            declared.update({(o.kind, o.suffix): k8s.declare(o, name, scaler_opts) for o in scaler_objects})
         self.api_server_service = declared[("Service", "api-server-service")].metadata.name  # type: ignore[attr-defined]
         self.register_outputs({"api_server_service": self.api_server_service})

@@ -126,7 +126,8 @@ def service(suffix: str, name: str, namespace: str, labels: dict[str, str], port
     })
 
 
-def disruption_budget(suffix: str, name: str, namespace: str, labels: dict[str, str]) -> KubeObject:
+def disruption_budget(suffix: str, name: str, namespace: str, labels: dict[str, str],
+                      max_unavailable: int = 1) -> KubeObject:
     """A PodDisruptionBudget letting evictions (node drains, upgrades, the
     cluster autoscaler) take at most one of the pods labelled `labels` at a time.
 
@@ -139,7 +140,7 @@ def disruption_budget(suffix: str, name: str, namespace: str, labels: dict[str, 
     """
     return KubeObject("PodDisruptionBudget", suffix, {
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
-        "spec": {"max_unavailable": 1, "selector": {"match_labels": labels},
+        "spec": {"max_unavailable": max_unavailable, "selector": {"match_labels": labels},
                  "unhealthy_pod_eviction_policy": "AlwaysAllow"},
     })
 

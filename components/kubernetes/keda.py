@@ -27,6 +27,20 @@ SCALE_DOWN_WINDOW_SECONDS = 120
 TRIGGER_AUTH = "airflow-keda"
 # The Celery queue Airflow sends every task to unless a task names another.
 CELERY_QUEUE = "default"
+# KEDA stops its scale loop and deletes its HPA for a ScaledObject with this
+# annotation, leaving the replicas as they are (kedacore/keda,
+# controllers/keda/scaledobject_controller.go, reconcileScaledObject).
+PAUSED_ANNOTATION = "autoscaling.keda.sh/paused"
+
+
+def keda_declared(settings: Settings) -> bool:
+    """Whether the ScaledObject is declared: with KEDA scaling, and on AKS
+    always (paused under `workerScaling: fixed`, see keda_objects)."""
+    return settings.worker_scaling == "keda" or settings.target == "aks"
+
+
+def keda_paused(settings: Settings) -> bool:
+    return settings.worker_scaling != "keda"
 
 
 def worker_query(worker_concurrency: int, queue: str = CELERY_QUEUE) -> str:
@@ -37,8 +51,17 @@ def worker_query(worker_concurrency: int, queue: str = CELERY_QUEUE) -> str:
 
 def keda_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
     """TriggerAuthentication and ScaledObject, with camelCase keys (custom
-    resources go to the API as written). Nothing unless workerScaling is keda."""
-    if settings.worker_scaling != "keda":
+    resources go to the API as written).
+
+    With `workerScaling: fixed` on AKS the ScaledObject stays, paused, and
+    `pulumi up` sets the replicas: a switch from keda to fixed then pauses
+    KEDA (which deletes its HPA) before the StatefulSet takes its replicas
+    back, and a switch back unpauses it. Deleting the ScaledObject instead
+    would come last in the update, after the StatefulSet, with KEDA's HPA
+    still resetting the replicas in between. A local cluster may have no
+    KEDA: nothing there unless workerScaling is keda.
+    """
+    if not keda_declared(settings):
         return []
     ns = settings.namespace
     labels = {"app.kubernetes.io/name": "airflow", "app.kubernetes.io/component": "worker-scaler"}
@@ -68,7 +91,8 @@ def keda_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
                 {"parameter": "password", "name": names.POSTGRES_SECRET, "key": PASSWORD_KEY}]},
         }, stage="worker-scaler"),
         KubeObject("ScaledObject", "worker-scaler", {
-            "metadata": {"name": names.WORKER, "namespace": ns, "labels": labels},
+            "metadata": {"name": names.WORKER, "namespace": ns, "labels": labels,
+                         **({"annotations": {PAUSED_ANNOTATION: "true"}} if keda_paused(settings) else {})},
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": names.WORKER},
                 "pollingInterval": POLLING_INTERVAL_SECONDS,

@@ -55,6 +55,9 @@ class Workloads(pulumi.ComponentResource):
     api_server_service: pulumi.Output[str]
     admin_password: pulumi.Output[str]
     workers: kubernetes.apps.v1.StatefulSet
+    # The Airflow version the database's schema was migrated to: known once
+    # the migration Job has completed (pulumi-kubernetes awaits a Job).
+    migrated_airflow_version: pulumi.Output[str]
 
     def __init__(
         self,
@@ -102,6 +105,7 @@ class Workloads(pulumi.ComponentResource):
         )
 
         self.workers = airflow.workers
+        self.migrated_airflow_version = airflow.migration.id.apply(lambda _: settings.airflow_version)
         self.namespace = namespace.metadata.name  # type: ignore[attr-defined]
         self.api_server_service = airflow.api_server_service
         self.admin_password = secrets.admin_password

@@ -39,8 +39,38 @@ def worker_stop_seconds(longest_task_seconds: int) -> int:
 def worker_drain_minutes(longest_task_seconds: int) -> int:
     """AKS's per-node drain timeout for the worker pool: long enough for a
     worker's warm shutdown, so a node upgrade waits for running tasks instead
-    of failing after AKS's default 30 minutes."""
+    of failing after AKS's default 30 minutes. It covers one node's workers
+    only if they stop together: see worker_disruption_allowance."""
     return min(AKS_MAX_DRAIN_MINUTES, math.ceil(worker_stop_seconds(longest_task_seconds) / 60) + 5)
+
+
+# AKS upgrades a pool by adding surge nodes, then cordons and drains "as many
+# nodes at the same time as the number of buffer nodes specified"
+# (learn.microsoft.com/azure/aks/upgrade-aks-node-pools-rolling); its default
+# is documented both as 10% and as 1, so the program sets it.
+WORKER_MAX_SURGE_NODES = 1
+
+
+def worker_upgrade_settings(longest_task_seconds: int) -> dict[str, Any]:
+    """AgentPoolUpgradeSettings for the worker pool: one surge node, one node
+    drained at a time, each for as long as a worker's warm shutdown.
+
+    drainTimeoutInMinutes is per node and counts both the waits on
+    PodDisruptionBudgets and the pods' graceful termination ("If this time
+    is exceeded, the upgrade fails", AKS REST API 2025-10-01,
+    AgentPoolUpgradeSettings).
+    """
+    return {"max_surge": str(WORKER_MAX_SURGE_NODES),
+            "drain_timeout_in_minutes": worker_drain_minutes(longest_task_seconds)}
+
+
+def worker_disruption_allowance(workers_per_node: int) -> int:
+    """Workers the PodDisruptionBudget lets go at once: every worker on the
+    nodes AKS drains together. With fewer, a node's workers would stop one
+    after another, each after its running tasks, and the node's drain would
+    outlast its timeout; all at once, they finish within one grace period."""
+    return max(1, workers_per_node * WORKER_MAX_SURGE_NODES)
+
 
 # --- Worker memory ---------------------------------------------------------
 # The measured base and per-slot figures are in components/model/sizing.py; requests
