@@ -171,6 +171,7 @@ def test_everything_that_mounts_a_config_map_depends_on_it(runs: dict[str, Progr
 
 
 # 5. The build context does not depend on where the project is checked out --------------------
+# (nor on the checkout's file modes: tests/test_image_context.py)
 
 
 def test_no_declared_input_carries_the_checkout_path(runs: dict[str, ProgramRun]) -> None:
@@ -181,13 +182,17 @@ def test_no_declared_input_carries_the_checkout_path(runs: dict[str, ProgramRun]
         for r in run.resources:
             assert str(ROOT) not in repr(r.inputs), f"{stack}: {r.name} holds {ROOT}"
     image = runs["prod"].one("docker-build:index:Image")
-    assert (image.inputs["context"]["location"], image.inputs["dockerfile"]["location"]) == ("app", "app/Dockerfile")
+    assert (image.inputs["context"]["location"], image.inputs["dockerfile"]["location"]) == (
+        "build/image-context/app", "build/image-context/app/Dockerfile")
     assert (ROOT / image.inputs["dockerfile"]["location"]).is_file()
 
 
 def test_the_context_path_is_relative_to_the_project(tmp_path: Path) -> None:
     assert image.build_context_path(APP_DIR) == "app"
     assert image.build_context_path(tmp_path / "x" / "app", tmp_path / "x") == "app"
+    (tmp_path / "x" / "app").mkdir(parents=True)
+    (tmp_path / "x" / "app" / "Dockerfile").write_text("FROM scratch\n")
+    assert image.prepare_build_context(tmp_path / "x" / "app", tmp_path / "x") == "build/image-context/app"
 
 
 # 6. AcrPull stays put in the preview of a cluster update -------------------------------------

@@ -150,8 +150,9 @@ def test_image_is_built_from_app_and_pushed_to_the_registry(runs: dict[str, Prog
     assert image.inputs["push"] is True
     assert image.inputs["tags"] == [f"{login_server}/airflow:{version}"], f"{image.name}: tag"
     assert image.inputs["buildArgs"] == {"AIRFLOW_VERSION": version}
-    assert image.inputs["context"]["location"] == "app"
-    assert image.inputs["dockerfile"]["location"] == "app/Dockerfile"
+    # A copy of app/ with fixed file modes (components/azure/image_context.py).
+    assert image.inputs["context"]["location"] == "build/image-context/app"
+    assert image.inputs["dockerfile"]["location"] == "build/image-context/app/Dockerfile"
     assert image.inputs["buildOnPreview"] is False
     assert run.outputs["image"].startswith(f"{login_server}/airflow:{version}@sha256:"), "ref carries the digest"
 
