@@ -21,7 +21,9 @@ resource types this program declares, as their source states them:
   policy engine among them (AKS migrates those one way only).
 - pulumi-docker-build, provider/internal/image.go: a changed build (context
   hash, build args, tags) is an update that rebuilds and pushes; the new
-  digest then reaches every input that carries the image ref.
+  digest then reaches every input that carries the image ref. Its Diff
+  ignores a registry's password (only address and username count), so a
+  new registry token is no change.
 
 The engine refuses to replace or delete a protected resource, and leaves out
 of the diff what a resource's ignoreChanges names.
@@ -117,12 +119,22 @@ def _config_maps_mutable(run: ProgramRun) -> bool:
     return all(str(plain(p.inputs).get("enableConfigMapMutable")).lower() == "true" for p in providers)
 
 
+def diffed(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs the provider's diff compares: docker-build leaves out registry passwords."""
+    if typ == "docker-build:index:Image" and "registries" in inputs:
+        registries = [{k: v for k, v in r.items() if k != "password"} for r in inputs["registries"]]
+        return {**inputs, "registries": registries}
+    return inputs
+
+
 def preview(before: ProgramRun, after: ProgramRun) -> Preview:
     """The steps `pulumi preview` would list going from the stack `before` declares to `after`."""
     if after.error is not None:
         return Preview([], refused=str(after.error))
-    old = {(r.type, r.name): plain(r.inputs) for r in before.resources if not r.type.startswith("pulumi:")}
-    new = {(r.type, r.name): plain(r.inputs) for r in after.resources if not r.type.startswith("pulumi:")}
+    old = {(r.type, r.name): diffed(r.type, plain(r.inputs)) for r in before.resources
+           if not r.type.startswith("pulumi:")}
+    new = {(r.type, r.name): diffed(r.type, plain(r.inputs)) for r in after.resources
+           if not r.type.startswith("pulumi:")}
     protected = {o.name for o in before.options if o.protect}
     # ignoreChanges: the engine diffs without those paths.
     ignored = {o.name: [p.replace("[", ".").replace("]", "") for p in o.ignore_changes] for o in after.options}
