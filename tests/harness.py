@@ -179,10 +179,12 @@ class Mocks(pulumi.runtime.Mocks):
         elif args.typ == "docker-build:index:Image":
             # As docker-build reports it: a pushed image's ref carries its digest,
             # a loaded one is just its tag. The digest follows the build's
-            # inputs, so a changed build reaches what pulls the image.
+            # inputs, so a changed build reaches what pulls the image; the registry
+            # credentials are no part of the image.
             tag = args.inputs["tags"][0]
             if args.inputs.get("push"):
-                build = json.dumps(plain(dict(args.inputs)), sort_keys=True, default=str)
+                inputs = {k: v for k, v in plain(dict(args.inputs)).items() if k != "registries"}
+                build = json.dumps(inputs, sort_keys=True, default=str)
                 state["digest"] = "sha256:" + hashlib.sha256(build.encode()).hexdigest()
                 state["ref"] = f"{tag}@{state['digest']}"
             else:

@@ -30,7 +30,9 @@ Three layers, each from its source:
    - pulumi-random (terraform-provider-random): every argument of
      random_password and random_bytes forces a new value.
    - pulumi-docker-build provider/internal/image.go: a changed build is an
-     update that rebuilds and pushes.
+     update that rebuilds and pushes. Its Diff compares a registry's address
+     and username only ("we ignore password changes"), so a new registry
+     token is no change.
 3. AKS itself, for what pulumi-azure-native sends it (aks_rules): see
    components/azure/pools.py for the sources.
 """
@@ -245,6 +247,14 @@ def _config_maps_mutable(regs: Iterable[Registration]) -> bool:
     return all(str(p.inputs.get("enableConfigMapMutable")).lower() == "true" for p in providers)
 
 
+def _diffed(typ: str, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs a provider's diff compares: docker-build leaves out registry passwords."""
+    if typ == "docker-build:index:Image" and isinstance(inputs.get("registries"), list):
+        registries = [{k: v for k, v in r.items() if k != "password"} for r in inputs["registries"]]
+        return {**inputs, "registries": registries}
+    return inputs
+
+
 def _after_ignore_changes(old: Registration, new: Registration) -> dict[str, Any]:
     """The new inputs as the engine hands them to the provider: ignored paths keep their old values."""
     inputs = copy.deepcopy(new.inputs)
@@ -282,8 +292,8 @@ def _diff(old: Registration, new: Registration, live: Live, mutable: bool) -> tu
         paths = [p for p in changed_paths(before, sent) if not _matches(p, ignored)]
         conflicts = _conflicts(new, sent, live, before) if paths else []
     else:
-        before = old.inputs
-        paths = [p for p in changed_paths(before, sent) if not _matches(p, ignored)]
+        before = _diffed(old.type, old.inputs)
+        paths = [p for p in changed_paths(before, _diffed(new.type, sent)) if not _matches(p, ignored)]
         conflicts = []
     if not paths:
         return None, []

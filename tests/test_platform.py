@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pulumi
 import pytest
 
 from components.azure.acr_auth import TOKEN_USERNAME
@@ -174,6 +175,22 @@ def test_preview_pushes_nothing_and_asks_for_no_token() -> None:
     run = run_program("prod", preview=True)
     assert run.error is None, run.error
     assert run.exchange.calls == []
+
+
+def test_the_preview_leaves_the_registry_password_unknown_for_a_saved_plan() -> None:
+    # deploy.yml applies `pulumi up --plan` with the plan `pulumi preview --save-plan` saved.
+    # A known planned input must come back the same in the update, or the update fails
+    # ("violates plan"); an unknown one accepts any value (pulumi/pulumi
+    # pkg/resource/deploy/plan.go, checkDiff and DeepEqualsIncludeUnknowns). The update's
+    # token is never a value the preview knew, so the preview must not claim one ("").
+    run = run_program("prod", preview=True)
+    assert run.error is None, run.error
+    registries = run.one(IMAGE).inputs["registries"]
+    assert "value" in registries and len(registries) == 2, "still a secret"
+    [entry] = registries["value"]
+    assert entry["address"] == run.outputs["registryLoginServer"], "the rest is known"
+    assert entry["username"] == TOKEN_USERNAME
+    assert isinstance(entry["password"], pulumi.output.Unknown), entry["password"]
 
 
 def test_kubernetes_provider_uses_the_cluster_kubeconfig(runs: dict[str, ProgramRun]) -> None:

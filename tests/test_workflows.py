@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -78,17 +80,141 @@ def test_pull_requests_are_tested_then_previewed_per_stack_with_a_comment() -> N
     assert preview["permissions"]["pull-requests"] == "write"
 
 
-def test_main_deploys_dev_then_prod_behind_an_approval() -> None:
+# deploy.yml: each stack is previewed with `pulumi preview --save-plan` and then applied with
+# `pulumi up --plan` (the CLI; not pulumi/actions' `command: up`, whose Automation API `up` is
+# `pulumi up --yes --skip-preview`: pulumi/pulumi sdk/nodejs/automation/stack.ts).
+DEPLOY_ORDER = ["test", "preview-dev", "up-dev", "preview-prod", "up-prod"]
+STACKS = ["dev", "prod"]
+
+
+def job(wf: dict, name: str) -> dict:
+    assert name in wf["jobs"], f"no job {name!r}; jobs: {sorted(wf['jobs'])}"
+    return wf["jobs"][name]
+
+
+def needs(each: dict) -> list[str]:
+    found = each.get("needs", [])
+    return [found] if isinstance(found, str) else list(found)
+
+
+def scripts(each: dict) -> list[str]:
+    """Each `run:` of a job, its continued lines joined."""
+    return [s["run"].replace("\\\n", " ") for s in each["steps"] if "run" in s]
+
+
+def commands(each: dict, command: str) -> list[str]:
+    """The lines of the job's `run:` steps that run `command` (e.g. "pulumi up"), comments cut."""
+    lines = [re.sub(r"(^|\s)#.*$", "", line).strip() for script in scripts(each) for line in script.splitlines()]
+    return [line for line in lines if re.search(rf"(^|[;&|(]\s*){re.escape(command)}(\s|$)", line)]
+
+
+def flag(line: str, name: str) -> str | None:
+    found = re.search(rf"(?<![\w-]){re.escape(name)}[= ](\S+)", line)
+    return found.group(1).strip("\"'") if found else None
+
+
+def saved_plan(wf: dict, stack: str) -> str:
+    [preview] = commands(job(wf, f"preview-{stack}"), "pulumi preview")
+    plan = flag(preview, "--save-plan")
+    assert plan, f"preview-{stack}: `pulumi preview` without --save-plan: {preview}"
+    return plan
+
+
+def test_main_previews_then_applies_each_stack_dev_before_prod() -> None:
     wf = load("deploy.yml")
     assert wf["on"]["push"]["branches"] == ["main"]
-    up = wf["jobs"]["up"]
-    assert up["needs"] == "test"
-    assert up["strategy"]["max-parallel"] == 1, "dev first, then prod"
-    assert up["strategy"]["matrix"]["include"] == [
-        {"stack": "dev", "environment": "dev"}, {"stack": "prod", "environment": "production"}]
-    assert up["environment"] == "${{ matrix.environment }}"
-    [pulumi] = steps(up, "pulumi/actions@")
-    assert pulumi["with"]["command"] == "up"
+    assert [p.get("run") for p in job(wf, "test")["steps"] if "run" in p] == ["scripts/install", "scripts/test"]
+    assert sorted(wf["jobs"]) == sorted(DEPLOY_ORDER)
+    for before, after in itertools.pairwise(DEPLOY_ORDER):
+        assert needs(job(wf, after)) == [before], f"{after} must need {before} (and only it)"
+    for name in DEPLOY_ORDER:
+        assert "strategy" not in job(wf, name), f"{name}: one job per stack and step, no matrix"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_preview_saves_a_plan_shows_it_to_the_approver_and_uploads_it(stack: str) -> None:
+    wf = load("deploy.yml")
+    preview = job(wf, f"preview-{stack}")
+    [line] = commands(preview, "pulumi preview")
+    assert flag(line, "--stack") == stack
+    assert "--diff" in line.split()
+    plan = saved_plan(wf, stack)
+    [script] = [s for s in scripts(preview) if "pulumi preview" in s]
+    assert "$GITHUB_STEP_SUMMARY" in script, "the preview goes to the job summary, read before approving"
+    [upload] = steps(preview, "actions/upload-artifact@v4")
+    assert plan in upload["with"]["path"].split(), f"{plan} is uploaded for up-{stack}"
+    # The plan file's secrets are encrypted with the stack's secrets provider; kept briefly all the same.
+    assert upload["with"]["retention-days"] == 1
+    order = [s is upload for s in preview["steps"] if s is upload or "pulumi preview" in s.get("run", "")]
+    assert order == [False, True], "the plan is uploaded after the preview saved it"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_preview_creates_a_stack_that_does_not_exist_yet(stack: str) -> None:
+    wf = load("deploy.yml")
+    preview = job(wf, f"preview-{stack}")
+    [select] = commands(preview, "pulumi stack select")
+    assert "--create" in select.split() and select.split()[-1] == stack, select
+    [script] = [s for s in scripts(preview) if "pulumi preview" in s]
+    assert script.index("pulumi stack select") < script.index("pulumi preview")
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_the_apply_runs_pulumi_up_on_the_plan_its_preview_saved(stack: str) -> None:
+    wf = load("deploy.yml")
+    up = job(wf, f"up-{stack}")
+    assert needs(up) == [f"preview-{stack}"]
+    [line] = commands(up, "pulumi up")
+    assert flag(line, "--stack") == stack
+    assert flag(line, "--plan") == saved_plan(wf, stack), f"the file preview-{stack} saved"
+    assert "--yes" in line.split()
+    [upload] = steps(job(wf, f"preview-{stack}"), "actions/upload-artifact@v4")
+    [download] = steps(up, "actions/download-artifact@v4")
+    assert download["with"]["name"] == upload["with"]["name"]
+    assert "path" not in download["with"], "into the workspace, where `--plan` reads it"
+    names = [s.get("uses", s.get("run", "")) for s in up["steps"]]
+    assert names.index("actions/checkout@v4") < names.index(download["uses"]), "a checkout would clean it"
+    assert names.index(download["uses"]) < next(i for i, n in enumerate(names) if "pulumi up" in n)
+
+
+def test_nothing_is_applied_without_a_preview_first() -> None:
+    for name, each in load("deploy.yml")["jobs"].items():
+        assert not [s for s in scripts(each) if "--skip-preview" in s], name
+        for action in steps(each, "pulumi/actions@"):
+            # Without `command` the action only installs the CLI (pulumi/actions README).
+            assert "command" not in action.get("with", {}), f"{name}: pulumi/actions runs the Automation API"
+    ups = [name for name, each in load("deploy.yml")["jobs"].items() if commands(each, "pulumi up")]
+    assert ups == ["up-dev", "up-prod"]
+
+
+def test_only_prod_s_apply_waits_for_the_production_approval() -> None:
+    wf = load("deploy.yml")
+    environments = {name: each.get("environment") for name, each in wf["jobs"].items()}
+    assert [name for name, env in environments.items() if env == "production"] == ["up-prod"]
+    assert needs(job(wf, "up-prod")) == ["preview-prod"], "approved after prod's preview is there to read"
+    # Not in `production`, or they would wait for the approval they are there to inform.
+    assert environments["preview-dev"] is None and environments["preview-prod"] is None
+    assert environments["up-dev"] == "dev"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_preview_and_apply_check_out_the_same_commit(stack: str) -> None:
+    wf = load("deploy.yml")
+    for name in (f"preview-{stack}", f"up-{stack}"):
+        [checkout] = steps(job(wf, name), "actions/checkout@")
+        assert checkout.get("with", {}).get("ref") == "${{ github.sha }}", f"{name}: the pushed commit"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_preview_and_apply_share_credentials_and_the_state_s_secrets_manager(stack: str) -> None:
+    wf = load("deploy.yml")
+    preview, up = job(wf, f"preview-{stack}"), job(wf, f"up-{stack}")
+    assert preview["env"] == up["env"]
+    # Pulumi.<stack>.yaml has no encryptionsalt: without this each job's CLI makes up its own
+    # passphrase salt and the apply cannot decrypt the plan (pkg/cmd/pulumi/stack/secrets.go).
+    assert up["env"]["PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER"] == "true"
+    for name in (f"preview-{stack}", f"up-{stack}"):
+        assert job(wf, name)["permissions"] == {"contents": "read", "id-token": "write"}, name
 
 
 @pytest.mark.parametrize("name", ["pull-request.yml", "deploy.yml"])
@@ -103,11 +229,10 @@ def test_azure_login_is_oidc_without_a_client_secret(name: str) -> None:
         "pulumi_config_passphrase", "")
 
 
-@pytest.mark.parametrize(("name", "job"), [("pull-request.yml", "preview"), ("deploy.yml", "up")])
-def test_a_stack_that_does_not_exist_yet_is_created(name: str, job: str) -> None:
+def test_a_pull_request_preview_creates_a_stack_that_does_not_exist_yet() -> None:
     # pulumi/actions action.yml: `upsert` creates the stack if it does not exist.
-    [pulumi] = steps(load(name)["jobs"][job], "pulumi/actions@")
-    assert pulumi["with"]["upsert"] is True, f"{name}: {job} must create a missing stack"
+    [pulumi] = steps(load("pull-request.yml")["jobs"]["preview"], "pulumi/actions@")
+    assert pulumi["with"]["upsert"] is True, "preview must create a missing stack"
 
 
 def test_pull_requests_from_forks_get_the_tests_but_no_preview() -> None:

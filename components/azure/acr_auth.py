@@ -14,6 +14,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import cast
 
 import pulumi
 
@@ -62,11 +63,18 @@ def exchange_for_refresh_token(login_server: str, tenant_id: str, access_token: 
 
 def registry_password(login_server: pulumi.Input[str], tenant_id: pulumi.Input[str],
                       access_token: pulumi.Input[str]) -> pulumi.Output[str]:
-    """A secret registry password for the push; empty during preview, which pushes nothing."""
+    """A secret registry password for the push; unknown during preview, which pushes nothing.
+
+    Unknown, not empty: a plan saved by `pulumi preview --save-plan` records the inputs the
+    preview saw, and `pulumi up --plan` fails on an input that differs from a known planned
+    value ("violates plan"; pulumi/pulumi pkg/resource/deploy/plan.go, checkDiff), while an
+    unknown planned value accepts any (DeepEqualsIncludeUnknowns). The update's token always
+    differs from any value the preview could know.
+    """
 
     def exchange(args: list[str]) -> str:
         if pulumi.runtime.is_dry_run():
-            return ""
+            return cast(str, pulumi.UNKNOWN)
         return exchange_for_refresh_token(*args)
 
     return pulumi.Output.secret(pulumi.Output.all(login_server, tenant_id, access_token).apply(exchange))
