@@ -107,16 +107,19 @@ class Mocks(pulumi.runtime.Mocks):
     add the worker pools a deployed stack has (``live_worker_pools``, as AKS
     lists agentPoolProfiles: name, count, enableAutoScaling, maxCount), or
     fields of the system pool that differ from the declared ones
-    (``live_system_pool``). ``previous_outputs`` are the stack's outputs from
+    (``live_system_pool``), or of the cluster (``live_cluster``: networkProfile
+    ...). ``previous_outputs`` are the stack's outputs from
     its last update, which a StackReference to the stack itself reads.
     """
 
     def __init__(self, updating: frozenset[str] = frozenset(), live_system_vm_size: str | None = None,
                  live_worker_pools: Sequence[Mapping[str, Any]] = (),
                  previous_outputs: Mapping[str, Any] | None = None,
-                 live_system_pool: Mapping[str, Any] | None = None) -> None:
+                 live_system_pool: Mapping[str, Any] | None = None,
+                 live_cluster: Mapping[str, Any] | None = None) -> None:
         self.live_worker_pools = [dict(p) for p in live_worker_pools]
         self.live_system_pool = dict(live_system_pool or {})
+        self.live_cluster = dict(live_cluster or {})
         self.previous_outputs = dict(previous_outputs or {})
         self.resources: list[DeclaredResource] = []
         self.invokes: list[tuple[str, dict[str, Any]]] = []
@@ -208,8 +211,11 @@ class Mocks(pulumi.runtime.Mocks):
                 pools[0]["vmSize"] = self.live_system_vm_size
             pools[0].update(self.live_system_pool)
             pools += self.live_worker_pools
-            return {"name": cluster["name"], "identityProfile": cluster["identityProfile"],
-                    "agentPoolProfiles": pools, "oidcIssuerProfile": cluster.get("oidcIssuerProfile")}
+            read = {"name": cluster["name"], "identityProfile": cluster["identityProfile"],
+                    "agentPoolProfiles": pools, "oidcIssuerProfile": cluster.get("oidcIssuerProfile"),
+                    "networkProfile": cluster.get("networkProfile"),
+                    "workloadAutoScalerProfile": cluster.get("workloadAutoScalerProfile")}
+            return {**read, **self.live_cluster}
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
             value = base64.b64encode(FAKE_KUBECONFIG.encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
@@ -311,7 +317,8 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
                 updating: frozenset[str] = frozenset(), live_system_vm_size: str | None = None,
                 live_worker_pools: Sequence[Mapping[str, Any]] = (),
                 previous_outputs: Mapping[str, Any] | None = None,
-                live_system_pool: Mapping[str, Any] | None = None) -> ProgramRun:
+                live_system_pool: Mapping[str, Any] | None = None,
+                live_cluster: Mapping[str, Any] | None = None) -> ProgramRun:
     """Run __main__.py with the given YAML-form config (default: the stack file's).
 
     ``updating``, ``live_system_vm_size``, ``live_worker_pools`` and
@@ -320,7 +327,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
     """
     values = stack_file_config(stack) if config is None else config
     mocks = Mocks(updating=updating, live_system_vm_size=live_system_vm_size, live_worker_pools=live_worker_pools,
-                  previous_outputs=previous_outputs, live_system_pool=live_system_pool)
+                  previous_outputs=previous_outputs, live_system_pool=live_system_pool, live_cluster=live_cluster)
     monitor = RecordingMonitor(mocks)
     exchange = TokenExchange()
     run = ProgramRun(stack=stack, resources=mocks.resources, invokes=mocks.invokes,

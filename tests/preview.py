@@ -21,7 +21,11 @@ Three layers, each from its source:
      conflicts in the preview's dry run unless the object has
      pulumi.com/patchForce, and an ignoreChanges field another manager owns
      is dropped from the patch (await.go handleSSAErr,
-     handleSSAIgnoreFields).
+     handleSSAIgnoreFields). Since v4.29.0 a create is a plain create: an
+     object that already exists fails it with AlreadyExists unless the
+     provider has upsertExistingObjects (pulumi-kubernetes#2926), so a
+     renamed resource without an alias fails where it used to take the
+     object over (and then delete it).
    - pulumi-azure-native provider/pkg/gen/replacement.go (forceNewMap), plus
      the path parameters of a resource's Azure ID and a tracked resource's
      location (create-only in the ARM specs). Of ManagedCluster's
@@ -107,6 +111,9 @@ class Live:
     fields: dict[str, dict[str, Any]] = field(default_factory=dict)
     managers: dict[str, dict[str, str]] = field(default_factory=dict)
     pools: list[dict[str, Any]] = field(default_factory=list)
+    # (kind, namespace, name) of objects in the cluster that no resource of
+    # the state holds (a StatefulSet's template-made claims).
+    objects: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 @dataclass
@@ -118,6 +125,8 @@ class Preview:
     conflicts: list[str] = field(default_factory=list)
     # What AKS would reject, or fail on, when `pulumi up` sends it.
     aks: list[str] = field(default_factory=list)
+    # Creates the Kubernetes API refuses at `pulumi up` (AlreadyExists).
+    exists: list[str] = field(default_factory=list)
 
     def of(self, op: str) -> list[Step]:
         return [s for s in self.steps if s.op == op]
@@ -342,7 +351,26 @@ def preview(before: Any, after: Any, live: Live | None = None) -> Preview:
             refusals.append(gone.name)
     shown = Preview(steps, protected_refusals=refusals, conflicts=conflicts)
     shown.aks = aks_rules(shown, old, new, live)
+    shown.exists = already_existing(shown, old, new, live)
     return shown
+
+
+def _object_key(reg: Registration) -> tuple[str, str, str]:
+    meta = reg.inputs.get("metadata", {}) or {}
+    return reg.type.rsplit(":", 1)[1], str(meta.get("namespace", "")), str(meta.get("name", ""))
+
+
+def already_existing(shown: Preview, old: Mapping[str, Registration], new: Mapping[str, Registration],
+                     live: Live) -> list[str]:
+    """Kubernetes creates that meet an object the cluster still has: deletes come after every create."""
+    there = set(live.objects) | {_object_key(old[s.urn]) for s in shown.of("delete")
+                                 if s.type.startswith("kubernetes:")}
+    found = []
+    for step in shown.of("create"):
+        key = _object_key(new[step.urn])
+        if step.type.startswith("kubernetes:") and key[2] and key in there:
+            found.append(f"{step.name}: {'/'.join(key)} already exists")
+    return found
 
 
 # --- AKS -----------------------------------------------------------------------------------

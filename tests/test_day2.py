@@ -436,25 +436,27 @@ def test_a_later_up_leaves_the_worker_replicas_to_keda(runs: dict[str, ProgramRu
     assert run.options_of(WORKERS).resource in scaler.depends_on, "the ScaledObject comes after its target"
 
 
-# 9. Turning the NetworkPolicy engine on replaces the cluster: protect refuses it ------------
+# 9. A cluster made before the NetworkPolicy engine is kept, never replaced -------------------
 
 
-def test_a_cluster_created_without_a_policy_engine_would_be_replaced_and_prod_refuses(
-        runs: dict[str, ProgramRun]) -> None:
+def test_a_cluster_created_without_a_policy_engine_is_not_replaced(runs: dict[str, ProgramRun]) -> None:
     """A cluster created before the engine (no networkPolicy, no networkDataplane)
     against today's program: pulumi-azure-native replaces ManagedCluster for
-    either (provider/pkg/gen/replacement.go), so README's migration runs
-    `az aks update` first; on prod, whose cluster is protected, the preview
-    is refused instead of replacing it."""
+    either (provider/pkg/gen/replacement.go), so the program leaves both as
+    deployed (ignoreChanges) and refuses until AKS has migrated the cluster in
+    place (tests/test_upgrade.py)."""
     today = runs["prod"]
     [cluster] = [r for r in today.registrations if r.type == AKS]
+    assert cluster.ignore_changes == ["networkProfile.networkDataplane", "networkProfile.networkPolicy"]
     older = copy.deepcopy(cluster)
     profile = older.inputs["networkProfile"]
     for key in ("networkPolicy", "networkDataplane"):
         assert profile.pop(key, None) is not None, f"{cluster.name}: networkProfile.{key} is declared"
     before = dataclasses.replace(today, registrations=[older if r is cluster else r for r in today.registrations])
-    shown = preview(before, today)
-    step = shown.step(cluster.name)
-    assert step is not None and step.op == "replace", f"{cluster.name}: the engine change replaces the cluster"
+    assert preview(before, today).step(cluster.name) is None, f"{cluster.name}: kept as deployed"
+    unguarded = copy.deepcopy(cluster)
+    unguarded.ignore_changes = []
+    after = dataclasses.replace(today, registrations=[unguarded if r is cluster else r for r in today.registrations])
+    step = preview(before, after).step(cluster.name)
+    assert step is not None and step.op == "replace", f"{cluster.name}: without it, replaced"
     assert set(step.paths) == {"networkProfile.networkPolicy", "networkProfile.networkDataplane"}
-    assert cluster.name in shown.protected_refusals, f"{cluster.name}: protected on prod, so refused"

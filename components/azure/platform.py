@@ -46,13 +46,36 @@ def live_problems(profiles: Sequence[Any] | None, settings: Settings, plan: Capa
         problems += refused.problems
     problems += max_pods_refused(profiles, [("systemPool", SYSTEM_POOL_NAME, settings.system_pool.max_pods),
                                             ("workerPool", worker_pool, nodes.max_pods)])
-    problems += busy_pool_delete_refused(profiles, worker_pool, settings.longest_task_seconds, nodes.autoscale)
+    problems += busy_pool_delete_refused(profiles, worker_pool, settings.longest_task_seconds)
     return ConfigError(problems) if problems else None
+
+
+def network_engine_problems(profile: Any) -> list[tuple[str, str]]:
+    """A cluster without the Cilium engine network_profile() declares (made before it).
+
+    The program leaves those two fields as deployed (ignoreChanges): the
+    provider would replace the whole cluster for them, while AKS migrates in
+    place. It refuses to go on until that migration has run, as the
+    NetworkPolicies would not be enforced without it.
+    """
+    wanted = {k: str(getattr(v, "value", v)).lower() for k, v in network_profile().items()}
+    live = {k: str(getattr(profile, k, None) or "").lower() for k in ("network_dataplane", "network_policy")}
+    if profile is None or all(live[k] == wanted[k] for k in live):
+        return []
+    return [("live cluster: networkProfile", (
+        f"the cluster runs network dataplane {live['network_dataplane'] or 'azure'} and policy engine "
+        f"{live['network_policy'] or 'none'}; this program declares Cilium for both and NetworkPolicies are "
+        "enforced only with it. pulumi-azure-native would replace the cluster for it, so this program never "
+        "changes it: migrate in place first (AKS re-images every node, so between runs): az aks update "
+        "-g <group> -n <cluster> --network-dataplane cilium --network-policy cilium; then `pulumi up`"))]
 
 
 def checked_live(cluster: Any, settings: Settings, plan: CapacityPlan) -> Any:
     """The live cluster, once nothing in it refuses this update (raised at preview, naming the key)."""
     refused = live_problems(cluster.agent_pool_profiles, settings, plan)
+    engine = network_engine_problems(getattr(cluster, "network_profile", None))
+    if engine:
+        refused = ConfigError([*(refused.problems if refused else []), *engine])
     if refused:
         raise refused
     return cluster
@@ -216,7 +239,11 @@ class Platform(pulumi.ComponentResource):
             # ManagedCluster). AKS cannot turn the issuer off again.
             oidc_issuer_profile={"enabled": True},
             security_profile={"workload_identity": {"enabled": True}},
-            opts=opts,
+            # A cluster made before the engine keeps what it runs, never a
+            # replacement for it (network_engine_problems refuses until AKS
+            # has migrated it in place).
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+                ignore_changes=["networkProfile.networkDataplane", "networkProfile.networkPolicy"])),
         )
 
     def _oidc_issuer_url(self, cluster: containerservice.ManagedCluster,

@@ -147,8 +147,8 @@ def max_pods_refused(profiles: Sequence[Any] | None, pools: Sequence[tuple[str, 
     return problems
 
 
-def busy_pool_delete_refused(profiles: Sequence[Any] | None, keep: str, longest_task_seconds: int,
-                             autoscaled: bool) -> list[tuple[str, str]]:
+def busy_pool_delete_refused(profiles: Sequence[Any] | None, keep: str,
+                             longest_task_seconds: int) -> list[tuple[str, str]]:
     """Problems for worker pools this update would delete while they run nodes.
 
     AKS deletes a pool by cordoning and draining its nodes, honouring
@@ -161,19 +161,16 @@ def busy_pool_delete_refused(profiles: Sequence[Any] | None, keep: str, longest_
     """
     busy = [p for p in profiles or [] if _field(p, "name") != keep and _is_worker_pool(p)
             and int(_field(p, "count") or 0) > 0]
-    if not busy:
-        return []
-    running = ", ".join(f"{_field(p, 'name')} ({int(_field(p, 'count'))} nodes)" for p in busy)
-    when = ("it scales to zero nodes once no task has run for the KEDA cooldown and the autoscaler's "
-            "scale-down delay; change workerPool.vmSize then" if autoscaled else
-            "a fixed pool never empties by itself: once no task runs, delete the old pool yourself "
-            "(az aks nodepool delete -g <group> --cluster-name <cluster> -n <old pool>), run `pulumi refresh`, "
-            "then `pulumi up`")
     return [("workerPool.vmSize", (
-        f"the worker pool would move to new nodes, but the old pool still runs nodes: {running}. AKS drains a "
-        f"deleted pool's nodes for about {POOL_DELETE_DRAIN_MINUTES} minutes each (Azure/AKS#2090), less than a "
-        f"running task may take ({longest_task_seconds} s), so the delete would fail midway or interrupt "
-        f"tasks; {when}"))]
+        f"the worker pool would move to new nodes, but the old pool {_field(p, 'name')} still runs "
+        f"{int(_field(p, 'count'))} nodes. AKS drains a deleted pool's nodes for about "
+        f"{POOL_DELETE_DRAIN_MINUTES} minutes each (Azure/AKS#2090), less than a running task may take "
+        f"({longest_task_seconds} s), so the delete would fail midway or interrupt tasks; " + (
+            "it scales to zero nodes once no task has run for the KEDA cooldown and the autoscaler's "
+            "scale-down delay: change workerPool.vmSize then" if _field(p, "enable_auto_scaling") else
+            "a fixed pool never empties by itself: once no task runs, delete it yourself (az aks nodepool "
+            f"delete -g <group> --cluster-name <cluster> -n {_field(p, 'name')}), run `pulumi refresh`, then "
+            "`pulumi up`"))) for p in busy]
 
 
 def _is_worker_pool(profile: Any) -> bool:

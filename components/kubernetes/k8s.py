@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -44,6 +45,22 @@ def resources(res: PodResources) -> dict[str, Any]:
         "requests": {"cpu": f"{res.cpu_request_millicores}m", "memory": f"{res.memory_request_mib}Mi"},
         "limits": {"cpu": f"{res.cpu_limit_millicores}m", "memory": f"{res.memory_limit_mib}Mi"},
     }
+
+
+def keeping_claim_templates(obj: KubeObject) -> KubeObject:
+    """A data StatefulSet that keeps the volumeClaimTemplates a stack deployed before commit 8a2887f has.
+
+    Those stacks' PostgreSQL and RabbitMQ StatefulSets made their claims from
+    a template named `data` (data-<statefulset>-0). The API server refuses to
+    change a StatefulSet's templates and pulumi-kubernetes replaces it for
+    them (diff.go), which would start the pod on the new, empty claim. Left
+    as deployed, the template keeps its claim: the StatefulSet controller
+    mounts a template's claim over the pod volume of the same name
+    (kubernetes pkg/controller/statefulset/stateful_set_utils.go,
+    updateStorage), so those pods keep their data and every later stack has
+    no template to keep.
+    """
+    return dataclasses.replace(obj, ignore_changes=("spec.volumeClaimTemplates",))
 
 
 def persistent_volume_claim(name: str, namespace: str, labels: dict[str, str], storage_gib: int) -> KubeObject:
@@ -191,6 +208,8 @@ class KubeObject:
     # Holds data that is gone with the object (a claim's disk): protected
     # from deletion when the stack config says `protect`.
     holds_data: bool = False
+    # Paths a later `pulumi up` leaves as the deployed stack has them.
+    ignore_changes: tuple[str, ...] = ()
 
     @property
     def name(self) -> str | None:
@@ -242,6 +261,7 @@ class ObjectsComponent(pulumi.ComponentResource):
         for obj in sorted(objects, key=lambda o: o.kind not in _REFERENCED_KINDS):
             referenced = [d for (kind, _), d in self.declared.items() if kind in _REFERENCED_KINDS]
             depends = [*after, *(referenced if obj.kind not in _REFERENCED_KINDS else [])]
-            child = pulumi.ResourceOptions(parent=self, depends_on=depends, protect=protect and obj.holds_data)
+            child = pulumi.ResourceOptions(parent=self, depends_on=depends, protect=protect and obj.holds_data,
+                                           ignore_changes=list(obj.ignore_changes) or None)
             self.declared[(obj.kind, obj.suffix)] = declare(obj, name, child)
         self.register_outputs({})

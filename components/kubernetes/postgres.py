@@ -112,6 +112,7 @@ class Postgres(k8s.ObjectsComponent):
         after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("airflow-aks:postgres:Postgres", name, postgres_objects(settings, plan), after,
-                         protect=settings.protect, opts=opts)
+        objects = [k8s.keeping_claim_templates(o) if o.kind == "StatefulSet" else o
+                   for o in postgres_objects(settings, plan)]
+        super().__init__("airflow-aks:postgres:Postgres", name, objects, after, protect=settings.protect, opts=opts)
         self.stateful_set = self.declared[("StatefulSet", "statefulset")]  # type: ignore[assignment]

@@ -147,6 +147,7 @@ class RabbitMQ(k8s.ObjectsComponent):
         after: Sequence[pulumi.Resource] = (),
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        super().__init__("airflow-aks:rabbitmq:RabbitMQ", name, rabbitmq_objects(settings, plan), after,
-                         protect=settings.protect, opts=opts)
+        objects = [k8s.keeping_claim_templates(o) if o.kind == "StatefulSet" else o
+                   for o in rabbitmq_objects(settings, plan)]
+        super().__init__("airflow-aks:rabbitmq:RabbitMQ", name, objects, after, protect=settings.protect, opts=opts)
         self.stateful_set = self.declared[("StatefulSet", "statefulset")]  # type: ignore[assignment]

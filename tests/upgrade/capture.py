@@ -18,6 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDER = Path(__file__).resolve().parent / "recorder.py"
+CHECKOUT = "/home/deployer/airflow-aks"
 
 # Runs inside the old checkout: only its own modules and the recorder (by path).
 _INSIDE = """
@@ -52,7 +53,9 @@ def capture(commit: str, stack: str, python: str = sys.executable) -> str:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=True)
     if done.returncode != 0:
         raise RuntimeError(f"capturing {commit} {stack} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
+    # Commits before 8a2887f gave docker-build the context's absolute path:
+    # where the checkout was, the same for every run here.
+    return done.stdout.replace(str(tree), CHECKOUT)
 
 
 if __name__ == "__main__":

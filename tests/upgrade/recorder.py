@@ -129,5 +129,8 @@ def install() -> list[RecordingMonitor]:
 
 
 def dumps(registrations: list[Registration], outputs: dict[str, Any], **meta: Any) -> str:
-    return json.dumps({**meta, "outputs": plain(outputs), "registrations": [r.to_json() for r in registrations]},
+    """A state as JSON: what each resource was registered with (the mocks' outputs left out: the
+    providers diff inputs against the recorded object, which the inputs stand for here)."""
+    regs = [{**r.to_json(), "outputs": {}} for r in sorted(registrations, key=lambda r: r.urn)]
+    return json.dumps({**meta, "outputs": plain(outputs), "registrations": regs},
                       indent=1, sort_keys=True, default=str) + "\n"
