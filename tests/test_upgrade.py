@@ -124,7 +124,7 @@ def effective(old: Registration, new: Registration) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("release", "stack"), CASES)
 def test_an_upgrade_keeps_everything_that_holds_data(release: str, stack: str) -> None:
-    state, run, shown = upgrade(release, stack, busy=0)
+    _, run, shown = upgrade(release, stack, busy=0)
     assert run.error is None, f"{release} {stack}: {run.error}"
     assert not shown.stopped, f"{release} {stack}: {shown}"
     touched = [s for s in shown.steps if s.op in ("replace", "delete") and
@@ -148,7 +148,7 @@ def test_the_data_statefulsets_mount_the_claims_they_mounted(release: str, stack
 
 def test_a_stack_from_before_8a2887f_keeps_its_claim_templates() -> None:
     """The negative control: without ignoreChanges the templates would go and the StatefulSets be replaced."""
-    state, run, shown = upgrade("before-8a2887f", "prod", busy=0)
+    state, run, _ = upgrade("before-8a2887f", "prod", busy=0)
     for r in run.registrations:
         if r.type == "kubernetes:apps/v1:StatefulSet" and r.inputs["metadata"]["name"] in DATA_STATEFULSETS:
             assert r.ignore_changes == ["spec.volumeClaimTemplates"], r.name
