@@ -9,13 +9,25 @@ from typing import Any
 
 import pytest
 
+from components.azure.pools import worker_pool_name
 from components.model import names
+from components.model.capacity import worker_drain_minutes, worker_stop_seconds
+from tests.conftest import config_for
 from tests.harness import ProgramRun, plain, run_program, stack_file_config
-from tests.preview import forces_replacement, preview, summary
+from tests.preview import Live, Preview, forces_replacement, preview, summary
 from tests.readme_tables import table_after
 
 HEADING = "### What a config change does"
-PROD_POOL = {"name": "we4sv3", "count": 4, "vmSize": "Standard_E4s_v3", "mode": "User", "enableAutoScaling": False}
+# The deployed prod stack, busy: the autoscaler runs 3 worker nodes, KEDA's HPA
+# has set the worker replicas, the database was migrated by Airflow 3.3.2.
+BUSY_NODES = 3
+PROD_POOL = {"name": worker_pool_name("Standard_E4s_v3"), "count": BUSY_NODES, "vmSize": "Standard_E4s_v3",
+             "mode": "User", "enableAutoScaling": True, "minCount": 0, "maxCount": 3, "maxPods": 110,
+             "nodeLabels": {"airflow-aks/pool": "celery-workers"}}
+SYSTEM_POOL = {"vmSize": "Standard_D8s_v5", "maxPods": 110}
+PREVIOUS = {"airflowVersion": "3.3.2", "image": "airflowacr0001.azurecr.io/airflow:3.3.2@sha256:" + "0" * 64}
+BUSY = Live(fields={"workloads-airflow-worker": {"spec.replicas": 28}},
+            managers={"workloads-airflow-worker": {"spec.replicas": "kube-controller-manager"}}, pools=[PROD_POOL])
 
 # Row label (the README's first cell) -> the keys it changes on the prod stack.
 CHANGES: dict[str, dict[str, Any]] = {
@@ -23,6 +35,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`parallelism` 1000 → 1200": {"parallelism": 1200},
     "`workerConcurrency` 36 → 24": {"workerConcurrency": 24},
     "`workers` (derived 28) → 30": {"workers": 30},
+    "`workerScaling` keda → fixed": {"workerScaling": "fixed"},
     "`maxActiveTasksPerDag` → 500": {"maxActiveTasksPerDag": 500},
     "`maxActiveRunsPerDag` 16 → 4": {"maxActiveRunsPerDag": 4},
     "`taskQueuedTimeoutSeconds` → 3600": {"taskQueuedTimeoutSeconds": 3600},
@@ -48,6 +61,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`systemPool.count` 2 → 3": {"systemPool": {"vmSize": "Standard_D8s_v5", "count": 3}},
     "`systemPool.vmSize` D8s_v5 → D16s_v5": {"systemPool": {"vmSize": "Standard_D16s_v5", "count": 2}},
     "`workerPool.vmSize` E4s_v3 → E8s_v5": {"workerPool": {"vmSize": "Standard_E8s_v5"}},
+    "`workerPool.maxPods` 110 → 60": {"workerPool": {"vmSize": "Standard_E4s_v3", "maxPods": 60}},
     "`workerPool` `maxCount` (derived 3) → 6": {"workerPool": {"vmSize": "Standard_E4s_v3", "minCount": 0,
                                                                       "maxCount": 6}},
     "`airflowConfig` adds an option": {"airflowConfig": {"core": {"dagbag_import_timeout": "60"}}},
@@ -55,27 +69,83 @@ CHANGES: dict[str, dict[str, Any]] = {
 
 
 def deployed(config: dict[str, Any]) -> ProgramRun:
-    """The program against the deployed prod stack (its cluster and worker pool as Azure lists them)."""
+    """The program against the deployed, busy prod stack (its cluster and pools as Azure lists them)."""
     return run_program("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
-                       live_system_vm_size="Standard_D8s_v5", live_worker_pools=[PROD_POOL])
+                       live_system_pool=SYSTEM_POOL, live_worker_pools=[PROD_POOL], previous_outputs=PREVIOUS)
 
 
 def workers_cell(before: ProgramRun, after: ProgramRun) -> str:
-    shown = preview(before, after)
-    if shown.refused is not None or shown.protected_refusals:
+    shown = preview(before, after, BUSY)
+    if shown.stopped:
         return "unchanged"
     old = before.manifest("StatefulSet", names.WORKER)["spec"]
     new = after.manifest("StatefulSet", names.WORKER)["spec"]
     parts = []
     # Under KEDA the replicas follow the tasks, up to the ScaledObject's maximum.
     most = [r.manifest("ScaledObject", names.WORKER)["spec"]["maxReplicaCount"] for r in (before, after)]
-    if most[0] != most[1]:
+    paused = "autoscaling.keda.sh/paused" in after.manifest("ScaledObject", names.WORKER)["metadata"].get(
+        "annotations", {})
+    if paused:
+        parts.append(f"{new['replicas']}, fixed")
+    elif most[0] != most[1]:
         parts.append(f"up to {most[0]} → {most[1]}")
     elif old["replicas"] != new["replicas"]:
         parts.append(f"{old['replicas']} → {new['replicas']}")
     if plain(old["template"]) != plain(new["template"]):
         parts.append("roll")
     return ", ".join(parts) or "unchanged"
+
+
+def _template_changed(shown: Preview, name: str) -> bool:
+    step = shown.step(name)
+    return step is not None and any(p.startswith("spec.template") for p in step.paths)
+
+
+def busy_cell(before: ProgramRun, after: ProgramRun, settings_after: Any) -> str:
+    """What `pulumi up` does to a busy prod: running tasks, restarts, drains, and how long."""
+    shown = preview(before, after, BUSY)
+    if shown.stopped:
+        return "nothing changes: the preview stops"
+    grace = worker_stop_seconds(settings_after.longest_task_seconds) // 60
+    clauses = []
+    most = [r.manifest("ScaledObject", names.WORKER)["spec"]["maxReplicaCount"] for r in (before, after)]
+    workers = max(most)  # a roll goes through every worker the StatefulSet has
+    if _template_changed(shown, "workloads-airflow-worker"):
+        clauses.append(f"workers roll one at a time, each after its running tasks: up to {workers} x {grace} min")
+    elif most[1] < most[0]:
+        clauses.append(f"surplus workers stop after their running tasks: up to {grace} min")
+    pools = [s for s in shown.steps if s.type.endswith(":AgentPool")]
+    cluster = shown.step("airflow-aks")
+    if cluster is not None and "kubernetesVersion" in cluster.paths:
+        clauses.append("the control plane upgrades first")
+    if any(s.op == "update" and "orchestratorVersion" in s.paths for s in pools):
+        per_node = config_for("prod").plan.worker_nodes.workers_per_node
+        drain = worker_drain_minutes(settings_after.longest_task_seconds)
+        clauses.append(f"worker nodes upgrade one at a time, each node's {per_node} workers drained together "
+                       f"within {drain} min")
+    if any(s.op == "create" for s in pools):
+        clauses.append("the new pool comes first")
+    rolled = sorted(names_.removeprefix("airflow-") for step_name, names_ in DEPLOYMENTS.items()
+                    if _template_changed(shown, step_name))
+    if rolled:
+        clauses.append(f"{', '.join(rolled)} roll, new pods before old ones go")
+    if _template_changed(shown, "workloads-airflow-triggerer"):
+        clauses.append("triggerer restarts, deferred tasks resume")
+    if _template_changed(shown, "workloads-postgres-statefulset"):
+        clauses.append("PostgreSQL restarts: seconds without a database")
+    if _template_changed(shown, "workloads-rabbitmq-statefulset"):
+        clauses.append("RabbitMQ restarts: seconds without a broker")
+    if any(s.type.endswith(":PersistentVolumeClaim") and s.op == "update" for s in shown.steps):
+        clauses.append("the disk grows online")
+    return "; ".join(clauses) or "nothing restarts"
+
+
+# The Deployments' Pulumi names and the objects they declare.
+DEPLOYMENTS = {
+    "workloads-airflow-api-server": names.API_SERVER, "workloads-airflow-scheduler": names.SCHEDULER,
+    "workloads-airflow-dag-processor": names.DAG_PROCESSOR, "workloads-pgbouncer-deployment": names.PGBOUNCER,
+    "workloads-metrics-deployment": names.STATSD, "workloads-airflow-flower": names.FLOWER,
+}
 
 
 def readme_rows() -> dict[str, list[str]]:
@@ -89,18 +159,27 @@ def base() -> ProgramRun:
     return run
 
 
+def changed_config(label: str) -> dict[str, Any]:
+    config = stack_file_config("prod")
+    config.update({f"airflow-aks:{k}": v for k, v in CHANGES[label].items()})
+    return config
+
+
 def test_the_table_has_a_row_for_every_change_tested() -> None:
     assert set(readme_rows()) == set(CHANGES)
 
 
 @pytest.mark.parametrize("label", list(CHANGES))
 def test_the_readme_says_what_the_preview_shows(base: ProgramRun, label: str) -> None:
-    config = stack_file_config("prod")
-    config.update({f"airflow-aks:{k}": v for k, v in CHANGES[label].items()})
-    after = deployed(config)
-    shown, workers, _tasks = readme_rows()[label]
-    assert re.sub(r"`", "", shown) == summary(preview(base, after)), label
+    after = deployed(changed_config(label))
+    shown, workers, busy, _notes = readme_rows()[label]
+    assert re.sub(r"`", "", shown) == summary(preview(base, after, BUSY)), label
     assert workers == workers_cell(base, after), label
+    try:
+        settings = config_for("prod", **CHANGES[label]).settings
+    except ValueError:
+        settings = config_for("prod").settings
+    assert busy == busy_cell(base, after, settings), label
 
 
 # The rules the table rests on, each from its provider's source (tests/preview.py).
