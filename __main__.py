@@ -2,6 +2,7 @@
 
 import pulumi
 
+from components import __version__
 from components.azure.image import AirflowImage
 from components.azure.platform import Platform
 from components.azure.task_log_storage import TaskLogStorage
@@ -74,6 +75,7 @@ if settings.target == "aks":
     # A pool that shrinks waits for the workers it would otherwise interrupt.
     platform.settle_workers(workloads.workers)
 
+pulumi.export("programVersion", __version__)
 pulumi.export("capacityPlan", config.plan.to_output())
 pulumi.export("capacitySummary", config.plan.summary())
 pulumi.export("image", image.ref)

@@ -73,7 +73,13 @@ def persistent_volume_claim(name: str, namespace: str, labels: dict[str, str], s
     class (managed-csi) allows volume expansion and Azure Disk expands online.
     """
     return KubeObject("PersistentVolumeClaim", "data", {
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        # No await: pulumi-kubernetes waits for a claim to be Bound on every
+        # update (pulumi-kubernetes#4181), and under WaitForFirstConsumer (AKS's
+        # managed-csi) a claim no pod mounts never is, such as the claim a
+        # stack from before 8a2887f has beside its template's (CHANGELOG
+        # 0.2.0); the StatefulSet's own await reports a claim that fails.
+        "metadata": {"name": name, "namespace": namespace, "labels": labels,
+                     "annotations": {"pulumi.com/skipAwait": "true"}},
         "spec": {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{storage_gib}Gi"}}},
     }, holds_data=True)
 
