@@ -47,12 +47,16 @@ def test_each_budget_selects_exactly_its_workloads_pods(runs: dict[str, ProgramR
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_evictions_take_one_pod_at_a_time_and_never_block_on_an_unready_pod(runs: dict[str, ProgramRun],
-                                                                           stack: str) -> None:
+def test_evictions_take_one_pod_or_one_nodes_workers_and_never_block_on_an_unready_pod(
+        runs: dict[str, ProgramRun], stack: str) -> None:
+    per_node = config_for(stack).plan.worker_nodes.workers_per_node
     for name, budget in budgets(runs[stack]).items():
         spec = budget["spec"]
-        assert spec.get("maxUnavailable") == 1 and "minAvailable" not in spec, \
-            f"{stack} PodDisruptionBudget/{name}: one at a time, and a single replica can still be drained"
+        # Workers: every worker of a node AKS drains goes at once, so a busy
+        # node drains within one grace period (tests/test_day2_live.py).
+        most = per_node if name == names.WORKER else 1
+        assert spec.get("maxUnavailable") == most and "minAvailable" not in spec, \
+            f"{stack} PodDisruptionBudget/{name}: {most} at a time, and a single replica can still be drained"
         assert spec["unhealthyPodEvictionPolicy"] == "AlwaysAllow", f"{stack} PodDisruptionBudget/{name}"
 
 
