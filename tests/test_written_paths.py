@@ -34,7 +34,6 @@ from components.model import names
 from tests.harness import ProgramRun
 from tests.local_airflow import (
     APP_DAGS,
-    RABBITMQ_BIN,
     LocalAzurite,
     LocalDeployment,
     LocalPostgres,
@@ -164,7 +163,6 @@ class PodRabbitMQ(LocalRabbitMQ):
         self.wrap = lambda command: tracer.wrap("rabbitmq", command)
         [container] = statefulset["spec"]["template"]["spec"]["containers"]
         self.probes = [container["readinessProbe"]["exec"]["command"], container["livenessProbe"]["exec"]["command"]]
-        self.tracer = tracer
 
     @property
     def env(self) -> dict[str, str]:
@@ -181,8 +179,8 @@ class PodRabbitMQ(LocalRabbitMQ):
     def probe(self) -> None:
         """The declared probes, against the local node."""
         for command in self.probes:
-            subprocess.run(self.tracer.wrap("rabbitmq", [str(RABBITMQ_BIN / command[0]), *command[1:]]),
-                           env=self.env, cwd=self.pod_root, check=True, capture_output=True, timeout=120)
+            done = self.container_exec(command, timeout=120)
+            assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr[-2000:]}"
 
 
 @dataclass

@@ -41,6 +41,10 @@ DATA_CLAIM = f"{names.RABBITMQ}-data"
 # here (rabbit_env's RABBITMQ_UPGRADE_LOG and rabbit_prelaunch_logging's
 # ERL_CRASH_DUMP default to RABBITMQ_LOG_BASE), so it is an emptyDir.
 LOG_DIR = "/var/log/rabbitmq"
+# What the official image runs (docker-library/rabbitmq's Dockerfile: ENTRYPOINT
+# ["docker-entrypoint.sh"], CMD ["rabbitmq-server"]).
+IMAGE_ENTRYPOINT = ["docker-entrypoint.sh"]
+IMAGE_COMMAND = ["rabbitmq-server"]
 LABELS = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/part-of": "airflow"}
 SKIPS = {
     **k8s.PINNED_TAG_SKIPS,
