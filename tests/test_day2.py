@@ -453,3 +453,25 @@ def test_a_cluster_created_without_a_policy_engine_would_be_replaced_and_prod_re
     assert step is not None and step.op == "replace", f"{cluster.name}: the engine change replaces the cluster"
     assert set(step.paths) == {"networkProfile.networkPolicy", "networkProfile.networkDataplane"}
     assert cluster.name in shown.protected_refusals, f"{cluster.name}: protected on prod, so refused"
+
+
+# 10. RabbitMQ enables its feature flags itself ----------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_rabbitmq_enables_every_stable_feature_flag_once_it_has_booted(runs: dict[str, ProgramRun],
+                                                                       stack: str) -> None:
+    """The next minor release refuses to start while a flag it requires is
+    disabled: the postStart hook enables them after every start
+    (tests/test_rabbitmq_feature_flags.py runs it on a real node)."""
+    what = f"{stack} StatefulSet/{names.RABBITMQ}"
+    [container] = runs[stack].manifest("StatefulSet", names.RABBITMQ)["spec"]["template"]["spec"]["containers"]
+    hook = container.get("lifecycle", {}).get("postStart")
+    assert hook is not None, f"{what}: no postStart hook"
+    assert hook == {"exec": {"command": ["sh", "-c", rabbitmq.ENABLE_FEATURE_FLAGS]}}, f"{what}: postStart"
+    lines = [line.strip() for line in rabbitmq.ENABLE_FEATURE_FLAGS.splitlines()]
+    wait = "until rabbitmqctl --quiet await_startup --timeout 60; do"
+    enable = "rabbitmqctl --quiet enable_feature_flag all >>/proc/1/fd/1 2>&1 ||"
+    assert wait in lines and enable in lines and lines.index(wait) < lines.index(enable), \
+        f"{what}: postStart waits for the node, then enables every stable flag"
+    assert lines[-1] == "exit 0", f"{what}: a failed postStart would kill the broker; the hook never fails"
