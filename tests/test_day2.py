@@ -59,6 +59,26 @@ def test_rabbitmq_volume_holds_the_node_data_and_home_is_an_empty_dir(runs: dict
     assert not Path(rabbitmq.HOME_DIR).is_relative_to(mounts["data"])
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_rabbitmq_starts_on_the_mnesia_base_of_a_claim_from_before_the_split(runs: dict[str, ProgramRun],
+                                                                             stack: str) -> None:
+    """A claim first mounted at HOME (before commit 8a2887f) has its base in a
+    directory named mnesia: the container looks for it, then runs the image's
+    own entrypoint and command (tests/test_rabbitmq_volume.py runs it on a real
+    node)."""
+    what = f"{stack} StatefulSet/{names.RABBITMQ}"
+    [container] = runs[stack].manifest("StatefulSet", names.RABBITMQ)["spec"]["template"]["spec"]["containers"]
+    assert container.get("command") == ["sh", "-c", rabbitmq.ADOPT_OLD_DATA_LAYOUT, "sh"], f"{what}: command"
+    assert container.get("args") == ["docker-entrypoint.sh", "rabbitmq-server"], \
+        f"{what}: the official image's ENTRYPOINT and CMD, which a declared command replaces"
+    script = rabbitmq.ADOPT_OLD_DATA_LAYOUT.splitlines()
+    assert script == [
+        'if [ -d "$RABBITMQ_MNESIA_BASE/mnesia" ]; then export RABBITMQ_MNESIA_BASE="$RABBITMQ_MNESIA_BASE/mnesia"; fi',
+        'exec "$@"'], f"{what}: the layout check"
+    assert {"name": "RABBITMQ_MNESIA_BASE", "value": rabbitmq.DATA_DIR} in container["env"], \
+        f"{what}: the check looks in the claim's mount"
+
+
 @pytest.mark.parametrize("name", [names.RABBITMQ, names.POSTGRES])
 def test_data_volumes_change_ownership_only_on_mismatch(runs: dict[str, ProgramRun], name: str) -> None:
     pod = runs["prod"].manifest("StatefulSet", name)["spec"]["template"]["spec"]

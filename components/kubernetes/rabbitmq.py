@@ -42,9 +42,23 @@ DATA_CLAIM = f"{names.RABBITMQ}-data"
 # ERL_CRASH_DUMP default to RABBITMQ_LOG_BASE), so it is an emptyDir.
 LOG_DIR = "/var/log/rabbitmq"
 # What the official image runs (docker-library/rabbitmq's Dockerfile: ENTRYPOINT
-# ["docker-entrypoint.sh"], CMD ["rabbitmq-server"]).
+# ["docker-entrypoint.sh"], CMD ["rabbitmq-server"]). A container that declares
+# a command replaces both, so the one below passes them on as its args.
 IMAGE_ENTRYPOINT = ["docker-entrypoint.sh"]
 IMAGE_COMMAND = ["rabbitmq-server"]
+# A stack deployed before commit 8a2887f mounted its claim at HOME, so on that
+# claim the mnesia base is <claim>/mnesia; mounted at DATA_DIR, that is
+# DATA_DIR/mnesia. RabbitMQ names everything it puts in a mnesia base after the
+# node (<node>, <node>.pid, <node>-feature_flags, <node>-plugins-expand:
+# rabbit_env.erl), and a node name has an @ in it, so a directory named mnesia
+# there is the old base: the node starts on it, where its queues and messages
+# are, instead of on an empty one beside it. Nothing is moved, so the claim can
+# still go back to a pod of the old layout. RABBITMQ_MNESIA_BASE is DATA_DIR
+# (the container's env); the script writes nothing, on a read-only root.
+ADOPT_OLD_DATA_LAYOUT = (
+    'if [ -d "$RABBITMQ_MNESIA_BASE/mnesia" ]; then export RABBITMQ_MNESIA_BASE="$RABBITMQ_MNESIA_BASE/mnesia"; fi\n'
+    'exec "$@"\n'
+)
 # How long the postStart hook waits for the node to boot before it gives up.
 FEATURE_FLAGS_WAIT_SECONDS = 300
 # A node upgraded to a new release leaves that release's new feature flags
@@ -112,6 +126,8 @@ def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
     container = {
         "name": "rabbitmq",
         "image": settings.rabbitmq_image,
+        "command": ["sh", "-c", ADOPT_OLD_DATA_LAYOUT, "sh"],
+        "args": [*IMAGE_ENTRYPOINT, *IMAGE_COMMAND],
         "env": [
             {"name": "RABBITMQ_DEFAULT_USER", "value": names.RABBITMQ_USER},
             {"name": "RABBITMQ_DEFAULT_VHOST", "value": names.RABBITMQ_VHOST},
