@@ -215,20 +215,31 @@ class LocalPgBouncer:
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
 
+def container_command(container: dict[str, Any], entrypoint: list[str], cmd: list[str]) -> list[str]:
+    """What a container runs, as Kubernetes decides it from its command and
+    args and the image's ENTRYPOINT and CMD: a declared command replaces both."""
+    if "command" in container:
+        return [*container["command"], *container.get("args", [])]
+    return [*entrypoint, *container.get("args", cmd)]
+
+
 @dataclass(frozen=True)
 class RabbitMQLayout:
-    """Where the declared RabbitMQ pod keeps HOME (the Erlang cookie) and the node's data.
+    """Where the declared RabbitMQ pod keeps HOME (the Erlang cookie) and the
+    node's data, and the command its container starts with.
 
     Read from the StatefulSet: the image's HOME, RABBITMQ_MNESIA_BASE from the
-    container's env, the mount path of the persistent volume claim and the
-    pod's fsGroup. Locally, `pod_root` stands for the container's own
-    filesystem (and emptyDirs) and `volume` for the persistent disk.
+    container's env, the mount path of the persistent volume claim, the pod's
+    fsGroup and the container's command (the image's own when it declares
+    none). Locally, `pod_root` stands for the container's own filesystem (and
+    emptyDirs) and `volume` for the persistent disk.
     """
 
     home: str
     mnesia_base: str
     volume_mount: str
     fs_group: int
+    command: tuple[str, ...] = (*rabbitmq.IMAGE_ENTRYPOINT, *rabbitmq.IMAGE_COMMAND)
 
     @classmethod
     def declared(cls, statefulset: dict[str, Any], home: str) -> RabbitMQLayout:
@@ -237,8 +248,9 @@ class RabbitMQLayout:
         claims = {v["name"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
         [mount] = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in claims]
         env = {e["name"]: e.get("value") for e in container["env"]}
+        command = container_command(container, rabbitmq.IMAGE_ENTRYPOINT, rabbitmq.IMAGE_COMMAND)
         return cls(home=home, mnesia_base=env.get("RABBITMQ_MNESIA_BASE", f"{home}/mnesia"),
-                   volume_mount=mount, fs_group=pod["securityContext"]["fsGroup"])
+                   volume_mount=mount, fs_group=pod["securityContext"]["fsGroup"], command=tuple(command))
 
     def local(self, path: str, pod_root: Path, volume: Path) -> Path:
         """Where a path of the pod lives here: on the volume if it is under the volume's mount."""
@@ -265,8 +277,17 @@ def kubelet_set_volume_ownership(volume: Path, fs_group: int) -> int:
     return changed
 
 
+# The official image's docker-entrypoint.sh ends in `exec "$@"` once it has
+# checked its environment (docker-library/rabbitmq); this stand-in does only
+# that, so a container command that runs the image's entrypoint runs here as
+# declared.
+IMAGE_ENTRYPOINT_STAND_IN = '#!/bin/sh\nexec "$@"\n'
+
+
 class LocalRabbitMQ:
-    """A private RabbitMQ node on 127.0.0.1 with the declared config files and data layout."""
+    """A private RabbitMQ node on 127.0.0.1 with the declared config files and
+    data layout, started with its container's command: Debian's RabbitMQ
+    commands and a stand-in for the image's entrypoint are on its PATH."""
 
     def __init__(self, workdir: Path, conf_files: dict[str, str], layout: RabbitMQLayout | None = None) -> None:
         if not (RABBITMQ_BIN / "rabbitmq-server").exists():
@@ -281,6 +302,7 @@ class LocalRabbitMQ:
         self.volume = self.dir / "volume"
         self.conf_dir = self.dir / "conf.d"
         self.plugins_file = self.dir / "enabled_plugins"
+        self.image_bin = self.dir / "image-bin"
         # The server's working directory (a node that fails to boot writes
         # erl_crash.dump there), and what runs its command (a tracer, say).
         self.cwd = self.dir
@@ -298,7 +320,7 @@ class LocalRabbitMQ:
     @property
     def env(self) -> dict[str, str]:
         return {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "PATH": f"{self.image_bin}:{RABBITMQ_BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(self.home),
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_CONFIG_FILES": str(self.conf_dir),
@@ -327,10 +349,14 @@ class LocalRabbitMQ:
                 (conf / name).write_text(text)
             self.plugins_file.write_text("[].\n")
             self.dist_port = free_port()
+            self.image_bin.mkdir(parents=True, exist_ok=True)
+            entrypoint = self.image_bin / rabbitmq.IMAGE_ENTRYPOINT[0]
+            entrypoint.write_text(IMAGE_ENTRYPOINT_STAND_IN)
+            entrypoint.chmod(0o755)
         for path in (self.home, self.mnesia_base, self.volume):
             path.mkdir(parents=True, exist_ok=True)
         log = (self.dir / "server.log").open("ab")
-        self.process = subprocess.Popen(self.wrap([str(RABBITMQ_BIN / "rabbitmq-server")]), env=self.env,
+        self.process = subprocess.Popen(self.wrap(list(self.layout.command)), env=self.env,
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                                         cwd=self.cwd)
 
@@ -342,6 +368,16 @@ class LocalRabbitMQ:
                                   cwd=self.dir).returncode == 0
 
         wait_for("RabbitMQ", started, timeout=90, interval=2)
+
+    def container_exec(self, command: list[str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        """Run a command the pod runs in the container (a probe, a lifecycle
+        hook) against this node, as it is declared: with the node's
+        environment, in the pod's working directory, in a PID namespace of its
+        own. Its PID 1, the command itself, stands for the container's, so what
+        the command writes to /proc/1/fd/1 (the container's log) is in the
+        result's stdout, not on this machine's init."""
+        return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", *self.wrap(command)], env=self.env,
+                              cwd=self.cwd, capture_output=True, text=True, timeout=timeout, check=False)
 
     def server_log(self) -> str:
         path = self.dir / "server.log"

@@ -59,6 +59,26 @@ def test_rabbitmq_volume_holds_the_node_data_and_home_is_an_empty_dir(runs: dict
     assert not Path(rabbitmq.HOME_DIR).is_relative_to(mounts["data"])
 
 
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_rabbitmq_starts_on_the_mnesia_base_of_a_claim_from_before_the_split(runs: dict[str, ProgramRun],
+                                                                             stack: str) -> None:
+    """A claim first mounted at HOME (before commit 8a2887f) has its base in a
+    directory named mnesia: the container looks for it, then runs the image's
+    own entrypoint and command (tests/test_rabbitmq_volume.py runs it on a real
+    node)."""
+    what = f"{stack} StatefulSet/{names.RABBITMQ}"
+    [container] = runs[stack].manifest("StatefulSet", names.RABBITMQ)["spec"]["template"]["spec"]["containers"]
+    assert container.get("command") == ["sh", "-c", rabbitmq.ADOPT_OLD_DATA_LAYOUT, "sh"], f"{what}: command"
+    assert container.get("args") == ["docker-entrypoint.sh", "rabbitmq-server"], \
+        f"{what}: the official image's ENTRYPOINT and CMD, which a declared command replaces"
+    script = rabbitmq.ADOPT_OLD_DATA_LAYOUT.splitlines()
+    assert script == [
+        'if [ -d "$RABBITMQ_MNESIA_BASE/mnesia" ]; then export RABBITMQ_MNESIA_BASE="$RABBITMQ_MNESIA_BASE/mnesia"; fi',
+        'exec "$@"'], f"{what}: the layout check"
+    assert {"name": "RABBITMQ_MNESIA_BASE", "value": rabbitmq.DATA_DIR} in container["env"], \
+        f"{what}: the check looks in the claim's mount"
+
+
 @pytest.mark.parametrize("name", [names.RABBITMQ, names.POSTGRES])
 def test_data_volumes_change_ownership_only_on_mismatch(runs: dict[str, ProgramRun], name: str) -> None:
     pod = runs["prod"].manifest("StatefulSet", name)["spec"]["template"]["spec"]
@@ -460,3 +480,25 @@ def test_a_cluster_created_without_a_policy_engine_is_not_replaced(runs: dict[st
     step = preview(before, after).step(cluster.name)
     assert step is not None and step.op == "replace", f"{cluster.name}: without it, replaced"
     assert set(step.paths) == {"networkProfile.networkPolicy", "networkProfile.networkDataplane"}
+
+
+# 10. RabbitMQ enables its feature flags itself ----------------------------------------------
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_rabbitmq_enables_every_stable_feature_flag_once_it_has_booted(runs: dict[str, ProgramRun],
+                                                                       stack: str) -> None:
+    """The next minor release refuses to start while a flag it requires is
+    disabled: the postStart hook enables them after every start
+    (tests/test_rabbitmq_feature_flags.py runs it on a real node)."""
+    what = f"{stack} StatefulSet/{names.RABBITMQ}"
+    [container] = runs[stack].manifest("StatefulSet", names.RABBITMQ)["spec"]["template"]["spec"]["containers"]
+    hook = container.get("lifecycle", {}).get("postStart")
+    assert hook is not None, f"{what}: no postStart hook"
+    assert hook == {"exec": {"command": ["sh", "-c", rabbitmq.ENABLE_FEATURE_FLAGS]}}, f"{what}: postStart"
+    lines = [line.strip() for line in rabbitmq.ENABLE_FEATURE_FLAGS.splitlines()]
+    wait = "until rabbitmqctl --quiet await_startup --timeout 60; do"
+    enable = "rabbitmqctl --quiet enable_feature_flag all >>/proc/1/fd/1 2>&1 ||"
+    assert wait in lines and enable in lines and lines.index(wait) < lines.index(enable), \
+        f"{what}: postStart waits for the node, then enables every stable flag"
+    assert lines[-1] == "exit 0", f"{what}: a failed postStart would kill the broker; the hook never fails"

@@ -34,7 +34,6 @@ from components.model import names
 from tests.harness import ProgramRun
 from tests.local_airflow import (
     APP_DAGS,
-    RABBITMQ_BIN,
     LocalAzurite,
     LocalDeployment,
     LocalPostgres,
@@ -150,7 +149,8 @@ class PodPostgres(LocalPostgres):
 
 class PodRabbitMQ(LocalRabbitMQ):
     """RabbitMQ with the image's directories (HOME, the declared mnesia base,
-    /etc/rabbitmq, /var/log/rabbitmq, working directory /) under `pod_root`."""
+    /etc/rabbitmq, /var/log/rabbitmq, working directory /) under `pod_root`,
+    started with the container's command and then its postStart hook."""
 
     def __init__(self, workdir: Path, run: ProgramRun, tracer: Tracer) -> None:
         statefulset = run.manifest("StatefulSet", names.RABBITMQ)
@@ -164,7 +164,7 @@ class PodRabbitMQ(LocalRabbitMQ):
         self.wrap = lambda command: tracer.wrap("rabbitmq", command)
         [container] = statefulset["spec"]["template"]["spec"]["containers"]
         self.probes = [container["readinessProbe"]["exec"]["command"], container["livenessProbe"]["exec"]["command"]]
-        self.tracer = tracer
+        self.post_start = container["lifecycle"]["postStart"]["exec"]["command"]
 
     @property
     def env(self) -> dict[str, str]:
@@ -177,12 +177,16 @@ class PodRabbitMQ(LocalRabbitMQ):
         for path in ("var/lib/rabbitmq", "etc/rabbitmq/conf.d", "var/log/rabbitmq"):
             (self.pod_root / path).mkdir(parents=True, exist_ok=True)
         super().start()
+        # The kubelet runs the postStart hook as the container starts; it is
+        # traced with the rest.
+        hook = self.container_exec(self.post_start)
+        assert hook.returncode == 0 and not hook.stdout, f"postStart: {hook.stdout}{hook.stderr[-2000:]}"
 
     def probe(self) -> None:
         """The declared probes, against the local node."""
         for command in self.probes:
-            subprocess.run(self.tracer.wrap("rabbitmq", [str(RABBITMQ_BIN / command[0]), *command[1:]]),
-                           env=self.env, cwd=self.pod_root, check=True, capture_output=True, timeout=120)
+            done = self.container_exec(command, timeout=120)
+            assert done.returncode == 0, f"{command}: {done.stdout}{done.stderr[-2000:]}"
 
 
 @dataclass
@@ -299,6 +303,9 @@ def test_the_trace_saw_each_components_own_writes(traced: TracedRun) -> None:
     assert any(p.startswith(str(traced.postgres.socket_dir) + "/.s.PGSQL.") for p in pg_writes), "postgres: socket"
     mq_writes = tracer.writes("rabbitmq", traced.rabbitmq.pod_root).paths
     assert any(p.startswith(str(traced.rabbitmq.mnesia_base)) for p in mq_writes), "rabbitmq: its data"
+    # Its postStart hook opens the container's log whether or not it has
+    # anything to say.
+    assert "/proc/1/fd/1" in mq_writes, "rabbitmq: its postStart hook"
     # PgBouncer writes nothing at all; its trace shows it read its user list.
     assert d.pgbouncer is not None
     assert f"<{d.pgbouncer.auth_path}>" in tracer.text("pgbouncer"), "pgbouncer: traced"

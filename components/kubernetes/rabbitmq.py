@@ -41,6 +41,60 @@ DATA_CLAIM = f"{names.RABBITMQ}-data"
 # here (rabbit_env's RABBITMQ_UPGRADE_LOG and rabbit_prelaunch_logging's
 # ERL_CRASH_DUMP default to RABBITMQ_LOG_BASE), so it is an emptyDir.
 LOG_DIR = "/var/log/rabbitmq"
+# What the official image runs (docker-library/rabbitmq's Dockerfile: ENTRYPOINT
+# ["docker-entrypoint.sh"], CMD ["rabbitmq-server"]). A container that declares
+# a command replaces both, so the one below passes them on as its args.
+IMAGE_ENTRYPOINT = ["docker-entrypoint.sh"]
+IMAGE_COMMAND = ["rabbitmq-server"]
+# A stack deployed before commit 8a2887f mounted its claim at HOME, so on that
+# claim the mnesia base is <claim>/mnesia; mounted at DATA_DIR, that is
+# DATA_DIR/mnesia. RabbitMQ names everything it puts in a mnesia base after the
+# node (<node>, <node>.pid, <node>-feature_flags, <node>-plugins-expand:
+# rabbit_env.erl), and a node name has an @ in it, so a directory named mnesia
+# there is the old base: the node starts on it, where its queues and messages
+# are, instead of on an empty one beside it. Nothing is moved, so the claim can
+# still go back to a pod of the old layout. RABBITMQ_MNESIA_BASE is DATA_DIR
+# (the container's env); the script writes nothing, on a read-only root.
+ADOPT_OLD_DATA_LAYOUT = (
+    'if [ -d "$RABBITMQ_MNESIA_BASE/mnesia" ]; then export RABBITMQ_MNESIA_BASE="$RABBITMQ_MNESIA_BASE/mnesia"; fi\n'
+    'exec "$@"\n'
+)
+# How long the postStart hook waits for the node to boot before it gives up.
+FEATURE_FLAGS_WAIT_SECONDS = 300
+# A node upgraded to a new release leaves that release's new feature flags
+# disabled, and the next minor release refuses to start while a flag it
+# requires is still disabled ("required feature flag not enabled",
+# rabbit_ff_registry_factory.erl); no config key enables them on a node that has
+# booted before (RABBITMQ_FEATURE_FLAGS applies to a first boot only). So once
+# the node has booted, the postStart hook enables every stable flag, as the
+# RabbitMQ cluster operator does (autoEnableAllFeatureFlags); experimental
+# flags stay off, and a flag already enabled is left as it is. On 4.2 this
+# includes khepri_db, which moves the metadata from Mnesia to Khepri: what the
+# upgrade to 4.3 requires.
+#
+# The hook starts with the container, before the node can be reached, and
+# await_startup fails at once until the node's distribution is up: hence the
+# retries, up to a deadline, because the kubelet holds the probes back until
+# postStart returns.
+#
+# A failed postStart hook kills the container, and the one broker with it. So
+# the hook never fails: if the node has not booted by the deadline (the
+# liveness probe judges it from then on) or a flag cannot be enabled, the broker
+# keeps running as it is and the reason goes to the container's log (PID 1's
+# stdout, where the broker logs too). The next start tries again, and a flag
+# left disabled stops only the next minor upgrade, which RabbitMQ refuses with
+# the flag's name.
+ENABLE_FEATURE_FLAGS = (
+    f"deadline=$(($(date +%s) + {FEATURE_FLAGS_WAIT_SECONDS}))\n"
+    "until rabbitmqctl --quiet await_startup --timeout 60; do\n"
+    '  [ "$(date +%s)" -lt "$deadline" ] || break\n'
+    "  sleep 5\n"
+    "done\n"
+    "rabbitmqctl --quiet enable_feature_flag all >>/proc/1/fd/1 2>&1 ||\n"
+    '  echo "airflow-aks: the stable feature flags are not all enabled, and the next RabbitMQ minor release may'
+    ' refuse to start until they are: rabbitmqctl enable_feature_flag all" >>/proc/1/fd/1\n'
+    "exit 0\n"
+)
 LABELS = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/part-of": "airflow"}
 SKIPS = {
     **k8s.PINNED_TAG_SKIPS,
@@ -72,6 +126,8 @@ def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
     container = {
         "name": "rabbitmq",
         "image": settings.rabbitmq_image,
+        "command": ["sh", "-c", ADOPT_OLD_DATA_LAYOUT, "sh"],
+        "args": [*IMAGE_ENTRYPOINT, *IMAGE_COMMAND],
         "env": [
             {"name": "RABBITMQ_DEFAULT_USER", "value": names.RABBITMQ_USER},
             {"name": "RABBITMQ_DEFAULT_VHOST", "value": names.RABBITMQ_VHOST},
@@ -87,6 +143,7 @@ def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
         "liveness_probe": {
             "exec_": {"command": ["rabbitmq-diagnostics", "-q", "ping"]},
             "initial_delay_seconds": 30, "period_seconds": 30, "timeout_seconds": 15, "failure_threshold": 6},
+        "lifecycle": {"post_start": {"exec_": {"command": ["sh", "-c", ENABLE_FEATURE_FLAGS]}}},
         "volume_mounts": [
             # HOME (with the cookie) on an emptyDir that starts empty in every
             # pod; the data volume inside it.
