@@ -9,6 +9,7 @@ does not depend on the checkout's umask.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 import hashlib
 import os
 import shutil
@@ -44,24 +45,60 @@ def go_mode_string(mode: int) -> str:
     return (letters or "-") + rwx
 
 
+def ignore_patterns(context: Path, dockerfile: str = "Dockerfile") -> list[str]:
+    """The patterns docker-build reads (getIgnorePatterns: <Dockerfile>.dockerignore, else the context's).
+
+    The model knows the forms app/.dockerignore uses, `**/<glob>` and `<glob>`
+    on a name, and refuses any other, so it cannot silently drift from
+    docker's moby/patternmatcher.
+    """
+    for candidate in (context / f"{dockerfile}.dockerignore", context / ".dockerignore"):
+        if candidate.is_file():
+            lines = [line.strip() for line in candidate.read_text().splitlines()]
+            patterns = [line for line in lines if line and not line.startswith("#")]
+            for pattern in patterns:
+                assert "/" not in pattern.removeprefix("**/") and not pattern.startswith("!"), \
+                    f"{candidate}: {pattern!r} is beyond what this model matches"
+            return patterns
+    return []
+
+
+def sent(context: Path, dockerfile: str = "Dockerfile") -> list[str]:
+    """fsutil's filtered walk: filepath.WalkDir order (each directory's entries by name, a
+    directory's content right after its name), leaving out every path a pattern matches."""
+    patterns = ignore_patterns(context, dockerfile)
+
+    def ignored(rel: str) -> bool:
+        parts = rel.split("/")
+        return any(fnmatch.fnmatchcase(part, p.removeprefix("**/")) for p in patterns for part in
+                   (parts if p.startswith("**/") else parts[:1]))
+
+    def walk(directory: Path, prefix: str) -> Iterator[str]:
+        for name in sorted(os.listdir(directory)):
+            rel, path = prefix + name, directory / name
+            if ignored(rel):
+                continue
+            if path.is_dir() and not path.is_symlink():
+                yield from walk(path, rel + "/")
+            else:
+                yield rel
+    return list(walk(context, ""))
+
+
 def docker_build_context_hash(context: Path, dockerfile: Path) -> str:
     """pulumi-docker-build's contextHash (provider/internal/context.go, hashBuildContext).
 
     One sha256 over, in this order:
     - the Dockerfile's content (hashDockerfile: no name, no mode);
-    - for each entry of fsutil's walk of the context, filtered by the patterns
-      of <Dockerfile>.dockerignore or else <context>/.dockerignore
-      (getIgnorePatterns, rootFS) and visited as filepath.WalkDir does (each
-      directory's entries by name, a directory's content right after its name;
-      image_context.sent_files), that is a regular file or a symlink (hashFile;
-      directories are skipped): its content (io.Copy, which follows a symlink
-      and skips one to a directory), then its relative path
+    - for each entry of fsutil's walk of the context, filtered by the ignore
+      patterns (sent()), that is a regular file or a symlink (hashFile;
+      directories are skipped): its content, then its relative path
       (filepath.ToSlash(path.Clean(...))), then its mode as Go prints it
       (fileMode.String(), from lstat).
     Nothing of the context's own path, and neither mtimes nor owners, go in.
     """
     h = hashlib.sha256(dockerfile.read_bytes())
-    for rel in image_context.sent_files(context, dockerfile.name):
+    for rel in sent(context, dockerfile.name):
         path = context / rel
         mode = path.lstat().st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)) or path.is_dir():
@@ -111,7 +148,7 @@ def test_the_model_walks_and_hashes_as_worked_out_by_hand(tmp_path: Path) -> Non
     # put a.txt first, as "." < "/"). The hash is sha256 of
     # "FROM scratch\n" + "FROM scratch\n" "Dockerfile" "-rw-r--r--"
     #   + "x" "a/b" "-rw-r--r--" + "y" "a.txt" "-rwxr-xr-x".
-    assert image_context.sent_files(tmp_path) == ["Dockerfile", "a/b", "a.txt"]
+    assert sent(tmp_path) == ["Dockerfile", "a/b", "a.txt"]
     assert docker_build_context_hash(tmp_path, tmp_path / "Dockerfile") == \
         "fee05d7e0169dbcdeab64b4c0af5452ace5681e0e35732917639a268c4dd7f32"
 
@@ -119,33 +156,11 @@ def test_the_model_walks_and_hashes_as_worked_out_by_hand(tmp_path: Path) -> Non
 # Which files docker sends ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("pattern", "path", "matched"), [
-    # Cases from moby/patternmatcher's TestMatches, with what it expects.
-    ("**", "dir/file", True), ("dir/**", "dir/dir2/file", True), ("**/dir", "dir/file", True),
-    ("**/dir2/*", "dir/dir2/file", True), ("**file", "dir/dir/file", True), ("**/**/*.txt2", "dir/file.txt", False),
-    ("**/*.txt", "file.txt", True), ("a**/*.txt", "a/dir/dir/file.txt", True), ("a/*.txt", "a/dir/file.txt", False),
-    ("a[b-d]e", "ace", True), ("a[^b-d]e", "aze", True), ("abc.def", "abcdef", False), ("abc?def", "abcZdef", True),
-    ("abc/**", "abc", False), ("**/.foo", "bar.foo", False), ("a(b)c/def", "a(b)c/def", True),
-    ("a.|)$(}+{bc", "a.|)$(}+{bc", True), ("a\\*b", "a*b", True), ("**/*.pyc", "dags/x.pyc", True),
-])
-def test_patterns_match_as_moby_patternmatcher_does(pattern: str, path: str, matched: bool) -> None:
-    assert image_context.Matcher([image_context.Pattern.parse(pattern)]).matches(path, [])[0] is matched
-
-
-def test_the_ignore_file_is_read_as_docker_reads_it() -> None:
-    data = b"\xef\xbb\xbf# comment\n  /dags/../x  \r\n\n! /keep/ \n **/__pycache__\n"
-    assert image_context.read_ignore_file(data) == ["x", "!keep", "**/__pycache__"]
-
-
-def test_sent_files_leave_out_what_dockerignore_excludes(tmp_path: Path) -> None:
-    write(tmp_path / ".dockerignore", "**/__pycache__\n**/*.pyc\nlogs\n!logs/keep.txt\n")
-    for name in ("Dockerfile", "dags/a.py", "dags/__pycache__/a.cpython-311.pyc", "b.pyc", "logs/x", "logs/keep.txt"):
+def test_the_model_leaves_out_what_app_dockerignore_excludes(tmp_path: Path) -> None:
+    shutil.copy(APP_DIR / ".dockerignore", tmp_path / ".dockerignore")
+    for name in ("Dockerfile", "dags/a.py", "dags/__pycache__/a.cpython-311.pyc", "b.pyc"):
         write(tmp_path / name, name)
-    assert image_context.sent_files(tmp_path) == [".dockerignore", "Dockerfile", "dags/a.py", "logs/keep.txt"]
-    write(tmp_path / "Dockerfile.dockerignore", "dags\n")
-    assert image_context.sent_files(tmp_path) == [
-        ".dockerignore", "Dockerfile", "Dockerfile.dockerignore", "b.pyc", "logs/keep.txt", "logs/x",
-    ], "<Dockerfile>.dockerignore comes first (getIgnorePatterns)"
+    assert sent(tmp_path) == [".dockerignore", "Dockerfile", "dags/a.py"]
 
 
 # Two checkouts that differ only in file modes ---------------------------------------------------
@@ -197,7 +212,7 @@ def test_the_executable_bit_is_kept_and_nothing_else(tmp_path: Path) -> None:
     assert modes == {"Dockerfile": 0o644, "entrypoint.sh": 0o755, "secret.txt": 0o644}
 
 
-def test_the_copy_is_idempotent_and_drops_stale_and_ignored_files(tmp_path: Path) -> None:
+def test_the_copy_is_idempotent_and_drops_stale_files(tmp_path: Path) -> None:
     app = checkout(tmp_path, 0o022)
     write(app / "dags" / "__pycache__" / "fanout.cpython-311.pyc", "bytecode")
     image.prepare_build_context(app, tmp_path)
@@ -208,9 +223,10 @@ def test_the_copy_is_idempotent_and_drops_stale_and_ignored_files(tmp_path: Path
 
     image.prepare_build_context(app, tmp_path)
     assert {p: p.stat().st_ino for p in prepared.rglob("*")} == before, "unchanged files are not written again"
-    assert not (prepared / "dags" / "__pycache__").exists(), "what .dockerignore excludes is not copied"
-    assert sorted(p.relative_to(prepared).as_posix() for p in prepared.rglob("*") if p.is_file()) == \
-        sorted(image_context.sent_files(app))
+    # Everything is copied, .dockerignore with it, so docker-build leaves out
+    # of the copy what it would leave out of app/.
+    assert sent(prepared) == sent(app)
+    assert "dags/__pycache__/fanout.cpython-311.pyc" not in sent(prepared)
 
 
 def test_symlinks_are_refused(tmp_path: Path) -> None:
@@ -233,8 +249,8 @@ def test_the_program_builds_from_the_prepared_copy(runs: dict[str, ProgramRun], 
         locations.append((built["context"]["location"], built["dockerfile"]["location"]))
     assert locations == [(PREPARED, f"{PREPARED}/Dockerfile")] * 2
     # The copy holds what docker would send from app/, so the build is the same.
-    assert image_context.sent_files(ROOT / PREPARED) == image_context.sent_files(APP_DIR)
-    for name in image_context.sent_files(APP_DIR):
+    assert sent(ROOT / PREPARED) == sent(APP_DIR)
+    for name in sent(APP_DIR):
         assert (ROOT / PREPARED / name).read_bytes() == (APP_DIR / name).read_bytes(), name
     # The local tag hashes what is built.
     assert image.context_revision(APP_DIR) == image_context.revision(ROOT / PREPARED)
