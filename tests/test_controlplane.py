@@ -21,6 +21,9 @@ from bench.controlplane.bench import measure, row
 from tests.harness import ROOT
 from tests.readme_tables import table_after
 
+# Real components (scripts/test -m "not real" leaves these out for a quick run).
+pytestmark = pytest.mark.real
+
 TASKS = 200
 # Six heartbeat intervals (5 s) per task, at least 1,200 heartbeats in all.
 # The start ramp takes about 15 s, so all 200 still run at once; the p99 and

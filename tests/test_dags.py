@@ -12,9 +12,13 @@ from components.model.settings import DEFAULTS
 from tests.conftest import config_for
 from tests.real_airflow import airflow_python, run_airflow_python
 
+# Real components (scripts/test -m "not real" leaves these out for a quick run).
+pytestmark = pytest.mark.real
+
 LOAD_FANOUT = """
 import json
 from airflow.dag_processing.dagbag import DagBag
+
 bag = DagBag(dag_folder="app/dags")
 dag = bag.dags.get("fanout")
 print(json.dumps({

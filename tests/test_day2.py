@@ -390,6 +390,7 @@ print(json.dumps({v: qos_global(v) for v in ("3.13.7", "4.2.0", "4.3.0")}))
 """
 
 
+@pytest.mark.real
 def test_the_pinned_celery_sets_no_global_qos_on_rabbitmq_4(tmp_path: Path) -> None:
     # RabbitMQ 4.3 denies global QoS (its global_qos deprecated feature);
     # celery's worker asks kombu whether the broker's QoS follows the spec.

@@ -43,6 +43,9 @@ from tests.local_airflow import (
 )
 from tests.real_airflow import AIRFLOW_VENV, airflow_env, run_airflow_python
 
+# Real components (scripts/test -m "not real" leaves these out for a quick run).
+pytestmark = pytest.mark.real
+
 # `services` (tests/conftest.py): one PostgreSQL, RabbitMQ and Azurite for the
 # session, started with the settings the program declares for WIDEST.
 
@@ -281,6 +284,7 @@ def test_the_workers_tasks_parse_their_dag_with_the_plans_import_timeout(service
 KNOWN_OPTIONS = """
 import json
 from airflow.configuration import conf
+
 known = {s: sorted(o.get("options", {})) for s, o in conf.configuration_description.items()}
 print(json.dumps(known))
 """

@@ -23,6 +23,9 @@ from tests.local_airflow import LocalDeployment, Services, deployment, stack_con
 from tests.readme_tables import table_after
 from tests.test_real_airflow import api_token
 
+# Real components (scripts/test -m "not real" leaves these out for a quick run).
+pytestmark = pytest.mark.real
+
 # `services` (tests/conftest.py): PostgreSQL, RabbitMQ and Azurite, shared by
 # the session's real-component tests.
 

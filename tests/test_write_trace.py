@@ -8,10 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.write_trace import PodFilesystem, Writes, strace_command, written_paths
+
+# Real components (scripts/test -m "not real" leaves these out for a quick run).
+pytestmark = pytest.mark.real
 
 WRITER = """
 import os, socket, sys
+
 os.chdir(sys.argv[1])
 os.mkdir("made")
 with open("made/new.txt", "w") as f:

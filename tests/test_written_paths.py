@@ -47,6 +47,9 @@ from tests.real_airflow import AIRFLOW_VENV, ROOT
 from tests.test_real_airflow import fanout
 from tests.write_trace import PodFilesystem, Writes, strace_command, written_paths
 
+# Real components (scripts/test -m "not real" leaves these out for a quick run).
+pytestmark = pytest.mark.real
+
 CONFIG = fanout(parallelism=4, width=4, sleep=5)
 AIRFLOW = ("migrate", "api-server", "auth-passwords", "scheduler", "dag-processor", "triggerer", "worker")
 # The official postgres image's socket directory, made writable for its
