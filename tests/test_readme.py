@@ -82,8 +82,8 @@ def test_the_quick_tier_leaves_out_as_many_tests_as_readme_says() -> None:
     said = re.search(r'`scripts/test -m "not real"` runs ruff and every test but the (\d+) that start', README)
     assert said, "README names the quick tier and how many tests it leaves out"
     command = [sys.executable, "-m", "pytest", "-q", "--collect-only", "-m", "real", "-p", "no:cacheprovider"]
-    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True, timeout=300,
-                          check=False)
+    done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
+                          timeout=300, check=False)
     collected = re.search(r"^(\d+)/\d+ tests collected", done.stdout, re.MULTILINE)
     assert collected, done.stdout[-2000:] + done.stderr[-2000:]
     assert int(collected.group(1)) == int(said.group(1)), "tests marked real"
