@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import pulumi
@@ -36,18 +36,19 @@ def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.
     )
 
 
-def live_problems(profiles: Sequence[Any] | None, settings: Settings, plan: CapacityPlan) -> ConfigError | None:
-    """Every refusal that depends on what the cluster runs now (pools/pools.py), in one error."""
+def live_problems(cluster: Any, settings: Settings, plan: CapacityPlan) -> list[tuple[str, str]]:
+    """Every refusal that depends on what the cluster runs now (pools.py, network_engine_problems)."""
+    profiles = cluster.agent_pool_profiles
     nodes = plan.worker_nodes
     worker_pool = worker_pool_name(nodes.vm_size)
-    problems: list[tuple[str, str]] = []
     refused = system_pool_change_refused([(p.name, p.vm_size) for p in profiles or []], settings.system_pool.vm_size)
-    if refused:
-        problems += refused.problems
-    problems += max_pods_refused(profiles, [("systemPool", SYSTEM_POOL_NAME, settings.system_pool.max_pods),
-                                            ("workerPool", worker_pool, nodes.max_pods)])
-    problems += busy_pool_delete_refused(profiles, worker_pool, settings.longest_task_seconds)
-    return ConfigError(problems) if problems else None
+    return [
+        *(refused.problems if refused else []),
+        *max_pods_refused(profiles, [("systemPool", SYSTEM_POOL_NAME, settings.system_pool.max_pods),
+                                     ("workerPool", worker_pool, nodes.max_pods)]),
+        *busy_pool_delete_refused(profiles, worker_pool, settings.longest_task_seconds),
+        *network_engine_problems(getattr(cluster, "network_profile", None)),
+    ]
 
 
 def network_engine_problems(profile: Any) -> list[tuple[str, str]]:
@@ -72,12 +73,9 @@ def network_engine_problems(profile: Any) -> list[tuple[str, str]]:
 
 def checked_live(cluster: Any, settings: Settings, plan: CapacityPlan) -> Any:
     """The live cluster, once nothing in it refuses this update (raised at preview, naming the key)."""
-    refused = live_problems(cluster.agent_pool_profiles, settings, plan)
-    engine = network_engine_problems(getattr(cluster, "network_profile", None))
-    if engine:
-        refused = ConfigError([*(refused.problems if refused else []), *engine])
-    if refused:
-        raise refused
+    problems = live_problems(cluster, settings, plan)
+    if problems:
+        raise ConfigError(problems)
     return cluster
 
 
