@@ -32,7 +32,15 @@ slice of an api-server larger than this machine).
 
     venv/bin/python -m bench.controlplane [--tasks 1000 3000 10000] [--hold 100] [--max-starting K]
                                          [--api-workers W] [--limits] [--api-cpu-limit M] [--table]
+                                         [--config KEY=JSON ...] [--abandon K]
                                          [--out bench/results/controlplane.json]
+
+--config KEY=JSON changes a stack config key of the prod stack for the run
+(e.g. heartbeatIntervalSeconds=30, or airflowConfig='{"workers":
+{"execution_api_timeout": "5.0"}}' to run an option as an older release set it).
+--abandon K abandons the stand-in's first K tasks after one heartbeat (a
+supervisor killed with its node): they do not count as failed or lost, and the
+run records how long after their last heartbeat the scheduler failed them.
 
 --max-starting K paces the starts: each stand-in keeps at most K start calls in
 flight (by default every task calls as soon as its message arrives, as a fleet
@@ -210,7 +218,8 @@ class StandIn:
         return {}
 
 
-def start_standins(d: LocalDeployment, tasks: int, processes: int, max_starting: int | None) -> list[StandIn]:
+def start_standins(d: LocalDeployment, tasks: int, processes: int, max_starting: int | None,
+                   abandon: int = 0) -> list[StandIn]:
     """Start the stand-ins where the worker would start: the worker's declared
     environment and the deployment's AIRFLOW_HOME (airflow.cfg, config/)."""
     worker = d.workloads["worker"]
@@ -224,7 +233,8 @@ def start_standins(d: LocalDeployment, tasks: int, processes: int, max_starting:
         proc = subprocess.Popen(
             [str(airflow_python()), "-m", "bench.controlplane.standin", "--stats", str(stats_path),
              "--concurrency", str(per_process), "--name", name,
-             *(["--max-starting", str(max_starting)] if max_starting else [])],
+             *(["--max-starting", str(max_starting)] if max_starting else []),
+             *(["--abandon", str(abandon)] if abandon and i == 0 else [])],
             env=env, cwd=d.home, stdout=log_path.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
         # LocalDeployment.stop() kills every process group it knows, whatever happens here.
         d.processes[name] = proc
@@ -327,18 +337,20 @@ def cfg_int(cfg_text: str, section: str, option: str, default: int) -> int:
     return parser.getint(section, option, fallback=default)
 
 
-def run_config(tasks: int, hold: float) -> dict[str, Any]:
+def run_config(tasks: int, hold: float, changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """The prod stack file, with the reference DAG at width N holding each slot
     `hold` seconds; parallelism (prod: 1000) raised to N when N is larger, so
-    the run measures N tasks at once rather than the cap."""
+    the run measures N tasks at once rather than the cap; then `changes`."""
     base = stack_config(STACK)
     parallelism = max(int(base["airflow-aks:parallelism"]), tasks)
-    return stack_config(STACK, parallelism=parallelism, fanoutTasks=tasks, fanoutSleepSeconds=int(hold))
+    return stack_config(STACK, parallelism=parallelism, fanoutTasks=tasks, fanoutSleepSeconds=int(hold),
+                        **(changes or {}))
 
 
 def measure(tasks: int, hold: float = 100, *, processes: int = 1, limits: bool = False,
             max_starting: int | None = None, api_workers: int | None = None,
-            timeout: float | None = None, api_cpu_limit: int | None = None) -> dict[str, Any]:
+            timeout: float | None = None, api_cpu_limit: int | None = None,
+            changes: dict[str, Any] | None = None, abandon: int = 0) -> dict[str, Any]:
     """One DAG run of width `tasks` against the control plane; the figures of the JSON entry.
 
     api_workers runs the api-server with that many uvicorn workers instead of the
@@ -346,7 +358,7 @@ def measure(tasks: int, hold: float = 100, *, processes: int = 1, limits: bool =
     api_cpu_limit puts the api-server alone (or, with limits, instead of its
     declared limit) in a CPU cgroup of that many millicores: a slice of a
     planned api-server, e.g. one uvicorn worker with its share of a pod's limit."""
-    config = run_config(tasks, hold)
+    config = run_config(tasks, hold, changes)
     with local_services(STACK, config) as services, \
             deployment(services, config, stack=STACK, start=False) as d:
         if api_workers is not None:
@@ -354,7 +366,7 @@ def measure(tasks: int, hold: float = 100, *, processes: int = 1, limits: bool =
         cgroups = CpuLimits(d.id) if limits or api_cpu_limit else None
         try:
             return _measure(d, services, tasks, hold, processes, cgroups, max_starting, timeout,
-                            limits=limits, api_cpu_limit=api_cpu_limit)
+                            limits=limits, api_cpu_limit=api_cpu_limit, abandon=abandon)
         finally:
             if cgroups is not None:
                 cgroups.remove()
@@ -362,7 +374,7 @@ def measure(tasks: int, hold: float = 100, *, processes: int = 1, limits: bool =
 
 def _measure(d: LocalDeployment, services: Services, tasks: int, hold: float, processes: int,
              cgroups: CpuLimits | None, max_starting: int | None, timeout: float | None, *,
-             limits: bool = False, api_cpu_limit: int | None = None) -> dict[str, Any]:
+             limits: bool = False, api_cpu_limit: int | None = None, abandon: int = 0) -> dict[str, Any]:
     declared_limits = declared_cpu_limits(d)
     if api_cpu_limit is not None:
         declared_limits["api-server"] = api_cpu_limit
@@ -390,7 +402,7 @@ def _measure(d: LocalDeployment, services: Services, tasks: int, hold: float, pr
             assert response.status == 200
         calls.append(time.monotonic() - began)
     execution_api_first_call_s = calls[0]
-    standins = start_standins(d, tasks, processes, max_starting)
+    standins = start_standins(d, tasks, processes, max_starting, abandon)
     roots = process_roots(d, services, standins)
     d.airflow("dags", "unpause", "fanout")
     run_id = f"controlplane__{d.id}__{tasks}"
@@ -403,6 +415,8 @@ def _measure(d: LocalDeployment, services: Services, tasks: int, hold: float, pr
     d.airflow("dags", "trigger", "fanout", "--run-id", run_id, timeout=600)
     cli_s = time.time() - cli_began
     limit = timeout if timeout is not None else hold * 3 + tasks * 0.5 + 600
+    if abandon:
+        limit += cfg_int(d.cfg_text, "scheduler", "task_instance_heartbeat_timeout", 300)
     finished = _wait_finished(d, run_id, tasks, limit)
     time.sleep(2 * SAMPLE_EVERY_S)
     sampler.stop.set()
@@ -411,6 +425,7 @@ def _measure(d: LocalDeployment, services: Services, tasks: int, hold: float, pr
     stop_standins(standins, d)
     stand = [s.stats() for s in standins]
     facts = _db_facts(d, run_id)
+    facts["abandoned"] = _abandoned(d, [a for s in stand for a in s.get("abandoned", [])])
     scheduler_log = d.logs("scheduler", tail=50_000_000)
     result = summarise(tasks, hold, d, sampler.samples, stand, facts, scheduler_log, finished, idle)
     result.update({
@@ -463,6 +478,23 @@ def _db_facts(d: LocalDeployment, run_id: str) -> dict[str, Any]:
             "started_last": _f(started_last), "ended_first": _f(ended_first), "ended_last": _f(ended_last),
             "max_try": int(tries), "retried": int(retried), "states": states, "celery_results": celery,
             "rendered_fields_rows": int(rtif)}
+
+
+def _abandoned(d: LocalDeployment, abandoned: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the scheduler ended the abandoned tasks, and how long after their last heartbeat."""
+    if not abandoned:
+        return {"n": 0}
+    rows = dict((str(i), (s, e)) for i, s, e in d.query(
+        "SELECT id::text, state, extract(epoch FROM end_date) FROM task_instance WHERE id::text = ANY(%s)",
+        [[a["id"] for a in abandoned]]))
+    after = sorted(rows[a["id"]][1] - a["last_heartbeat_wall"] for a in abandoned
+                   if a["id"] in rows and rows[a["id"]][1] is not None)
+    states: dict[str, int] = {}
+    for state, _ in rows.values():
+        states[str(state)] = states.get(str(state), 0) + 1
+    return {"n": len(abandoned), "states": states, "ended": len(after),
+            "noticed_after_last_heartbeat_s": {"min": _r(after[0], 1) if after else None,
+                                                "max": _r(after[-1], 1) if after else None}}
 
 
 def _f(value: Any) -> float | None:
@@ -562,8 +594,11 @@ def summarise(tasks: int, hold: float, d: LocalDeployment, samples: list[Sample]
     lost_by_server = [x for s in stand for x in s.get("lost", [])]
     failed_seen = [x for s in stand for x in s.get("failed", [])]
     states = facts["states"]
-    not_success = tasks - states.get("success", 0)
+    abandoned = facts.get("abandoned", {"n": 0})
+    # Abandoned tasks are meant to fail, found by the scheduler's heartbeat timeout.
+    not_success = tasks - abandoned["n"] - states.get("success", 0)
     no_heartbeat = len(re.findall(r"Detected a task instance without a heartbeat", scheduler_log))
+    no_heartbeat = max(0, no_heartbeat - abandoned.get("ended", 0))
     max_running = max((s.states.get("running", 0) for s in samples), default=0)
     return {
         "tasks": tasks,
@@ -610,7 +645,16 @@ def summarise(tasks: int, hold: float, d: LocalDeployment, samples: list[Sample]
         "failures_seen": failed_seen[:20],
         "lost_seen": lost_by_server[:20],
         "scheduler_no_heartbeat_lines": no_heartbeat,
+        "task_instance_heartbeat_timeout_s": cfg_int(d.cfg_text, "scheduler", "task_instance_heartbeat_timeout", 300),
+        "execution_api_timeout_s": _cfg_float(d.cfg_text, "workers", "execution_api_timeout", 5.0),
+        "abandoned": abandoned,
     }
+
+
+def _cfg_float(cfg_text: str, section: str, option: str, default: float) -> float:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(cfg_text)
+    return parser.getfloat(section, option, fallback=default)
 
 
 def _first_at(samples: list[Sample], t0: float) -> Sample:
@@ -686,15 +730,25 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
           "times from the run's creation")
 
 
+def _change(item: str) -> tuple[str, Any]:
+    key, _, raw = item.partition("=")
+    try:
+        return key, json.loads(raw)
+    except json.JSONDecodeError:
+        return key, raw
+
+
 def run_key(tasks: int, max_starting: int | None, limits: bool, api_workers: int | None = None,
-            api_cpu_limit: int | None = None) -> str:
+            api_cpu_limit: int | None = None, changes: dict[str, Any] | None = None, abandon: int = 0) -> str:
     """The run's key in the results file and first cell in the table: N, how starts
     arrive (all at once, or paced: at most K start calls in flight), the api-server's
     workers when not the cfg's, limits."""
     starts = f"paced {max_starting}" if max_starting else "burst"
     workers = f", {api_workers} api workers" if api_workers else ""
     api_limit = f", api-server at {api_cpu_limit}m" if api_cpu_limit else ""
-    return f"{tasks} {starts}{workers}{api_limit}{' limits' if limits else ''}"
+    changed = "".join(f", {k} {json.dumps(v, sort_keys=True)}" for k, v in sorted((changes or {}).items()))
+    abandoned = f", {abandon} abandoned" if abandon else ""
+    return f"{tasks} {starts}{workers}{api_limit}{' limits' if limits else ''}{changed}{abandoned}"
 
 
 def main() -> None:
@@ -711,6 +765,10 @@ def main() -> None:
                         help="seconds after the trigger to stop waiting for the run (recorded as not finished)")
     parser.add_argument("--max-starting", type=int,
                         help="start calls in flight at once per stand-in (default: none, every task at once)")
+    parser.add_argument("--config", nargs="*", default=[], metavar="KEY=JSON",
+                        help="change a prod stack config key for the run (value as JSON, else a string)")
+    parser.add_argument("--abandon", type=int, default=0,
+                        help="abandon the first K tasks after one heartbeat (a killed supervisor)")
     parser.add_argument("--note", default="")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and exit")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "controlplane.json")
@@ -719,17 +777,19 @@ def main() -> None:
         stored_runs = json.loads(args.out.read_text())["runs"]
         print_table({k: r for k, r in stored_runs.items() if "error" not in r})
         return
+    changes = dict(_change(item) for item in args.config)
     holds = args.hold if len(args.hold) == len(args.tasks) else [args.hold[0]] * len(args.tasks)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT,
                             check=False).stdout.strip()
     results: dict[str, dict[str, Any]] = {}
     for tasks, hold in zip(args.tasks, holds, strict=True):
-        key = run_key(tasks, args.max_starting, args.limits, args.api_workers, args.api_cpu_limit)
+        key = run_key(tasks, args.max_starting, args.limits, args.api_workers, args.api_cpu_limit, changes,
+                      args.abandon)
         began = time.time()
         try:
             result = measure(tasks, hold, processes=args.processes, limits=args.limits,
                              max_starting=args.max_starting, api_workers=args.api_workers, timeout=args.timeout,
-                             api_cpu_limit=args.api_cpu_limit)
+                             api_cpu_limit=args.api_cpu_limit, changes=changes, abandon=args.abandon)
         except Exception as exc:  # a run the machine cannot finish is a result too
             result = {"tasks": tasks, "hold_s": hold, "error": f"{type(exc).__name__}: {exc}"[:4000]}
         result.update({"commit": commit, "note": args.note, "measured_at": datetime.now().isoformat(timespec="seconds"),

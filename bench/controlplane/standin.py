@@ -27,7 +27,12 @@ latency percentiles, the gaps between a task's heartbeats, and each task that
 failed or that the server declared lost.
 
     venv-airflow/bin/python -m bench.controlplane.standin --stats FILE [--concurrency N] [--name NAME]
-                                                        [--max-starting K]
+                                                        [--max-starting K] [--abandon K]
+
+--abandon K: the first K tasks it takes are abandoned after their first
+heartbeat, as a supervisor killed with its node would leave them: no more
+heartbeats, no final state. The scheduler's heartbeat timeout must find them;
+the stats record when each last heartbeated.
 """
 
 from __future__ import annotations
@@ -87,6 +92,8 @@ class Stats:
         self.failed: list[dict[str, Any]] = []
         self.lost: list[dict[str, Any]] = []
         self.started_wall: list[float] = []
+        # Tasks abandoned after their first heartbeat: id, label, wall clock of that heartbeat.
+        self.abandoned: list[dict[str, Any]] = []
 
     def call(self, kind: str, seconds: float) -> None:
         with self.lock:
@@ -114,6 +121,7 @@ class Stats:
                 "done": self.done, "calls": dict(self.calls), "latency_s": latency,
                 "heartbeat_gap_s": summary(self.heartbeat_gaps), "statuses": dict(self.statuses),
                 "refreshed_tokens": self.refreshed_tokens, "failed": list(self.failed), "lost": list(self.lost),
+                "abandoned": list(self.abandoned),
                 "first_start_wall": min(self.started_wall, default=None),
                 "last_start_wall": max(self.started_wall, default=None),
                 "cpu_s": round(used.ru_utime + used.ru_stime, 2), "max_rss_mib": round(used.ru_maxrss / 1024, 1),
@@ -143,6 +151,8 @@ STATS: Stats | None = None
 # At most this many start calls in flight at once (--max-starting); None: every
 # task calls as soon as its message arrives, as a fleet of warm workers does.
 STARTING: threading.BoundedSemaphore | None = None
+# How many of the first tasks taken to abandon (--abandon).
+ABANDON = 0
 DECODER: TypeAdapter[Any] = TypeAdapter(ExecutorWorkload)
 
 
@@ -159,7 +169,7 @@ def now() -> datetime:
     return datetime.now(tz=UTC)
 
 
-def simulate(workload: ExecuteTask) -> None:
+def simulate(workload: ExecuteTask, abandon: bool = False) -> None:
     """What a supervisor does for one task of the reference DAG, minus the task process."""
     assert STATS is not None
     ti_id: uuid.UUID = workload.ti.id
@@ -189,6 +199,9 @@ def simulate(workload: ExecuteTask) -> None:
                 STATS.failed.append({"task": label, "at": "rtif", "error": describe(exc)})
             timed("finish", lambda: client.task_instances.finish(ti_id, "failed", now(), None))
             raise
+        if abandon:
+            abandon_after_a_heartbeat(client, ti_id, label)
+            return
         # The task's own time starts once the server has let it run.
         if not hold(client, ti_id, label, time.monotonic()):
             return
@@ -244,6 +257,16 @@ def hold(client: Client, ti_id: uuid.UUID, label: str, began: float) -> bool:
             return False
 
 
+def abandon_after_a_heartbeat(client: Client, ti_id: uuid.UUID, label: str) -> None:
+    """One heartbeat, then silence for the task's hold: the server keeps the task
+    running until the scheduler's heartbeat timeout fails it."""
+    assert STATS is not None
+    timed("heartbeat", lambda: client.task_instances.heartbeat(ti_id, pid=os.getpid()))
+    with STATS.lock:
+        STATS.abandoned.append({"id": str(ti_id), "task": label, "last_heartbeat_wall": time.time()})
+    time.sleep(HOLD_SECONDS)
+
+
 def describe(exc: BaseException) -> str:
     if isinstance(exc, httpx.HTTPStatusError):
         return f"HTTP {exc.response.status_code}: {exc.response.text[:200]}"
@@ -274,11 +297,12 @@ def celery_app() -> Celery:
         if not isinstance(workload, ExecuteTask):
             raise ValueError(f"the stand-in runs tasks only, not {type(workload).__name__}")
         with STATS.lock:
+            abandon = STATS.consumed < ABANDON
             STATS.consumed += 1
             STATS.active += 1
             STATS.max_active = max(STATS.max_active, STATS.active)
         try:
-            simulate(workload)
+            simulate(workload, abandon)
         finally:
             with STATS.lock:
                 STATS.active -= 1
@@ -288,13 +312,15 @@ def celery_app() -> Celery:
 
 
 def main() -> None:
-    global STATS, STARTING
+    global STATS, STARTING, ABANDON
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stats", type=Path, required=True)
     parser.add_argument("--concurrency", type=int, default=1000, help="tasks held at once (threads)")
     parser.add_argument("--name", default="standin")
     parser.add_argument("--max-starting", type=int, help="start calls in flight at once (default: no limit)")
+    parser.add_argument("--abandon", type=int, default=0, help="abandon the first K tasks after one heartbeat")
     args = parser.parse_args()
+    ABANDON = args.abandon
     STATS = Stats(args.stats, args.name, args.concurrency)
     if args.max_starting:
         STARTING = threading.BoundedSemaphore(args.max_starting)
