@@ -93,17 +93,17 @@ def test_allocatable_uses_quarter_of_memory_on_small_vms() -> None:
 def test_database_budget_counts_a_connection_per_busy_slot(prod: StackConfig) -> None:
     d = prod.plan.database
     assert d.connections["workers"] == 28 * (36 + capacity.CONNECTIONS_PER_WORKER_BASE)
-    # Every uvicorn worker of every api-server pod has its own pool: 3 pods x 2 workers.
-    assert d.connections["api-server"] == 3 * 2 * capacity.CONNECTIONS_PER_ENGINE
+    # Every uvicorn worker of every api-server pod has its own pool: 2 pods x 1 worker.
+    assert d.connections["api-server"] == 2 * 1 * capacity.CONNECTIONS_PER_ENGINE
     assert d.budget == sum(d.connections.values())
     # Through PgBouncer, PostgreSQL sees its pools (twice, while it rolls) and the migration Job.
     b = d.pgbouncer
     assert b is not None and b.result_backend_clients == d.connections["workers"] + 5
-    assert b.metadata_clients == 20 - 5 + 90 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
+    assert b.metadata_clients == 20 - 5 + 30 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
     assert b.metadata_pool == b.metadata_clients and b.result_backend_pool == math.ceil(1069 / 32) == 34
     assert d.connections["keda"] == capacity.KEDA_CONNECTIONS, "KEDA's query goes straight to PostgreSQL"
-    assert d.server_connections == 2 * (135 + 34) + capacity.MIGRATION_JOB_CONNECTIONS + 2 == 342
-    assert d.max_connections == 350, "1,340 without PgBouncer"
+    assert d.server_connections == 2 * (75 + 34) + capacity.MIGRATION_JOB_CONNECTIONS + 2 == 222
+    assert d.max_connections == 230, "1,270 without PgBouncer"
     assert b.max_client_conn >= d.budget * capacity.CONNECTION_HEADROOM
     assert d.max_connections % 10 == 0
 
@@ -165,9 +165,10 @@ def test_summary_reads_like_the_plan(prod: StackConfig) -> None:
     assert "task start: 360 tasks starting at once on a full node take about 68 s of its CPU; " \
         "dagbag_import_timeout 140 s" in text
     assert f"max_connections {prod.plan.database.max_connections}" in text
-    assert "api-server: 3 pods x 2 uvicorn workers, 680m CPU (1360m limit) and 894 MiB each; 1000 running " \
-        "tasks' heartbeats about 2040m, saturating the limits at about 2000; 1000 starts at once take " \
-        "about 14 s" in text
+    assert "api-server: 2 pods x 1 uvicorn worker, 425m CPU (850m limit) and 447 MiB each; 1000 running " \
+        "tasks' heartbeats (every 15 s) about 680m, saturating the limits at about 2500; 1000 starts at once " \
+        "answered within about 10 s (execution_api_timeout 20 s); a lost task failed within 130 s of its " \
+        "last heartbeat" in text
 
 
 def test_plan_output_is_plain_data(prod: StackConfig) -> None:
@@ -184,16 +185,21 @@ def test_control_plane_fits_the_system_pools(dev: StackConfig, prod: StackConfig
         assert cp.postgres.memory_request_mib == (
             capacity.POSTGRES_BASE_MEMORY_MIB
             + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * cfg.plan.database.max_connections)
-    # Five api-server pods run the 5 workers the load needs one per pod
-    # instead of 3 x 2: fewer connections, less memory.
-    four = config_for("prod", apiServerReplicas=5).plan
-    api3, api4 = prod.plan.control_plane.api_server, four.control_plane.api_server
-    assert (api3.workers, api4.workers) == (6, 5), "api-server workers: 3 x 2 and 5 x 1"
-    fewer_connections = prod.plan.database.max_connections - four.database.max_connections
-    assert fewer_connections > 0
-    assert prod.plan.control_plane.memory_request_mib - four.control_plane.memory_request_mib == (
-        3 * api3.pod.memory_request_mib - 5 * api4.pod.memory_request_mib
-        + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * fewer_connections)
+    # One api-server pod runs the 2 workers the load needs instead of 2 x 1:
+    # the same connections and memory, one pod.
+    one = config_for("prod", apiServerReplicas=1).plan
+    api2, api1 = prod.plan.control_plane.api_server, one.control_plane.api_server
+    assert (api2.workers, api1.workers) == (2, 2), "api-server workers: 2 x 1 and 1 x 2"
+    assert prod.plan.database.max_connections == one.database.max_connections
+    assert prod.plan.control_plane.memory_request_mib == one.control_plane.memory_request_mib
+    # Five pods: a worker each, three more than the load needs: more
+    # connections, more memory.
+    five = config_for("prod", apiServerReplicas=5).plan
+    more_connections = five.database.max_connections - prod.plan.database.max_connections
+    assert five.control_plane.api_server.workers == 5 and more_connections > 0
+    assert five.control_plane.memory_request_mib - prod.plan.control_plane.memory_request_mib == (
+        3 * five.control_plane.api_server.pod.memory_request_mib
+        + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * more_connections)
 
 
 def test_system_pool_too_small_names_its_count() -> None:
@@ -222,8 +228,8 @@ def test_flower_adds_to_the_control_plane() -> None:
 
 def test_without_pgbouncer_postgres_takes_every_client_connection() -> None:
     d = config_for("prod", pgbouncer=False).plan.database
-    assert d.pgbouncer is None and d.server_connections == d.budget == 1208
-    assert d.max_connections == 1340
+    assert d.pgbouncer is None and d.server_connections == d.budget == 1148
+    assert d.max_connections == 1270
 
 
 def test_pgbouncer_pools_can_be_set_and_the_metadata_pool_not_below_the_scheduler() -> None:
@@ -286,23 +292,58 @@ def test_every_known_size_has_a_list_price() -> None:
     assert missing == [], f"sizes without a list price: {missing}"
 
 
-def test_prod_api_server_is_sized_from_the_measured_heartbeat_cost(prod: StackConfig) -> None:
+def test_prod_api_server_is_sized_from_the_heartbeats_and_the_start_burst(prod: StackConfig) -> None:
     api = prod.plan.control_plane.api_server
-    # 1,000 running tasks x 2.04 millicores (bench/results/controlplane.json,
-    # "500 paced 16, 2 api workers") = 2040m; at half of a worker's 870m
-    # saturation that is 5 uvicorn workers, 2 per pod: 3 pods.
-    assert api.heartbeat_millicores == math.ceil(1000 * sizing.MEASURED_API_MILLICORES_PER_RUNNING_TASK) == 2040
-    assert api.workers_needed == 5
-    assert (api.replicas, api.workers_per_pod) == (3, 2), "api-server: 3 pods x 2 workers"
+    # A heartbeat costs 10.2 ms ("500 paced 16, 2 api workers": 2.04 millicores
+    # a task at 5 s); every 15 s, 1,000 running tasks cost 680m: at half of a
+    # worker's 870m saturation, 2 uvicorn workers.
+    assert api.heartbeat_interval_seconds == 15
+    assert api.millicores_per_running_task == pytest.approx(1000 * sizing.MEASURED_API_HEARTBEAT_CPU_S / 15, abs=1e-3)
+    assert api.heartbeat_millicores == round(1000 * sizing.MEASURED_API_HEARTBEAT_CPU_S * 1000 / 15) == 680
+    # 1,000 starts at once cost 17 CPU-s ("167 burst, 1 api workers, api-server
+    # at 680m": 17 ms a start); answered within 10 s that is 1700m: 2 workers
+    # at saturation, each pod's limit its share.
+    assert api.workers_needed == 2
+    assert (api.replicas, api.workers_per_pod) == (2, 1), "api-server: 2 pods x 1 worker"
     assert api.workers * sizing.MEASURED_API_WORKER_SATURATION_MILLICORES / sizing.API_WORKER_HEADROOM \
-        >= api.heartbeat_millicores, "every api-server worker at most half busy"
-    assert (api.pod.cpu_request_millicores, api.pod.cpu_limit_millicores) == (680, 1360)
-    assert api.pod.memory_request_mib == 2 * sizing.API_WORKER_MEMORY_MIB == 894
-    # The limits of 3 pods (4080m) hold 2,000 running tasks' heartbeats; past
-    # that the api-server saturates, as the 500-task run on one worker did.
-    assert api.max_running_tasks == 2000
+        >= api.heartbeat_millicores, "every api-server worker at most half busy in the steady state"
+    assert (api.pod.cpu_request_millicores, api.pod.cpu_limit_millicores) == (425, 850)
+    assert api.replicas * api.pod.cpu_limit_millicores * capacity.API_START_BURST_SECONDS / 1000 \
+        >= 1000 * sizing.MEASURED_API_BURST_START_CPU_S, "the limits answer 1,000 starts within 10 s"
+    assert api.start_burst_seconds == 10.0
+    assert api.pod.memory_request_mib == sizing.API_WORKER_MEMORY_MIB == 447
+    # The limits of 2 pods (1700m) hold 2,500 running tasks' heartbeats.
+    assert api.max_running_tasks == 2500
     assert prod.plan.control_plane.pods["api-server"] == api.pod
-    assert "workers = 2" in prod.airflow_cfg.split("[api]")[1].split("[")[0], "airflow.cfg [api] workers"
+    assert "workers = 1" in prod.airflow_cfg.split("[api]")[1].split("[")[0], "airflow.cfg [api] workers"
+
+
+def test_the_client_waits_out_the_burst_and_the_scheduler_waits_out_the_client(prod: StackConfig) -> None:
+    api = prod.plan.control_plane.api_server
+    # Twice the burst: a start queued behind all the others is answered
+    # before the supervisor gives up on it and retries.
+    assert api.client_timeout_seconds == 2 * 10 == 20
+    # A live task's longest heartbeat gap: the 15 s interval, a heartbeat
+    # answered just within 20 s, failing, and its first retry (up to 2 s
+    # later, answered within 20 s): 57 s; twice that, rounded up to 10 s.
+    assert api.heartbeat_timeout_seconds == 120
+    assert api.lost_task_noticed_seconds == 130, "120 s and the scheduler's 10 s check"
+
+
+def test_a_small_stack_keeps_airflows_client_timeout(dev: StackConfig) -> None:
+    api = dev.plan.control_plane.api_server
+    assert api.start_burst_seconds < capacity.AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS / 2
+    assert api.client_timeout_seconds == capacity.AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS
+    assert api.heartbeat_timeout_seconds == 2 * (15 + 2 * 5 + 2) + 6 == 60
+
+
+@pytest.mark.parametrize(("interval", "millicores", "timeout"), [(5, 2040, 50), (15, 680, 120), (30, 340, 150)])
+def test_the_heartbeat_interval_sets_the_load_and_the_timeout(interval: int, millicores: int, timeout: int) -> None:
+    # At 5 s the heartbeats need 5 workers (3 pods x 2), whose limits answer
+    # the burst in 4.2 s: a 9 s client timeout, 2 x (5 + 18 + 2) -> 50 s.
+    api = config_for("prod", heartbeatIntervalSeconds=interval).plan.control_plane.api_server
+    assert api.heartbeat_millicores == millicores, f"1,000 tasks heartbeating every {interval} s"
+    assert api.heartbeat_timeout_seconds == timeout, f"heartbeat timeout at {interval} s"
 
 
 def test_a_small_stack_runs_one_api_server_worker(dev: StackConfig) -> None:
@@ -311,21 +352,22 @@ def test_a_small_stack_runs_one_api_server_worker(dev: StackConfig) -> None:
     assert api.pod.cpu_request_millicores == capacity.API_SERVER_MIN_CPU_MILLICORES
 
 
-@pytest.mark.parametrize(("parallelism", "replicas", "per_pod"), [(500, 2, 2), (3000, 8, 2), (5000, 12, 2)])
+@pytest.mark.parametrize(("parallelism", "replicas", "per_pod"), [(500, 1, 1), (3000, 3, 2), (5000, 5, 2)])
 def test_the_api_server_grows_with_parallelism(parallelism: int, replicas: int, per_pod: int) -> None:
     api = config_for("prod", parallelism=parallelism,
                      systemPool={"vmSize": "Standard_D16s_v5", "count": 4}).plan.control_plane.api_server
     assert (api.replicas, api.workers_per_pod) == (replicas, per_pod), f"api-server at parallelism {parallelism}"
-    assert api.max_running_tasks >= parallelism * sizing.API_WORKER_HEADROOM - 2 * replicas
+    assert api.max_running_tasks >= parallelism * sizing.API_WORKER_HEADROOM
+    assert api.start_burst_seconds <= capacity.API_START_BURST_SECONDS, f"start burst at parallelism {parallelism}"
 
 
 def test_a_set_replica_count_takes_the_workers_the_load_needs() -> None:
     api = config_for("prod", apiServerReplicas=1).plan.control_plane.api_server
-    assert (api.replicas, api.workers_per_pod) == (1, 5)
-    assert api.pod.cpu_request_millicores == 2040 and api.pod.memory_request_mib == 5 * sizing.API_WORKER_MEMORY_MIB
+    assert (api.replicas, api.workers_per_pod) == (1, 2)
+    assert api.pod.cpu_request_millicores == 850 and api.pod.memory_request_mib == 2 * sizing.API_WORKER_MEMORY_MIB
 
 
 def test_a_system_pool_too_small_for_the_api_server_names_its_count() -> None:
     with pytest.raises(ConfigError) as err:
-        config_for("prod", parallelism=10_000)
+        config_for("prod", parallelism=10_000, systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
     assert "systemPool.count" in dict(err.value.problems)

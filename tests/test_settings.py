@@ -242,3 +242,19 @@ def test_pgbouncer_keys_are_checked(key: str, value: Any, says: str) -> None:
 def test_pgbouncer_is_on_by_default_with_derived_pools() -> None:
     s = parse()
     assert s.pgbouncer and s.pgbouncer_metadata_pool_size is None and s.pgbouncer_result_backend_pool_size is None
+
+
+@pytest.mark.parametrize(("section", "option", "key"), [
+    ("workers", "min_heartbeat_interval", "heartbeatIntervalSeconds"),
+    ("workers", "execution_api_timeout", "start burst"),
+    ("scheduler", "task_instance_heartbeat_timeout", "heartbeatIntervalSeconds"),
+    ("core", "default_task_execution_timeout", "longestTaskSeconds"),
+])
+def test_the_derived_timeouts_are_refused_as_overrides(section: str, option: str, key: str) -> None:
+    problems = problems_of(airflowConfig={section: {option: "60"}})
+    assert key in problems[f"airflowConfig.{section}.{option}"]
+
+
+@pytest.mark.parametrize("value", [4, 61, "15s"])
+def test_heartbeat_interval_outside_5_to_60_is_refused(value: object) -> None:
+    assert "heartbeatIntervalSeconds" in problems_of(heartbeatIntervalSeconds=value)

@@ -73,6 +73,7 @@ def api_server_url(namespace: str) -> str:
 
 def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
     """Every option the program sets, with the stack's overrides merged last."""
+    api = plan.control_plane.api_server
     options: Options = {
         "core": {
             "executor": "CeleryExecutor",
@@ -87,6 +88,11 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             "execution_api_server_url": f"{api_server_url(settings.namespace)}/execution/",
             "simple_auth_manager_users": f"{ADMIN_USER}:admin",
             "simple_auth_manager_passwords_file": AUTH_PASSWORDS_FILE,
+            # Airflow stops a task that runs past longestTaskSeconds, so the
+            # grace periods, consumer timeout and drain timeouts sized from it
+            # hold: the task fails as timed out instead of being SIGKILLed
+            # with its pod.
+            "default_task_execution_timeout": str(settings.longest_task_seconds),
         },
         "database": {
             "sql_alchemy_pool_size": str(SQLALCHEMY_POOL_SIZE),
@@ -114,9 +120,22 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             # 1,000-wide run queued in 1.5 s instead of 11-13 s on 3.3.2).
             "max_tis_per_query": "0",
             "task_queued_timeout": f"{settings.task_queued_timeout_seconds}.0",
+            # Matched to the heartbeat interval and the Execution API timeout
+            # (capacity.py _api_server_plan): a live task is never failed for a
+            # late heartbeat, a lost one within ~2 minutes instead of 5.
+            "task_instance_heartbeat_timeout": str(api.heartbeat_timeout_seconds),
             # Serves /health for the scheduler's liveness probe.
             "enable_health_check": "True",
             "scheduler_health_check_server_port": str(SCHEDULER_HEALTH_PORT),
+        },
+        "workers": {
+            # Every running task's supervisor heartbeats this often; the
+            # api-server is sized for it (bench/controlplane: the CPU of a
+            # running task falls with the interval).
+            "min_heartbeat_interval": str(api.heartbeat_interval_seconds),
+            # Longer than the api-server takes to answer a whole run's starts
+            # at once, so a burst queues instead of timing out into retries.
+            "execution_api_timeout": f"{api.client_timeout_seconds}.0",
         },
         "celery": {
             # app/config/airflow_aks_celery.py: the provider's defaults with

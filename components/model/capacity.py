@@ -15,8 +15,8 @@ from components.model.settings import ConfigError, Settings
 from components.model.sizing import (
     API_WORKER_HEADROOM,
     API_WORKER_MEMORY_MIB,
-    MEASURED_API_MILLICORES_PER_RUNNING_TASK,
-    MEASURED_API_TASK_START_CPU_S,
+    MEASURED_API_BURST_START_CPU_S,
+    MEASURED_API_HEARTBEAT_CPU_S,
     MEASURED_API_WORKER_SATURATION_MILLICORES,
     MEASURED_TASK_START_CPU_S,
     TASK_START_HEADROOM,
@@ -162,6 +162,30 @@ API_SERVER_MAX_WORKERS_PER_POD = 2
 # Where the tasks' load is smaller, a pod still requests this for the UI and
 # the public API (an allowance: the benchmark measured task traffic only).
 API_SERVER_MIN_CPU_MILLICORES = 250
+# A whole run queued at once reaches warm workers at once, and every task's
+# supervisor calls start together. The api-server's CPU limits answer all of
+# `parallelism` starts within this, and no uvicorn worker is asked for more
+# than it does saturated: the workers' own start of their slots (bench/worker:
+# ~29 s for 36 fresh slots) stays the slower side.
+API_START_BURST_SECONDS = 10
+# [workers] execution_api_timeout: a start queued behind the whole burst must
+# be answered before the supervisor gives up on it; past its timeout the SDK
+# retries, and each retry is one more start for the api-server to answer (the
+# retry storm of bench/controlplane's "1000 burst": 996 of 1,000 failed with
+# Airflow's 5 s). Twice the burst, never below Airflow's default.
+API_CLIENT_TIMEOUT_HEADROOM = 2.0
+AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS = 5
+# The SDK client's first retry waits at most this long (tenacity's
+# wait_random_exponential(min=execution_api_retry_wait_min 1 s): up to 2 s on
+# the first retry; airflow/sdk/api/client.py Client.request).
+SDK_FIRST_RETRY_WAIT_SECONDS = 2
+# [scheduler] task_instance_heartbeat_timeout is twice the longest gap a live
+# task's heartbeats can leave: an interval, then a heartbeat answered just
+# within the timeout, failing, and answered on its first retry.
+HEARTBEAT_TIMEOUT_MARGIN = 2
+# The scheduler looks for tasks past that timeout this often
+# ([scheduler] task_instance_heartbeat_timeout_detection_interval, Airflow's 10 s).
+HEARTBEAT_DETECTION_INTERVAL_SECONDS = 10
 
 CONTROL_PLANE_REQUESTS: dict[str, PodResources] = {
     "scheduler": PodResources(500, 1024),
@@ -269,15 +293,28 @@ class ApiServerPlan:
 
     replicas: int
     workers_per_pod: int
+    # [workers] min_heartbeat_interval, and what one running task's
+    # heartbeats cost at it, in millicores.
+    heartbeat_interval_seconds: int
+    millicores_per_running_task: float
     # What `parallelism` running tasks' heartbeats cost it, in millicores.
     heartbeat_millicores: int
-    # Uvicorn workers that load needs, each at most 1/API_WORKER_HEADROOM busy.
+    # Uvicorn workers the steady load and the start burst need, each at most
+    # 1/API_WORKER_HEADROOM busy in the steady state.
     workers_needed: int
     pod: PodResources
     # Running tasks whose heartbeats take every pod to its CPU limit.
     max_running_tasks: int
     # `parallelism` tasks starting at once, on every pod's CPU limit.
     start_burst_seconds: float
+    # [workers] execution_api_timeout and [scheduler] task_instance_heartbeat_timeout.
+    client_timeout_seconds: int
+    heartbeat_timeout_seconds: int
+
+    @property
+    def lost_task_noticed_seconds(self) -> int:
+        """At most this long after a task's last heartbeat the scheduler fails it."""
+        return self.heartbeat_timeout_seconds + HEARTBEAT_DETECTION_INTERVAL_SECONDS
 
     @property
     def workers(self) -> int:
@@ -351,9 +388,11 @@ class CapacityPlan:
         workers = f"{a.workers_per_pod} uvicorn worker{'s' if a.workers_per_pod > 1 else ''}"
         return (f"api-server: {pods} x {workers}, {a.pod.cpu_request_millicores}m "
                 f"CPU ({a.pod.cpu_limit_millicores}m limit) and {a.pod.memory_request_mib} MiB each; "
-                f"{self.parallelism} running tasks' heartbeats about {a.heartbeat_millicores}m, "
-                f"saturating the limits at about {a.max_running_tasks}; {self.parallelism} starts at once take about "
-                f"{a.start_burst_seconds:.0f} s of them")
+                f"{self.parallelism} running tasks' heartbeats (every {a.heartbeat_interval_seconds} s) about "
+                f"{a.heartbeat_millicores}m, saturating the limits at about {a.max_running_tasks}; "
+                f"{self.parallelism} starts at once answered within about {a.start_burst_seconds:.0f} s "
+                f"(execution_api_timeout {a.client_timeout_seconds} s); a lost task failed within "
+                f"{a.lost_task_noticed_seconds} s of its last heartbeat")
 
     def footprint_lines(self) -> list[str]:
         """Nodes, vCPU, GiB and the hourly cost between runs and at the peak."""
@@ -428,24 +467,41 @@ def _pgbouncer_plan(settings: Settings, connections: dict[str, int],
 
 
 def _api_server_plan(settings: Settings) -> ApiServerPlan:
-    load = settings.parallelism * MEASURED_API_MILLICORES_PER_RUNNING_TASK
-    needed = max(1, math.ceil(load * API_WORKER_HEADROOM / MEASURED_API_WORKER_SATURATION_MILLICORES))
+    interval = settings.heartbeat_interval_seconds
+    per_task = MEASURED_API_HEARTBEAT_CPU_S * 1000 / interval
+    load = settings.parallelism * per_task
+    # Every start at once, answered within API_START_BURST_SECONDS: that many
+    # millicores across the pods' limits, and workers enough to use them.
+    burst = settings.parallelism * MEASURED_API_BURST_START_CPU_S * 1000 / API_START_BURST_SECONDS
+    needed = max(1, math.ceil(load * API_WORKER_HEADROOM / MEASURED_API_WORKER_SATURATION_MILLICORES),
+                 math.ceil(burst / MEASURED_API_WORKER_SATURATION_MILLICORES))
     replicas = settings.api_server_replicas or (
         1 if needed == 1 else max(2, math.ceil(needed / API_SERVER_MAX_WORKERS_PER_POD)))
     per_pod = math.ceil(needed / replicas)
     # The request is the pod's share of the steady load; its limit (twice the
-    # request) is the headroom that keeps heartbeats answered in time.
-    pod = PodResources(max(API_SERVER_MIN_CPU_MILLICORES, math.ceil(load / replicas)),
+    # request) is the headroom that keeps heartbeats answered in time and
+    # carries the pod's share of the start burst.
+    pod = PodResources(max(API_SERVER_MIN_CPU_MILLICORES, math.ceil(load / replicas),
+                           math.ceil(burst / replicas / 2)),
                        per_pod * API_WORKER_MEMORY_MIB)
     limits = replicas * pod.cpu_limit_millicores
+    usable = min(limits, replicas * per_pod * MEASURED_API_WORKER_SATURATION_MILLICORES)
+    burst_seconds = settings.parallelism * MEASURED_API_BURST_START_CPU_S * 1000 / usable
+    client_timeout = max(AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS,
+                         math.ceil(burst_seconds * API_CLIENT_TIMEOUT_HEADROOM))
+    gap = interval + 2 * client_timeout + SDK_FIRST_RETRY_WAIT_SECONDS
     return ApiServerPlan(
         replicas=replicas,
         workers_per_pod=per_pod,
+        heartbeat_interval_seconds=interval,
+        millicores_per_running_task=round(per_task, 3),
         heartbeat_millicores=math.ceil(load),
         workers_needed=needed,
         pod=pod,
-        max_running_tasks=int(limits / MEASURED_API_MILLICORES_PER_RUNNING_TASK),
-        start_burst_seconds=round(settings.parallelism * MEASURED_API_TASK_START_CPU_S * 1000 / limits, 1),
+        max_running_tasks=int(limits / per_task),
+        start_burst_seconds=round(burst_seconds, 1),
+        client_timeout_seconds=client_timeout,
+        heartbeat_timeout_seconds=math.ceil(gap * HEARTBEAT_TIMEOUT_MARGIN / 10) * 10,
     )
 
 

@@ -125,6 +125,9 @@ class Settings:
     task_log_emulator_endpoint: str | None = None
     # Airflow's StatsD metrics to a statsd-exporter that Prometheus scrapes.
     metrics: bool = True
+    # [workers] min_heartbeat_interval: how often each running task's
+    # supervisor heartbeats to the Execution API.
+    heartbeat_interval_seconds: int = 15
 
 
 
@@ -147,6 +150,7 @@ DEFAULTS: dict[str, Any] = {
     "fanoutTasks": None,
     "fanoutSleepSeconds": 100,
     "longestTaskSeconds": 3600,
+    "heartbeatIntervalSeconds": 15,
     "flower": False,
     "pgbouncer": True,
     "pgbouncerImage": "apache/airflow:airflow-pgbouncer-2025.03.05-1.23.1",
@@ -195,6 +199,12 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("logging", "worker_log_server_port"): "the workers' headless Service exposes it for task logs",
     ("logging", "trigger_log_server_port"): "the triggerer's headless Service exposes it for deferred tasks' logs",
     ("api", "workers"): "the capacity plan derives it from parallelism and the connection budget counts on it",
+    ("workers", "min_heartbeat_interval"): "use the `heartbeatIntervalSeconds` key (the api-server is sized for it)",
+    ("workers", "execution_api_timeout"): "the capacity plan derives it from the api-server's start burst",
+    ("scheduler", "task_instance_heartbeat_timeout"): "the capacity plan derives it from `heartbeatIntervalSeconds` "
+                                                      "and the Execution API timeout",
+    ("core", "default_task_execution_timeout"): "use the `longestTaskSeconds` key (grace periods and drain "
+                                                "timeouts are sized from it)",
     ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
     ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
 }
@@ -545,6 +555,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
                     if fanout_raw is not None else parallelism)
     fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
     longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
+    heartbeat = _int(get("heartbeatIntervalSeconds"), "heartbeatIntervalSeconds", 5, 60, problems)
     flower = _bool(get("flower"), "flower", problems)
     scaling_raw = values.get("workerScaling")
     worker_scaling = (_str(scaling_raw, "workerScaling", problems, _check_scaling) if scaling_raw is not None
@@ -614,6 +625,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert pgbouncer is not None and pgbouncer_image is not None
     assert worker_scaling is not None and min_replicas is not None
     assert remote_logs is not None and retention is not None and metrics is not None
+    assert heartbeat is not None
     return Settings(
         stack=stack,
         target=target,
@@ -656,4 +668,5 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         task_log_retention_days=retention,
         task_log_emulator_endpoint=emulator,
         metrics=metrics,
+        heartbeat_interval_seconds=heartbeat,
     )

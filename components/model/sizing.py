@@ -51,13 +51,14 @@ WORKER_BASE_MEMORY_MIB = math.ceil(MEASURED_WORKER_IDLE_MIB * REQUEST_HEADROOM)
 # --- api-server -----------------------------------------------------------
 # From `bench/controlplane` (real api-server, scheduler, PostgreSQL, PgBouncer
 # and RabbitMQ; simulated workers making the supervisor's Execution API calls;
-# bench/results/controlplane.json, runs named below). Every running task's
-# supervisor heartbeats every [workers] min_heartbeat_interval (5 s, the SDK's
-# default; the cfg sets none), so these figures hold for that interval.
-# In the steady state one running task costs the api-server 1.55 millicores
-# ("200 paced 16": 200 tasks on one uvicorn worker, 0.31 cores) to 2.04 ("500
-# paced 16, 2 api workers", saturated): the plan takes the higher.
-MEASURED_API_MILLICORES_PER_RUNNING_TASK = 2.04
+# bench/results/controlplane.json, runs named below).
+# Every running task's supervisor heartbeats every [workers]
+# min_heartbeat_interval, so a running task costs the api-server one
+# heartbeat's CPU per interval. At 5 s (the SDK's default) one running task
+# cost 1.55 millicores ("200 paced 16": 200 tasks on one uvicorn worker, 0.31
+# cores) to 2.04 ("500 paced 16, 2 api workers", saturated): 7.8 to 10.2 ms a
+# heartbeat. The plan takes the higher.
+MEASURED_API_HEARTBEAT_CPU_S = 0.0102
 # One uvicorn worker is one Python process: saturated it used 0.87-0.95 cores
 # ("500 paced 16", "1000 paced 16", "1000 burst"); the plan takes the lower.
 MEASURED_API_WORKER_SATURATION_MILLICORES = 870
@@ -68,6 +69,12 @@ API_WORKER_HEADROOM = 2.0
 # A task's start, rendered fields and final state: about 58 ms of the
 # api-server's CPU beyond its heartbeats ("200 paced 16").
 MEASURED_API_TASK_START_CPU_S = 0.058
+# The same calls made all at once, as warm workers make them when a run is
+# queued: 167 starts on one uvicorn worker in a 680-millicore cgroup (prod's
+# share before issue 23) were all answered within 4.16 s ("167 burst, 1 api
+# workers, api-server at 680m"): 4.16 s x 0.68 cores / 167 = 17 ms of CPU a
+# start, with its rendered fields and the first heartbeats that came in meanwhile.
+MEASURED_API_BURST_START_CPU_S = 0.017
 # Peak PSS of the api-server: 285-324 MiB with one uvicorn worker, 713 MiB with
 # two (their process manager included): about 357 MiB per worker.
 MEASURED_API_WORKER_MIB = 357
