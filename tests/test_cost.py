@@ -22,7 +22,7 @@ CASES = {
     "prod: 2 x Standard_D8s_v5 + 0-3 x Standard_E4s_v3": lambda: (
         shortest(), capacity.reference_day(config_for("prod").plan, shortest())),
     "prod, workers never scale down": lambda: (60, capacity.reference_day(config_for("prod").plan, 60)),
-    "prod with a 2 x Standard_D4s_v5 system pool (the plan's `2 needed` fits it)": lambda: (
+    "prod with a 2 x Standard_D4s_v5 system pool (the plan needs 1, one to spare)": lambda: (
         shortest(), capacity.reference_day(
             config_for("prod", systemPool={"vmSize": "Standard_D4s_v5", "count": 2}).plan, shortest())),
 }
@@ -49,7 +49,7 @@ def test_a_pools_price_override_reaches_the_day() -> None:
     assert capacity.reference_day(plan, 60).usd == 5 * 24, "5 nodes at 1 per hour all day"
 
 
-def test_the_prod_control_plane_fits_two_d4s_v5() -> None:
-    # Its 6 api-server workers' requests (3 x 680m) take it past one node's room.
+def test_the_prod_control_plane_fits_one_d4s_v5() -> None:
+    # Its 2 api-server pods request 2 x 425m; everything fits one node's room.
     plan = config_for("prod", systemPool={"vmSize": "Standard_D4s_v5", "count": 2}).plan
-    assert plan.control_plane.system_nodes_needed == 2, "prod control plane on Standard_D4s_v5"
+    assert plan.control_plane.system_nodes_needed == 1, "prod control plane on Standard_D4s_v5"
