@@ -719,6 +719,27 @@ def row(key: str, r: dict[str, Any]) -> list[str]:
             phase(r["cores"]["other"]), str(r["failed"]), str(r["lost"])]
 
 
+HEARTBEAT_COLUMNS = ("run", "interval", "execution_api_timeout", "heartbeat timeout", "api CPU-s/task/min",
+                     "api millicores per running task", "heartbeat p50/p99", "failed", "lost", "abandoned",
+                     "abandoned failed after")
+
+
+def heartbeat_row(key: str, r: dict[str, Any]) -> list[str]:
+    """A run with abandoned tasks: what its heartbeats cost and how soon the scheduler failed the abandoned."""
+    api = r["api_server_cpu_s_per_task_minute"]
+    per_task = api["steady"] if api["steady"] is not None else api["run"]
+    hb = r["latency_s"].get("heartbeat", {})
+    a = r["abandoned"]
+    after = a.get("noticed_after_last_heartbeat_s", {})
+    failed_after = "-" if after.get("min") is None else f"{after['min']:.0f}-{after['max']:.0f} s"
+    return [key, f"{r['heartbeat_interval_s']} s", f"{r['execution_api_timeout_s']:g} s",
+            f"{r['task_instance_heartbeat_timeout_s']} s", "-" if per_task is None else f"{per_task:.4f}",
+            "-" if per_task is None else f"{per_task * 1000 / 60:.2f}",
+            "-" if hb.get("p50") is None else f"{hb['p50'] * 1000:.0f} / {hb['p99'] * 1000:.0f} ms",
+            str(r["failed"]), str(r["lost"]), f"{a.get('states', {}).get('failed', 0)} of {a['n']} failed",
+            failed_after]
+
+
 def print_table(results: dict[str, dict[str, Any]]) -> None:
     rows = [row(k, r) for k, r in results.items()]
     print("| " + " | ".join(COLUMNS) + " |")
@@ -728,6 +749,14 @@ def print_table(results: dict[str, dict[str, Any]]) -> None:
     print("cores and PG TPS: mean over the steady state (every task started, none ended, only heartbeats), or "
           "over the starting phase when there is none; other: the machine less this deployment's processes; "
           "times from the run's creation")
+    abandoning = {k: r for k, r in results.items() if r.get("abandoned", {}).get("n")}
+    if abandoning:
+        print()
+        print("| " + " | ".join(HEARTBEAT_COLUMNS) + " |")
+        print("| " + " | ".join("---" for _ in HEARTBEAT_COLUMNS) + " |")
+        for key, r in abandoning.items():
+            print("| " + " | ".join(heartbeat_row(key, r)) + " |")
+        print("abandoned failed after: from each abandoned task's last heartbeat to its end in the metadata database")
 
 
 def _change(item: str) -> tuple[str, Any]:
