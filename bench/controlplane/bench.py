@@ -484,7 +484,7 @@ def _abandoned(d: LocalDeployment, abandoned: list[dict[str, Any]]) -> dict[str,
     """How the scheduler ended the abandoned tasks, and how long after their last heartbeat."""
     if not abandoned:
         return {"n": 0}
-    rows = dict((str(i), (s, e)) for i, s, e in d.query(
+    rows = dict((str(i), (s, _f(e))) for i, s, e in d.query(
         "SELECT id::text, state, extract(epoch FROM end_date) FROM task_instance WHERE id::text = ANY(%s)",
         [[a["id"] for a in abandoned]]))
     after = sorted(rows[a["id"]][1] - a["last_heartbeat_wall"] for a in abandoned
