@@ -99,12 +99,12 @@ def test_the_timeouts_follow_the_plan_and_longest_task(prod: StackConfig) -> Non
     # The supervisor's client waits out a whole run's starts (issue 23: with
     # Airflow's 5 s, "1000 burst" lost 996 of 1,000 tasks to retries).
     assert c["workers"]["min_heartbeat_interval"] == "15"
-    assert float(c["workers"]["execution_api_timeout"]) == api.client_timeout_seconds == 20
-    assert int(c["scheduler"]["task_instance_heartbeat_timeout"]) == api.heartbeat_timeout_seconds == 120
+    assert float(c["workers"]["execution_api_timeout"]) == api.client_timeout_seconds == 40
+    assert int(c["scheduler"]["task_instance_heartbeat_timeout"]) == api.heartbeat_timeout_seconds == 110
     # Airflow ends a task that overruns longestTaskSeconds, within the grace
     # period and drain timeouts sized from it.
     assert int(c["core"]["default_task_execution_timeout"]) == prod.settings.longest_task_seconds == 3600
     longer = parsed(config_for("prod", longestTaskSeconds=7200, heartbeatIntervalSeconds=30))
     assert longer["core"]["default_task_execution_timeout"] == "7200"
     assert longer["workers"]["min_heartbeat_interval"] == "30"
-    assert longer["scheduler"]["task_instance_heartbeat_timeout"] == "150"
+    assert longer["scheduler"]["task_instance_heartbeat_timeout"] == "140"

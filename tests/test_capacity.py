@@ -93,17 +93,17 @@ def test_allocatable_uses_quarter_of_memory_on_small_vms() -> None:
 def test_database_budget_counts_a_connection_per_busy_slot(prod: StackConfig) -> None:
     d = prod.plan.database
     assert d.connections["workers"] == 28 * (36 + capacity.CONNECTIONS_PER_WORKER_BASE)
-    # Every uvicorn worker of every api-server pod has its own pool: 2 pods x 1 worker.
-    assert d.connections["api-server"] == 2 * 1 * capacity.CONNECTIONS_PER_ENGINE
+    # Every uvicorn worker of every api-server pod has its own pool: 2 pods x 2 workers.
+    assert d.connections["api-server"] == 2 * 2 * capacity.CONNECTIONS_PER_ENGINE
     assert d.budget == sum(d.connections.values())
     # Through PgBouncer, PostgreSQL sees its pools (twice, while it rolls) and the migration Job.
     b = d.pgbouncer
     assert b is not None and b.result_backend_clients == d.connections["workers"] + 5
-    assert b.metadata_clients == 20 - 5 + 30 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
+    assert b.metadata_clients == 20 - 5 + 60 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
     assert b.metadata_pool == b.metadata_clients and b.result_backend_pool == math.ceil(1069 / 32) == 34
     assert d.connections["keda"] == capacity.KEDA_CONNECTIONS, "KEDA's query goes straight to PostgreSQL"
-    assert d.server_connections == 2 * (75 + 34) + capacity.MIGRATION_JOB_CONNECTIONS + 2 == 222
-    assert d.max_connections == 230, "1,270 without PgBouncer"
+    assert d.server_connections == 2 * (105 + 34) + capacity.MIGRATION_JOB_CONNECTIONS + 2 == 282
+    assert d.max_connections == 290, "1,300 without PgBouncer"
     assert b.max_client_conn >= d.budget * capacity.CONNECTION_HEADROOM
     assert d.max_connections % 10 == 0
 
@@ -165,9 +165,9 @@ def test_summary_reads_like_the_plan(prod: StackConfig) -> None:
     assert "task start: 360 tasks starting at once on a full node take about 68 s of its CPU; " \
         "dagbag_import_timeout 140 s" in text
     assert f"max_connections {prod.plan.database.max_connections}" in text
-    assert "api-server: 2 pods x 1 uvicorn worker, 425m CPU (850m limit) and 447 MiB each; 1000 running " \
-        "tasks' heartbeats (every 15 s) about 680m, saturating the limits at about 2500; 1000 starts at once " \
-        "answered within about 10 s (execution_api_timeout 20 s); a lost task failed within 130 s of its " \
+    assert "api-server: 2 pods x 2 uvicorn workers, 750m CPU (1500m limit) and 894 MiB each; 1000 running " \
+        "tasks' heartbeats (every 15 s) about 680m, saturating the limits at about 4411; 1000 starts at once " \
+        "answered within about 20 s (execution_api_timeout 40 s); a lost task failed within 120 s of its " \
         "last heartbeat" in text
 
 
@@ -185,20 +185,20 @@ def test_control_plane_fits_the_system_pools(dev: StackConfig, prod: StackConfig
         assert cp.postgres.memory_request_mib == (
             capacity.POSTGRES_BASE_MEMORY_MIB
             + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * cfg.plan.database.max_connections)
-    # One api-server pod runs the 2 workers the load needs instead of 2 x 1:
+    # One api-server pod runs the 4 workers the load needs instead of 2 x 2:
     # the same connections and memory, one pod.
     one = config_for("prod", apiServerReplicas=1).plan
     api2, api1 = prod.plan.control_plane.api_server, one.control_plane.api_server
-    assert (api2.workers, api1.workers) == (2, 2), "api-server workers: 2 x 1 and 1 x 2"
+    assert (api2.workers, api1.workers) == (4, 4), "api-server workers: 2 x 2 and 1 x 4"
     assert prod.plan.database.max_connections == one.database.max_connections
     assert prod.plan.control_plane.memory_request_mib == one.control_plane.memory_request_mib
-    # Five pods: a worker each, three more than the load needs: more
+    # Five pods: a worker each, one more than the load needs: more
     # connections, more memory.
     five = config_for("prod", apiServerReplicas=5).plan
     more_connections = five.database.max_connections - prod.plan.database.max_connections
     assert five.control_plane.api_server.workers == 5 and more_connections > 0
     assert five.control_plane.memory_request_mib - prod.plan.control_plane.memory_request_mib == (
-        3 * five.control_plane.api_server.pod.memory_request_mib
+        5 * five.control_plane.api_server.pod.memory_request_mib - 2 * api2.pod.memory_request_mib
         + capacity.POSTGRES_MEMORY_PER_CONNECTION_MIB * more_connections)
 
 
@@ -228,8 +228,8 @@ def test_flower_adds_to_the_control_plane() -> None:
 
 def test_without_pgbouncer_postgres_takes_every_client_connection() -> None:
     d = config_for("prod", pgbouncer=False).plan.database
-    assert d.pgbouncer is None and d.server_connections == d.budget == 1148
-    assert d.max_connections == 1270
+    assert d.pgbouncer is None and d.server_connections == d.budget == 1178
+    assert d.max_connections == 1300
 
 
 def test_pgbouncer_pools_can_be_set_and_the_metadata_pool_not_below_the_scheduler() -> None:
@@ -300,47 +300,49 @@ def test_prod_api_server_is_sized_from_the_heartbeats_and_the_start_burst(prod: 
     assert api.heartbeat_interval_seconds == 15
     assert api.millicores_per_running_task == pytest.approx(1000 * sizing.MEASURED_API_HEARTBEAT_CPU_S / 15, abs=1e-3)
     assert api.heartbeat_millicores == round(1000 * sizing.MEASURED_API_HEARTBEAT_CPU_S * 1000 / 15) == 680
-    # 1,000 starts at once cost 17 CPU-s ("167 burst, 1 api workers, api-server
-    # at 680m": 17 ms a start); answered within 10 s that is 1700m: 2 workers
-    # at saturation, each pod's limit its share.
-    assert api.workers_needed == 2
-    assert (api.replicas, api.workers_per_pod) == (2, 1), "api-server: 2 pods x 1 worker"
+    # 1,000 starts at once cost 60 CPU-s ("500 burst, 1 api workers, api-server
+    # at 850m": 60 ms a start); answered within 20 s that is 3000m: 4 workers
+    # at saturation, 2 per pod, each pod's limit its share.
+    assert api.workers_needed == 4
+    assert (api.replicas, api.workers_per_pod) == (2, 2), "api-server: 2 pods x 2 workers"
     assert api.workers * sizing.MEASURED_API_WORKER_SATURATION_MILLICORES / sizing.API_WORKER_HEADROOM \
         >= api.heartbeat_millicores, "every api-server worker at most half busy in the steady state"
-    assert (api.pod.cpu_request_millicores, api.pod.cpu_limit_millicores) == (425, 850)
+    assert (api.pod.cpu_request_millicores, api.pod.cpu_limit_millicores) == (750, 1500)
     assert api.replicas * api.pod.cpu_limit_millicores * capacity.API_START_BURST_SECONDS / 1000 \
-        >= 1000 * sizing.MEASURED_API_BURST_START_CPU_S, "the limits answer 1,000 starts within 10 s"
-    assert api.start_burst_seconds == 10.0
-    assert api.pod.memory_request_mib == sizing.API_WORKER_MEMORY_MIB == 447
-    # The limits of 2 pods (1700m) hold 2,500 running tasks' heartbeats.
-    assert api.max_running_tasks == 2500
+        >= 1000 * sizing.MEASURED_API_BURST_START_CPU_S, "the limits answer 1,000 starts within 20 s"
+    assert api.start_burst_seconds == 20.0
+    assert api.pod.memory_request_mib == 2 * sizing.API_WORKER_MEMORY_MIB == 894
+    # The limits of 2 pods (3000m) hold 4,411 running tasks' heartbeats.
+    assert api.max_running_tasks == 4411
     assert prod.plan.control_plane.pods["api-server"] == api.pod
-    assert "workers = 1" in prod.airflow_cfg.split("[api]")[1].split("[")[0], "airflow.cfg [api] workers"
+    assert "workers = 2" in prod.airflow_cfg.split("[api]")[1].split("[")[0], "airflow.cfg [api] workers"
 
 
 def test_the_client_waits_out_the_burst_and_the_scheduler_waits_out_the_client(prod: StackConfig) -> None:
     api = prod.plan.control_plane.api_server
     # Twice the burst: a start queued behind all the others is answered
     # before the supervisor gives up on it and retries.
-    assert api.client_timeout_seconds == 2 * 10 == 20
-    # A live task's longest heartbeat gap: the 15 s interval, a heartbeat
-    # answered just within 20 s, failing, and its first retry (up to 2 s
-    # later, answered within 20 s): 57 s; twice that, rounded up to 10 s.
-    assert api.heartbeat_timeout_seconds == 120
-    assert api.lost_task_noticed_seconds == 130, "120 s and the scheduler's 10 s check"
+    assert api.client_timeout_seconds == 2 * 20 == 40
+    # A live task's longest heartbeat gap: the 15 s interval, then a heartbeat
+    # queued behind the burst for up to the 40 s timeout; twice that.
+    assert api.heartbeat_timeout_seconds == 2 * (15 + 40) == 110
+    assert api.lost_task_noticed_seconds == 120, "110 s and the scheduler's 10 s check"
 
 
-def test_a_small_stack_keeps_airflows_client_timeout(dev: StackConfig) -> None:
+def test_a_small_stack_keeps_a_short_client_timeout_and_the_heartbeat_floor(dev: StackConfig) -> None:
     api = dev.plan.control_plane.api_server
-    assert api.start_burst_seconds < capacity.AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS / 2
-    assert api.client_timeout_seconds == capacity.AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS
-    assert api.heartbeat_timeout_seconds == 2 * (15 + 2 * 5 + 2) + 6 == 60
+    # 32 starts at once on a 500m limit: 3.8 s.
+    assert api.start_burst_seconds == round(32 * sizing.MEASURED_API_BURST_START_CPU_S / 0.5, 1) == 3.8
+    assert api.client_timeout_seconds == 8
+    assert api.heartbeat_timeout_seconds == capacity.HEARTBEAT_TIMEOUT_MIN_SECONDS == 60, "2 x (15 + 8) = 46"
+    low = config_for("dev", parallelism=4, workerConcurrency=4).plan.control_plane.api_server
+    assert low.client_timeout_seconds == capacity.AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS, "never below Airflow's 5 s"
 
 
-@pytest.mark.parametrize(("interval", "millicores", "timeout"), [(5, 2040, 50), (15, 680, 120), (30, 340, 150)])
+@pytest.mark.parametrize(("interval", "millicores", "timeout"), [(5, 2040, 70), (15, 680, 110), (30, 340, 140)])
 def test_the_heartbeat_interval_sets_the_load_and_the_timeout(interval: int, millicores: int, timeout: int) -> None:
     # At 5 s the heartbeats need 5 workers (3 pods x 2), whose limits answer
-    # the burst in 4.2 s: a 9 s client timeout, 2 x (5 + 18 + 2) -> 50 s.
+    # the burst in 14.7 s: a 30 s client timeout, 2 x (5 + 30) = 70 s.
     api = config_for("prod", heartbeatIntervalSeconds=interval).plan.control_plane.api_server
     assert api.heartbeat_millicores == millicores, f"1,000 tasks heartbeating every {interval} s"
     assert api.heartbeat_timeout_seconds == timeout, f"heartbeat timeout at {interval} s"
@@ -352,7 +354,7 @@ def test_a_small_stack_runs_one_api_server_worker(dev: StackConfig) -> None:
     assert api.pod.cpu_request_millicores == capacity.API_SERVER_MIN_CPU_MILLICORES
 
 
-@pytest.mark.parametrize(("parallelism", "replicas", "per_pod"), [(500, 1, 1), (3000, 3, 2), (5000, 5, 2)])
+@pytest.mark.parametrize(("parallelism", "replicas", "per_pod"), [(500, 2, 1), (3000, 6, 2), (5000, 9, 2)])
 def test_the_api_server_grows_with_parallelism(parallelism: int, replicas: int, per_pod: int) -> None:
     api = config_for("prod", parallelism=parallelism,
                      systemPool={"vmSize": "Standard_D16s_v5", "count": 4}).plan.control_plane.api_server
@@ -363,8 +365,8 @@ def test_the_api_server_grows_with_parallelism(parallelism: int, replicas: int, 
 
 def test_a_set_replica_count_takes_the_workers_the_load_needs() -> None:
     api = config_for("prod", apiServerReplicas=1).plan.control_plane.api_server
-    assert (api.replicas, api.workers_per_pod) == (1, 2)
-    assert api.pod.cpu_request_millicores == 850 and api.pod.memory_request_mib == 2 * sizing.API_WORKER_MEMORY_MIB
+    assert (api.replicas, api.workers_per_pod) == (1, 4)
+    assert api.pod.cpu_request_millicores == 1500 and api.pod.memory_request_mib == 4 * sizing.API_WORKER_MEMORY_MIB
 
 
 def test_a_system_pool_too_small_for_the_api_server_names_its_count() -> None:

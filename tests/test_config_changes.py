@@ -39,7 +39,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`maxActiveTasksPerDag` → 500": {"maxActiveTasksPerDag": 500},
     "`maxActiveRunsPerDag` 16 → 4": {"maxActiveRunsPerDag": 4},
     "`taskQueuedTimeoutSeconds` → 3600": {"taskQueuedTimeoutSeconds": 3600},
-    "`apiServerReplicas` (derived 3) → 5": {"apiServerReplicas": 5},
+    "`apiServerReplicas` (derived 2) → 5": {"apiServerReplicas": 5},
     "`workerMemoryPerSlotMiB` 72 → 96": {"workerMemoryPerSlotMiB": 96},
     "`workerCpuPerSlotMillicores` 1 → 20": {"workerCpuPerSlotMillicores": 20},
     "`fanoutTasks` → 500": {"fanoutTasks": 500},

@@ -313,7 +313,7 @@ def test_control_plane_pods_have_probes_limits_and_run_as_airflow(runs: dict[str
         assert c["securityContext"]["allowPrivilegeEscalation"] is False
 
 
-@pytest.mark.parametrize(("stack", "replicas", "workers", "cpu"), [("dev", 1, 1, "250m"), ("prod", 3, 2, "680m")])
+@pytest.mark.parametrize(("stack", "replicas", "workers", "cpu"), [("dev", 1, 1, "250m"), ("prod", 2, 2, "750m")])
 def test_api_server_replicas_and_the_execution_api_url(runs: dict[str, ProgramRun], stack: str,
                                                         replicas: int, workers: int, cpu: str) -> None:
     run = runs[stack]

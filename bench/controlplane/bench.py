@@ -798,6 +798,7 @@ def main() -> None:
                         help="change a prod stack config key for the run (value as JSON, else a string)")
     parser.add_argument("--abandon", type=int, default=0,
                         help="abandon the first K tasks after one heartbeat (a killed supervisor)")
+    parser.add_argument("--label", help="the run's key in the results file (default: from the options)")
     parser.add_argument("--note", default="")
     parser.add_argument("--table", action="store_true", help="print the table of the results file and exit")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "controlplane.json")
@@ -812,8 +813,8 @@ def main() -> None:
                             check=False).stdout.strip()
     results: dict[str, dict[str, Any]] = {}
     for tasks, hold in zip(args.tasks, holds, strict=True):
-        key = run_key(tasks, args.max_starting, args.limits, args.api_workers, args.api_cpu_limit, changes,
-                      args.abandon)
+        key = args.label or run_key(tasks, args.max_starting, args.limits, args.api_workers, args.api_cpu_limit,
+                                    changes, args.abandon)
         began = time.time()
         try:
             result = measure(tasks, hold, processes=args.processes, limits=args.limits,

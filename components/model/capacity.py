@@ -167,7 +167,7 @@ API_SERVER_MIN_CPU_MILLICORES = 250
 # `parallelism` starts within this, and no uvicorn worker is asked for more
 # than it does saturated: the workers' own start of their slots (bench/worker:
 # ~29 s for 36 fresh slots) stays the slower side.
-API_START_BURST_SECONDS = 10
+API_START_BURST_SECONDS = 20
 # [workers] execution_api_timeout: a start queued behind the whole burst must
 # be answered before the supervisor gives up on it; past its timeout the SDK
 # retries, and each retry is one more start for the api-server to answer (the
@@ -175,14 +175,14 @@ API_START_BURST_SECONDS = 10
 # Airflow's 5 s). Twice the burst, never below Airflow's default.
 API_CLIENT_TIMEOUT_HEADROOM = 2.0
 AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS = 5
-# The SDK client's first retry waits at most this long (tenacity's
-# wait_random_exponential(min=execution_api_retry_wait_min 1 s): up to 2 s on
-# the first retry; airflow/sdk/api/client.py Client.request).
-SDK_FIRST_RETRY_WAIT_SECONDS = 2
 # [scheduler] task_instance_heartbeat_timeout is twice the longest gap a live
-# task's heartbeats can leave: an interval, then a heartbeat answered just
-# within the timeout, failing, and answered on its first retry.
+# task's heartbeats leave while the api-server keeps to its plan: an
+# interval, then a heartbeat queued behind a start burst and answered just
+# within the client's timeout.
 HEARTBEAT_TIMEOUT_MARGIN = 2
+# Never below a minute: a live node that stalls for a few seconds (a
+# CPU-starved kubelet, a long GC pause in a supervisor) must not cost its tasks.
+HEARTBEAT_TIMEOUT_MIN_SECONDS = 60
 # The scheduler looks for tasks past that timeout this often
 # ([scheduler] task_instance_heartbeat_timeout_detection_interval, Airflow's 10 s).
 HEARTBEAT_DETECTION_INTERVAL_SECONDS = 10
@@ -489,7 +489,8 @@ def _api_server_plan(settings: Settings) -> ApiServerPlan:
     burst_seconds = settings.parallelism * MEASURED_API_BURST_START_CPU_S * 1000 / usable
     client_timeout = max(AIRFLOW_EXECUTION_API_TIMEOUT_SECONDS,
                          math.ceil(burst_seconds * API_CLIENT_TIMEOUT_HEADROOM))
-    gap = interval + 2 * client_timeout + SDK_FIRST_RETRY_WAIT_SECONDS
+    gap = interval + client_timeout
+    heartbeat_timeout = max(HEARTBEAT_TIMEOUT_MIN_SECONDS, math.ceil(gap * HEARTBEAT_TIMEOUT_MARGIN / 10) * 10)
     return ApiServerPlan(
         replicas=replicas,
         workers_per_pod=per_pod,
@@ -501,7 +502,7 @@ def _api_server_plan(settings: Settings) -> ApiServerPlan:
         max_running_tasks=int(limits / per_task),
         start_burst_seconds=round(burst_seconds, 1),
         client_timeout_seconds=client_timeout,
-        heartbeat_timeout_seconds=math.ceil(gap * HEARTBEAT_TIMEOUT_MARGIN / 10) * 10,
+        heartbeat_timeout_seconds=heartbeat_timeout,
     )
 
 

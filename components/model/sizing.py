@@ -70,11 +70,13 @@ API_WORKER_HEADROOM = 2.0
 # api-server's CPU beyond its heartbeats ("200 paced 16").
 MEASURED_API_TASK_START_CPU_S = 0.058
 # The same calls made all at once, as warm workers make them when a run is
-# queued: 167 starts on one uvicorn worker in a 680-millicore cgroup (prod's
-# share before issue 23) were all answered within 4.16 s ("167 burst, 1 api
-# workers, api-server at 680m"): 4.16 s x 0.68 cores / 167 = 17 ms of CPU a
-# start, with its rendered fields and the first heartbeats that came in meanwhile.
-MEASURED_API_BURST_START_CPU_S = 0.017
+# queued: 500 starts on one uvicorn worker in an 850-millicore cgroup were all
+# answered 35.4 s after the trigger ("500 burst, 1 api workers, api-server at
+# 850m", heartbeats every 15 s): 35.4 s x 0.85 cores / 500 = 60 ms of CPU a
+# start, with its rendered fields and the heartbeats that came in meanwhile.
+# (167 at once on 680m took 4.2 s in one run and 8.7 s in the next: a small
+# burst drains too fast to measure on a shared machine.)
+MEASURED_API_BURST_START_CPU_S = 0.060
 # Peak PSS of the api-server: 285-324 MiB with one uvicorn worker, 713 MiB with
 # two (their process manager included): about 357 MiB per worker.
 MEASURED_API_WORKER_MIB = 357
