@@ -468,8 +468,18 @@ def declared(stack: str, config: dict[str, Any] | None = None) -> ProgramRun:
 
 
 def stack_config(base: str = "dev", **changes: Any) -> dict[str, Any]:
-    """A stack file's config with some airflow-aks keys changed."""
+    """A stack file's config with some airflow-aks keys changed.
+
+    The reference DAG gets no schedule unless a change sets fanoutSchedule:
+    tests and benches unpause `fanout` and trigger it by hand, and with its
+    default hourly cron, unpausing alone starts a run too. Airflow 3.3.2's
+    CronTriggerTimetable with catchup=False puts the next run at the latest
+    past cron time (airflow/timetables/trigger.py,
+    _TriggerTimetable.next_dagrun_info: `_align_to_prev(utcnow())`), which is
+    already due, so the scheduler would create it at once beside the test's.
+    """
     config = stack_file_config(base)
+    config["airflow-aks:fanoutSchedule"] = None
     for key, value in changes.items():
         config[f"airflow-aks:{key}"] = value
     return config
