@@ -8,9 +8,10 @@ components read their sizes from it and from nowhere else.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from components.model.prewarm import PREWARM_LEAD_MINUTES, PrewarmPlan, prewarm_plan
 from components.model.settings import ConfigError, Settings
 from components.model.sizing import (
     API_WORKER_HEADROOM,
@@ -312,6 +313,8 @@ class CapacityPlan:
     # [core] dagbag_import_timeout: a task process parses its DAG file within
     # this, or is rescheduled; the start burst of a full node must fit.
     dagbag_import_timeout_seconds: int = AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS
+    # KEDA cron windows that bring the workers up before scheduled runs.
+    prewarm: PrewarmPlan | None = None
 
     def to_output(self) -> dict[str, Any]:
         """The plan as plain data, for the stack output and the render command."""
@@ -368,6 +371,27 @@ class CapacityPlan:
             usd = sum(f.cost(getattr(f, nodes)) for f in self.footprint)
             lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU, {gib} GiB, "
                          f"{usd:.2f} USD per hour{source}")
+        return lines + self.prewarm_lines()
+
+    def peak_extra_usd_per_hour(self) -> float:
+        """What the pools cost an hour at their peak beyond their idle size."""
+        return sum(f.cost(f.peak_nodes - f.idle_nodes) for f in self.footprint)
+
+    def prewarm_lines(self) -> list[str]:
+        """Per pre-warmed schedule: the window, and what it costs if no run
+        needed the pool in it (a run inside it would have)."""
+        p = self.prewarm
+        if p is None:
+            return []
+        lines = []
+        per_run = self.peak_extra_usd_per_hour() * p.window_minutes / 60
+        for s in p.schedules:
+            windows = "; ".join(f"{w.start} to {w.end}" for w in s.windows)
+            per_day = f"; {s.runs_per_day} runs a day, {per_run * s.runs_per_day:.2f} USD per day" \
+                if s.runs_per_day else ""
+            lines += [f"pre-warm `{s.schedule}` ({p.timezone}): {p.replicas} workers from {p.lead_minutes} min "
+                      f"before each run to {p.hold_minutes} min after (KEDA cron {windows})",
+                      f"  up to {p.window_minutes} min of the peak worker pool per run, {per_run:.2f} USD{per_day}"]
         return lines
 
 
@@ -572,7 +596,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         raise ConfigError(problems)
     tasks_per_node, start_seconds, import_timeout = _task_start(alloc, per_node, worker)
 
-    return CapacityPlan(
+    plan = CapacityPlan(
         parallelism=settings.parallelism,
         max_active_tasks_per_dag=settings.max_active_tasks_per_dag,
         max_active_runs_per_dag=settings.max_active_runs_per_dag,
@@ -597,6 +621,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         footprint=_footprint(settings, min_count, max_count),
         dagbag_import_timeout_seconds=import_timeout,
     )
+    return replace(plan, prewarm=prewarm_plan(settings, worker.replicas, PREWARM_LEAD_MINUTES))
 
 
 def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[PoolFootprint, ...]:
@@ -653,3 +678,19 @@ def reference_day(plan: CapacityPlan, worker_minutes_per_hour: float) -> DailyFo
 def shortest_worker_minutes(task_seconds: int) -> float:
     """The least a worker node can be up per run: the tasks themselves, then the waits."""
     return task_seconds / 60 + WORKER_NODE_TAIL_MINUTES
+
+
+def run_worker_minutes(plan: CapacityPlan, task_seconds: int) -> float:
+    """Minutes the worker pool is at its peak per run of the reference DAG.
+
+    Without pre-warm, the shortest: the tasks, then the waits (a cold start's
+    own minutes are not counted). Pre-warmed (the plan's window taken to be
+    the reference DAG's schedule), the pool is up from the window's start,
+    `lead_minutes` before the run, until the later of the tasks' end and the
+    window's, then the same waits: the lead is counted in full, although
+    the nodes come up during it.
+    """
+    p = plan.prewarm
+    if p is None:
+        return shortest_worker_minutes(task_seconds)
+    return p.lead_minutes + max(task_seconds / 60, p.hold_minutes) + WORKER_NODE_TAIL_MINUTES
