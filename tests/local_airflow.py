@@ -688,6 +688,28 @@ class LocalDeployment:
                 self.wrap(component, image_command(w.args)), env=self.process_env(w), cwd=self.home, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
+    def start_worker(self) -> float:
+        """Start the worker alone; the monotonic time its process started."""
+        started = time.monotonic()
+        self.start("worker")
+        return started
+
+    def wait_worker_ready(self, started: float, timeout: float = 300) -> float:
+        """Seconds from `started` until Celery logs the worker ready: its pool
+        forked and its consumer taking tasks (celery/apps/worker.py,
+        on_consumer_ready, "<hostname> ready.")."""
+        log = self.home / "worker.log"
+        ready = re.compile(r"celery@\S+ ready\.")
+
+        def logged() -> bool:
+            proc = self.processes["worker"]
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}: see {log}")
+            return log.exists() and ready.search(log.read_text(errors="replace")) is not None
+
+        wait_for("Celery's ready line in the worker's log", logged, timeout=timeout, interval=0.1)
+        return time.monotonic() - started
+
     def probe_ok(self, component: str) -> bool:
         """Run the component's declared readiness (or liveness) probe against the local process."""
         w = self.workloads[component]

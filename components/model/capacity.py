@@ -8,7 +8,7 @@ components read their sizes from it and from nowhere else.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from components.model.settings import ConfigError, Settings
@@ -22,6 +22,7 @@ from components.model.sizing import (
     TASK_START_HEADROOM,
     WORKER_BASE_MEMORY_MIB,
 )
+from components.model.startup import StartupPlan, startup_plan
 from components.model.vmsizes import VM_SIZES, Allocatable, allocatable
 
 # A stopping worker gets this long beyond the longest task to finish and exit.
@@ -312,11 +313,21 @@ class CapacityPlan:
     # [core] dagbag_import_timeout: a task process parses its DAG file within
     # this, or is rescheduled; the start burst of a full node must fit.
     dagbag_import_timeout_seconds: int = AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS
+    # The start-up timelines of a burst (components/model/startup.py).
+    startup: StartupPlan | None = None
+
+    @property
+    def prewarm_lead_minutes(self) -> int:
+        """Whole minutes before a scheduled run that bring the workers from
+        zero to up and ready: how early a pre-warm trigger fires."""
+        assert self.startup is not None, "plan_capacity sets the start-up timelines"
+        return self.startup.prewarm_lead_minutes
 
     def to_output(self) -> dict[str, Any]:
         """The plan as plain data, for the stack output and the render command."""
         out = asdict(self)
         out["worker_nodes"]["autoscale"] = self.worker_nodes.autoscale
+        out["startup"] = None if self.startup is None else self.startup.to_output()
         return out
 
     def summary(self) -> str:
@@ -343,6 +354,7 @@ class CapacityPlan:
             f"({self.control_plane.system_nodes_needed} needed)",
             f"default_pool: {self.default_pool_slots} slots",
             *self.footprint_lines(),
+            *(self.startup.lines() if self.startup else []),
         ])
 
     def api_server_line(self) -> str:
@@ -394,11 +406,16 @@ def _fit(alloc: Allocatable, max_pods: int, worker: WorkerPlan) -> int:
                       max_pods - NODE_DAEMONSET_PODS))
 
 
+def node_cores(alloc: Allocatable) -> float:
+    """The cores a worker node leaves for pods."""
+    return (alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES) / 1000
+
+
 def _task_start(alloc: Allocatable, per_node: int, worker: WorkerPlan) -> tuple[int, float, int]:
     """Tasks per full node, the seconds their starts take on its CPU, and the
     DAG import timeout that leaves them room (never below Airflow's own)."""
     tasks = min(per_node, worker.replicas) * worker.concurrency
-    cores = (alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES) / 1000
+    cores = node_cores(alloc)
     seconds = tasks * MEASURED_TASK_START_CPU_S / cores
     timeout = max(AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS, math.ceil(seconds * TASK_START_HEADROOM / 10) * 10)
     return tasks, round(seconds, 1), timeout
@@ -572,7 +589,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         raise ConfigError(problems)
     tasks_per_node, start_seconds, import_timeout = _task_start(alloc, per_node, worker)
 
-    return CapacityPlan(
+    plan = CapacityPlan(
         parallelism=settings.parallelism,
         max_active_tasks_per_dag=settings.max_active_tasks_per_dag,
         max_active_runs_per_dag=settings.max_active_runs_per_dag,
@@ -597,6 +614,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         footprint=_footprint(settings, min_count, max_count),
         dagbag_import_timeout_seconds=import_timeout,
     )
+    return replace(plan, startup=startup_plan(settings, plan, node_cores(alloc)))
 
 
 def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[PoolFootprint, ...]:
