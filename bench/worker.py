@@ -166,11 +166,18 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
     cli = _cli_cpu_s() - cli0
     obs = d.observe(run_id, tasks=tasks, timeout=sleep * 8 + 600, interval=0.2, on_sample=sample)
     cpu = None if seen["cpu"] is None else seen["cpu"] - cpu0 - cli
+    # The same span from the database's timestamps, free of the CLI and of
+    # this loop's polling: first queued -> first started -> last started.
+    times = d.start_times(run_id)
+    stamps = {"queued_to_first_running_s": round(times["first_started"] - times["first_queued"], 2),
+              "first_to_last_running_s": round(times["last_started"] - times["first_started"], 2)
+              } if times["started"] == tasks else {}
     steady, start = _steady_and_start(seen["trace"], sleep, tasks, (worker0, cpu0 + cli))
     return {
         "all_running_after_s": None if seen["at"] is None else round(seen["at"], 1),
         "first_running_after_s": None if obs.first_running_at is None else round(trigger_s + obs.first_running_at, 1),
         "trigger_cli_s": round(trigger_s, 1),
+        **stamps,
         "trigger_cli_cpu_s": round(cli, 1),
         "finished_after_s": None if obs.finished_at is None else round(time.monotonic() - t0, 1),
         "states": obs.states,

@@ -781,6 +781,19 @@ class LocalDeployment:
                           "WHERE run_id = %s GROUP BY 1", [run_id])
         return {state: count for state, count in rows}
 
+    def start_times(self, run_id: str) -> dict[str, float]:
+        """When the run's tasks were first queued, first started and last
+        started, as Unix times (the clock time.time() reads), from the
+        metadata database: queued_dttm is the scheduler's, start_date the
+        task supervisor's as it began (the Execution API's ti_run stores it).
+        `started` counts the task instances that have a start."""
+        [(first_queued, first_started, last_started, started)] = self.query(
+            "SELECT extract(epoch FROM min(queued_dttm)), extract(epoch FROM min(start_date)), "
+            "extract(epoch FROM max(start_date)), count(start_date) FROM task_instance WHERE run_id = %s",
+            [run_id])
+        return {"first_queued": float(first_queued), "first_started": float(first_started),
+                "last_started": float(last_started), "started": int(started)}
+
     def observe(self, run_id: str, tasks: int, timeout: float, interval: float = 0.25,
                 on_sample: Any = None) -> Observation:
         """Poll the metadata DB until every task instance of the run has ended."""
