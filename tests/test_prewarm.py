@@ -11,7 +11,7 @@ import pulumi
 import pytest
 
 from components.kubernetes.keda import SCALE_DOWN_WINDOW_SECONDS
-from components.model import names
+from components.model import names, startup
 from components.model.airflow_cfg import FANOUT_SCHEDULE_ENV, workload_env
 from components.model.prewarm import PREWARM_HOLD_MINUTES
 from components.model.schedules import CronWindow, parse_cron, prewarm_windows
@@ -254,6 +254,11 @@ def test_the_scale_up_reaches_the_peak_in_one_period() -> None:
             {"type": "Pods", "value": spec["maxReplicaCount"], "periodSeconds": 15}]}, stack
         assert behavior["scaleDown"] == {"stabilizationWindowSeconds": SCALE_DOWN_WINDOW_SECONDS, "policies": [
             {"type": "Percent", "value": 100, "periodSeconds": 15}]}, f"{stack}: scale-down unchanged"
+        # The start-up timeline's HPA step is this policy's: one period.
+        [policy] = behavior["scaleUp"]["policies"]
+        assert policy["type"] == startup.HPA_ASSUMED_POLICY_TYPE
+        assert policy["periodSeconds"] == startup.HPA_SYNC_SECONDS
+        assert startup.scale_up_periods(policy["type"], policy["value"], spec["maxReplicaCount"]) == 1
     assert spec["maxReplicaCount"] == 2
 
 

@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from components.model.prewarm import PREWARM_LEAD_MINUTES, PrewarmPlan, prewarm_plan
+from components.model.prewarm import PrewarmPlan, prewarm_plan
 from components.model.settings import ConfigError, Settings
 from components.model.sizing import (
     API_WORKER_HEADROOM,
@@ -23,6 +23,7 @@ from components.model.sizing import (
     TASK_START_HEADROOM,
     WORKER_BASE_MEMORY_MIB,
 )
+from components.model.startup import StartupPlan, startup_plan
 from components.model.vmsizes import VM_SIZES, Allocatable, allocatable
 
 # A stopping worker gets this long beyond the longest task to finish and exit.
@@ -313,13 +314,24 @@ class CapacityPlan:
     # [core] dagbag_import_timeout: a task process parses its DAG file within
     # this, or is rescheduled; the start burst of a full node must fit.
     dagbag_import_timeout_seconds: int = AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS
-    # KEDA cron windows that bring the workers up before scheduled runs.
+    # The start-up timelines of a burst (components/model/startup.py).
+    startup: StartupPlan | None = None
+    # KEDA cron windows that bring the workers up before scheduled runs, from
+    # prewarm_lead_minutes before each (components/model/prewarm.py).
     prewarm: PrewarmPlan | None = None
+
+    @property
+    def prewarm_lead_minutes(self) -> int:
+        """Whole minutes before a scheduled run that bring the workers from
+        zero to up and ready: how early a pre-warm trigger fires."""
+        assert self.startup is not None, "plan_capacity sets the start-up timelines"
+        return self.startup.prewarm_lead_minutes
 
     def to_output(self) -> dict[str, Any]:
         """The plan as plain data, for the stack output and the render command."""
         out = asdict(self)
         out["worker_nodes"]["autoscale"] = self.worker_nodes.autoscale
+        out["startup"] = None if self.startup is None else self.startup.to_output()
         return out
 
     def summary(self) -> str:
@@ -346,6 +358,8 @@ class CapacityPlan:
             f"({self.control_plane.system_nodes_needed} needed)",
             f"default_pool: {self.default_pool_slots} slots",
             *self.footprint_lines(),
+            *self.prewarm_lines(),
+            *(self.startup.lines() if self.startup else []),
         ])
 
     def api_server_line(self) -> str:
@@ -371,7 +385,7 @@ class CapacityPlan:
             usd = sum(f.cost(getattr(f, nodes)) for f in self.footprint)
             lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU, {gib} GiB, "
                          f"{usd:.2f} USD per hour{source}")
-        return lines + self.prewarm_lines()
+        return lines
 
     def peak_extra_usd_per_hour(self) -> float:
         """What the pools cost an hour at their peak beyond their idle size."""
@@ -418,11 +432,16 @@ def _fit(alloc: Allocatable, max_pods: int, worker: WorkerPlan) -> int:
                       max_pods - NODE_DAEMONSET_PODS))
 
 
+def node_cores(alloc: Allocatable) -> float:
+    """The cores a worker node leaves for pods."""
+    return (alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES) / 1000
+
+
 def _task_start(alloc: Allocatable, per_node: int, worker: WorkerPlan) -> tuple[int, float, int]:
     """Tasks per full node, the seconds their starts take on its CPU, and the
     DAG import timeout that leaves them room (never below Airflow's own)."""
     tasks = min(per_node, worker.replicas) * worker.concurrency
-    cores = (alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES) / 1000
+    cores = node_cores(alloc)
     seconds = tasks * MEASURED_TASK_START_CPU_S / cores
     timeout = max(AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS, math.ceil(seconds * TASK_START_HEADROOM / 10) * 10)
     return tasks, round(seconds, 1), timeout
@@ -621,7 +640,8 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         footprint=_footprint(settings, min_count, max_count),
         dagbag_import_timeout_seconds=import_timeout,
     )
-    return replace(plan, prewarm=prewarm_plan(settings, worker.replicas, PREWARM_LEAD_MINUTES))
+    plan = replace(plan, startup=startup_plan(settings, plan, node_cores(alloc)))
+    return replace(plan, prewarm=prewarm_plan(settings, worker.replicas, plan.prewarm_lead_minutes))
 
 
 def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[PoolFootprint, ...]:

@@ -28,11 +28,6 @@ from components.model.settings import ConfigError, Settings
 # the HPA's 120 s scale-down window (keda.py) and their nodes for the cluster
 # autoscaler's 10 minutes; only the pods would start again.
 PREWARM_HOLD_MINUTES = 2
-# Until the start-up timeline (components/model/startup.py on the `startup`
-# branch) gives the lead, the issue's own estimate of a cold start's worst
-# case: 3 to 6 minutes before the first task runs, and 2 more for the pool's
-# first node (AKS reports up to minutes more for a pool at 0).
-PREWARM_LEAD_MINUTES = 8
 
 
 @dataclass(frozen=True)
@@ -64,6 +59,8 @@ class PrewarmPlan:
 def prewarm_plan(settings: Settings, replicas: int, lead_minutes: int,
                  hold_minutes: int = PREWARM_HOLD_MINUTES) -> PrewarmPlan | None:
     """The windows for every pre-warmed schedule; None without any.
+    `lead_minutes` is the start-up timeline's (CapacityPlan.prewarm_lead_minutes,
+    components/model/startup.py): the workers from zero to up.
     ConfigError naming prewarmSchedules for a schedule that cannot be shifted."""
     if not settings.prewarm_schedules:
         return None
