@@ -6,7 +6,7 @@ import pytest
 
 from components.model import capacity
 from tests.conftest import config_for
-from tests.readme_tables import table_after
+from tests.readme_tables import README, table_after
 
 
 def rows() -> dict[str, list[str]]:
@@ -82,3 +82,16 @@ def test_the_prod_control_plane_fits_two_d4s_v5() -> None:
     # Its 6 api-server workers' requests (3 x 680m) take it past one node's room.
     plan = config_for("prod", systemPool={"vmSize": "Standard_D4s_v5", "count": 2}).plan
     assert plan.control_plane.system_nodes_needed == 2, "prod control plane on Standard_D4s_v5"
+
+
+def test_the_paragraph_after_the_table_is_the_tables() -> None:
+    prod, without, d4 = (CASES[label]()[1] for label in (
+        "prod: 2 x Standard_D8s_v5 + 0-3 x Standard_E4s_v3, workers pre-warmed",
+        "prod without pre-warm (`prewarmSchedules: []`), start-up not counted",
+        "prod with a 2 x Standard_D4s_v5 system pool (the plan's `2 needed` fits it)"))
+    seed = capacity.seed_day()
+    text = " ".join(README.split("The system pool dominates.", 1)[1].split("\n\n", 1)[0].split())
+    assert f"from {prod.vcpu_hours:.0f} to {d4.vcpu_hours:.0f} a day" in text
+    assert f"at {d4.usd:.2f} USD a day it costs {d4.usd / seed.usd:.0%}".replace("%", " %") in text
+    assert f"against {prod.usd / seed.usd:.0%}".replace("%", " %") in text
+    assert f"Pre-warm adds {prod.usd - without.usd:.2f} USD a day" in text

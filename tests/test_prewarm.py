@@ -305,3 +305,40 @@ def test_the_schema_check_reads_a_cron_triggers_metadata() -> None:
     cron["metadata"]["desiredReplicas"] = 28  # KEDA's CRD: metadata is a map of strings
     with pytest.raises(SchemaError, match="desiredReplicas"):
         validate_manifest(so, "1.35.0")
+
+
+def test_readme_says_what_prod_pre_warms() -> None:
+    from tests.readme_tables import README
+    keda = " ".join(README.split("### KEDA", 1)[1].split("\n### ", 1)[0].split())
+    plan = config_for("prod").plan
+    p = plan.prewarm
+    assert p is not None
+    [[window]] = [s.windows for s in p.schedules]
+    assert (f"before each run ({p.lead_minutes} minutes for prod, from \"Start-up of a burst\") until "
+            f"{p.hold_minutes} minutes after it: prod's is `start: {window.start}`, `end: {window.end}`, "
+            f"`desiredReplicas: \"{p.replicas}\"`, `timezone: {p.timezone}`") in keda
+    for schedule, says in (("0 * * * *", "starts at"), ("0 0 * * *", "at")):
+        [w] = prewarm_windows(parse_cron(schedule), p.lead_minutes, p.hold_minutes)
+        assert f"`{schedule}` {says} `{w.start}`" in keda
+    split = sorted(prewarm_windows(parse_cron("0,30 9 * * *"), p.lead_minutes, p.hold_minutes),
+                   key=lambda w: w.start.split()[1])
+    assert f"(`0,30 9 * * *` → `{split[0].start}` and `{split[1].start}`)" in keda
+    per_run = plan.peak_extra_usd_per_hour() * p.window_minutes / 60
+    assert (f"the peak worker pool for up to {p.window_minutes} minutes per run "
+            f"(3 \N{MULTIPLICATION SIGN} Standard_E4s_v3, {per_run:.2f} USD; {per_run * 24:.2f} USD a day for 24 runs)"
+            ) in keda
+    # The scale-up it replaced: Percent 100 from 1 to the peak.
+    doubling = startup.scale_up_periods("Percent", 100, 28)
+    assert f"1, 2, 4, 8, 16, 28, {['one', 'two', 'three', 'four', 'five', 'six'][doubling - 1]} periods" in keda
+    reference = " ".join(README.split("| `prewarmSchedules` |", 1)[1].split("\n", 1)[0].split())
+    assert f"(`prewarm_lead_minutes`, {p.lead_minutes} min for prod)" in reference
+    assert f"until {p.hold_minutes} minutes after it" in reference
+
+
+def test_readme_says_where_a_changed_schedules_window_goes() -> None:
+    from tests.readme_tables import table_after
+    notes = table_after("### What a config change does")["`fanoutSchedule` 0 * * * * → 30 6 * * *"][-1]
+    p = config_for("prod", fanoutSchedule="30 6 * * *").plan.prewarm
+    assert p is not None
+    [[w]] = [s.windows for s in p.schedules]
+    assert f"(`start: {w.start}`, `end: {w.end}`)" in notes
