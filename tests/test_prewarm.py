@@ -10,6 +10,7 @@ from typing import Any
 import pulumi
 import pytest
 
+from components.config import build_stack_config, project_values
 from components.kubernetes.keda import SCALE_DOWN_WINDOW_SECONDS
 from components.model import names, startup
 from components.model.airflow_cfg import FANOUT_SCHEDULE_ENV, workload_env
@@ -211,7 +212,6 @@ def test_the_schedules_zone_is_airflows_default_timezone() -> None:
 def test_real_tests_trigger_the_reference_dag_by_hand_only() -> None:
     settings = config_for("dev").settings
     assert settings.fanout_schedule == "0 * * * *", "the stack files keep the seed's hourly run"
-    from components.config import build_stack_config, project_values
     built = build_stack_config(project_values(stack_config("dev", parallelism=8)), stack="dev", location="x")
     assert workload_env(built.settings)[FANOUT_SCHEDULE_ENV] == "", "stack_config() unschedules it"
     built = build_stack_config(project_values(stack_config("dev", fanoutSchedule="@daily")), stack="dev",
