@@ -159,14 +159,25 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
             seen["late_memory"], seen["late_at"] = memory_by_role(main), now
 
     # `airflow dags trigger` is a CLI process of its own; its CPU is not the
-    # deployment's, so it is taken out below.
+    # deployment's, so it is taken out below. Its wall time is stored too: a
+    # scheduled run on AKS has no CLI before it (components/model/startup.py).
     run_id = d.trigger()
+    trigger_s = time.monotonic() - t0
     cli = _cli_cpu_s() - cli0
     obs = d.observe(run_id, tasks=tasks, timeout=sleep * 8 + 600, interval=0.2, on_sample=sample)
     cpu = None if seen["cpu"] is None else seen["cpu"] - cpu0 - cli
+    # The same span from the database's timestamps, free of the CLI and of
+    # this loop's polling: first queued -> first started -> last started.
+    times = d.start_times(run_id)
+    stamps = {"queued_to_first_running_s": round(times["first_started"] - times["first_queued"], 2),
+              "first_to_last_running_s": round(times["last_started"] - times["first_started"], 2)
+              } if times["started"] == tasks else {}
     steady, start = _steady_and_start(seen["trace"], sleep, tasks, (worker0, cpu0 + cli))
     return {
         "all_running_after_s": None if seen["at"] is None else round(seen["at"], 1),
+        "first_running_after_s": None if obs.first_running_at is None else round(trigger_s + obs.first_running_at, 1),
+        "trigger_cli_s": round(trigger_s, 1),
+        **stamps,
         "trigger_cli_cpu_s": round(cli, 1),
         "finished_after_s": None if obs.finished_at is None else round(time.monotonic() - t0, 1),
         "states": obs.states,
@@ -234,10 +245,12 @@ def warm_execution_api(d: Any) -> list[float]:
     return calls
 
 
-def restart_worker(d: Any) -> None:
+def restart_worker(d: Any) -> float:
     """Celery's warm shutdown of the worker (no task is running), then a new
     worker from the same declared command: fresh pool children, while the
-    control plane stays as the first run left it."""
+    control plane stays as the first run left it. Returns the seconds from the
+    new worker's process start until Celery logged it ready (consuming, its
+    pool forked)."""
     proc = d.processes["worker"]
     tree = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGTERM)
@@ -245,8 +258,10 @@ def restart_worker(d: Any) -> None:
     for pid in tree:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    d.start("worker")
+    started = d.start_worker()
+    ready = d.wait_worker_ready(started)
     wait_for("the new worker", lambda: d.probe_ok("worker"), timeout=300, interval=2)
+    return ready
 
 
 def measure(tasks: int, sleep: int, dag_width: int | None = None, warm_api: bool = True,
@@ -268,10 +283,11 @@ def measure(tasks: int, sleep: int, dag_width: int | None = None, warm_api: bool
     with local_services("dev", config) as services, deployment(services, config) as d:
         api_calls = warm_execution_api(d) if warm_api else None
         runs = {}
+        worker_start = None
         if restart:
             time.sleep(10)
             runs[FIRST_RUN] = one_run(d, tasks, sleep)
-            restart_worker(d)
+            worker_start = restart_worker(d)
         time.sleep(10)  # the pool forks and settles before its idle size is taken
         idle = memory_by_role(d.pid("worker"))
         runs["fresh"] = one_run(d, tasks, sleep)
@@ -283,6 +299,8 @@ def measure(tasks: int, sleep: int, dag_width: int | None = None, warm_api: bool
         run["pss_per_busy_slot_steady_mib"] = per_busy_slot(idle, run["memory_steady"], tasks)
     fresh, warm = runs["fresh"]["all_running_after_s"], runs.get("warm", {}).get("all_running_after_s")
     return {"idle": idle, "runs": runs, "execution_api_warmed_s": api_calls,
+            # With restart: the new worker's process start until Celery's "ready".
+            "worker_start_s": None if worker_start is None else round(worker_start, 1),
             "fresh_over_warm": round(fresh / warm, 2) if fresh and warm else None}
 
 

@@ -30,10 +30,13 @@ PROJECT = "airflow-aks"
 
 
 def cli_form(config: dict[str, Any]) -> dict[str, str]:
-    """Config as the Pulumi CLI hands it to a program: strings, objects as JSON."""
+    """Config as the Pulumi CLI hands it to a program: strings, objects as JSON,
+    a YAML null as "" (pulumi/pulumi#19483)."""
     out = {}
     for key, value in config.items():
-        if isinstance(value, (dict, list)):
+        if value is None:
+            out[key] = ""
+        elif isinstance(value, (dict, list)):
             out[key] = json.dumps(value)
         elif isinstance(value, bool):
             out[key] = "true" if value else "false"

@@ -468,8 +468,18 @@ def declared(stack: str, config: dict[str, Any] | None = None) -> ProgramRun:
 
 
 def stack_config(base: str = "dev", **changes: Any) -> dict[str, Any]:
-    """A stack file's config with some airflow-aks keys changed."""
+    """A stack file's config with some airflow-aks keys changed.
+
+    The reference DAG gets no schedule unless a change sets fanoutSchedule:
+    tests and benches unpause `fanout` and trigger it by hand, and with its
+    default hourly cron, unpausing alone starts a run too. Airflow 3.3.2's
+    CronTriggerTimetable with catchup=False puts the next run at the latest
+    past cron time (airflow/timetables/trigger.py,
+    _TriggerTimetable.next_dagrun_info: `_align_to_prev(utcnow())`), which is
+    already due, so the scheduler would create it at once beside the test's.
+    """
     config = stack_file_config(base)
+    config["airflow-aks:fanoutSchedule"] = None
     for key, value in changes.items():
         config[f"airflow-aks:{key}"] = value
     return config
@@ -688,6 +698,28 @@ class LocalDeployment:
                 self.wrap(component, image_command(w.args)), env=self.process_env(w), cwd=self.home, stdout=log,
                 stderr=subprocess.STDOUT, start_new_session=True)
 
+    def start_worker(self) -> float:
+        """Start the worker alone; the monotonic time its process started."""
+        started = time.monotonic()
+        self.start("worker")
+        return started
+
+    def wait_worker_ready(self, started: float, timeout: float = 300) -> float:
+        """Seconds from `started` until Celery logs the worker ready: its pool
+        forked and its consumer taking tasks (celery/apps/worker.py,
+        on_consumer_ready, "<hostname> ready.")."""
+        log = self.home / "worker.log"
+        ready = re.compile(r"celery@\S+ ready\.")
+
+        def logged() -> bool:
+            proc = self.processes["worker"]
+            if proc.poll() is not None:
+                raise RuntimeError(f"worker exited with {proc.returncode}: see {log}")
+            return log.exists() and ready.search(log.read_text(errors="replace")) is not None
+
+        wait_for("Celery's ready line in the worker's log", logged, timeout=timeout, interval=0.1)
+        return time.monotonic() - started
+
     def probe_ok(self, component: str) -> bool:
         """Run the component's declared readiness (or liveness) probe against the local process."""
         w = self.workloads[component]
@@ -758,6 +790,19 @@ class LocalDeployment:
         rows = self.query("SELECT coalesce(state, 'none'), count(*) FROM task_instance "
                           "WHERE run_id = %s GROUP BY 1", [run_id])
         return {state: count for state, count in rows}
+
+    def start_times(self, run_id: str) -> dict[str, float]:
+        """When the run's tasks were first queued, first started and last
+        started, as Unix times (the clock time.time() reads), from the
+        metadata database: queued_dttm is the scheduler's, start_date the
+        task supervisor's as it began (the Execution API's ti_run stores it).
+        `started` counts the task instances that have a start."""
+        [(first_queued, first_started, last_started, started)] = self.query(
+            "SELECT extract(epoch FROM min(queued_dttm)), extract(epoch FROM min(start_date)), "
+            "extract(epoch FROM max(start_date)), count(start_date) FROM task_instance WHERE run_id = %s",
+            [run_id])
+        return {"first_queued": float(first_queued), "first_started": float(first_started),
+                "last_started": float(last_started), "started": int(started)}
 
     def observe(self, run_id: str, tasks: int, timeout: float, interval: float = 0.25,
                 on_sample: Any = None) -> Observation:

@@ -44,6 +44,8 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`workerCpuPerSlotMillicores` 1 → 20": {"workerCpuPerSlotMillicores": 20},
     "`fanoutTasks` → 500": {"fanoutTasks": 500},
     "`fanoutSleepSeconds` 100 → 30": {"fanoutSleepSeconds": 30},
+    "`fanoutSchedule` 0 * * * * → 30 6 * * *": {"fanoutSchedule": "30 6 * * *"},
+    "`prewarmSchedules` (derived) → []": {"prewarmSchedules": []},
     "`longestTaskSeconds` 3600 → 7200": {"longestTaskSeconds": 7200},
     "`flower` false → true": {"flower": True},
     "`postgresStorageGiB` 32 → 64": {"postgresStorageGiB": 64},

@@ -299,7 +299,9 @@ def needed_flows(dep: Deployment) -> set[Flow]:
         if so["metadata"].get("annotations", {}).get(PAUSED_ANNOTATION) == "true":
             continue
         for trigger in so["spec"]["triggers"]:
-            need(KEDA_OPERATOR, trigger["metadata"]["host"], int(trigger["metadata"]["port"]))
+            # A cron trigger reads the clock only; the PostgreSQL one connects.
+            if "host" in trigger["metadata"]:
+                need(KEDA_OPERATOR, trigger["metadata"]["host"], int(trigger["metadata"]["port"]))
     for service in dep.of_kind("Service"):
         if service["metadata"]["name"] in CLIENT_SERVICES:
             for p in service["spec"]["ports"]:

@@ -3,6 +3,14 @@
 The ScaledObject's PostgreSQL trigger counts queued and running task instances
 and divides by the tasks one worker runs: KEDA sets the worker StatefulSet's
 replicas to that (between the configured minimum and the plan's workers).
+A cron trigger per pre-warmed schedule (components/model/prewarm.py) asks for
+the plan's workers from a few minutes before each run until just after it.
+
+KEDA itself takes the workers from 0 to 1 when a trigger becomes active and
+back to 0 `cooldownPeriod` after the last one was; between 1 and the maximum
+the HPA it creates decides, on the triggers' metrics and the `behavior` below
+(https://keda.sh/docs/2.18/concepts/scaling-deployments/#activating-and-scaling-thresholds;
+kedacore/keda pkg/scaling/executor/scale_scaledobjects.go, RequestScale).
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from components.kubernetes.k8s import KubeObject
 from components.kubernetes.secrets import PASSWORD_KEY
 from components.model import names
 from components.model.capacity import CapacityPlan
+from components.model.prewarm import PrewarmPlan
 from components.model.settings import Settings
 
 # How often KEDA runs the query: a burst is seen within seconds of being queued.
@@ -27,6 +36,12 @@ SCALE_DOWN_WINDOW_SECONDS = 120
 TRIGGER_AUTH = "airflow-keda"
 # The Celery queue Airflow sends every task to unless a task names another.
 CELERY_QUEUE = "default"
+# The HPA's scale-up period. A `Pods` policy of the plan's workers per period
+# takes 1 to the peak in one step: the HPA limits a scale-up to the current
+# replicas plus the policy's value per period (kubernetes
+# pkg/controller/podautoscaler/horizontal.go, calculateScaleUpLimitWithScalingRules),
+# where `Percent 100` doubled (1, 2, 4, ... 28 took five periods).
+SCALE_UP_PERIOD_SECONDS = 15
 # KEDA stops its scale loop and deletes its HPA for a ScaledObject with this
 # annotation, leaving the replicas as they are (kedacore/keda,
 # controllers/keda/scaledobject_controller.go, reconcileScaledObject).
@@ -47,6 +62,29 @@ def worker_query(worker_concurrency: int, queue: str = CELERY_QUEUE) -> str:
     """Workers needed now: queued + running task instances / tasks per worker, rounded up."""
     return (f"SELECT ceil(count(*)::decimal / {worker_concurrency}) FROM task_instance "
             f"WHERE state IN ('queued', 'running') AND queue = '{queue}'")
+
+
+def cron_triggers(prewarm: PrewarmPlan | None) -> list[dict[str, Any]]:
+    """One KEDA cron trigger per window: `desiredReplicas` from `start` until
+    the next `end`, in the schedules' zone (kedacore/keda
+    pkg/scalers/cron_scaler.go: every field required, start and end five-field
+    cron that must differ, desiredReplicas not 0)."""
+    if prewarm is None:
+        return []
+    return [{"type": "cron", "metadata": {"timezone": prewarm.timezone, "start": w.start, "end": w.end,
+                                          "desiredReplicas": str(prewarm.replicas)}}
+            for s in prewarm.schedules for w in s.windows]
+
+
+def scale_behavior(max_replicas: int) -> dict[str, Any]:
+    """The HPA's behavior: up to the peak in one period, down slowly."""
+    return {
+        "scaleUp": {"stabilizationWindowSeconds": 0,
+                    "policies": [{"type": "Pods", "value": max_replicas,
+                                  "periodSeconds": SCALE_UP_PERIOD_SECONDS}]},
+        "scaleDown": {"stabilizationWindowSeconds": SCALE_DOWN_WINDOW_SECONDS,
+                      "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
+    }
 
 
 def keda_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
@@ -99,13 +137,9 @@ def keda_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
                 "cooldownPeriod": COOLDOWN_SECONDS,
                 "minReplicaCount": settings.worker_min_replicas,
                 "maxReplicaCount": plan.worker.replicas,
-                "advanced": {"horizontalPodAutoscalerConfig": {"behavior": {
-                    "scaleUp": {"stabilizationWindowSeconds": 0,
-                                "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
-                    "scaleDown": {"stabilizationWindowSeconds": SCALE_DOWN_WINDOW_SECONDS,
-                                  "policies": [{"type": "Percent", "value": 100, "periodSeconds": 15}]},
-                }}},
-                "triggers": [trigger],
+                "advanced": {"horizontalPodAutoscalerConfig": {
+                    "behavior": scale_behavior(plan.worker.replicas)}},
+                "triggers": [trigger, *cron_triggers(plan.prewarm)],
             },
         }, stage="worker-scaler"),
     ]

@@ -51,10 +51,12 @@ SECRET_ENV = (
 # the async engine behind PgBouncer.
 CONNECT_ARGS_ASYNC = "airflow_aks_database.CONNECT_ARGS_ASYNC"
 
-# The reference DAG (app/dags/fanout.py) reads its width and sleep from these,
-# in the dag-processor and in the worker alike.
+# The reference DAG (app/dags/fanout.py) reads its width, sleep and schedule
+# from these, in the dag-processor and in the worker alike.
 FANOUT_TASKS_ENV = "AIRFLOW_AKS_FANOUT_TASKS"
 FANOUT_SLEEP_ENV = "AIRFLOW_AKS_FANOUT_SLEEP_SECONDS"
+# Empty: no schedule (runs are triggered by hand).
+FANOUT_SCHEDULE_ENV = "AIRFLOW_AKS_FANOUT_SCHEDULE"
 
 Options = dict[str, dict[str, str]]
 
@@ -64,6 +66,7 @@ def workload_env(settings: Settings) -> dict[str, str]:
     return {
         FANOUT_TASKS_ENV: str(settings.fanout_tasks),
         FANOUT_SLEEP_ENV: str(settings.fanout_sleep_seconds),
+        FANOUT_SCHEDULE_ENV: settings.fanout_schedule or "",
     }
 
 

@@ -8,9 +8,10 @@ components read their sizes from it and from nowhere else.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from components.model.prewarm import PrewarmPlan, prewarm_plan
 from components.model.settings import ConfigError, Settings
 from components.model.sizing import (
     API_WORKER_HEADROOM,
@@ -22,6 +23,7 @@ from components.model.sizing import (
     TASK_START_HEADROOM,
     WORKER_BASE_MEMORY_MIB,
 )
+from components.model.startup import StartupPlan, startup_plan
 from components.model.vmsizes import VM_SIZES, Allocatable, allocatable
 
 # A stopping worker gets this long beyond the longest task to finish and exit.
@@ -349,11 +351,24 @@ class CapacityPlan:
     # [core] dagbag_import_timeout: a task process parses its DAG file within
     # this, or is rescheduled; the start burst of a full node must fit.
     dagbag_import_timeout_seconds: int = AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS
+    # The start-up timelines of a burst (components/model/startup.py).
+    startup: StartupPlan | None = None
+    # KEDA cron windows that bring the workers up before scheduled runs, from
+    # prewarm_lead_minutes before each (components/model/prewarm.py).
+    prewarm: PrewarmPlan | None = None
+
+    @property
+    def prewarm_lead_minutes(self) -> int:
+        """Whole minutes before a scheduled run that bring the workers from
+        zero to up and ready: how early a pre-warm trigger fires."""
+        assert self.startup is not None, "plan_capacity sets the start-up timelines"
+        return self.startup.prewarm_lead_minutes
 
     def to_output(self) -> dict[str, Any]:
         """The plan as plain data, for the stack output and the render command."""
         out = asdict(self)
         out["worker_nodes"]["autoscale"] = self.worker_nodes.autoscale
+        out["startup"] = None if self.startup is None else self.startup.to_output()
         return out
 
     def summary(self) -> str:
@@ -380,6 +395,8 @@ class CapacityPlan:
             f"({self.control_plane.system_nodes_needed} needed)",
             f"default_pool: {self.default_pool_slots} slots",
             *self.footprint_lines(),
+            *self.prewarm_lines(),
+            *(self.startup.lines() if self.startup else []),
         ])
 
     def api_server_line(self) -> str:
@@ -409,6 +426,27 @@ class CapacityPlan:
                          f"{usd:.2f} USD per hour{source}")
         return lines
 
+    def peak_extra_usd_per_hour(self) -> float:
+        """What the pools cost an hour at their peak beyond their idle size."""
+        return sum(f.cost(f.peak_nodes - f.idle_nodes) for f in self.footprint)
+
+    def prewarm_lines(self) -> list[str]:
+        """Per pre-warmed schedule: the window, and what it costs if no run
+        needed the pool in it (a run inside it would have)."""
+        p = self.prewarm
+        if p is None:
+            return []
+        lines = []
+        per_run = self.peak_extra_usd_per_hour() * p.window_minutes / 60
+        for s in p.schedules:
+            windows = "; ".join(f"{w.start} to {w.end}" for w in s.windows)
+            per_day = f"; {s.runs_per_day} runs a day, {per_run * s.runs_per_day:.2f} USD per day" \
+                if s.runs_per_day else ""
+            lines += [f"pre-warm `{s.schedule}` ({p.timezone}): {p.replicas} workers from {p.lead_minutes} min "
+                      f"before each run to {p.hold_minutes} min after (KEDA cron {windows})",
+                      f"  up to {p.window_minutes} min of the peak worker pool per run, {per_run:.2f} USD{per_day}"]
+        return lines
+
 
 def _worker_plan(settings: Settings) -> WorkerPlan:
     c = settings.worker_concurrency
@@ -433,11 +471,16 @@ def _fit(alloc: Allocatable, max_pods: int, worker: WorkerPlan) -> int:
                       max_pods - NODE_DAEMONSET_PODS))
 
 
+def node_cores(alloc: Allocatable) -> float:
+    """The cores a worker node leaves for pods."""
+    return (alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES) / 1000
+
+
 def _task_start(alloc: Allocatable, per_node: int, worker: WorkerPlan) -> tuple[int, float, int]:
     """Tasks per full node, the seconds their starts take on its CPU, and the
     DAG import timeout that leaves them room (never below Airflow's own)."""
     tasks = min(per_node, worker.replicas) * worker.concurrency
-    cores = (alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES) / 1000
+    cores = node_cores(alloc)
     seconds = tasks * MEASURED_TASK_START_CPU_S / cores
     timeout = max(AIRFLOW_DAGBAG_IMPORT_TIMEOUT_SECONDS, math.ceil(seconds * TASK_START_HEADROOM / 10) * 10)
     return tasks, round(seconds, 1), timeout
@@ -629,7 +672,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         raise ConfigError(problems)
     tasks_per_node, start_seconds, import_timeout = _task_start(alloc, per_node, worker)
 
-    return CapacityPlan(
+    plan = CapacityPlan(
         parallelism=settings.parallelism,
         max_active_tasks_per_dag=settings.max_active_tasks_per_dag,
         max_active_runs_per_dag=settings.max_active_runs_per_dag,
@@ -654,6 +697,8 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         footprint=_footprint(settings, min_count, max_count),
         dagbag_import_timeout_seconds=import_timeout,
     )
+    plan = replace(plan, startup=startup_plan(settings, plan, node_cores(alloc)))
+    return replace(plan, prewarm=prewarm_plan(settings, worker.replicas, plan.prewarm_lead_minutes))
 
 
 def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[PoolFootprint, ...]:
@@ -710,3 +755,19 @@ def reference_day(plan: CapacityPlan, worker_minutes_per_hour: float) -> DailyFo
 def shortest_worker_minutes(task_seconds: int) -> float:
     """The least a worker node can be up per run: the tasks themselves, then the waits."""
     return task_seconds / 60 + WORKER_NODE_TAIL_MINUTES
+
+
+def run_worker_minutes(plan: CapacityPlan, task_seconds: int) -> float:
+    """Minutes the worker pool is at its peak per run of the reference DAG.
+
+    Without pre-warm, the shortest: the tasks, then the waits (a cold start's
+    own minutes are not counted). Pre-warmed (the plan's window taken to be
+    the reference DAG's schedule), the pool is up from the window's start,
+    `lead_minutes` before the run, until the later of the tasks' end and the
+    window's, then the same waits: the lead is counted in full, although
+    the nodes come up during it.
+    """
+    p = plan.prewarm
+    if p is None:
+        return shortest_worker_minutes(task_seconds)
+    return p.lead_minutes + max(task_seconds / 60, p.hold_minutes) + WORKER_NODE_TAIL_MINUTES

@@ -14,10 +14,13 @@ import difflib
 import json
 import math
 import re
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
+from components.model.schedules import parse_cron
 from components.model.sizing import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB
 
 PROJECT = "airflow-aks"
@@ -128,6 +131,14 @@ class Settings:
     # [workers] min_heartbeat_interval: how often each running task's
     # supervisor heartbeats to the Execution API.
     heartbeat_interval_seconds: int = 15
+    # The reference DAG's schedule as written (cron or an Airflow preset); None: triggered by hand.
+    fanout_schedule: str | None = None
+    # Schedules whose runs KEDA brings the workers up for ahead of time, and
+    # whether the stack set the list (else it was derived from fanoutSchedule).
+    prewarm_schedules: tuple[str, ...] = ()
+    prewarm_schedules_set: bool = False
+    # The IANA zone those schedules are in: Airflow's [core] default_timezone.
+    schedule_timezone: str = "UTC"
 
 
 
@@ -173,6 +184,9 @@ DEFAULTS: dict[str, Any] = {
     "taskLogRetentionDays": 30,
     "taskLogEmulatorEndpoint": None,
     "metrics": True,
+    # The seed article's DAG ran hourly (schedule_interval "0 * * * *").
+    "fanoutSchedule": "0 * * * *",
+    "prewarmSchedules": None,
 }
 KEY_NAMES = tuple(DEFAULTS)
 
@@ -510,6 +524,74 @@ def _task_logs(values: Mapping[str, Any], target: str | None,
     return remote, retention, emulator
 
 
+def _schedule(raw: Any, key: str, problems: Problems) -> str | None:
+    """A cron schedule or Airflow preset, its whitespace normalised."""
+    if not isinstance(raw, str) or not raw.strip():
+        problems.append((key, f"must be {ALLOWED_SCHEDULES}, got {raw!r}"))
+        return None
+    try:
+        return parse_cron(raw).text
+    except ValueError as err:
+        problems.append((key, f"{err}; must be {ALLOWED_SCHEDULES}"))
+        return None
+
+
+def _fanout_schedule(values: Mapping[str, Any], problems: Problems) -> str | None:
+    """fanoutSchedule: absent, the seed's hourly run; null or "" (what the
+    Pulumi CLI hands over for a YAML null, pulumi/pulumi#19483), none."""
+    raw = values["fanoutSchedule"] if "fanoutSchedule" in values else DEFAULTS["fanoutSchedule"]
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    return _schedule(raw, "fanoutSchedule", problems)
+
+
+def _prewarm_schedules(values: Mapping[str, Any], scaling: str | None, fanout_schedule: str | None,
+                       problems: Problems) -> tuple[str, ...] | None:
+    """prewarmSchedules: a list of schedules (YAML, or the JSON text the CLI
+    passes); unset, the reference DAG's schedule wherever KEDA scales."""
+    key = "prewarmSchedules"
+    raw = values.get(key)
+    if raw is None:
+        return (fanout_schedule,) if scaling == "keda" and fanout_schedule else ()
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            pass
+    if not isinstance(raw, list):
+        problems.append((key, f"must be a list of cron schedules such as ['0 * * * *'], got {raw!r}"))
+        return None
+    before = len(problems)
+    schedules: list[str] = []
+    for item in raw:
+        schedule = _schedule(item, key, problems)
+        if schedule is None:
+            continue
+        if parse_cron(schedule).expression in {parse_cron(s).expression for s in schedules}:
+            problems.append((key, f"lists {schedule!r} twice"))
+            continue
+        schedules.append(schedule)
+    if schedules and scaling == "fixed":
+        problems.append((key, "only applies with `workerScaling: keda`: fixed workers are always up; "
+                         "remove it or set it to []"))
+    return None if len(problems) > before else tuple(schedules)
+
+
+def _schedule_timezone(overrides: Mapping[str, Mapping[str, str]], problems: Problems) -> str | None:
+    """The IANA zone Airflow reads the schedules in ([core] default_timezone,
+    "utc" unless airflowConfig sets it), as KEDA's cron trigger names it."""
+    name = overrides.get("core", {}).get("default_timezone", "utc")
+    if name.lower() == "utc":
+        return "UTC"
+    known = zoneinfo.available_timezones()
+    if name == "system" or (known and name not in known):
+        problems.append(("airflowConfig.core.default_timezone", (
+            f"pre-warming the workers (prewarmSchedules) needs the schedules' time zone as an IANA name such as "
+            f"'Europe/Amsterdam' (KEDA's cron trigger takes no other), got {name!r}")))
+        return None
+    return name
+
+
 def _check_emulator_endpoint(value: str) -> str | None:
     if not re.fullmatch(r"https?://[^\s/]+(:\d+)?/[a-z0-9]{3,24}/?", value):
         return ("must be the emulator's blob endpoint with its account, "
@@ -586,6 +668,9 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     overrides = _airflow_config(get("airflowConfig"), problems)
     remote_logs, retention, emulator = _task_logs(values, target, problems)
     metrics = _bool(get("metrics"), "metrics", problems)
+    fanout_schedule = _fanout_schedule(values, problems)
+    prewarm = _prewarm_schedules(values, worker_scaling, fanout_schedule, problems)
+    timezone = _schedule_timezone(overrides, problems) if prewarm and overrides is not None else "UTC"
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -626,6 +711,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert worker_scaling is not None and min_replicas is not None
     assert remote_logs is not None and retention is not None and metrics is not None
     assert heartbeat is not None
+    assert prewarm is not None and timezone is not None
     return Settings(
         stack=stack,
         target=target,
@@ -669,4 +755,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         task_log_emulator_endpoint=emulator,
         metrics=metrics,
         heartbeat_interval_seconds=heartbeat,
+        fanout_schedule=fanout_schedule,
+        prewarm_schedules=prewarm,
+        prewarm_schedules_set=values.get("prewarmSchedules") is not None,
+        schedule_timezone=timezone,
     )

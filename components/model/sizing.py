@@ -81,3 +81,26 @@ MEASURED_API_BURST_START_CPU_S = 0.060
 # two (their process manager included): about 357 MiB per worker.
 MEASURED_API_WORKER_MIB = 357
 API_WORKER_MEMORY_MIB = math.ceil(MEASURED_API_WORKER_MIB * REQUEST_HEADROOM)
+
+# --- Start-up of a burst ---------------------------------------------------
+# components/model/startup.py builds the start-up timelines from these.
+# The scheduler queues a 1,000-wide run in 1.5 s with [scheduler]
+# max_tis_per_query 0 (components/model/airflow_cfg.py; README, airflow.cfg).
+MEASURED_QUEUE_SECONDS_PER_1000 = 1.5
+# From one bench/worker run with --restart-worker (bench/results/worker.json):
+# a first run warms the control plane, then a new worker starts, as one KEDA
+# adds; its fresh and warm runs follow.
+STARTUP_RUN = "startup: new worker's start, 128 x 40 s"
+# The new worker's process start until Celery logged it ready (its pool of 128
+# children forked, consuming): worker_start_s.
+MEASURED_WORKER_START_S = 5.8
+# From the run's creation until its first task ran (first_running_after_s less
+# the trigger CLI's own trigger_cli_s), on the fresh and on the warm pool.
+MEASURED_FIRST_TASK_FRESH_S = 0.0
+MEASURED_FIRST_TASK_WARM_S = 0.4
+# After the first, each further task's start took this many seconds of the
+# machine's 2 cores ((all_running - first_running) x 2 / 127): the scheduler,
+# api-server and database shared them with the worker, so on a worker node of
+# its own this is an upper bound.
+MEASURED_SLOT_START_FRESH_CORE_S = 0.231
+MEASURED_SLOT_START_WARM_CORE_S = 0.128
