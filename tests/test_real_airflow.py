@@ -254,6 +254,53 @@ def test_a_fanout_queued_with_no_worker_runs_once_a_worker_starts(services: Serv
         assert obs.states == {"success": 16}, f"none timed out in queued: {obs.states}\n{d.logs('scheduler')}"
 
 
+def test_a_worker_started_after_its_tasks_are_queued_runs_its_slots_within_the_plans_start(
+        services: Services) -> None:
+    # From zero, as KEDA brings a worker up once the queue has filled: the
+    # run's tasks are all queued before the worker's process starts. Its start
+    # (process, pool, every slot running) is compared with a warm start on the
+    # same worker (a second run, its pool children having run a task each), as
+    # a ratio: the plan's from-zero steps from "worker up" on over its warm
+    # timeline (components/model/startup.py, from bench/worker's measurements).
+    # A worker node of the size of this machine (D2s_v5: 2 vCPU) so the plan's
+    # per-node scaling predicts this machine.
+    tasks = 16
+    config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=tasks,
+                          fanoutSleepSeconds=20, workerPool={"vmSize": "Standard_D2s_v5"},
+                          systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+    plan = build_stack_config(project_values(config), stack="dev", location="x").plan
+    assert plan.startup is not None and plan.startup.tasks_per_node == tasks
+    zero, warm_plan = plan.startup.from_zero, plan.startup.warm
+    predicted_cold = round(zero.seconds - zero.until("image pull"), 1)
+    predicted = predicted_cold / warm_plan.seconds
+    with deployment(services, config, start=False) as d:
+        d.start("api-server", "scheduler", "dag-processor", "triggerer")
+        d.wait_ready()
+        cold_run = d.trigger()
+        wait_for("every task queued", lambda: d.states(cold_run).get("queued", 0) == tasks, timeout=120)
+        began = time.time()
+        ready = d.wait_worker_ready(d.start_worker())
+        cold_obs = d.observe(cold_run, tasks=tasks, timeout=300)
+        cold = d.start_times(cold_run)
+        time.sleep(5)  # the pool children end their first tasks' work, as bench/worker lets them
+        warm_run = d.trigger()
+        warm_obs = d.observe(warm_run, tasks=tasks, timeout=300)
+        warm = d.start_times(warm_run)
+    assert cold_obs.states == {"success": tasks}, f"cold run: none failed: {cold_obs.states}"
+    assert warm_obs.states == {"success": tasks}, f"warm run: none failed: {warm_obs.states}"
+    assert cold_obs.max_running == warm_obs.max_running == tasks, "every slot ran at once"
+    measured_cold = cold["last_started"] - began
+    measured_warm = warm["last_started"] - warm["first_queued"]
+    figures = (f"cold: worker process start -> all {tasks} slots running {measured_cold:.1f} s (Celery ready after "
+               f"{ready:.1f} s, first task at {cold['first_started'] - began:.1f} s); warm: first task queued -> "
+               f"all {tasks} running {measured_warm:.1f} s (first started after "
+               f"{warm['first_started'] - warm['first_queued']:.1f} s); "
+               f"ratio {measured_cold / measured_warm:.2f}; the plan: {predicted_cold} s over "
+               f"{warm_plan.seconds} s = {predicted:.2f}")
+    print(figures)
+    assert measured_cold / measured_warm <= predicted, figures
+
+
 def test_the_workers_tasks_parse_their_dag_with_the_plans_import_timeout(services: Services) -> None:
     # 48 slots on a D2s_v5 node: 48 task starts at once take about 20 s of its
     # 1.55 cores, so the plan gives the workers' tasks 50 s instead of Airflow's
