@@ -23,9 +23,10 @@ from tests.upgrade.capture import capture
 from tests.upgrade.recorder import Registration
 
 STATES = ROOT / "tests" / "upgrade" / "states"
-# The latest release, and the last commit before the data StatefulSets moved
+# The releases, and the last commit before the data StatefulSets moved
 # from volumeClaimTemplates to claims of their own (8a2887f).
 RELEASES = {
+    "v0.2.0": "bd8e8c03ac979070229f9761c7178f9307133808",
     "v0.1.0": "68baacefa30eee7e73fa3c31cea2e2665a620b5f",
     "before-8a2887f": "0187cea0e464dd324f9b32b4473d094b69954235",
 }

@@ -131,6 +131,9 @@ def install() -> list[RecordingMonitor]:
 def dumps(registrations: list[Registration], outputs: dict[str, Any], **meta: Any) -> str:
     """A state as JSON: what each resource was registered with (the mocks' outputs left out: the
     providers diff inputs against the recorded object, which the inputs stand for here)."""
-    regs = [{**r.to_json(), "outputs": {}} for r in sorted(registrations, key=lambda r: r.urn)]
+    # The engine keeps one state per URN. A release whose own harness records
+    # too (0.2.0's) hands every registration to both recorders: keep one.
+    unique = {r.urn: r for r in registrations}
+    regs = [{**r.to_json(), "outputs": {}} for r in sorted(unique.values(), key=lambda r: r.urn)]
     return json.dumps({**meta, "outputs": plain(outputs), "registrations": regs},
                       indent=1, sort_keys=True, default=str) + "\n"
