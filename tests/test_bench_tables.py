@@ -33,3 +33,31 @@ def test_the_pages_table_is_the_results_file() -> None:
     assert [[name, *cells] for name, cells in rows.items()] == table_rows(run)
     header = README.split(PAGES_HEADING, 1)[1].split("\n| ", 1)[1].split("\n", 1)[0]
     assert header.rstrip(" |").split(" | ") == list(HEADER)
+
+
+BURST_HEADING = "#### Start bursts and heartbeat intervals"
+
+
+def test_the_burst_and_heartbeat_tables_are_the_results_file() -> None:
+    from bench.controlplane.bench import HEARTBEAT_COLUMNS, heartbeat_row, row
+    from components.model.sizing import MEASURED_API_BURST_START_CPU_S
+
+    stored = json.loads((ROOT / "bench/results/controlplane.json").read_text())["runs"]
+    section = README.split(BURST_HEADING, 1)[1].split("\n## ", 1)[0]
+    bursts = table_after(BURST_HEADING)
+    assert len(bursts) == 6, "README's burst table: three slices, before and after"
+    for key, cells in bursts.items():
+        assert [key, *cells] == row(key, stored[key]), f"README's burst row {key} differs from the results file"
+    heartbeats = table_after("Heartbeat intervals: 250 tasks")
+    assert {stored[k]["heartbeat_interval_s"] for k in heartbeats} == {5, 15, 30}
+    for key, cells in heartbeats.items():
+        assert [key, *cells] == heartbeat_row(key, stored[key]), f"README's heartbeat row {key}"
+    assert "| " + " | ".join(HEARTBEAT_COLUMNS) + " |" in section
+    # The prose's figures: per-task millicores and the 60 ms a start.
+    per_task = {stored[k]["heartbeat_interval_s"]: heartbeat_row(k, stored[k])[5] for k in heartbeats}
+    assert f"1.80 millicores at 5 s, {per_task[15]} at 15 s and {per_task[30]} at 30 s" in " ".join(section.split())
+    assert per_task[5] == "1.80"
+    slow = stored["500 burst, 1 api workers, api-server at 850m, execution_api_timeout 20 s"]
+    assert round(slow["latency_s"]["start"]["max"] * 0.85 / 500, 3) == MEASURED_API_BURST_START_CPU_S == 0.060
+    assert "no start waited longer than 11.7 s" in " ".join(section.split())
+    assert stored["250 burst, 1 api workers, api-server at 750m"]["latency_s"]["start"]["max"] == 11.7015
