@@ -9,8 +9,16 @@ shipped preload, it times the import of what the pool children and task
 processes imported on their first task but not on a later one.
 
     venv/bin/python -m bench.attribute [--tasks 16] [--sleep 15] [--profile] [--out DIR]
+                                       [--set KEY=VALUE ...] [--label NAME --store FILE]
 
 Writes the probe's files and summary.json to --out (default /tmp/airflow-aks-attribution).
+Each run's CPU from trigger until all N run is also split by process role and
+component (bench/worker.cpu_by_component), so a run with, say,
+--set remoteTaskLogs=false next to one without shows where a feature's cost
+lands. With --profile the pool children's and task processes' cProfile data of
+the warm run are merged per role and the heaviest functions listed. With
+--label the summary is also stored in --store (default
+bench/results/worker-attribution.json) under that name, with the commit.
 Timing figures are only meaningful under the machine's benchmark lock.
 """
 
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pstats
 import shutil
 import statistics
 import subprocess
@@ -25,8 +34,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.worker import memory_by_role, one_run, warm_execution_api
-from tests.local_airflow import deployment, local_services, stack_config
+from bench.worker import bench_config, memory_by_role, one_run, parse_sets, warm_execution_api
+from tests.local_airflow import deployment, local_services
 
 PROBE = Path(__file__).parent / "probe" / "airflow_aks_probe.py"
 
@@ -113,18 +122,47 @@ def _time_imports(d: Any, names: list[str]) -> dict[str, Any]:
     return result
 
 
+def _profiles(out: Path, top: int = 30) -> dict[str, Any]:
+    """Per role, the warm tasks' cProfile data merged: the heaviest functions
+    by cumulative and by own time, as milliseconds per task."""
+    found: dict[str, Any] = {}
+    for role, pattern in (("pool child", "child-*-task*.pstats"), ("task process", "task-*-task*.pstats")):
+        files = [f for f in sorted(out.glob(pattern)) if not f.stem.endswith("task1")]
+        if not files:
+            continue
+        stats = pstats.Stats(str(files[0]))
+        for f in files[1:]:
+            stats.add(str(f))
+        n = len(files)
+        rows = [(f"{Path(fn).name}:{line}({name})", tt, ct) for (fn, line, name), (_, _, tt, ct, _)
+                in stats.stats.items()]  # type: ignore[attr-defined]
+        found[role] = {
+            "processes": n,
+            "by_cumulative_ms_per_task": [(w, round(ct / n * 1000, 2)) for w, _, ct in
+                                          sorted(rows, key=lambda r: -r[2])[:top]],
+            "by_own_ms_per_task": [(w, round(tt / n * 1000, 2)) for w, tt, _ in
+                                   sorted(rows, key=lambda r: -r[1])[:top]],
+        }
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=16)
     parser.add_argument("--sleep", type=int, default=15)
     parser.add_argument("--profile", action="store_true", help="cProfile the pool child's tasks and the task processes")
     parser.add_argument("--out", type=Path, default=Path("/tmp/airflow-aks-attribution"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a stack config key on top of the benchmark's (VALUE is JSON), e.g. "
+                             "remoteTaskLogs=false; repeatable")
+    parser.add_argument("--label", help="store the summary under this name in --store")
+    parser.add_argument("--note", default="", help="what the run measured, stored with it")
+    parser.add_argument("--store", type=Path, default=Path("bench/results/worker-attribution.json"))
     args = parser.parse_args()
+    changes = parse_sets(args.set)
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
-    config = stack_config("dev", parallelism=args.tasks, workerConcurrency=args.tasks, fanoutTasks=args.tasks,
-                          fanoutSleepSeconds=args.sleep, workerPool={"vmSize": "Standard_E32s_v5"},
-                          systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+    config = bench_config(args.tasks, args.sleep, changes=changes)
     with local_services("dev", config) as services, deployment(services, config, start=False) as d:
         shutil.copy(PROBE, d.home / "config" / PROBE.name)
         d.workloads["worker"].env.update({
@@ -149,12 +187,27 @@ def main() -> None:
                    "task process on a fresh child only": _time_imports(d, first_task)}
     summary = {"tasks": args.tasks, "sleep_s": args.sleep, "profile": args.profile, "idle": idle,
                "runs": {k: {key: v.get(key) for key in ("all_running_after_s", "cpu_s_per_task_start",
-                                                        "worker_cpu_s_per_task_start", "states")}
+                                                        "worker_cpu_s_per_task_start",
+                                                        "cpu_s_per_task_start_by_role", "states")}
                         for k, v in runs.items()},
+               "stack_changes": changes,
                "roles": _roles(args.out), "imports": imports,
                "first_only_modules": {"pool child": first_child, "task process": first_task}}
+    if args.profile:
+        summary["warm_profiles"] = _profiles(args.out)
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: summary[k] for k in ("runs", "roles")}, indent=2))
+    for role, prof in summary.get("warm_profiles", {}).items():
+        print(f"\n{role}, warm tasks ({prof['processes']}): ms per task, cumulative")
+        for where, ms in prof["by_cumulative_ms_per_task"]:
+            print(f"  {ms:8.2f}  {where}")
+    if args.label:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                check=False).stdout.strip()
+        stored = json.loads(args.store.read_text()) if args.store.exists() else {"runs": {}}
+        stored["runs"][args.label] = {"commit": commit, "note": args.note, **summary}
+        args.store.write_text(json.dumps(stored, indent=2) + "\n")
+        print(f"\nwrote {args.store} ({args.label})")
     for what, found in imports.items():
         print(f"\n{what}: {found.get('modules')} modules, {found.get('cpu_s')} CPU-s to import after the preload")
         for name, ms in found.get("top_level_cumulative_ms", [])[:20]:

@@ -118,6 +118,71 @@ def tree_cpu_s(main: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+# Processes of the local services, by the name the kernel gives them (comm).
+SERVICE_COMMS = {"postgres": "postgres", "pgbouncer": "pgbouncer", "beam.smp": "rabbitmq",
+                 "erl_child_setup": "rabbitmq", "epmd": "rabbitmq", "inet_gethost": "rabbitmq", "node": "azurite"}
+
+
+def _proc_table() -> dict[int, tuple[int, str, float]]:
+    """pid -> (ppid, comm, CPU-s): utime + stime + cutime + cstime, so that a
+    child reaped between two snapshots still counts for its parent's role."""
+    table: dict[int, tuple[int, str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            text = stat.read_text()
+            comm = text[text.index("(") + 1:text.rindex(")")]
+            fields = text.rsplit(")", 1)[1].split()
+            table[int(stat.parent.name)] = (int(fields[1]), comm, sum(int(v) for v in fields[11:15]) / tick)
+    return table
+
+
+def cpu_by_component(d: Any) -> dict[str, float]:
+    """CPU-s so far of every process on the machine, by who it belongs to: the
+    worker's roles (main, pool child = the supervisor of the task it runs,
+    task process, other), the other Airflow components, and the local
+    services (PostgreSQL, PgBouncer, RabbitMQ, Azurite). The difference of two
+    snapshots is what each used in between; the rest of the machine (this
+    benchmark, the kernel's threads, other users) is what the machine's total
+    leaves over."""
+    table = _proc_table()
+    owner: dict[int, str] = {}
+    for role, pids in roles(d.pid("worker")).items():
+        for pid in pids:
+            owner[pid] = f"worker: {role}"
+    tree: dict[int, list[int]] = {}
+    for pid, (ppid, _, _) in table.items():
+        tree.setdefault(ppid, []).append(pid)
+    for component, proc in d.processes.items():
+        if component == "worker":
+            continue
+        for pid in [proc.pid, *_subtree(tree, proc.pid)]:
+            owner.setdefault(pid, component)
+    for pid in [os.getpid(), *_subtree(tree, os.getpid())]:
+        owner.setdefault(pid, "benchmark")
+    out: dict[str, float] = {}
+    for pid, (_, comm, cpu) in table.items():
+        who = owner.get(pid) or SERVICE_COMMS.get(comm) or f"other: {comm}"
+        out[who] = out.get(who, 0.0) + cpu
+    return out
+
+
+def _per_task(after: dict[str, float], before: dict[str, float], tasks: int, machine: float,
+              cli: float) -> dict[str, float]:
+    """Each component's CPU between two snapshots, per task. Processes outside
+    the deployment ("other: <name>") are listed when they used 5 ms per task or
+    more; "rest of machine" is what the machine used beyond everything listed
+    (the kernel's own threads, processes that ended unreaped). The trigger
+    CLI, a child of this benchmark, is left out of "benchmark" as it is out of
+    the machine's figure."""
+    used = {k: after.get(k, 0.0) - before.get(k, 0.0) for k in after}
+    used["benchmark"] = used.get("benchmark", 0.0) - cli
+    shown = {k: v for k, v in used.items() if not k.startswith("other: ") or v / tasks >= 0.005}
+    result = {k: round(v / tasks, 4) for k, v in sorted(shown.items())}
+    result["rest of machine"] = round((machine - sum(shown.values())) / tasks, 4)
+    return result
+
+
 def machine_cpu_s() -> float:
     """CPU seconds the whole machine has spent busy (all cores), from /proc/stat."""
     fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -143,8 +208,9 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
     window in which all N run (just before the first one ends): memory there,
     and CPU over its last part."""
     main = d.pid("worker")
-    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None, "worker_cpu": None,
+    seen: dict[str, Any] = {"at": None, "cpu": None, "memory": None, "worker_cpu": None, "by_role": None,
                             "trace": [], "late_memory": None, "late_at": -MEMORY_EVERY_S}
+    by_role0 = cpu_by_component(d)
     cpu0, cli0, worker0, t0 = machine_cpu_s(), _cli_cpu_s(), tree_cpu_s(main), time.monotonic()
 
     def sample(states: dict[str, int], _now: float) -> None:
@@ -153,6 +219,7 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
         now = time.monotonic() - t0
         if seen["memory"] is None:
             seen["at"], seen["cpu"], seen["worker_cpu"] = now, machine_cpu_s(), tree_cpu_s(main)
+            seen["by_role"] = cpu_by_component(d)
             seen["memory"] = memory_by_role(main)
         seen["trace"].append((now, tree_cpu_s(main), machine_cpu_s()))
         if now - seen["late_at"] >= MEMORY_EVERY_S:
@@ -189,6 +256,10 @@ def one_run(d: Any, tasks: int, sleep: int) -> dict[str, Any]:
         # Until the steady state instead, so the DAG parse is in, less what the
         # steady state itself used meanwhile.
         **start,
+        # The same per process role and component; "rest of machine": the
+        # machine's CPU less all of these and the trigger CLI.
+        "cpu_s_per_task_start_by_role": None if seen["by_role"] is None or cpu is None
+        else _per_task(seen["by_role"], by_role0, tasks, cpu, cli),
         "memory_all_running": seen["memory"],
         # When all N had parsed and slept, just before the first one ended.
         "memory_steady": seen["late_memory"],
@@ -264,22 +335,45 @@ def restart_worker(d: Any) -> float:
     return ready
 
 
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """--set KEY=VALUE items as stack config changes; VALUE is JSON (false, 3,
+    {"a": 1}) or else a string."""
+    changes: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            changes[key] = json.loads(value)
+        except json.JSONDecodeError:
+            changes[key] = value
+    return changes
+
+
+def bench_config(tasks: int, sleep: int, dag_width: int | None = None,
+                 changes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The dev stack with one worker of N slots and the fan-out DAG, plus changes."""
+    # A wide DAG makes every task process parse longer; on this machine 128 of
+    # them parsing a 1000-task DAG at once overrun Airflow's 30 s import
+    # timeout and are rescheduled, so width runs give the parse room.
+    wide = {"airflowConfig": {"core": {"dagbag_import_timeout": 300}}} if dag_width else {}
+    return stack_config("dev", **{
+        "parallelism": tasks, "workerConcurrency": tasks, "fanoutTasks": dag_width or tasks, **wide,
+        "fanoutSleepSeconds": sleep, "workerPool": {"vmSize": "Standard_E32s_v5"},
+        "systemPool": {"vmSize": "Standard_D8s_v5", "count": 1}, **(changes or {})})
+
+
 def measure(tasks: int, sleep: int, dag_width: int | None = None, warm_api: bool = True,
-            restart: bool = False) -> dict[str, Any]:
+            restart: bool = False, changes: dict[str, Any] | None = None) -> dict[str, Any]:
     """With dag_width, the DAG has that many tasks of which N run at once; only
     the fresh run is taken, since the rest of the DAG run keeps the slots busy.
     With warm_api the api-server's Execution API is built before the fresh run.
     With restart a first run warms the control plane (scheduler, api-server,
     PostgreSQL) and the worker is then replaced by a new one, so the fresh run
     is that of a new worker joining a running deployment (KEDA scaling from
-    zero); the first run is stored as "first run (control plane cold too)"."""
-    # A wide DAG makes every task process parse longer; on this machine 128 of
-    # them parsing a 1000-task DAG at once overrun Airflow's 30 s import
-    # timeout and are rescheduled, so width runs give the parse room.
-    wide = {"airflowConfig": {"core": {"dagbag_import_timeout": 300}}} if dag_width else {}
-    config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=dag_width or tasks, **wide,
-                          fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
-                          systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+    zero); the first run is stored as "first run (control plane cold too)".
+    changes: stack config keys set on top (remoteTaskLogs=false, say)."""
+    config = bench_config(tasks, sleep, dag_width, changes)
     with local_services("dev", config) as services, deployment(services, config) as d:
         api_calls = warm_execution_api(d) if warm_api else None
         runs = {}
@@ -374,19 +468,23 @@ def main() -> None:
                              "(the protocol of the runs before 2026-11-30 08:00)")
     parser.add_argument("--restart-worker", action="store_true",
                         help="a first run, then a new worker: the fresh run meets a warm control plane")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a stack config key on top of the benchmark's (VALUE is JSON), e.g. "
+                             "remoteTaskLogs=false; repeatable")
     parser.add_argument("--label", help="the key this run is stored under (default: the commit)")
     parser.add_argument("--note", default="", help="what the run measured, stored with it")
     parser.add_argument("--out", type=Path, default=Path("bench/results/worker.json"))
     args = parser.parse_args()
+    changes = parse_sets(args.set)
     result = measure(args.tasks, args.sleep, args.dag_width, warm_api=not args.cold_api,
-                     restart=args.restart_worker)
+                     restart=args.restart_worker, changes=changes)
     print_table(result)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             check=False).stdout.strip()
     stored = json.loads(args.out.read_text()) if args.out.exists() else {"runs": {}}
     stored["runs"][args.label or commit] = {
         "tasks": args.tasks, "sleep_s": args.sleep, "dag_width": args.dag_width or args.tasks,
-        "commit": commit, "note": args.note,
+        "commit": commit, "note": args.note, **({"stack_changes": changes} if changes else {}),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()}, **result,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
