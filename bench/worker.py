@@ -162,7 +162,10 @@ def cpu_by_component(d: Any) -> dict[str, float]:
         owner.setdefault(pid, "benchmark")
     out: dict[str, float] = {}
     for pid, (_, comm, cpu) in table.items():
-        who = owner.get(pid) or SERVICE_COMMS.get(comm) or f"other: {comm}"
+        # The services before "benchmark": this benchmark starts some of them.
+        who = owner.get(pid)
+        if who is None or who == "benchmark":
+            who = SERVICE_COMMS.get(comm) or who or f"other: {comm}"
         out[who] = out.get(who, 0.0) + cpu
     return out
 
