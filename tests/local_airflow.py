@@ -571,7 +571,7 @@ class LocalDeployment:
         text = re.sub(r"(?m)^port = \d+$", f"port = {self.api_port}", text)
         text = re.sub(r"(?m)^scheduler_health_check_server_port = \d+$",
                       f"scheduler_health_check_server_port = {self.health_port}", text)
-        text = text.replace(f"statsd_host = {names.service_host(names.STATSD, self.namespace)}",
+        text = text.replace(f"statsd_host = {names.service_host(names.STATSD, self.namespace)}.",
                             "statsd_host = 127.0.0.1")
         text = re.sub(r"(?m)^statsd_port = \d+$", f"statsd_port = {self.statsd_port}", text)
         text = text.replace(names.DAGS_FOLDER, str(APP_DAGS))

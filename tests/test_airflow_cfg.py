@@ -34,6 +34,14 @@ def test_execution_api_points_at_the_api_server_service() -> None:
         "http://airflow-api-server.airflow-prod.svc.cluster.local:8080/execution/"
 
 
+def test_statsd_host_is_an_absolute_name_of_the_exporter_service() -> None:
+    # Each task process resolves it once (a new StatsD client after every
+    # fork): with the trailing dot that is one DNS query, not one per search
+    # domain of the pod's resolv.conf first.
+    c = parsed(config_for("prod", namespace="airflow-prod"))
+    assert c["metrics"]["statsd_host"] == "airflow-statsd.airflow-prod.svc.cluster.local."
+
+
 def test_no_airflow_2_only_options(prod: StackConfig) -> None:
     c = parsed(prod)
     assert not c.has_option("core", "max_queued_runs_per_dag")

@@ -273,7 +273,8 @@ def needed_flows(dep: Deployment) -> set[Flow]:
     needed: set[Flow] = set()
 
     def need(src: Endpoint, host: str, port: int, protocol: str = "TCP") -> None:
-        for dst, dport, proto in targets(dep, host, port, protocol):
+        # A trailing dot makes a DNS name absolute; it names the same host.
+        for dst, dport, proto in targets(dep, host.removesuffix("."), port, protocol):
             needed.add((src.name, dst.name, dport, proto))
 
     for ep in dep.pods:

@@ -184,7 +184,15 @@ def metrics_options(settings: Settings) -> dict[str, dict[str, str]]:
         return {}
     return {"metrics": {
         "statsd_on": "True",
-        "statsd_host": names.service_host(names.STATSD, settings.namespace),
+        # Absolute (trailing dot): every task process builds its own StatsD
+        # client (the SDK resets it after each fork, airflow/sdk/_shared/
+        # observability/metrics/stats.py), which resolves this name
+        # (pystatsd's StatsClient calls getaddrinfo). A pod's resolv.conf has
+        # ndots:5, so a relative name with 4 dots is tried under each search
+        # domain first, NXDOMAIN each, one of them forwarded out of the
+        # cluster (https://kubernetes.io/docs/concepts/services-networking/
+        # dns-pod-service/#namespaces-of-services); the absolute name is one query.
+        "statsd_host": names.service_host(names.STATSD, settings.namespace) + ".",
         "statsd_port": str(names.STATSD_PORT),
         "statsd_prefix": STATSD_PREFIX,
     }}
