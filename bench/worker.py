@@ -162,7 +162,12 @@ def cpu_by_component(d: Any) -> dict[str, float]:
         owner.setdefault(pid, "benchmark")
     out: dict[str, float] = {}
     for pid, (_, comm, cpu) in table.items():
-        who = owner.get(pid) or SERVICE_COMMS.get(comm) or f"other: {comm}"
+        # The services before "benchmark": this benchmark starts some of them.
+        who = owner.get(pid)
+        if who is None or who == "benchmark":
+            # A kernel worker renames itself after its current work item
+            # (kworker/u8:3-writeback): keyed by the part before it.
+            who = SERVICE_COMMS.get(comm) or who or f"other: {comm.split('/')[0]}"
         out[who] = out.get(who, 0.0) + cpu
     return out
 

@@ -73,3 +73,21 @@ def test_the_page_classifier_tells_copied_from_shared_and_new() -> None:
     mib = pagemap.PAGE / pagemap.MIB
     assert {k: n * mib for (_, k), n in old_pages.items()} == {"copied, private": 2.0, "shared with parent": 2.0}
     assert {k: n * mib for (_, k), n in new_pages.items()} == {"new, private": 1.0}
+
+
+def test_stack_changes_from_the_command_line_are_json_or_text() -> None:
+    from bench.worker import parse_sets
+
+    assert parse_sets(["remoteTaskLogs=false", "parallelism=3", "workerPool={\"vmSize\": \"X\"}", "name=a=b"]) == {
+        "remoteTaskLogs": False, "parallelism": 3, "workerPool": {"vmSize": "X"}, "name": "a=b"}
+
+
+def test_cpu_per_task_start_by_role_leaves_the_rest_to_the_machine() -> None:
+    from bench.worker import _per_task
+
+    before = {"api-server": 1.0, "benchmark": 5.0, "other: kworker": 0.0, "other: sshd": 0.0}
+    after = {"api-server": 3.0, "benchmark": 7.5, "other: kworker": 1.0, "other: sshd": 0.01}
+    # 10 tasks; the machine used 6 CPU-s, the trigger CLI (the benchmark's child) 0.5 of them.
+    got = _per_task(after, before, 10, machine=6.0, cli=0.5)
+    # sshd (1 ms per task) is under the 5 ms listing threshold and stays in the rest.
+    assert got == {"api-server": 0.2, "benchmark": 0.2, "other: kworker": 0.1, "rest of machine": 0.1}

@@ -46,7 +46,8 @@ def preload_before_the_pool_forks(**_: object) -> None:
     - build the Execution API client's SSL context, loading the CA bundle;
     - import the task runner, the supervisor and the @task decorator;
     - resolve the remote task-log handler (the SDK caches it per process) and
-      import what its first upload imports lazily.
+      import what its first upload imports lazily;
+    - and what every task process imported for itself, fresh child or not.
     """
     from airflow.models import import_all_models
     from sqlalchemy.orm import configure_mappers
@@ -68,7 +69,8 @@ def preload_before_the_pool_forks(**_: object) -> None:
 def _import_what_every_task_process_imports() -> None:
     # Each task process imported these three itself, on a warm pool child as
     # on a fresh one (bench/attribute's probe, "new modules" of the task
-    # process; about 3.5 ms of CPU per task here): the local DAG bundle's
+    # process; 3.3-3.6 ms of CPU per task process here, timed in a fork of
+    # a preloaded process): the local DAG bundle's
     # class (dag-processing/bundles/manager.py names it by path for the
     # dags folder), the asset Metadata that the callable runner imports on
     # each run (airflow/sdk/execution_time/callback_runner.py), and
@@ -152,9 +154,13 @@ def freeze_in_each_task_process(**_: object) -> None:
     walking it writes each object's GC header, so the task process copies
     those pages (copy on write). Freezing them as the task process's first act
     leaves its collections only what it builds itself; on this machine that
-    took a full collection from 3.4 ms and 590 page faults to 0.3 ms and 76
-    (bench/attribute: a warm task process cost 62 ms of CPU against 46 ms
-    with remote task logs off, its pool child having uploaded a log before).
+    took a full collection from 3.4 ms and 590 page faults to 0.3 ms and 76.
+    bench/attribute, 32 tasks (bench/results/worker-attribution.json): a
+    task process on a warm child used 61.5 ms of CPU as shipped ("before:
+    all on"), 46.3 ms with remote task logs off, whose upload the child had
+    run at its previous task's end, and 49.2 ms with this and the imports
+    above ("after: all on"; 47.2 and 45.2 with all three of remote logs,
+    StatsD and PgBouncer off, before and after).
     gc.freeze moves the generations' lists whole and frees nothing
     (https://docs.python.org/3/library/gc.html#gc.freeze); what it keeps from
     collection is the child's and lives on in the child anyway, so the task
