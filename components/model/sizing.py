@@ -66,13 +66,12 @@ MEASURED_API_WORKER_SATURATION_MILLICORES = 870
 # s; saturated (458 running) it was 32 s, past the SDK's 5 s timeout, and
 # tasks failed. The plan keeps each worker at half of saturation or less.
 API_WORKER_HEADROOM = 2.0
-# A task's start, rendered fields and final state: about 58 ms of the
-# api-server's CPU beyond its heartbeats ("200 paced 16").
-MEASURED_API_TASK_START_CPU_S = 0.058
-# The same calls made all at once, as warm workers make them when a run is
-# queued: 500 starts on one uvicorn worker in an 850-millicore cgroup were all
-# answered 35.4 s after the trigger ("500 burst, 1 api workers, api-server at
-# 850m", heartbeats every 15 s): 35.4 s x 0.85 cores / 500 = 60 ms of CPU a
+# A task's start, rendered fields and final state cost about 58 ms of the
+# api-server's CPU beyond its heartbeats, paced ("200 paced 16"). Made all at
+# once, as warm workers make them when a run is queued: 500 starts on one
+# uvicorn worker in an 850-millicore cgroup were all answered 35.4 s after the
+# trigger ("500 burst, 1 api workers, api-server at 850m, execution_api_timeout
+# 20 s", heartbeats every 15 s): 35.4 s x 0.85 cores / 500 = 60 ms of CPU a
 # start, with its rendered fields and the heartbeats that came in meanwhile.
 # (167 at once on 680m took 4.2 s in one run and 8.7 s in the next: a small
 # burst drains too fast to measure on a shared machine.)
