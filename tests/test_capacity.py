@@ -300,9 +300,10 @@ def test_prod_api_server_is_sized_from_the_heartbeats_and_the_start_burst(prod: 
     assert api.heartbeat_interval_seconds == 15
     assert api.millicores_per_running_task == pytest.approx(1000 * sizing.MEASURED_API_HEARTBEAT_CPU_S / 15, abs=1e-3)
     assert api.heartbeat_millicores == round(1000 * sizing.MEASURED_API_HEARTBEAT_CPU_S * 1000 / 15) == 680
-    # 1,000 starts at once cost 60 CPU-s ("500 burst, 1 api workers, api-server
-    # at 850m": 60 ms a start); answered within 20 s that is 3000m: 4 workers
-    # at saturation, 2 per pod, each pod's limit its share.
+    # 1,000 starts at once cost 60 CPU-s (60 ms a start: "500 burst, 1 api
+    # workers, api-server at 850m, execution_api_timeout 20 s"); answered within
+    # 20 s that is 3000m: 4 workers at saturation, 2 per pod, each pod's limit
+    # its share.
     assert api.workers_needed == 4
     assert (api.replicas, api.workers_per_pod) == (2, 2), "api-server: 2 pods x 2 workers"
     assert api.workers * sizing.MEASURED_API_WORKER_SATURATION_MILLICORES / sizing.API_WORKER_HEADROOM \
