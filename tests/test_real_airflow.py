@@ -254,6 +254,15 @@ def test_a_fanout_queued_with_no_worker_runs_once_a_worker_starts(services: Serv
         assert obs.states == {"success": 16}, f"none timed out in queued: {obs.states}\n{d.logs('scheduler')}"
 
 
+# The warm span this test divides by is about a second, so the measured ratio
+# is noisy: on this 2-core machine two runs gave 5.05 and 5.93 (17 % apart)
+# against the plan's 6.07, and bench/worker's fresh / warm for one protocol
+# moved from 1.25 to 2.58 between runs. The bound is the plan's ratio plus a
+# quarter for that spread: a worker start twice as slow as the plan's still
+# fails it.
+STARTUP_RATIO_TOLERANCE = 1.25
+
+
 def test_a_worker_started_after_its_tasks_are_queued_runs_its_slots_within_the_plans_start(
         services: Services) -> None:
     # From zero, as KEDA brings a worker up once the queue has filled: the
@@ -266,7 +275,7 @@ def test_a_worker_started_after_its_tasks_are_queued_runs_its_slots_within_the_p
     # per-node scaling predicts this machine.
     tasks = 16
     config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=tasks,
-                          fanoutSleepSeconds=20, workerPool={"vmSize": "Standard_D2s_v5"},
+                          fanoutSleepSeconds=12, workerPool={"vmSize": "Standard_D2s_v5"},
                           systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
     plan = build_stack_config(project_values(config), stack="dev", location="x").plan
     assert plan.startup is not None and plan.startup.tasks_per_node == tasks
@@ -296,9 +305,9 @@ def test_a_worker_started_after_its_tasks_are_queued_runs_its_slots_within_the_p
                f"all {tasks} running {measured_warm:.1f} s (first started after "
                f"{warm['first_started'] - warm['first_queued']:.1f} s); "
                f"ratio {measured_cold / measured_warm:.2f}; the plan: {predicted_cold} s over "
-               f"{warm_plan.seconds} s = {predicted:.2f}")
+               f"{warm_plan.seconds} s = {predicted:.2f}, bound {predicted * STARTUP_RATIO_TOLERANCE:.2f}")
     print(figures)
-    assert measured_cold / measured_warm <= predicted, figures
+    assert measured_cold / measured_warm <= predicted * STARTUP_RATIO_TOLERANCE, figures
 
 
 def test_the_workers_tasks_parse_their_dag_with_the_plans_import_timeout(services: Services) -> None:
