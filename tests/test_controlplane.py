@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from bench.controlplane.bench import measure, row
+from components.model.settings import DEFAULTS
 from tests.harness import ROOT
 from tests.readme_tables import table_after
 
@@ -53,7 +54,8 @@ def test_every_simulated_task_succeeds_and_none_is_lost(result: dict[str, Any]) 
 
 def test_heartbeat_p99_stays_below_the_interval(result: dict[str, Any]) -> None:
     interval = result["heartbeat_interval_s"]
-    assert interval == 5, "[workers] min_heartbeat_interval: the task SDK's default, the cfg sets none"
+    assert interval == DEFAULTS["heartbeatIntervalSeconds"] == 15, \
+        "[workers] min_heartbeat_interval: the cfg's, from heartbeatIntervalSeconds"
     assert result["latency_s"]["heartbeat"]["p99"] < interval
     # The cadence held too: no task went much longer than the interval between heartbeats.
     assert result["heartbeat_gap_s"]["max"] < interval + 2

@@ -140,15 +140,20 @@ print(json.dumps(out))
     done = run_airflow_python(code, home=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    window = (datetime(2026, 1, 1) + timedelta(minutes=lead)).isoformat(), \
-        (datetime(2026, 3, 1) - timedelta(minutes=hold)).isoformat()
+    begin, end = datetime(2026, 1, 1), datetime(2026, 3, 1)
+    # Compare where both sides are complete: a start at t stands for the run at
+    # t + lead, an end at t for the run at t - hold, and only runs in
+    # [begin, end) were listed.
+    starts = (begin.isoformat(), (end - timedelta(minutes=lead)).isoformat())
+    ends = ((begin + timedelta(minutes=hold)).isoformat(), end.isoformat())
+
+    def inside(times: list[str], window: tuple[str, str]) -> list[str]:
+        return [t for t in times if window[0] <= t < window[1]]
+
     for schedule, r in result.items():
-        # Compare inside the period, where both sides are complete.
-        def inside(times: list[str]) -> list[str]:
-            return [t for t in times if window[0] <= t < window[1]]
-        assert inside(r["starts"]) == inside(r["want_starts"]), f"{schedule}: starts"
-        assert inside(r["ends"]) == inside(r["want_ends"]), f"{schedule}: ends"
-        assert inside(r["starts"]), f"{schedule}: fires in the period"
+        assert inside(r["starts"], starts) == inside(r["want_starts"], starts), f"{schedule}: starts"
+        assert inside(r["ends"], ends) == inside(r["want_ends"], ends), f"{schedule}: ends"
+        assert inside(r["starts"], starts), f"{schedule}: fires in the period"
 
 
 # --- Settings ------------------------------------------------------------------
