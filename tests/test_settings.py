@@ -258,3 +258,15 @@ def test_the_derived_timeouts_are_refused_as_overrides(section: str, option: str
 @pytest.mark.parametrize("value", [4, 61, "15s"])
 def test_heartbeat_interval_outside_5_to_60_is_refused(value: object) -> None:
     assert "heartbeatIntervalSeconds" in problems_of(heartbeatIntervalSeconds=value)
+
+
+def test_database_is_one_of_the_two_and_azure_needs_aks() -> None:
+    assert parse().database == "in-cluster"
+    assert parse(database="azure").database == "azure"
+    assert "in-cluster, azure" in problems_of(database="managed")["database"]
+    assert "target: aks" in problems_of(database="azure", target="local")["database"]
+
+
+@pytest.mark.parametrize("value", [6, 36, "two weeks"])
+def test_backup_retention_outside_7_to_35_days_is_refused(value: object) -> None:
+    assert "databaseBackupRetentionDays" in problems_of(databaseBackupRetentionDays=value)

@@ -30,6 +30,9 @@ ACR_SKUS = ("Basic", "Standard", "Premium")
 # Standard has the financially backed one, Premium adds long-term support.
 CLUSTER_TIERS = ("Free", "Standard", "Premium")
 TARGETS = ("aks", "local")
+# Where Airflow's metadata database runs: a PostgreSQL StatefulSet in the
+# cluster, or an Azure Database for PostgreSQL flexible server.
+DATABASES = ("in-cluster", "azure")
 
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _AIRFLOW_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
@@ -139,6 +142,11 @@ class Settings:
     prewarm_schedules_set: bool = False
     # The IANA zone those schedules are in: Airflow's [core] default_timezone.
     schedule_timezone: str = "UTC"
+    # "in-cluster" or "azure" (DATABASES).
+    database: str = "in-cluster"
+    # Days of database backups kept: the flexible server's point-in-time
+    # window, or the in-cluster database's scheduled dumps.
+    database_backup_retention_days: int = 14
 
 
 
@@ -187,6 +195,9 @@ DEFAULTS: dict[str, Any] = {
     # The seed article's DAG ran hourly (schedule_interval "0 * * * *").
     "fanoutSchedule": "0 * * * *",
     "prewarmSchedules": None,
+    "database": "in-cluster",
+    # Azure Database for PostgreSQL keeps 7 to 35 days of point-in-time backups.
+    "databaseBackupRetentionDays": 14,
 }
 KEY_NAMES = tuple(DEFAULTS)
 
@@ -387,6 +398,10 @@ def _check_rabbitmq_image(v: str) -> str | None:
 
 def _check_target(v: str) -> str | None:
     return None if v in TARGETS else f"must be one of {', '.join(TARGETS)}, got {v!r}"
+
+
+def _check_database(v: str) -> str | None:
+    return None if v in DATABASES else f"must be one of {', '.join(DATABASES)}, got {v!r}"
 
 
 def _check_acr_sku(v: str) -> str | None:
@@ -671,6 +686,10 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     fanout_schedule = _fanout_schedule(values, problems)
     prewarm = _prewarm_schedules(values, worker_scaling, fanout_schedule, problems)
     timezone = _schedule_timezone(overrides, problems) if prewarm and overrides is not None else "UTC"
+    database = _str(get("database"), "database", problems, _check_database)
+    if database == "azure" and target == "local":
+        problems.append(("database", "`azure` needs `target: aks`; a local cluster keeps `in-cluster`"))
+    backup_days = _int(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -712,6 +731,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert remote_logs is not None and retention is not None and metrics is not None
     assert heartbeat is not None
     assert prewarm is not None and timezone is not None
+    assert database is not None and backup_days is not None
     return Settings(
         stack=stack,
         target=target,
@@ -759,4 +779,6 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         prewarm_schedules=prewarm,
         prewarm_schedules_set=values.get("prewarmSchedules") is not None,
         schedule_timezone=timezone,
+        database=database,
+        database_backup_retention_days=backup_days,
     )
