@@ -11,6 +11,7 @@ import pulumi_kubernetes as kubernetes
 from components.config import StackConfig
 from components.kubernetes import k8s
 from components.kubernetes.airflow import Airflow, airflow_objects
+from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.metrics import Metrics, metrics_objects
 from components.kubernetes.network_policies import NetworkPolicies, network_policy_objects
@@ -68,15 +69,19 @@ class Workloads(pulumi.ComponentResource):
         image_dependencies: Sequence[pulumi.Resource] = (),
         worker_gate: pulumi.Input[Any] | None = None,
         task_log_store: TaskLogStore | None = None,
+        external_database: ExternalDatabase | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         """task_log_store: on AKS with remote task logs, the storage account
-        and identity the Airflow pods write task logs with."""
+        and identity the Airflow pods write task logs with. external_database:
+        with `database: azure`, the flexible server the pods connect to."""
         super().__init__("airflow-aks:workloads:Workloads", name, None,
                          pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[provider])))
         settings, plan = config.settings, config.plan
         if settings.remote_task_logs and settings.target == "aks" and task_log_store is None:
             raise ValueError("remote task logs on AKS need the task-log store (TaskLogStorage)")
+        if (settings.database == "azure") != (external_database is not None):
+            raise ValueError("`database: azure` and only it takes the external database (components/azure)")
         child = pulumi.ResourceOptions(parent=self)
 
         namespace = k8s.declare(namespace_object(settings), name, child)
