@@ -44,7 +44,8 @@ def render(stack: str, out: Path, project_dir: Path = PROJECT_DIR) -> list[Path]
     secrets = {f"{name}/{key}": SECRET_PLACEHOLDER for name, (_, keys) in secret_specs(settings).items()
                for key in keys}
     store = (TaskLogStore("https://<storage account>.blob.core.windows.net", "<log identity client ID>",
-                          "<tenant ID>") if settings.remote_task_logs and settings.target == "aks" else None)
+                          "<tenant ID>", "<backup identity client ID>")
+             if settings.remote_task_logs and settings.target == "aks" else None)
     objects = kube_objects(config, image_placeholder(settings.target, settings.airflow_version), secrets, store)
 
     out.mkdir(parents=True, exist_ok=True)
