@@ -11,7 +11,7 @@ import pulumi_kubernetes as kubernetes
 from components.config import StackConfig
 from components.kubernetes import k8s
 from components.kubernetes.airflow import Airflow, airflow_objects
-from components.kubernetes.backups import DatabaseBackup, backup_objects
+from components.kubernetes.backups import DatabaseBackup, backup_objects, backups_on
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.metrics import Metrics, metrics_objects
@@ -117,7 +117,7 @@ class Workloads(pulumi.ComponentResource):
 
         # In-cluster database only: it dumps PostgreSQL itself, once it runs;
         # on AKS the image and the backup identity's grants come first.
-        if settings.database == "in-cluster":
+        if backups_on(settings, task_log_store):
             DatabaseBackup(f"{name}-backup", settings=settings, image=image, store=task_log_store,
                            after=[*ready, postgres.stateful_set, *image_dependencies], opts=child)
 
