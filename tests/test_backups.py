@@ -300,8 +300,10 @@ class BackupPod:
                 assert "emptyDir" in volume, volume
 
     def local(self, container: dict[str, Any], text: str) -> str:
+        """An argument with a path under a mount (alone, or after `--option=`) moved to its directory here."""
         for mount in container.get("volumeMounts", []):
-            text = text.replace(mount["mountPath"], str(self.root / mount["name"]))
+            text = re.sub(rf"(^|=){re.escape(mount['mountPath'])}(?=/|$)",
+                          lambda m, mount=mount: m.group(1) + str(self.root / mount["name"]), text)
         return text
 
     def command(self, name: str) -> tuple[list[str], dict[str, str]]:
