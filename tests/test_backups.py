@@ -11,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -321,19 +322,32 @@ class BackupPod:
         return argv, env
 
 
+# Runs a command as its child and reports the child's peak resident memory.
+# Linux carries a process's ru_maxrss over from the memory of the process it
+# was forked from (the high-water mark is taken at exec, kernel fs/exec.c,
+# exec_mmap), so the child of pytest itself would report pytest's own size:
+# this small interpreter forks it instead.
+MEASURE = """
+import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+sys.stderr.write(f"\\nmaxrss_kib={usage.ru_maxrss}\\n")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_step(argv: list[str], env: dict[str, str], stdin: Path | None = None) -> tuple[str, float]:
-    """Run one step to its end: its stdout, and its peak resident memory in
-    MiB (ru_maxrss of that one child, from wait4)."""
-    with open(stdin or os.devnull, "rb") as source, tempfile.TemporaryFile() as out, \
-            tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, env=env, stdin=source, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        problem = err.read().decode(errors="replace")[-3000:]
-        assert proc.returncode == 0, f"{argv[0]} exited {proc.returncode}: {problem}"
-        return out.read().decode(), usage.ru_maxrss / 1024
+    """Run one step to its end: its stdout, and its peak resident memory in MiB
+    (an upper bound: at least the measuring interpreter's own, about 10 MiB)."""
+    with open(stdin or os.devnull, "rb") as source:
+        done = subprocess.run([sys.executable, "-c", MEASURE, *argv], env=env, stdin=source,
+                              capture_output=True, timeout=300, check=False)
+    err = done.stderr.decode(errors="replace")
+    assert done.returncode == 0, f"{argv[0]} exited {done.returncode}: {err[-3000:]}"
+    [kib] = re.findall(r"^maxrss_kib=(\d+)$", err, re.MULTILINE)
+    return done.stdout.decode(), int(kib) / 1024
 
 
 def blobs(connection: str, body: str, home: Path) -> str:

@@ -36,7 +36,7 @@ from components.kubernetes.postgres import POSTGRES_UID
 from components.kubernetes.secrets import PASSWORD_KEY
 from components.kubernetes.task_logs import TaskLogStore, emulator_connection
 from components.model import names
-from components.model.capacity import PodResources
+from components.model.capacity import BACKUP_DUMP_REQUESTS, BACKUP_UPLOAD_REQUESTS, PodResources
 from components.model.settings import Settings
 
 COMPONENT = "database-backup"
@@ -55,12 +55,12 @@ STARTING_DEADLINE_SECONDS = 3600
 BACKOFF_LIMIT = 2
 ACTIVE_DEADLINE_SECONDS = 4 * 3600
 HISTORY_LIMIT = 3
-# Requests and limits of the two steps. pg_dump streams table by table and
-# the uploader sends the file in blocks: neither grows with the database.
-# tests/test_backups.py measures both peaks on a real dump and holds them
-# under these limits.
-DUMP_RESOURCES = PodResources(100, 128)
-UPLOAD_RESOURCES = PodResources(100, 256)
+# Requests (the plan's, components/model/capacity.py) and limits of the two
+# steps. pg_dump streams table by table and the uploader sends the file in
+# blocks: neither grows with the database. tests/test_backups.py measures
+# both peaks on a real dump and holds them under these limits.
+DUMP_RESOURCES = BACKUP_DUMP_REQUESTS
+UPLOAD_RESOURCES = BACKUP_UPLOAD_REQUESTS
 DUMP_LIMITS = {"cpu": "1000m", "memory": "512Mi"}
 UPLOAD_LIMITS = {"cpu": "500m", "memory": "512Mi"}
 STORAGE_ENV = "BACKUP_STORAGE"
