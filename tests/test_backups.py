@@ -333,7 +333,7 @@ pid = os.fork()
 if pid == 0:
     os.execvp(sys.argv[1], sys.argv[1:])
 _, status, usage = os.wait4(pid, 0)
-sys.stderr.write(f"\\nmaxrss_kib={usage.ru_maxrss}\\n")
+sys.stderr.write(f"\\nmaxrss_kib={usage.ru_maxrss} cpu_s={usage.ru_utime + usage.ru_stime:.2f}\\n")
 sys.exit(os.waitstatus_to_exitcode(status))
 """
 
@@ -346,7 +346,8 @@ def run_step(argv: list[str], env: dict[str, str], stdin: Path | None = None) ->
                               capture_output=True, timeout=300, check=False)
     err = done.stderr.decode(errors="replace")
     assert done.returncode == 0, f"{argv[0]} exited {done.returncode}: {err[-3000:]}"
-    [kib] = re.findall(r"^maxrss_kib=(\d+)$", err, re.MULTILINE)
+    [(kib, cpu)] = re.findall(r"^maxrss_kib=(\d+) cpu_s=([\d.]+)$", err, re.MULTILINE)
+    print(f"{Path(argv[0]).name}: {int(kib) / 1024:.0f} MiB at peak, {cpu} CPU-s")
     return done.stdout.decode(), int(kib) / 1024
 
 
@@ -483,3 +484,21 @@ def test_a_dump_restored_into_a_new_postgres_has_the_same_runs_and_tasks(service
     for step, limits in (("dump", backups.DUMP_LIMITS), ("upload", backups.UPLOAD_LIMITS)):
         assert peaks[step] < int(limits["memory"].removesuffix("Mi")), f"{step}: {peaks[step]:.0f} MiB at peak"
     print(f"backup peaks: dump {peaks['dump']:.0f} MiB, upload {peaks['upload']:.0f} MiB")
+
+
+def test_the_plan_counts_the_backup_pod_and_its_connection(runs: dict[str, ProgramRun]) -> None:
+    """The pod's request as the scheduler counts it: the larger of its init
+    container (the dump) and its container (the upload), which run in turn."""
+    from tests.conftest import config_for
+
+    spec = pod_of(runs["prod"].manifest("CronJob", names.DATABASE_BACKUP))["spec"]
+    requests = [c["resources"]["requests"] for c in [*spec["initContainers"], *spec["containers"]]]
+    cpu = max(int(r["cpu"].removesuffix("m")) for r in requests)
+    memory = max(int(r["memory"].removesuffix("Mi")) for r in requests)
+    plan = config_for("prod").plan
+    pod = plan.control_plane.pods["database-backup"]
+    assert (pod.cpu_request_millicores, pod.memory_request_mib) == (cpu, memory) == (25, 256)
+    assert plan.database.connections["database-backup"] == 1, "pg_dump without --jobs: one connection"
+    assert "--jobs" not in " ".join(spec["initContainers"][0]["command"])
+    off = config_for("prod", remoteTaskLogs=False, databaseBackupSchedule="").plan
+    assert "database-backup" not in off.control_plane.pods and "database-backup" not in off.database.connections

@@ -210,8 +210,13 @@ CONTROL_PLANE_REQUESTS: dict[str, PodResources] = {
 # dump is an init container, so the pod counts the larger of the two, not
 # their sum (kubernetes.io/docs/concepts/workloads/pods/init-containers,
 # "Resource sharing within containers").
-BACKUP_DUMP_REQUESTS = PodResources(100, 128)
-BACKUP_UPLOAD_REQUESTS = PodResources(100, 256)
+# CPU: a floor of 25m, as both steps mostly wait on PostgreSQL, the disk and
+# the network, and run at 01:15 by default when the control plane is quiet;
+# pg_dump's compression borrows idle CPU up to its limit. More would not fit:
+# prod's control plane leaves 38m of one Standard_D4s_v5 node, which the
+# plan's "1 needed" and README's cost table count on.
+BACKUP_DUMP_REQUESTS = PodResources(25, 128)
+BACKUP_UPLOAD_REQUESTS = PodResources(25, 256)
 BACKUP_POD_REQUESTS = PodResources(
     max(BACKUP_DUMP_REQUESTS.cpu_request_millicores, BACKUP_UPLOAD_REQUESTS.cpu_request_millicores),
     max(BACKUP_DUMP_REQUESTS.memory_request_mib, BACKUP_UPLOAD_REQUESTS.memory_request_mib))
