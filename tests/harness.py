@@ -172,6 +172,25 @@ class Mocks(pulumi.runtime.Mocks):
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
                    f"Microsoft.ManagedIdentity/userAssignedIdentities/{state['name']}")
             state.update(principalId=TASK_LOG_PRINCIPAL_ID, clientId=TASK_LOG_CLIENT_ID, tenantId=TENANT)
+        elif args.typ == "azure-native:network:VirtualNetwork":
+            state["name"] = f"{args.name}0001"
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.Network/virtualNetworks/{state['name']}")
+        elif args.typ == "azure-native:network:Subnet":
+            state["name"] = f"{args.name}0001"
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/Microsoft.Network/virtualNetworks/"
+                   f"{args.inputs['virtualNetworkName']}/subnets/{state['name']}")
+        elif args.typ == "azure-native:privatedns:PrivateZone":
+            state["name"] = args.inputs["privateZoneName"]
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.Network/privateDnsZones/{state['name']}")
+        elif args.typ == "azure-native:dbforpostgresql:Server":
+            # As Azure names a server in a VNet: its public-style FQDN, which
+            # the linked private DNS zone resolves to its private address.
+            state["name"] = f"{args.name}0001"
+            state["fullyQualifiedDomainName"] = f"{state['name']}.postgres.database.azure.com"
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.DBforPostgreSQL/flexibleServers/{state['name']}")
         elif args.typ == "random:index/randomPassword:RandomPassword":
             # Distinctive values, so tests can search every object for leaks.
             state["result"] = f"MOCKSECRET{args.name.replace('-', '')}"[: int(args.inputs["length"])].ljust(

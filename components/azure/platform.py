@@ -11,6 +11,7 @@ import pulumi_kubernetes as kubernetes
 from pulumi.output import Unknown
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
+from components.azure.network import DatabaseNetwork
 from components.azure.pools import (
     SYSTEM_POOL_NAME,
     PoolSize,
@@ -144,6 +145,8 @@ class Platform(pulumi.ComponentResource):
     # the pool has grown, or at once when the pool is about to shrink.
     worker_gate: pulumi.Output[bool]
     acr_pull: authorization.RoleAssignment
+    # `database: azure`: the VNet the pools and the flexible server share.
+    network: DatabaseNetwork | None
 
     def __init__(
         self,
@@ -151,8 +154,12 @@ class Platform(pulumi.ComponentResource):
         settings: Settings,
         plan: CapacityPlan,
         dns_prefix: str | None = None,
+        gate: pulumi.Input[object] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """gate: resolves once nothing refuses this update (a preview stops on
+        its error): the cluster, and with it every pool and Kubernetes object,
+        and the VNet wait for it."""
         super().__init__("airflow-aks:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         guarded = pulumi.ResourceOptions(parent=self, protect=settings.protect)
@@ -169,7 +176,13 @@ class Platform(pulumi.ComponentResource):
             opts=guarded,
         )
 
-        cluster = self._cluster(name, settings, group, dns_prefix, guarded)
+        group_name: pulumi.Output[str] = (group.name if gate is None else
+                                          pulumi.Output.all(group.name, gate).apply(lambda values: values[0]))
+        self.network = None
+        if settings.database == "azure":
+            self.network = DatabaseNetwork(f"{name}-network", stack=settings.stack,
+                                           resource_group_name=group_name, opts=child)
+        cluster = self._cluster(name, settings, group_name, dns_prefix, guarded)
         live = self._live_cluster(group, cluster, settings, plan)
         worker_pool = self._worker_pool(name, settings, plan, group, cluster, live)
         acr_pull = self._acr_pull(name, settings, cluster, registry, live)
@@ -199,12 +212,23 @@ class Platform(pulumi.ComponentResource):
             "kubeconfig": self.kubeconfig,
         })
 
-    def _cluster(self, name: str, settings: Settings, group: resources.ResourceGroup, dns_prefix: str | None,
+    def _node_subnet(self) -> dict[str, pulumi.Input[str]]:
+        """A pool's vnetSubnetID: only with `database: azure`. AKS takes it only
+        when a pool is created (terraform-provider-azurerm makes it ForceNew,
+        "this has to be set at Cluster/Node Pool creation time", #8662) and a
+        cluster cannot move to another VNet (AKS FAQ, MicrosoftDocs/
+        azure-aks-docs#411); pulumi-azure-native's replacement.go does not list
+        it, so its preview would show an update AKS then rejects. Without it
+        AKS puts the nodes in a VNet of its own, as every stack before
+        `database` had: an in-cluster stack declares nothing new here."""
+        return {} if self.network is None else {"vnet_subnet_id": self.network.node_subnet_id}
+
+    def _cluster(self, name: str, settings: Settings, group_name: pulumi.Input[str], dns_prefix: str | None,
                  opts: pulumi.ResourceOptions) -> containerservice.ManagedCluster:
         system = settings.system_pool
         return containerservice.ManagedCluster(
             f"{name}-aks",
-            resource_group_name=group.name,
+            resource_group_name=group_name,
             dns_prefix=dns_prefix or name,
             kubernetes_version=settings.kubernetes_version,
             enable_rbac=True,
@@ -220,6 +244,7 @@ class Platform(pulumi.ComponentResource):
                 "os_type": containerservice.OSType.LINUX,
                 "type": containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
                 "orchestrator_version": settings.kubernetes_version,
+                **self._node_subnet(),
             }],
             # AKS's managed KEDA, for the worker ScaledObject, under either
             # workerScaling: with `fixed` the ScaledObject stays, paused, so a
@@ -316,6 +341,7 @@ class Platform(pulumi.ComponentResource):
             node_labels={WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
             node_taints=[WORKER_POOL_TAINT],
             upgrade_settings=worker_upgrade_settings(settings.longest_task_seconds),
+            **self._node_subnet(),
             # The live node count under the autoscaler (pools.worker_pool_size),
             # never ignoreChanges: the engine would send the count of the
             # pool's creation instead.
