@@ -39,9 +39,11 @@ class FlexibleServer(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         # The server holds the data: `protect` guards it as it guards the cluster.
         guarded = pulumi.ResourceOptions(parent=self, protect=settings.protect)
-        password = random.RandomPassword(
+        # A secret in the state and in every input it reaches, whatever the
+        # provider's schema marks.
+        password = pulumi.Output.secret(random.RandomPassword(
             f"{name}-admin", length=PASSWORD_LENGTH, special=False, min_upper=1, min_lower=1, min_numeric=1,
-            opts=child).result
+            opts=child).result)
         server = dbforpostgresql.Server(
             f"{name}-server",
             resource_group_name=resource_group_name,
@@ -96,5 +98,5 @@ class FlexibleServer(pulumi.ComponentResource):
         self.name = server.name
         self.host = server.fully_qualified_domain_name
         self.admin_user = names.POSTGRES_USER
-        self.password = pulumi.Output.secret(password)
+        self.password = password
         self.register_outputs({"name": self.name, "host": self.host})

@@ -44,10 +44,11 @@ class ServerSku:
     # PostgreSQL'). "Azure Database for PostgreSQL Flexible Server General
     # Purpose Ddsv5 Series Compute" is priced per vCore, 0.089 USD per
     # vCore-hour (D2ds_v5 0.178, D8ds_v5 0.712); "... Burstable BS Series
-    # Compute" per size, B1ms 0.017, the larger sizes in proportion to their
-    # vCores and memory as Azure prices the B-series (B2s 4x B1ms, B2ms 8x,
-    # B4ms 16x, B8ms 32x). This machine has no network: figures as quoted by
-    # public tools that read that API (the same way as components/model/vmsizes.py).
+    # Compute" per size, B1ms 0.017, and like the B-series VMs the larger
+    # sizes in proportion to their memory (B2s 0.034, B2ms 0.068, B4ms 0.136:
+    # the pricing page's 12.41, 24.82, 49.64, 99.28 USD per 730-hour month).
+    # This machine has no network: figures as quoted by public tools that
+    # read that API (as in components/model/vmsizes.py); tests check the rule.
     price_per_hour: float
 
     @property
@@ -59,15 +60,16 @@ class ServerSku:
         return self.max_connections - AZURE_RESERVED_CONNECTIONS
 
 
-_B1MS_PRICE = 0.017
+# USD per hour: a Burstable GiB of memory (B1ms 0.017 for 2 GiB), a Ddsv5 vCore.
+_BURSTABLE_GIB_PRICE = 0.0085
 _GP_VCORE_PRICE = 0.089
 
 SERVER_SKUS: dict[str, ServerSku] = {s.name: s for s in (
-    ServerSku("Standard_B1ms", BURSTABLE, 1, 2, 50, 200, _B1MS_PRICE),
-    ServerSku("Standard_B2s", BURSTABLE, 2, 4, 429, 400, round(_B1MS_PRICE * 4, 3)),
-    ServerSku("Standard_B2ms", BURSTABLE, 2, 8, 859, 600, round(_B1MS_PRICE * 8, 3)),
-    ServerSku("Standard_B4ms", BURSTABLE, 4, 16, 1718, 900, round(_B1MS_PRICE * 16, 3)),
-    ServerSku("Standard_B8ms", BURSTABLE, 8, 32, 3437, 1350, round(_B1MS_PRICE * 32, 3)),
+    ServerSku("Standard_B1ms", BURSTABLE, 1, 2, 50, 200, round(_BURSTABLE_GIB_PRICE * 2, 3)),
+    ServerSku("Standard_B2s", BURSTABLE, 2, 4, 429, 400, round(_BURSTABLE_GIB_PRICE * 4, 3)),
+    ServerSku("Standard_B2ms", BURSTABLE, 2, 8, 859, 600, round(_BURSTABLE_GIB_PRICE * 8, 3)),
+    ServerSku("Standard_B4ms", BURSTABLE, 4, 16, 1718, 900, round(_BURSTABLE_GIB_PRICE * 16, 3)),
+    ServerSku("Standard_B8ms", BURSTABLE, 8, 32, 3437, 1350, round(_BURSTABLE_GIB_PRICE * 32, 3)),
     ServerSku("Standard_D2ds_v5", GENERAL_PURPOSE, 2, 8, 859, 2000, round(_GP_VCORE_PRICE * 2, 3)),
     ServerSku("Standard_D4ds_v5", GENERAL_PURPOSE, 4, 16, 1718, 4000, round(_GP_VCORE_PRICE * 4, 3)),
     ServerSku("Standard_D8ds_v5", GENERAL_PURPOSE, 8, 32, 3437, 8000, round(_GP_VCORE_PRICE * 8, 3)),
