@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from components.azure.platform import network_profile
+from components.azure.platform import NETWORK_CONTRIBUTOR_ROLE, network_profile
 from components.model import capacity, vnet
 from components.model import database_server as pg
 from components.model.capacity import DatabaseServerPlan
 from components.model.settings import ConfigError
 from tests.conftest import config_for
-from tests.harness import ProgramRun, is_secret, plain, run_program, stack_file_config
+from tests.harness import CLUSTER_PRINCIPAL_ID, ProgramRun, is_secret, plain, run_program, stack_file_config
 from tests.preview import forces_replacement
 
 SERVER = "azure-native:dbforpostgresql:Server"
@@ -23,6 +23,7 @@ CONFIGURATION = "azure-native:dbforpostgresql:Configuration"
 SUBNET = "azure-native:network:Subnet"
 CLUSTER = "azure-native:containerservice:ManagedCluster"
 AGENT_POOL = "azure-native:containerservice:AgentPool"
+ROLE = "azure-native:authorization:RoleAssignment"
 
 
 def azure_config(**changes: Any) -> dict[str, Any]:
@@ -259,6 +260,13 @@ def test_the_pools_join_the_vnet_only_with_azure(azure: ProgramRun, in_cluster: 
     [system] = azure.one(CLUSTER).inputs["agentPoolProfiles"]
     assert system["vnetSubnetID"].endswith(subnet_id)
     assert all(p.inputs["vnetSubnetID"].endswith(subnet_id) for p in azure.of_type(AGENT_POOL))
+    # The cluster identity acts on the subnet (scale-outs join NICs to it):
+    # Network Contributor there, and the worker pool waits for the grant.
+    [grant] = [r for r in azure.of_type(ROLE) if r.inputs["scope"].endswith(subnet_id)]
+    assert grant.inputs["principalId"] == CLUSTER_PRINCIPAL_ID
+    assert grant.inputs["roleDefinitionId"].endswith(f"/roleDefinitions/{NETWORK_CONTRIBUTOR_ROLE}")
+    assert all(grant.name in azure.options_of(p.name).waits_for() for p in azure.of_type(AGENT_POOL))
+    assert not [r for r in in_cluster.of_type(ROLE) if "/subnets/" in r.inputs["scope"]]
     # An in-cluster stack declares what every earlier release did: no VNet, no subnet on a pool.
     assert "vnetSubnetID" not in repr(plain(in_cluster.one(CLUSTER).inputs))
     assert all("vnetSubnetID" not in p.inputs for p in in_cluster.of_type(AGENT_POOL))

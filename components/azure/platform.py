@@ -29,6 +29,9 @@ from components.model.settings import ConfigError, Settings
 
 # Built-in role "AcrPull": lets the kubelet identity pull without a registry password.
 ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+# Built-in role "Network Contributor": the cluster identity's on the node subnet
+# of a VNet the program declares (`database: azure`).
+NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
@@ -85,6 +88,14 @@ def kubelet_object_id(identity_profile: Mapping[str, Any] | None) -> str:
     if not identity_profile or "kubeletidentity" not in identity_profile:
         raise ValueError("AKS returned no kubelet identity for the cluster")
     return identity_profile["kubeletidentity"].object_id
+
+
+def cluster_principal_id(identity: Any) -> str:
+    """The cluster's system-assigned identity from a read of the cluster."""
+    principal = getattr(identity, "principal_id", None) if identity is not None else None
+    if not principal:
+        raise ValueError("AKS returned no system-assigned identity for the cluster")
+    return principal
 
 
 def issuer_url(profile: Any) -> str | None:
@@ -184,7 +195,8 @@ class Platform(pulumi.ComponentResource):
                                            resource_group_name=group_name, opts=child)
         cluster = self._cluster(name, settings, group_name, dns_prefix, guarded)
         live = self._live_cluster(group, cluster, settings, plan)
-        worker_pool = self._worker_pool(name, settings, plan, group, cluster, live)
+        subnet_grant = self._subnet_grant(name, live)
+        worker_pool = self._worker_pool(name, settings, plan, group, cluster, live, subnet_grant)
         acr_pull = self._acr_pull(name, settings, cluster, registry, live)
 
         credentials = containerservice.list_managed_cluster_user_credentials_output(
@@ -298,8 +310,33 @@ class Platform(pulumi.ComponentResource):
             resource_group_name=group.name, resource_name=cluster.name,
             opts=pulumi.InvokeOutputOptions(depends_on=[cluster])).apply(lambda c: checked_live(c, settings, plan))
 
+    def _subnet_grant(self, name: str, live: pulumi.Output[Any]) -> authorization.RoleAssignment | None:
+        """Network Contributor for the cluster's identity on the node subnet, with `database: azure`.
+
+        In a VNet of the user's, AKS acts on the subnet with the cluster
+        identity (joining scaled-out nodes' NICs to it, its NSG and load
+        balancer configuration: "Microsoft.Network/virtualNetworks/subnets/
+        join/action ... when using a custom VNET", learn.microsoft.com/azure/
+        aks/aks-service-permissions); without it the autoscaler's scale-outs
+        fail with LinkedAuthorizationFailed. A system-assigned identity exists
+        only once the cluster does, so the grant follows it; the principal
+        comes from the live read, as the kubelet's does (_acr_pull).
+        """
+        if self.network is None:
+            return None
+        client = authorization.get_client_config_output()
+        return authorization.RoleAssignment(
+            f"{name}-subnet-network",
+            principal_id=live.apply(lambda c: cluster_principal_id(c.identity)),
+            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            role_definition_id=role_definition_id(client.subscription_id, NETWORK_CONTRIBUTOR_ROLE),
+            scope=self.network.node_subnet_id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _worker_pool(self, name: str, settings: Settings, plan: CapacityPlan, group: resources.ResourceGroup,
-                     cluster: containerservice.ManagedCluster, live: pulumi.Output[Any]) -> containerservice.AgentPool:
+                     cluster: containerservice.ManagedCluster, live: pulumi.Output[Any],
+                     subnet_grant: authorization.RoleAssignment | None = None) -> containerservice.AgentPool:
         nodes = plan.worker_nodes
         pool_name = worker_pool_name(nodes.vm_size)
         # Unknown (a first preview) means no live pool: nodes first, the plan's counts.
@@ -349,7 +386,8 @@ class Platform(pulumi.ComponentResource):
             enable_auto_scaling=nodes.autoscale,
             min_count=size.apply(lambda z: z.min_count),
             max_count=after_workers(size.apply(lambda z: z.max_count)),
-            opts=pulumi.ResourceOptions(parent=self),
+            # Its nodes join the node subnet with the cluster identity's grant.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet_grant] if subnet_grant else []),
         )
 
     @staticmethod
