@@ -1,9 +1,9 @@
 """Azure Database for PostgreSQL flexible server sizes, and the one the plan needs.
 
 Pure data and arithmetic (`database: azure`): components/model/capacity.py
-calls `size_server` with the plan's PostgreSQL figures, the same ones the
+calls `cheapest_sku` with the plan's PostgreSQL figures, the same ones the
 in-cluster StatefulSet gets (components/kubernetes/postgres.py), and
-components/azure/database.py declares what it returns.
+components/azure/database.py declares the server it plans.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ class ServerSku:
     # PostgreSQL'). "Azure Database for PostgreSQL Flexible Server General
     # Purpose Ddsv5 Series Compute" is priced per vCore, 0.089 USD per
     # vCore-hour (D2ds_v5 0.178, D8ds_v5 0.712); "... Burstable BS Series
-    # Compute" per size, B1ms 0.017, and like the B-series VMs the larger
-    # sizes in proportion to their memory (B2s 0.034, B2ms 0.068, B4ms 0.136:
-    # the pricing page's 12.41, 24.82, 49.64, 99.28 USD per 730-hour month).
-    # This machine has no network: figures as quoted by public tools that
-    # read that API (as in components/model/vmsizes.py); tests check the rule.
+    # Compute" per size: B1ms 0.017 and B2s 0.034 as quoted, the larger sizes
+    # taken in proportion to their memory, as the B-series VMs are priced
+    # (0.0085 USD per GiB-hour; not read for each size). This machine has no
+    # network: the figures are as quoted by public tools that read that API
+    # (as in components/model/vmsizes.py); tests check the rules.
     price_per_hour: float
 
     @property
