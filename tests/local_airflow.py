@@ -946,15 +946,19 @@ class LocalDeployment:
                         total_kib += int(line.split()[1])
         return total_kib / 1024
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 20) -> None:
+        """SIGTERM to every component, as pods stop, then SIGKILL to what is
+        left after `grace` seconds. grace=0: SIGKILL at once (a test's
+        deployment being thrown away: a graceful stop took about 20 s of
+        every real test, waiting on the worker's warm shutdown)."""
         # Task processes run in process groups of their own, so killing each
         # component's group misses them: note the whole tree first.
         tree = [pid for proc in self.processes.values() for pid in descendants(proc.pid)]
         for proc in self.processes.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
+                    os.killpg(proc.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+        deadline = time.monotonic() + grace
         for proc in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -994,5 +998,6 @@ def deployment(services: Services, config: dict[str, Any], stack: str = "dev", s
             d.wait_ready()
         yield d
     finally:
-        d.stop()
+        # What a test checks of a stop, it checks by calling d.stop() itself.
+        d.stop(grace=0)
         shutil.rmtree(d.home, ignore_errors=True)

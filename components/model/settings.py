@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.model.database_server import SERVER_SKUS
 from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
 from components.model.schedules import parse_cron
 from components.model.sizing import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB
@@ -147,6 +148,11 @@ class Settings:
     # Days of database backups kept: the flexible server's point-in-time
     # window, or the in-cluster database's scheduled dumps.
     database_backup_retention_days: int = 14
+    # `database: azure` only: zone-redundant high availability, geo-redundant
+    # backups, and a flexible server SKU chosen by hand (None: the plan's).
+    database_high_availability: bool = False
+    database_geo_redundant_backup: bool = False
+    database_sku: str | None = None
 
 
 
@@ -198,6 +204,9 @@ DEFAULTS: dict[str, Any] = {
     "database": "in-cluster",
     # Azure Database for PostgreSQL keeps 7 to 35 days of point-in-time backups.
     "databaseBackupRetentionDays": 14,
+    "databaseHighAvailability": False,
+    "databaseGeoRedundantBackup": False,
+    "databaseSku": None,
 }
 KEY_NAMES = tuple(DEFAULTS)
 
@@ -614,6 +623,32 @@ def _check_emulator_endpoint(value: str) -> str | None:
     return None
 
 
+def _database_server(values: Mapping[str, Any], database: str | None,
+                     problems: Problems) -> tuple[bool | None, bool | None, str | None]:
+    """databaseHighAvailability, databaseGeoRedundantBackup, databaseSku: the
+    flexible server's options, refused with `database: in-cluster`."""
+    ha = _bool(values.get("databaseHighAvailability", DEFAULTS["databaseHighAvailability"]),
+               "databaseHighAvailability", problems)
+    geo = _bool(values.get("databaseGeoRedundantBackup", DEFAULTS["databaseGeoRedundantBackup"]),
+                "databaseGeoRedundantBackup", problems)
+    sku_raw = values.get("databaseSku")
+    sku = None
+    if sku_raw is not None and sku_raw != "":
+        sku = _str(sku_raw, "databaseSku", problems, _check_server_sku)
+    if database is not None and database != "azure":
+        for key, set_ in (("databaseHighAvailability", ha), ("databaseGeoRedundantBackup", geo),
+                          ("databaseSku", sku is not None)):
+            if set_:
+                problems.append((key, "only applies with `database: azure` (the flexible server)"))
+    return ha, geo, sku
+
+
+def _check_server_sku(value: str) -> str | None:
+    if value not in SERVER_SKUS:
+        return f"unknown flexible server SKU {value!r}; known: {', '.join(SERVER_SKUS)}"
+    return None
+
+
 def parse_settings(values: Mapping[str, Any], *, stack: str,
                    location: str | None = None) -> Settings:
     """Validate the project's stack config (keys without the project prefix).
@@ -690,6 +725,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     if database == "azure" and target == "local":
         problems.append(("database", "`azure` needs `target: aks`; a local cluster keeps `in-cluster`"))
     backup_days = _int(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
+    db_ha, db_geo, db_sku = _database_server(values, database, problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -781,4 +817,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         schedule_timezone=timezone,
         database=database,
         database_backup_retention_days=backup_days,
+        database_high_availability=bool(db_ha),
+        database_geo_redundant_backup=bool(db_geo),
+        database_sku=db_sku,
     )
