@@ -2,8 +2,9 @@
 the cluster, PgBouncer and every direct client onto the flexible server over
 TLS, and NetworkPolicies that let exactly those clients reach its subnet.
 
-The program runs for prod with `database: azure`, its Workloads given the
-server as components/azure would pass it (tests/local_airflow.serving).
+The program runs for prod with `database: azure` as __main__.py wires it: the
+flexible server components/azure declares (the mocks answer its FQDN as Azure
+names a server in a VNet) is what Workloads connects to.
 """
 
 from __future__ import annotations
@@ -24,17 +25,16 @@ from components.kubernetes.external_database import ExternalDatabase, server_roo
 from components.kubernetes.pgbouncer import CONFIG_DIR, ROOT_CAS_KEY
 from components.kubernetes.secrets import DIRECT_CONN_KEY, PASSWORD_KEY
 from components.kubernetes.workloads import kube_objects
-from components.model import names
+from components.model import names, vnet
 from components.render import EXTERNAL_DATABASE_PLACEHOLDER, SECRET_PLACEHOLDER, render
 from tests.conftest import config_for
-from tests.harness import ROOT, ProgramRun, is_secret, plain
+from tests.harness import ROOT, ProgramRun, is_secret, plain, run_program
 from tests.local_airflow import declared
 from tests.schemas import SchemaError, validate_manifest
 from tests.test_render import manifests as rendered_manifests
 from tests.test_render import without_deploy_time_values
 
-SERVER = ExternalDatabase(host="airflow-prod-pg.postgres.database.azure.com", admin_user="airflowadmin",
-                          password="MOCKSECRETazureadminpassword0001", cidr="10.224.8.0/24")
+SERVER_TYPE = "azure-native:dbforpostgresql:Server"
 # What libpq calls TLS with no fallback to plain TCP.
 TLS_SSLMODES = {"require", "verify-ca", "verify-full"}
 AIRFLOW_DB_COMPONENTS = {"migrate", "api-server", "scheduler", "dag-processor", "triggerer", "worker"}
@@ -46,14 +46,40 @@ def azure_config(**changes: Any) -> dict[str, Any]:
     return config
 
 
+def program(config: dict[str, Any]) -> ProgramRun:
+    run = run_program("prod", config)
+    assert run.error is None, run.error
+    return run
+
+
 @pytest.fixture(scope="module")
 def azure() -> ProgramRun:
-    return declared("prod", azure_config(), SERVER)
+    return program(azure_config())
 
 
 @pytest.fixture(scope="module")
 def azure_no_bouncer() -> ProgramRun:
-    return declared("prod", azure_config(pgbouncer=False), SERVER)
+    return program(azure_config(pgbouncer=False))
+
+
+def declared_server(run: ProgramRun) -> ExternalDatabase:
+    """The flexible server as the program declared it: its FQDN, admin login,
+    generated admin password and delegated subnet."""
+    server = run.one(SERVER_TYPE).inputs
+    password = plain(server["administratorLoginPassword"])
+    assert password in run.generated
+    [subnet] = [plain(r.inputs)["addressPrefix"] for r in run.of_type("azure-native:network:Subnet")
+                if plain(r.inputs).get("delegations")]
+    return ExternalDatabase(host=run.outputs["databaseHost"], admin_user=server["administratorLogin"],
+                            password=password, cidr=subnet)
+
+
+@pytest.fixture(scope="module")
+def server(azure: ProgramRun) -> ExternalDatabase:
+    found = declared_server(azure)
+    assert found.host.endswith(".postgres.database.azure.com"), "the name on the server's certificate"
+    assert found.cidr == vnet.DATABASE_SUBNET_CIDR
+    return found
 
 
 def secret_data(run: ProgramRun, name: str) -> dict[str, str]:
@@ -67,7 +93,8 @@ def is_postgres_object(m: dict[str, Any]) -> bool:
     return named or labels.get("app.kubernetes.io/name") == "postgres"
 
 
-def test_no_postgresql_in_the_cluster(azure: ProgramRun, runs: dict[str, ProgramRun]) -> None:
+def test_no_postgresql_in_the_cluster(azure: ProgramRun, server: ExternalDatabase,
+                                      runs: dict[str, ProgramRun]) -> None:
     in_cluster = [f"{m['kind']}/{m['metadata']['name']}" for m in runs["prod"].manifests() if is_postgres_object(m)]
     assert {"StatefulSet/airflow-postgres", "Service/airflow-postgres", "PersistentVolumeClaim/airflow-postgres-data",
             "NetworkPolicy/airflow-postgres"} <= set(in_cluster), "what the in-cluster shape declares"
@@ -76,19 +103,19 @@ def test_no_postgresql_in_the_cluster(azure: ProgramRun, runs: dict[str, Program
         "no generated database password: the server's admin password is used"
     # KEDA's TriggerAuthentication still reads the database password from
     # the postgres Secret, which now holds the server's.
-    assert secret_data(azure, names.POSTGRES_SECRET) == {PASSWORD_KEY: SERVER.password}
+    assert secret_data(azure, names.POSTGRES_SECRET) == {PASSWORD_KEY: server.password}
 
 
-def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun) -> None:
+def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun, server: ExternalDatabase) -> None:
     config_map = azure.manifest("ConfigMap", names.PGBOUNCER)["data"]
     ini = config_map["pgbouncer.ini"].splitlines()
-    target = f"host={SERVER.host} port={names.POSTGRES_PORT} dbname={names.POSTGRES_DB}"
+    target = f"host={server.host} port={names.POSTGRES_PORT} dbname={names.POSTGRES_DB}"
     aliases = [line for line in ini if line.startswith(("airflow-metadata =", "airflow-result-backend ="))]
     assert len(aliases) == 2 and all(target in line for line in aliases), aliases
     settings = dict(line.split(" = ", 1) for line in ini if " = " in line and not line.startswith("airflow-"))
     assert settings["server_tls_sslmode"] == "verify-full"
     assert settings["server_tls_protocols"] == "secure"
-    assert settings["stats_users"] == SERVER.admin_user
+    assert settings["stats_users"] == server.admin_user
     # The CA file is where the pod mounts the ConfigMap's roots.
     ca_file = settings["server_tls_ca_file"]
     pod = azure.manifest("Deployment", names.PGBOUNCER)["spec"]["template"]
@@ -109,7 +136,7 @@ def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun) -> None:
     assert pod["metadata"]["annotations"][k8s.CHECKSUM_ANNOTATION] == k8s.checksum(
         config_map["pgbouncer.ini"], config_map[ROOT_CAS_KEY])
     assert secret_data(azure, names.PGBOUNCER_SECRET)["users.txt"] == \
-        f'"{SERVER.admin_user}" "{SERVER.password}"\n'
+        f'"{server.admin_user}" "{server.password}"\n'
 
 
 def database_urls(run: ProgramRun) -> dict[str, str]:
@@ -125,17 +152,18 @@ def parse(url: str) -> SplitResult:
 def test_every_database_url_reaches_the_server_only_over_tls(azure: ProgramRun, azure_no_bouncer: ProgramRun,
                                                              bouncer: bool) -> None:
     run = azure if bouncer else azure_no_bouncer
+    server = declared_server(run)
     urls = database_urls(run)
     assert set(urls) == {"sql-alchemy-conn", "sql-alchemy-conn-async", "result-backend", DIRECT_CONN_KEY}
     pgbouncer = names.service_host(names.PGBOUNCER, "airflow")
     to_server = set()
     for key, url in urls.items():
         parts = parse(url)
-        assert (parts.username, parts.password) == (SERVER.admin_user, SERVER.password), key
+        assert (parts.username, parts.password) == (server.admin_user, server.password), key
         if parts.hostname == pgbouncer:
             assert bouncer and parts.port == names.PGBOUNCER_PORT, key
             continue
-        assert (parts.hostname, parts.port, parts.path) == (SERVER.host, names.POSTGRES_PORT,
+        assert (parts.hostname, parts.port, parts.path) == (server.host, names.POSTGRES_PORT,
                                                             f"/{names.POSTGRES_DB}"), key
         assert parse_qs(parts.query).get("sslmode", [""])[0] in TLS_SSLMODES, f"{key}: {url}"
         to_server.add(key)
@@ -147,12 +175,12 @@ def test_every_database_url_reaches_the_server_only_over_tls(azure: ProgramRun, 
     assert conn["valueFrom"]["secretKeyRef"] == {"name": names.ENV_SECRET, "key": DIRECT_CONN_KEY}
 
 
-def test_kedas_query_goes_to_the_server_over_tls(azure: ProgramRun) -> None:
+def test_kedas_query_goes_to_the_server_over_tls(azure: ProgramRun, server: ExternalDatabase) -> None:
     [trigger] = [t for t in azure.manifest("ScaledObject", names.WORKER)["spec"]["triggers"]
                  if t["type"] == "postgresql"]
     meta = trigger["metadata"]
     assert (meta["host"], meta["port"], meta["userName"], meta["dbName"]) == (
-        SERVER.host, str(names.POSTGRES_PORT), SERVER.admin_user, names.POSTGRES_DB)
+        server.host, str(names.POSTGRES_PORT), server.admin_user, names.POSTGRES_DB)
     assert meta["sslmode"] in TLS_SSLMODES
     auth = azure.manifest("TriggerAuthentication", trigger["authenticationRef"]["name"])
     assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": names.POSTGRES_SECRET,
@@ -171,25 +199,26 @@ def all_strings(value: Any) -> list[str]:
 def test_the_server_password_is_only_in_secrets(azure: ProgramRun, azure_no_bouncer: ProgramRun,
                                                 bouncer: bool) -> None:
     run = azure if bouncer else azure_no_bouncer
+    server = declared_server(run)
     secrets = run.of_type("kubernetes:core/v1:Secret")
     assert all(is_secret(r.inputs["stringData"]) for r in secrets), "Pulumi secrets in the state"
     holding = {plain(r.inputs)["metadata"]["name"] for r in secrets
-               if any(SERVER.password in s for s in all_strings(plain(r.inputs["stringData"])))}
+               if any(server.password in s for s in all_strings(plain(r.inputs["stringData"])))}
     assert holding >= {names.ENV_SECRET, names.POSTGRES_SECRET}
     for m in run.manifests():
         if m["kind"] != "Secret":
-            assert not [s for s in all_strings(m) if SERVER.password in s or "sslmode=" in s], \
+            assert not [s for s in all_strings(m) if server.password in s or "sslmode=" in s], \
                 f"{m['kind']}/{m['metadata'].get('name')}: a database password or URL outside a Secret"
 
 
-def egress_to_server(run: ProgramRun) -> dict[str, list[dict[str, Any]]]:
+def egress_to_server(run: ProgramRun, server: ExternalDatabase) -> dict[str, list[dict[str, Any]]]:
     """Policy name -> its egress rules that name the server's subnet."""
     found: dict[str, list[dict[str, Any]]] = {}
     for m in run.manifests():
         if m["kind"] != "NetworkPolicy":
             continue
         for rule in m["spec"].get("egress", []):
-            if any(peer.get("ipBlock", {}).get("cidr") == SERVER.cidr for peer in rule.get("to", [])):
+            if any(peer.get("ipBlock", {}).get("cidr") == server.cidr for peer in rule.get("to", [])):
                 found.setdefault(m["metadata"]["name"], []).append(rule)
     return found
 
@@ -198,12 +227,13 @@ def egress_to_server(run: ProgramRun) -> dict[str, list[dict[str, Any]]]:
 def test_only_the_servers_clients_reach_its_subnet_on_5432(azure: ProgramRun, azure_no_bouncer: ProgramRun,
                                                             bouncer: bool) -> None:
     run = azure if bouncer else azure_no_bouncer
-    allowed = egress_to_server(run)
+    server = declared_server(run)
+    allowed = egress_to_server(run, server)
     clients = {names.PGBOUNCER, names.MIGRATE} if bouncer else {f"airflow-{c}" for c in AIRFLOW_DB_COMPONENTS}
     assert set(allowed) == clients
     for rules in allowed.values():
         assert rules == [{"ports": [{"port": names.POSTGRES_PORT, "protocol": "TCP"}],
-                          "to": [{"ipBlock": {"cidr": SERVER.cidr}}]}]
+                          "to": [{"ipBlock": {"cidr": server.cidr}}]}]
     # Nothing else may open 5432 (or every port) to anywhere, and nothing
     # in the namespace listens on 5432 any more.
     for m in run.manifests():
@@ -214,7 +244,7 @@ def test_only_the_servers_clients_reach_its_subnet_on_5432(azure: ProgramRun, az
             ports = {p["port"] for p in rule.get("ports", [])}
             assert ports, f"{name}: an egress rule on every port"
             if names.POSTGRES_PORT in ports:
-                assert name in clients and rule["to"] == [{"ipBlock": {"cidr": SERVER.cidr}}], (name, rule)
+                assert name in clients and rule["to"] == [{"ipBlock": {"cidr": server.cidr}}], (name, rule)
         for rule in m["spec"].get("ingress", []):
             assert names.POSTGRES_PORT not in {p["port"] for p in rule.get("ports", [])}, name
 
@@ -252,7 +282,7 @@ def test_the_external_database_comes_with_azure_and_only_with_it() -> None:
     with pytest.raises(ValueError, match="database: azure"):
         kube_objects(azure_stack, "image", {}, None, None)
     with pytest.raises(ValueError, match="database: azure"):
-        kube_objects(in_cluster, "image", {}, None, SERVER)
+        kube_objects(in_cluster, "image", {}, None, EXTERNAL_DATABASE_PLACEHOLDER)
 
 
 def test_the_offline_render_of_an_azure_stack_is_what_the_program_declares(tmp_path: Path) -> None:

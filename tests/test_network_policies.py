@@ -27,15 +27,13 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.keda import PAUSED_ANNOTATION
 from components.kubernetes.network_policies import flows
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore
-from components.model import names
+from components.model import names, vnet
 from components.model.settings import Settings
 from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program, stack_file_config
-from tests.local_airflow import declared
 from tests.readme_tables import table_after
 from tests.schemas import validate_manifest
 
@@ -86,11 +84,11 @@ INGRESS = pod("ingress controller", "ingress", {"app": "ingress-nginx"})
 AZURITE = pod("azurite", "azurite", {"app": "azurite"})
 STORAGE_ADDRESS = Endpoint("Azure Storage public address", ip="20.60.40.4")
 PRIVATE_ADDRESS = Endpoint("VNet address outside the cluster", ip="10.224.0.9")
-# `database: azure`: the flexible server, as components/azure would pass it,
-# and its private address in its delegated subnet.
-AZURE_SERVER = ExternalDatabase(host="airflow-prod-pg.postgres.database.azure.com", admin_user="airflowadmin",
-                                password="MOCKSECRETazureadminpassword0001", cidr="10.224.8.0/24")
-SERVER_ADDRESS = Endpoint("flexible server (private address)", ip="10.224.8.4")
+# `database: azure`: the flexible server's private address in its delegated
+# subnet, which the VNet's private DNS zone resolves its FQDN to.
+SERVER_ADDRESS = Endpoint("flexible server (private address)",
+                          ip=str(ipaddress.ip_network(vnet.DATABASE_SUBNET_CIDR)[4]))
+SERVER_DOMAIN = ".postgres.database.azure.com"
 OUTSIDE = (KUBE_DNS, KEDA_OPERATOR, OTHER_SYSTEM_POD, PROMETHEUS, INGRESS, AZURITE, STORAGE_ADDRESS,
            PRIVATE_ADDRESS, SERVER_ADDRESS)
 EMULATOR_ENDPOINT = "http://azurite.azurite:10000/devstoreaccount1"
@@ -246,8 +244,7 @@ def targets(dep: Deployment, host: str, port: int, protocol: str = "TCP") -> lis
     Service of that DNS name to its target port; any other host is outside."""
     if host == urlsplit(EMULATOR_ENDPOINT).hostname:
         return [(AZURITE, port, protocol)]
-    if host == AZURE_SERVER.host:
-        # The VNet's private DNS zone resolves it to the server's address.
+    if host.endswith(SERVER_DOMAIN):
         return [(SERVER_ADDRESS, port, protocol)]
     if not host.endswith(SERVICE_SUFFIX):
         assert host.endswith(".blob.core.windows.net"), f"no sample endpoint for {host}"
@@ -387,10 +384,7 @@ def deployments() -> dict[str, Deployment]:
     found = {}
     for variant, (stack, changes) in VARIANTS.items():
         config = {**stack_file_config(stack), **changes}
-        if changes.get("airflow-aks:database") == "azure":
-            run = declared(stack, config, AZURE_SERVER)
-        else:
-            run = run_program(stack, config)
+        run = run_program(stack, config)
         assert run.error is None, f"{variant}: {run.error}"
         found[variant] = deployment_of(run)
     return found
