@@ -10,6 +10,7 @@ names a server in a VNet) is what Workloads connects to.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import ssl
 from pathlib import Path
@@ -17,10 +18,11 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import kubernetes_validate
+import pulumi_random as random
 import pytest
 
 from components.config import stack_file_config
-from components.kubernetes import k8s
+from components.kubernetes import k8s, workloads
 from components.kubernetes.external_database import ExternalDatabase, server_root_cas
 from components.kubernetes.pgbouncer import CONFIG_DIR, ROOT_CAS_KEY
 from components.kubernetes.secrets import DIRECT_CONN_KEY, PASSWORD_KEY
@@ -311,3 +313,24 @@ def test_the_offline_render_of_an_azure_stack_is_what_the_program_declares(tmp_p
     # The program, given the same placeholder server, declares the same objects.
     program = declared("prod", azure_config(), placeholder)
     assert without_deploy_time_values(rendered) == without_deploy_time_values(program.manifests())
+
+
+def test_pgbouncer_and_the_migration_wait_for_the_servers_database_and_parameters(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`ready` (the server's database and parameters) takes the StatefulSet's
+    place in what PgBouncer and the migration Job wait for."""
+    original = workloads.Workloads
+
+    class WithReady(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            # A resource of the run standing for the database and a parameter.
+            marker = random.RandomPassword("server-ready-marker", length=8)
+            db = dataclasses.replace(kwargs["external_database"], ready=[marker])
+            super().__init__(*args, **{**kwargs, "external_database": db})
+
+    monkeypatch.setattr(workloads, "Workloads", WithReady)
+    run = program(azure_config())
+    [job] = [o for o in run.options if o.type == "kubernetes:batch/v1:Job"]
+    assert "server-ready-marker" in {r._name for r in job.depends_on}  # type: ignore[attr-defined]
+    bouncer = run.options_of("workloads-pgbouncer-deployment")
+    assert "server-ready-marker" in {r._name for r in bouncer.depends_on}  # type: ignore[attr-defined]

@@ -17,6 +17,7 @@ server refuses others: require_secure_transport=on):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,3 +64,8 @@ class ExternalDatabase:
     password: pulumi.Input[str]
     # The subnet the server's private address is in: NetworkPolicies allow egress to it.
     cidr: str
+    # What must exist before a client connects, beyond the server itself
+    # (which `host` and `password` already carry as Output dependencies):
+    # Airflow's database on it and its parameters (max_connections,
+    # require_secure_transport). PgBouncer and the migration Job wait for them.
+    ready: Sequence[pulumi.Resource] = ()

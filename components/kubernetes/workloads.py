@@ -99,11 +99,14 @@ class Workloads(pulumi.ComponentResource):
         ready = [namespace, *secrets.secrets, *task_logs]
         # With `database: azure` there is no PostgreSQL in the cluster. The
         # Secrets carry the flexible server's host and password (Outputs of
-        # components/azure), so whatever waits for them waits for the server.
+        # components/azure), so whatever waits for them waits for the server;
+        # its database and parameters (`ready`) take the StatefulSet's place.
         database: list[pulumi.Resource] = []
         if external_database is None:
             postgres = Postgres(f"{name}-postgres", settings=settings, plan=plan, after=ready, opts=child)
             database = [postgres.stateful_set]
+        else:
+            database = list(external_database.ready)
         rabbitmq = RabbitMQ(f"{name}-rabbitmq", settings=settings, plan=plan, after=ready, opts=child)
         # Airflow reaches the database through PgBouncer when it is on; the
         # migration Job, which waits for every backend, goes direct.
