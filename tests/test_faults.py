@@ -158,6 +158,10 @@ class Part:
 
 def part(d: LocalDeployment, services: Services, fault: str) -> Part:
     if fault == "broker":
+        # The node's tree; Erlang's port mapper (epmd) runs detached and
+        # lives on, where in the pod it would die and start again with the
+        # node: it holds only the node's name and port, which the node
+        # registers again as it starts.
         mq = services.rabbitmq
         assert mq.process is not None
         return Part(lambda: kill_tree(mq.process.pid), mq.start)  # type: ignore[union-attr]
