@@ -112,10 +112,19 @@ class LocalPostgres:
         shutil.chown(self.dir, "postgres")
         self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
                           "--auth=trust", "-E", "UTF8")
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server on the data directory start() made; after a
+        SIGKILL, PostgreSQL first recovers from its write-ahead log."""
         options = " ".join([f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir}",
                             *self.server_args])
         self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
                           "-o", options, "-w", "start")
+
+    def postmaster_pid(self) -> int:
+        """The running server's process id (the first line of postmaster.pid)."""
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
