@@ -113,6 +113,8 @@ class LocalPostgres:
         self.server_args = server_args
         self.tls = tls
         self.ca_file = self.dir / "ca.crt"
+        # The server options of the certificate start() makes (none without tls).
+        self.tls_args: list[str] = []
 
     @property
     def admin_host(self) -> str:
@@ -156,11 +158,20 @@ class LocalPostgres:
         data = self.dir / "data"
         self._as_postgres(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres",
                           "--auth=trust", "-E", "UTF8")
-        tls_args = self._make_certificate(data) if self.tls else []
+        self.tls_args = self._make_certificate(data) if self.tls else []
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server on the data directory start() made; after a
+        SIGKILL, PostgreSQL first recovers from its write-ahead log."""
         options = " ".join([f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir}",
-                            *self.server_args, *tls_args])
-        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(data), "-l", str(self.dir / "log"),
+                            *self.server_args, *self.tls_args])
+        self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
                           "-o", options, "-w", "start")
+
+    def postmaster_pid(self) -> int:
+        """The running server's process id (the first line of postmaster.pid)."""
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):

@@ -135,6 +135,11 @@ class Settings:
     # [workers] min_heartbeat_interval: how often each running task's
     # supervisor heartbeats to the Execution API.
     heartbeat_interval_seconds: int = 15
+    # [core] default_task_retries and default_task_retry_delay: what a task
+    # that sets no retries of its own gets, so a task lost with its worker
+    # (SIGKILL, node loss) runs again instead of failing (README "Faults").
+    task_retries: int = 2
+    task_retry_delay_seconds: int = 60
     # The reference DAG's schedule as written (cron or an Airflow preset); None: triggered by hand.
     fanout_schedule: str | None = None
     # Schedules whose runs KEDA brings the workers up for ahead of time, and
@@ -176,6 +181,8 @@ DEFAULTS: dict[str, Any] = {
     "fanoutSleepSeconds": 100,
     "longestTaskSeconds": 3600,
     "heartbeatIntervalSeconds": 15,
+    "taskRetries": 2,
+    "taskRetryDelaySeconds": 60,
     "flower": False,
     "pgbouncer": True,
     "pgbouncerImage": "apache/airflow:airflow-pgbouncer-2025.03.05-1.23.1",
@@ -239,6 +246,8 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
                                                       "and the Execution API timeout",
     ("core", "default_task_execution_timeout"): "use the `longestTaskSeconds` key (grace periods and drain "
                                                 "timeouts are sized from it)",
+    ("core", "default_task_retries"): "use the `taskRetries` key",
+    ("core", "default_task_retry_delay"): "use the `taskRetryDelaySeconds` key",
     ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
     ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
 }
@@ -688,6 +697,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
     longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
     heartbeat = _int(get("heartbeatIntervalSeconds"), "heartbeatIntervalSeconds", 5, 60, problems)
+    retries = _int(get("taskRetries"), "taskRetries", 0, 10, problems)
+    retry_delay = _int(get("taskRetryDelaySeconds"), "taskRetryDelaySeconds", 0, 86_400, problems)
     flower = _bool(get("flower"), "flower", problems)
     scaling_raw = values.get("workerScaling")
     worker_scaling = (_str(scaling_raw, "workerScaling", problems, _check_scaling) if scaling_raw is not None
@@ -765,7 +776,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert pgbouncer is not None and pgbouncer_image is not None
     assert worker_scaling is not None and min_replicas is not None
     assert remote_logs is not None and retention is not None and metrics is not None
-    assert heartbeat is not None
+    assert heartbeat is not None and retries is not None and retry_delay is not None
     assert prewarm is not None and timezone is not None
     assert database is not None and backup_days is not None
     return Settings(
@@ -811,6 +822,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         task_log_emulator_endpoint=emulator,
         metrics=metrics,
         heartbeat_interval_seconds=heartbeat,
+        task_retries=retries,
+        task_retry_delay_seconds=retry_delay,
         fanout_schedule=fanout_schedule,
         prewarm_schedules=prewarm,
         prewarm_schedules_set=values.get("prewarmSchedules") is not None,
