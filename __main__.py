@@ -35,7 +35,8 @@ if settings.target == "aks":
         server = FlexibleServer("airflow-db", settings=settings, plan=config.plan.database_server,
                                 resource_group_name=platform.resource_group_name, network=platform.network)
         external_database = ExternalDatabase(host=server.host, admin_user=server.admin_user,
-                                             password=server.password, cidr=vnet.DATABASE_SUBNET_CIDR)
+                                             password=server.password, cidr=vnet.DATABASE_SUBNET_CIDR,
+                                             ready=server.ready)
         pulumi.export("databaseServerName", server.name)
         pulumi.export("databaseHost", server.host)
     image = AirflowImage(

@@ -10,7 +10,6 @@ names a server in a VNet) is what Workloads connects to.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import shutil
 import ssl
 from pathlib import Path
@@ -18,11 +17,10 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qs, urlsplit
 
 import kubernetes_validate
-import pulumi_random as random
 import pytest
 
 from components.config import stack_file_config
-from components.kubernetes import k8s, workloads
+from components.kubernetes import k8s
 from components.kubernetes.external_database import ExternalDatabase, server_root_cas
 from components.kubernetes.pgbouncer import CONFIG_DIR, ROOT_CAS_KEY
 from components.kubernetes.secrets import DIRECT_CONN_KEY, PASSWORD_KEY
@@ -315,22 +313,16 @@ def test_the_offline_render_of_an_azure_stack_is_what_the_program_declares(tmp_p
     assert without_deploy_time_values(rendered) == without_deploy_time_values(program.manifests())
 
 
-def test_pgbouncer_and_the_migration_wait_for_the_servers_database_and_parameters(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """`ready` (the server's database and parameters) takes the StatefulSet's
-    place in what PgBouncer and the migration Job wait for."""
-    original = workloads.Workloads
-
-    class WithReady(original):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            # A resource of the run standing for the database and a parameter.
-            marker = random.RandomPassword("server-ready-marker", length=8)
-            db = dataclasses.replace(kwargs["external_database"], ready=[marker])
-            super().__init__(*args, **{**kwargs, "external_database": db})
-
-    monkeypatch.setattr(workloads, "Workloads", WithReady)
+def test_pgbouncer_and_the_migration_wait_for_the_servers_database_and_parameters() -> None:
+    """The server's `airflow` database and its parameters (max_connections)
+    take the StatefulSet's place in what PgBouncer and the migration Job wait
+    for: on a first `pulumi up` the Job would otherwise migrate a database that
+    does not exist yet."""
     run = program(azure_config())
+    wanted = {r.name for r in run.resources if r.type in (
+        "azure-native:dbforpostgresql:Database", "azure-native:dbforpostgresql:Configuration")}
+    assert len(wanted) >= 3, f"the airflow database and at least two parameters: {wanted}"
     [job] = [o for o in run.options if o.type == "kubernetes:batch/v1:Job"]
-    assert "server-ready-marker" in {r._name for r in job.depends_on}  # type: ignore[attr-defined]
+    assert wanted <= {r._name for r in job.depends_on}, "the migration Job waits for the server's database"  # type: ignore[attr-defined]
     bouncer = run.options_of("workloads-pgbouncer-deployment")
-    assert "server-ready-marker" in {r._name for r in bouncer.depends_on}  # type: ignore[attr-defined]
+    assert wanted <= {r._name for r in bouncer.depends_on}, "PgBouncer waits for the server's database"  # type: ignore[attr-defined]

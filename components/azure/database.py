@@ -73,7 +73,7 @@ class FlexibleServer(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions.merge(guarded, pulumi.ResourceOptions(depends_on=[network.dns_link])),
         )
         # The database Airflow uses; a new server has only `postgres`.
-        dbforpostgresql.Database(
+        database = dbforpostgresql.Database(
             f"{name}-airflow",
             resource_group_name=resource_group_name,
             server_name=server.name,
@@ -83,6 +83,7 @@ class FlexibleServer(pulumi.ComponentResource):
             opts=guarded,
         )
         previous: list[pulumi.Resource] = []
+        parameters: list[pulumi.Resource] = []
         for parameter, value in plan.parameters.items():
             # Azure applies one parameter change at a time per server.
             config = dbforpostgresql.Configuration(
@@ -95,6 +96,10 @@ class FlexibleServer(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=previous),
             )
             previous = [config]
+            parameters.append(config)
+        # What the database's clients wait for: the `airflow` database, and the
+        # parameters (max_connections) the plan counts on.
+        self.ready: list[pulumi.Resource] = [database, *parameters]
         self.name = server.name
         self.host = server.fully_qualified_domain_name
         self.admin_user = names.POSTGRES_USER
