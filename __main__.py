@@ -3,23 +3,42 @@
 import pulumi
 
 from components import __version__
+from components.azure.database import FlexibleServer
 from components.azure.image import AirflowImage
 from components.azure.platform import Platform
 from components.azure.task_log_storage import TaskLogStorage
 from components.config import read_stack_config
 from components.history import last_outputs
 from components.kubernetes import k8s
+from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.task_logs import TaskLogStore
 from components.kubernetes.workloads import Workloads, port_forward_command
+from components.model import vnet
 from components.model.names import ADMIN_USER
-from components.model.upgrades import checked_airflow_version
+from components.model.upgrades import checked_airflow_version, checked_database
 
 stack = pulumi.get_stack()
 config = read_stack_config()
 settings = config.settings
 
+# `database` cannot change on a deployed stack (refused at preview, with the
+# steps): the cluster, and with it every pool and Kubernetes object, waits for
+# this check, as every Airflow pod does.
+database_checked = last_outputs().apply(lambda outputs: checked_database(outputs, settings.database))
+external_database: ExternalDatabase | None = None
+
 if settings.target == "aks":
-    platform = Platform("airflow", settings=settings, plan=config.plan, dns_prefix=f"airflow-{stack}")
+    platform = Platform("airflow", settings=settings, plan=config.plan, dns_prefix=f"airflow-{stack}",
+                        gate=database_checked)
+    if settings.database == "azure":
+        assert platform.network is not None and config.plan.database_server is not None
+        server = FlexibleServer("airflow-db", settings=settings, plan=config.plan.database_server,
+                                resource_group_name=platform.resource_group_name, network=platform.network)
+        external_database = ExternalDatabase(host=server.host, admin_user=server.admin_user,
+                                             password=server.password, cidr=vnet.DATABASE_SUBNET_CIDR,
+                                             ready=server.ready)
+        pulumi.export("databaseServerName", server.name)
+        pulumi.export("databaseHost", server.host)
     image = AirflowImage(
         "airflow-image",
         airflow_version=settings.airflow_version,
@@ -66,16 +85,19 @@ workloads = Workloads(
     "workloads",
     config=config,
     provider=provider,
-    image=pulumi.Output.all(image.ref, checked).apply(lambda values: values[0]),
+    image=pulumi.Output.all(image.ref, checked, database_checked).apply(lambda values: values[0]),
     image_dependencies=image_dependencies,
     worker_gate=worker_gate,
     task_log_store=task_log_store,
+    external_database=external_database,
 )
 if settings.target == "aks":
     # A pool that shrinks waits for the workers it would otherwise interrupt.
     platform.settle_workers(workloads.workers)
 
 pulumi.export("programVersion", __version__)
+# Where the metadata database is: the next update's check reads it back.
+pulumi.export("database", settings.database)
 pulumi.export("capacityPlan", config.plan.to_output())
 pulumi.export("capacitySummary", config.plan.summary())
 pulumi.export("image", image.ref)

@@ -80,6 +80,7 @@ SUBSCRIPTION = "00000000-1111-2222-3333-444444444444"
 TENANT = "99999999-8888-7777-6666-555555555555"
 DEPLOYER_OBJECT_ID = "dddddddd-0000-0000-0000-000000000001"
 KUBELET_OBJECT_ID = "kkkkkkkk-0000-0000-0000-000000000002"
+CLUSTER_PRINCIPAL_ID = "aaaaaaaa-0000-0000-0000-000000000006"
 # As AKS publishes it: regional host, tenant, a GUID, and a trailing slash.
 OIDC_ISSUER_URL = f"https://westeurope.oic.prod-aks.azure.com/{TENANT}/cccccccc-0000-0000-0000-000000000003/"
 TASK_LOG_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000004"
@@ -155,6 +156,7 @@ class Mocks(pulumi.runtime.Mocks):
             state["name"] = f"{args.name}0001"
             state["identityProfile"] = {"kubeletidentity": {
                 "objectId": KUBELET_OBJECT_ID, "clientId": "kubelet-client", "resourceId": "kubelet-rid"}}
+            state["identity"] = {"type": "SystemAssigned", "principalId": CLUSTER_PRINCIPAL_ID, "tenantId": TENANT}
             if (args.inputs.get("oidcIssuerProfile") or {}).get("enabled"):
                 state["oidcIssuerProfile"] = {"enabled": True, "issuerURL": OIDC_ISSUER_URL}
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
@@ -178,6 +180,25 @@ class Mocks(pulumi.runtime.Mocks):
                 state.update(principalId=BACKUP_PRINCIPAL_ID, clientId=BACKUP_CLIENT_ID, tenantId=TENANT)
             else:
                 state.update(principalId=TASK_LOG_PRINCIPAL_ID, clientId=TASK_LOG_CLIENT_ID, tenantId=TENANT)
+        elif args.typ == "azure-native:network:VirtualNetwork":
+            state["name"] = f"{args.name}0001"
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.Network/virtualNetworks/{state['name']}")
+        elif args.typ == "azure-native:network:Subnet":
+            state["name"] = f"{args.name}0001"
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/Microsoft.Network/virtualNetworks/"
+                   f"{args.inputs['virtualNetworkName']}/subnets/{state['name']}")
+        elif args.typ == "azure-native:privatedns:PrivateZone":
+            state["name"] = args.inputs["privateZoneName"]
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.Network/privateDnsZones/{state['name']}")
+        elif args.typ == "azure-native:dbforpostgresql:Server":
+            # As Azure names a server in a VNet: its public-style FQDN, which
+            # the linked private DNS zone resolves to its private address.
+            state["name"] = f"{args.name}0001"
+            state["fullyQualifiedDomainName"] = f"{state['name']}.postgres.database.azure.com"
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.DBforPostgreSQL/flexibleServers/{state['name']}")
         elif args.typ == "random:index/randomPassword:RandomPassword":
             # Distinctive values, so tests can search every object for leaks.
             state["result"] = f"MOCKSECRET{args.name.replace('-', '')}"[: int(args.inputs["length"])].ljust(
@@ -221,6 +242,7 @@ class Mocks(pulumi.runtime.Mocks):
             pools[0].update(self.live_system_pool)
             pools += self.live_worker_pools
             read = {"name": cluster["name"], "identityProfile": cluster["identityProfile"],
+                    "identity": cluster.get("identity"),
                     "agentPoolProfiles": pools, "oidcIssuerProfile": cluster.get("oidcIssuerProfile"),
                     "networkProfile": cluster.get("networkProfile"),
                     "workloadAutoScalerProfile": cluster.get("workloadAutoScalerProfile")}

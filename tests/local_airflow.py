@@ -14,6 +14,7 @@ each run gets its own database and vhost.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -31,12 +32,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 from mirakuru import TCPExecutor
 
 from components.config import stack_file_config
-from components.kubernetes import rabbitmq, task_logs
+from components.kubernetes import rabbitmq, task_logs, workloads
+from components.kubernetes.external_database import ExternalDatabase
+from components.kubernetes.secrets import DIRECT_CONN_KEY
 from components.model import names
 from tests.harness import ProgramRun, plain, run_program
 from tests.real_airflow import ROOT, airflow_env, run_airflow_python
@@ -91,9 +95,15 @@ def wait_for(what: str, check: Any, timeout: float, interval: float = 1.0) -> No
 
 
 class LocalPostgres:
-    """A private PostgreSQL cluster on 127.0.0.1, started with the declared server args."""
+    """A private PostgreSQL cluster on 127.0.0.1, started with the declared server args.
 
-    def __init__(self, workdir: Path, server_args: list[str]) -> None:
+    tls: stand in for the flexible server (require_secure_transport=on): a
+    certificate for 127.0.0.1 from a CA the test makes (`ca_file`), ssl on,
+    and a pg_hba.conf that accepts TCP clients over TLS only (`hostssl`),
+    with a password; the tests' own admin connection uses the Unix socket.
+    """
+
+    def __init__(self, workdir: Path, server_args: list[str], tls: bool = False) -> None:
         bins = sorted(Path("/").glob(PG_BIN_GLOB.lstrip("/")))
         if not bins:
             raise RuntimeError("PostgreSQL is not installed: run scripts/install")
@@ -101,28 +111,74 @@ class LocalPostgres:
         self.dir = workdir / "postgres"
         self.port = free_port()
         self.server_args = server_args
+        self.tls = tls
+        self.ca_file = self.dir / "ca.crt"
+        # The server options of the certificate start() makes (none without tls).
+        self.tls_args: list[str] = []
+
+    @property
+    def admin_host(self) -> str:
+        """Where the tests' own connections go: TCP, or the Unix socket of a TLS-only server."""
+        return str(self.dir) if self.tls else "127.0.0.1"
 
     def _as_postgres(self, *cmd: str) -> subprocess.CompletedProcess[str]:
         # initdb and the server refuse to run as root.
         return subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True, text=True,
                               check=True, cwd="/tmp")
 
+    def _make_certificate(self, data: Path) -> list[str]:
+        """A CA and a server certificate it signs, for 127.0.0.1 (openssl CLI);
+        the server options that use them."""
+        certs = self.dir / "certs"
+        certs.mkdir()
+
+        def openssl(*args: str) -> None:
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=certs)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=airflow-aks test CA",
+                "-keyout", "ca.key", "-out", str(self.ca_file))
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", "server.key",
+                "-out", "server.csr")
+        (certs / "san.cnf").write_text("subjectAltName = IP:127.0.0.1\n")
+        openssl("x509", "-req", "-in", "server.csr", "-CA", str(self.ca_file), "-CAkey", "ca.key",
+                "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-out", "server.crt")
+        for name in ("server.crt", "server.key"):
+            shutil.copy(certs / name, data / name)
+            shutil.chown(data / name, "postgres", "postgres")
+        (data / "server.key").chmod(0o600)
+        self.ca_file.chmod(0o644)
+        # No `host` line: a client without TLS finds no entry and is refused.
+        (data / "pg_hba.conf").write_text("local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\n")
+        return ["-c ssl=on", "-c ssl_cert_file=server.crt", "-c ssl_key_file=server.key",
+                "-c ssl_min_protocol_version=TLSv1.2"]
+
     def start(self) -> None:
         self.dir.mkdir(parents=True)
         shutil.chown(self.dir, "postgres")
-        self._as_postgres(str(self.bin / "initdb"), "-D", str(self.dir / "data"), "-U", "postgres",
+        data = self.dir / "data"
+        self._as_postgres(str(self.bin / "initdb"), "-D", str(data), "-U", "postgres",
                           "--auth=trust", "-E", "UTF8")
+        self.tls_args = self._make_certificate(data) if self.tls else []
+        self.start_server()
+
+    def start_server(self) -> None:
+        """Start the server on the data directory start() made; after a
+        SIGKILL, PostgreSQL first recovers from its write-ahead log."""
         options = " ".join([f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories={self.dir}",
-                            *self.server_args])
+                            *self.server_args, *self.tls_args])
         self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-l", str(self.dir / "log"),
                           "-o", options, "-w", "start")
+
+    def postmaster_pid(self) -> int:
+        """The running server's process id (the first line of postmaster.pid)."""
+        return int((self.dir / "data" / "postmaster.pid").read_text().split()[0])
 
     def stop(self) -> None:
         with contextlib.suppress(subprocess.CalledProcessError):
             self._as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "immediate", "stop")
 
     def admin(self) -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.port, user="postgres", dbname="postgres",
+        return psycopg.connect(host=self.admin_host, port=self.port, user="postgres", dbname="postgres",
                                autocommit=True)
 
     def setting(self, name: str) -> str:
@@ -138,20 +194,26 @@ class LocalPgBouncer:
     front of the local PostgreSQL and one deployment's database."""
 
     def __init__(self, workdir: Path, ini: str, users: str, namespace: str, postgres_port: int,
-                 database: str, pod_root: Path | None = None) -> None:
+                 database: str, pod_root: Path | None = None, server_host: str | None = None,
+                 server_ca: Path | None = None) -> None:
         """pod_root: lay the files out as the pod does, under this directory
         standing for its /, and keep the declared ini's own settings but the
         addresses (no log file, no unix socket); without it, everything in
-        `workdir` and a log file there."""
+        `workdir` and a log file there. server_host: the database host the
+        declared ini names (default: the in-cluster PostgreSQL Service);
+        server_ca: the CA file that stands for the declared server_tls_ca_file
+        (the local server's certificate is not Azure's)."""
         if not PGBOUNCER_BIN.exists():
             raise RuntimeError("PgBouncer is not installed: run scripts/install")
         self.dir = workdir
         self.port = free_port()
         self.users = users
+        # The userlist's one user, who is also PgBouncer's stats user.
+        self.user = users.split('"')[1]
         self.pod_root = pod_root
-        pg_target = f"host={names.service_host(names.POSTGRES, namespace)} port={names.POSTGRES_PORT} " \
-                    f"dbname={names.POSTGRES_DB}"
-        assert pg_target in ini, "the declared pgbouncer.ini points at the PostgreSQL Service"
+        host = server_host or names.service_host(names.POSTGRES, namespace)
+        pg_target = f"host={host} port={names.POSTGRES_PORT} dbname={names.POSTGRES_DB}"
+        assert pg_target in ini, f"the declared pgbouncer.ini points at {host}"
         ini = ini.replace(pg_target, f"host=127.0.0.1 port={postgres_port} dbname={database}")
         ini = re.sub(r"(?m)^listen_addr = .*$", "listen_addr = 127.0.0.1", ini)
         ini = re.sub(r"(?m)^listen_port = .*$", f"listen_port = {self.port}", ini)
@@ -163,6 +225,12 @@ class LocalPgBouncer:
             [auth] = re.findall(r"(?m)^auth_file = (.*)$", ini)
             self.auth_path = pod_root / auth.lstrip("/")
             self.ini_path = self.auth_path.parent / "pgbouncer.ini"
+        self.server_ca = server_ca
+        self.ca_path: Path | None = None
+        if server_ca is not None:
+            [ca] = re.findall(r"(?m)^server_tls_ca_file = (.*)$", ini)
+            self.ca_path = pod_root / ca.lstrip("/") if pod_root is not None else self.dir / Path(ca).name
+            ini = re.sub(r"(?m)^server_tls_ca_file = .*$", f"server_tls_ca_file = {self.ca_path}", ini)
         self.ini = re.sub(r"(?m)^auth_file = .*$", f"auth_file = {self.auth_path}", ini)
         # What runs PgBouncer's command (a tracer, say).
         self.wrap: Callable[[list[str]], list[str]] = lambda command: command
@@ -173,6 +241,9 @@ class LocalPgBouncer:
         self.ini_path.parent.mkdir(parents=True, exist_ok=True)
         self.ini_path.write_text(self.ini)
         self.auth_path.write_text(self.users)
+        if self.server_ca is not None and self.ca_path is not None:
+            self.ca_path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(self.server_ca, self.ca_path)
         as_user: list[str] = []
         if os.geteuid() == 0:  # PgBouncer refuses to run as root
             for path in {self.dir, self.ini_path.parent, self.ini_path, self.auth_path}:
@@ -208,7 +279,7 @@ class LocalPgBouncer:
     def show(self, what: str, password: str) -> list[dict[str, Any]]:
         """SHOW POOLS, SHOW CLIENTS, ... on the admin console, as the Airflow user (stats_users)."""
         # The admin console speaks only the simple query protocol: ClientCursor.
-        with psycopg.connect(host="127.0.0.1", port=self.port, dbname="pgbouncer", user=names.POSTGRES_USER,
+        with psycopg.connect(host="127.0.0.1", port=self.port, dbname="pgbouncer", user=self.user,
                              password=password, autocommit=True, cursor_factory=psycopg.ClientCursor) as conn:
             cur = conn.execute(f"SHOW {what}")
             cols = [c.name for c in cur.description or []]
@@ -460,11 +531,46 @@ def local_services(stack: str = "dev", config: dict[str, Any] | None = None) -> 
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def declared(stack: str, config: dict[str, Any] | None = None) -> ProgramRun:
-    run = run_program(stack, config)
+@contextlib.contextmanager
+def tls_only_postgres(services: Services) -> Iterator[Services]:
+    """The session's services with a TLS-only PostgreSQL in place of
+    theirs, started with the same server args: the flexible server's
+    stand-in (`database: azure`), a few seconds to start."""
+    pg = LocalPostgres(services.workdir / f"tls-{uuid.uuid4().hex[:8]}", services.postgres.server_args, tls=True)
+    try:
+        pg.start()
+        yield dataclasses.replace(services, postgres=pg)
+    finally:
+        pg.stop()
+
+
+def declared(stack: str, config: dict[str, Any] | None = None,
+             external_database: ExternalDatabase | None = None) -> ProgramRun:
+    """The program under mocks; with external_database, the flexible server
+    the Kubernetes side connects to (`database: azure`) is that one."""
+    with (serving(external_database) if external_database is not None else contextlib.nullcontext()):
+        run = run_program(stack, config)
     if run.error is not None:
         raise run.error
     return run
+
+
+@contextlib.contextmanager
+def serving(external_database: ExternalDatabase) -> Iterator[None]:
+    """The program's Workloads get this server whatever __main__.py passes:
+    the server components/azure declares exists only in Azure, and under
+    mocks its FQDN is not a name that reaches this machine's stand-in."""
+    original = workloads.Workloads
+
+    class WithServer(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "external_database": external_database})
+
+    workloads.Workloads = WithServer  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        workloads.Workloads = original  # type: ignore[misc]
 
 
 def stack_config(base: str = "dev", **changes: Any) -> dict[str, Any]:
@@ -529,6 +635,11 @@ class LocalDeployment:
         self.statsd_port = free_port()
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.namespace = run.outputs["namespace"]
+        # Whom the migration Job's direct URL logs in as, and where: the
+        # in-cluster Service, or the flexible server (`database: azure`).
+        direct = urlsplit(self._secret(names.ENV_SECRET)[DIRECT_CONN_KEY])
+        assert direct.username is not None and direct.hostname is not None
+        self.db_user, self.db_host = direct.username, direct.hostname
         self.pgbouncer = self._pgbouncer()
         self.secret_data = self._secret_data()
         declared_cfg = run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
@@ -556,16 +667,18 @@ class LocalDeployment:
             return None
         users = self._secret(names.PGBOUNCER_SECRET)["users.txt"]
         workdir = self.services.workdir / f"pgbouncer-{self.id}"
+        pg = self.services.postgres
         return LocalPgBouncer(workdir, found[0]["data"]["pgbouncer.ini"], users, self.namespace,
-                              self.services.postgres.port, self.database,
-                              pod_root=workdir / "pod" if self.pgbouncer_as_pod else None)
+                              pg.port, self.database,
+                              pod_root=workdir / "pod" if self.pgbouncer_as_pod else None,
+                              server_host=self.db_host, server_ca=pg.ca_file if pg.tls else None)
 
     def _secret_data(self) -> dict[str, str]:
         data = dict(self._secret(names.ENV_SECRET))
         if self.pgbouncer is not None:
             bouncer = f"@{names.service_host(names.PGBOUNCER, self.namespace)}:{names.PGBOUNCER_PORT}/"
             data = {k: v.replace(bouncer, f"@127.0.0.1:{self.pgbouncer.port}/") for k, v in data.items()}
-        pg_host = f"{names.service_host(names.POSTGRES, self.namespace)}:{names.POSTGRES_PORT}"
+        pg_host = f"{self.db_host}:{names.POSTGRES_PORT}"
         mq_host = f"{names.service_host(names.RABBITMQ, self.namespace)}:{names.RABBITMQ_PORT}"
         for key, value in data.items():
             value = value.replace(f"@{pg_host}/{names.POSTGRES_DB}", f"@127.0.0.1:{self.services.postgres.port}/"
@@ -625,10 +738,10 @@ class LocalDeployment:
         """Fresh database and vhost, with the users the program generated passwords for."""
         pg_password = self._secret(names.POSTGRES_SECRET)["password"]
         with self.services.postgres.admin() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [names.POSTGRES_USER]).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [self.db_user]).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            conn.execute(f"{verb} ROLE {names.POSTGRES_USER} LOGIN PASSWORD '{pg_password}'")
-            conn.execute(f"CREATE DATABASE {self.database} OWNER {names.POSTGRES_USER}")
+            conn.execute(f"{verb} ROLE {self.db_user} LOGIN PASSWORD '{pg_password}'")
+            conn.execute(f"CREATE DATABASE {self.database} OWNER {self.db_user}")
         mq = self.services.rabbitmq
         mq_password = self._secret(names.RABBITMQ_SECRET)["password"]
         with contextlib.suppress(RuntimeError):
@@ -779,8 +892,8 @@ class LocalDeployment:
         return run_id
 
     def connect(self) -> psycopg.Connection:
-        return psycopg.connect(host="127.0.0.1", port=self.services.postgres.port, user="postgres",
-                               dbname=self.database, autocommit=True)
+        return psycopg.connect(host=self.services.postgres.admin_host, port=self.services.postgres.port,
+                               user="postgres", dbname=self.database, autocommit=True)
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         with self.connect() as conn:
@@ -844,15 +957,19 @@ class LocalDeployment:
                         total_kib += int(line.split()[1])
         return total_kib / 1024
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 20) -> None:
+        """SIGTERM to every component, as pods stop, then SIGKILL to what is
+        left after `grace` seconds. grace=0: SIGKILL at once (a test's
+        deployment being thrown away: a graceful stop took about 20 s of
+        every real test, waiting on the worker's warm shutdown)."""
         # Task processes run in process groups of their own, so killing each
         # component's group misses them: note the whole tree first.
         tree = [pid for proc in self.processes.values() for pid in descendants(proc.pid)]
         for proc in self.processes.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 20
+                    os.killpg(proc.pid, signal.SIGTERM if grace > 0 else signal.SIGKILL)
+        deadline = time.monotonic() + grace
         for proc in self.processes.values():
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=max(0.1, deadline - time.monotonic()))
@@ -881,9 +998,9 @@ class LocalDeployment:
 
 @contextlib.contextmanager
 def deployment(services: Services, config: dict[str, Any], stack: str = "dev", start: bool = True,
-               **replace: Any) -> Iterator[LocalDeployment]:
+               external_database: ExternalDatabase | None = None, **replace: Any) -> Iterator[LocalDeployment]:
     """Declare the program for a config, then migrate and start it locally."""
-    d = LocalDeployment(declared(stack, config), services, **replace)
+    d = LocalDeployment(declared(stack, config, external_database), services, **replace)
     try:
         d.prepare()
         d.migrate()
@@ -892,5 +1009,6 @@ def deployment(services: Services, config: dict[str, Any], stack: str = "dev", s
             d.wait_ready()
         yield d
     finally:
-        d.stop()
+        # What a test checks of a stop, it checks by calling d.stop() itself.
+        d.stop(grace=0)
         shutil.rmtree(d.home, ignore_errors=True)

@@ -116,3 +116,10 @@ def test_the_timeouts_follow_the_plan_and_longest_task(prod: StackConfig) -> Non
     assert longer["core"]["default_task_execution_timeout"] == "7200"
     assert longer["workers"]["min_heartbeat_interval"] == "30"
     assert longer["scheduler"]["task_instance_heartbeat_timeout"] == "140"
+
+
+def test_task_retries_and_their_delay_come_from_the_keys() -> None:
+    c = parsed(config_for("dev"))
+    assert (c["core"]["default_task_retries"], c["core"]["default_task_retry_delay"]) == ("2", "60")
+    c = parsed(config_for("dev", taskRetries=0, taskRetryDelaySeconds=300))
+    assert (c["core"]["default_task_retries"], c["core"]["default_task_retry_delay"]) == ("0", "300")

@@ -61,3 +61,42 @@ def test_the_burst_and_heartbeat_tables_are_the_results_file() -> None:
     assert round(slow["latency_s"]["start"]["max"] * 0.85 / 500, 3) == MEASURED_API_BURST_START_CPU_S == 0.060
     assert "no start waited longer than 11.7 s" in " ".join(section.split())
     assert stored["250 burst, 1 api workers, api-server at 750m"]["latency_s"]["start"]["max"] == 11.7015
+
+
+FAULTS_HEADING = "### Faults"
+
+
+def test_the_fault_table_is_the_results_file() -> None:
+    from tests.test_faults import FAULTS, README_COLUMNS, readme_row
+
+    stored = json.loads((ROOT / "bench/results/faults.json").read_text())["faults"]
+    assert list(stored) == list(FAULTS), "a result for each fault"
+    rows = table_after(FAULTS_HEADING)
+    assert len(rows) == len(stored), "one README row per stored fault"
+    for key, result in stored.items():
+        label = FAULTS[key]
+        assert label in rows, f"README's fault table has no row {label!r}"
+        assert [label, *rows[label][:len(README_COLUMNS) - 2]] == readme_row(key, result), label
+    header = README.split(FAULTS_HEADING, 1)[1].split("\n| ", 1)[1].split("\n", 1)[0]
+    assert header.rstrip(" |").split(" | ") == list(README_COLUMNS)
+
+
+def test_the_retry_delay_outlasts_every_measured_outage() -> None:
+    """A retry must not meet the outage that failed its try: the default
+    delay is longer than any killed part took to serve again."""
+    from components.model.settings import DEFAULTS
+
+    stored = json.loads((ROOT / "bench/results/faults.json").read_text())["faults"]
+    longest = max(result["back_s"] for result in stored.values())
+    assert DEFAULTS["taskRetryDelaySeconds"] > longest
+
+
+def test_the_fault_prose_quotes_the_results_file() -> None:
+    stored = json.loads((ROOT / "bench/results/faults.json").read_text())["faults"]
+    section = README.split(FAULTS_HEADING, 1)[1].split("\n### ", 1)[0]
+    worker = stored["worker"]
+    assert f"tries were failed {worker['detected_s']:.0f} s after the kill" in section
+    assert f"at most {max(r['back_s'] for r in stored.values()):.0f} s" in section
+    shortest, longest = (f"{w:.0f}" for w in worker["retry_wait_s"])
+    waited = shortest if shortest == longest else f"{shortest}-{longest}"
+    assert f"retries started {waited} s after their tries" in section

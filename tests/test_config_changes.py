@@ -55,6 +55,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`airflowVersion` 3.3.2 → 3.3.1": {"airflowVersion": "3.3.1"},
     "`kubernetesVersion` 1.35 → 1.36": {"kubernetesVersion": "1.36"},
     "`namespace` airflow → airflow-prod": {"namespace": "airflow-prod"},
+    "`database` in-cluster → azure": {"database": "azure"},
     "`taskLogRetentionDays` 30 → 7": {"taskLogRetentionDays": 7},
     "`remoteTaskLogs` true → false": {"remoteTaskLogs": False},
     "`databaseBackupSchedule` (derived) → 0 3 * * *": {"databaseBackupSchedule": "0 3 * * *"},

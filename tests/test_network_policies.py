@@ -30,7 +30,7 @@ import pytest
 from components.kubernetes.keda import PAUSED_ANNOTATION
 from components.kubernetes.network_policies import flows
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore
-from components.model import names
+from components.model import names, vnet
 from components.model.settings import Settings
 from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program, stack_file_config
@@ -84,8 +84,13 @@ INGRESS = pod("ingress controller", "ingress", {"app": "ingress-nginx"})
 AZURITE = pod("azurite", "azurite", {"app": "azurite"})
 STORAGE_ADDRESS = Endpoint("Azure Storage public address", ip="20.60.40.4")
 PRIVATE_ADDRESS = Endpoint("VNet address outside the cluster", ip="10.224.0.9")
+# `database: azure`: the flexible server's private address in its delegated
+# subnet, which the VNet's private DNS zone resolves its FQDN to.
+SERVER_ADDRESS = Endpoint("flexible server (private address)",
+                          ip=str(ipaddress.ip_network(vnet.DATABASE_SUBNET_CIDR)[4]))
+SERVER_DOMAIN = ".postgres.database.azure.com"
 OUTSIDE = (KUBE_DNS, KEDA_OPERATOR, OTHER_SYSTEM_POD, PROMETHEUS, INGRESS, AZURITE, STORAGE_ADDRESS,
-           PRIVATE_ADDRESS)
+           PRIVATE_ADDRESS, SERVER_ADDRESS)
 EMULATOR_ENDPOINT = "http://azurite.azurite:10000/devstoreaccount1"
 
 Flow = tuple[str, str, int, str]  # source name, destination name, port, protocol
@@ -244,6 +249,8 @@ def targets(dep: Deployment, host: str, port: int, protocol: str = "TCP") -> lis
     Service of that DNS name to its target port; any other host is outside."""
     if host == urlsplit(EMULATOR_ENDPOINT).hostname:
         return [(AZURITE, port, protocol)]
+    if host.endswith(SERVER_DOMAIN):
+        return [(SERVER_ADDRESS, port, protocol)]
     if not host.endswith(SERVICE_SUFFIX):
         assert host.endswith(".blob.core.windows.net"), f"no sample endpoint for {host}"
         return [(STORAGE_ADDRESS, port, protocol)]
@@ -293,7 +300,10 @@ def needed_flows(dep: Deployment) -> set[Flow]:
     def need(src: Endpoint, host: str, port: int, protocol: str = "TCP") -> None:
         # A trailing dot makes a DNS name absolute; it names the same host.
         for dst, dport, proto in targets(dep, host.removesuffix("."), port, protocol):
-            needed.add((src.name, dst.name, dport, proto))
+            # Between two endpoints outside the namespace (KEDA's operator and
+            # the flexible server) no policy of the namespace takes part.
+            if src.namespace == dep.namespace or dst.namespace == dep.namespace:
+                needed.add((src.name, dst.name, dport, proto))
 
     for ep in dep.pods:
         [spec] = ep.containers
@@ -383,6 +393,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "prod", {"airflow-aks:pgbouncer": False, "airflow-aks:flower": True, "airflow-aks:remoteTaskLogs": False,
                  "airflow-aks:databaseBackupSchedule": ""}),
     "dev, fixed workers, no metrics": ("dev", {"airflow-aks:workerScaling": "fixed", "airflow-aks:metrics": False}),
+    "prod, database azure": ("prod", {"airflow-aks:database": "azure"}),
+    "prod, database azure, no PgBouncer": ("prod", {"airflow-aks:database": "azure", "airflow-aks:pgbouncer": False}),
     "local": ("local", {}),
     "local, task logs in the storage emulator": ("local", {"airflow-aks:taskLogEmulatorEndpoint": EMULATOR_ENDPOINT}),
 }
@@ -441,6 +453,12 @@ def test_the_flows_depend_on_the_settings(deployments: dict[str, Deployment]) ->
     emulator = needed_flows(deployments["local, task logs in the storage emulator"])
     assert (names.DATABASE_BACKUP, AZURITE.name, 10000, "TCP") in emulator
     assert not any(names.DATABASE_BACKUP in (s, d) for s, d, _, _ in needed_flows(deployments["local"]))
+    azure = needed_flows(deployments["prod, database azure"])
+    assert {(src, d) for src, d, p, _ in azure if p == names.POSTGRES_PORT} == {
+        (names.PGBOUNCER, SERVER_ADDRESS.name), (names.MIGRATE, SERVER_ADDRESS.name)}
+    azure_direct = needed_flows(deployments["prod, database azure, no PgBouncer"])
+    assert ("airflow-scheduler", SERVER_ADDRESS.name, names.POSTGRES_PORT, "TCP") in azure_direct
+    assert not any(d == names.POSTGRES for _, d, _, _ in azure | azure_direct)
     fixed = needed_flows(deployments["dev, fixed workers, no metrics"])
     assert (KEDA_OPERATOR.name, names.POSTGRES, names.POSTGRES_PORT, "TCP") not in fixed
     assert not any(d == names.STATSD for _, d, _, _ in fixed)

@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -22,10 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 
 from components.config import build_stack_config, project_values
 from components.kubernetes.airflow import CELERY_APP
+from components.kubernetes.external_database import ExternalDatabase
+from components.kubernetes.pgbouncer import ROOT_CAS_KEY
 from components.kubernetes.secrets import AUTH_PASSWORDS_KEY
 from components.model import names
 from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
@@ -33,12 +37,14 @@ from tests.conftest import WIDEST
 from tests.local_airflow import (
     APP_CONFIG,
     LocalDeployment,
+    LocalPgBouncer,
     Services,
     deployment,
     descendants,
     free_port,
     image_command,
     stack_config,
+    tls_only_postgres,
     wait_for,
 )
 from tests.real_airflow import AIRFLOW_VENV, airflow_env, run_airflow_python
@@ -80,37 +86,78 @@ def test_parallelism_equal_to_the_width_runs_everything_at_once(services: Servic
         assert obs.states == {"success": 32}
 
 
-def test_a_fanout_wider_than_128_runs_all_at_once_through_pgbouncer(services: Services) -> None:
-    config = fanout(parallelism=160, width=160, sleep=90)
+def test_a_fanout_wider_than_128_runs_all_at_once_through_pgbouncer_to_a_tls_only_server(
+        services: Services) -> None:
+    """The azure shape (`database: azure`): the declared PgBouncer (server
+    TLS, verify-full) and the migration Job's direct URL (sslmode) against a
+    PostgreSQL that, like the flexible server, takes TCP clients over TLS only."""
+    config = fanout(parallelism=160, width=160, sleep=90, database="azure")
     plan = build_stack_config(project_values(config), stack="dev", location="x").plan
     bouncer_plan = plan.database.pgbouncer
     assert bouncer_plan is not None, "PgBouncer is on by default"
-    with deployment(services, config) as d:
+    # Letters and digits: the password goes into URLs unescaped, as the generated one does.
+    server = ExternalDatabase(host="airflow-test.postgres.database.azure.com", admin_user="airflowadmin",
+                              password=secrets.token_hex(16), cidr="10.20.1.0/24")
+    with tls_only_postgres(services) as tls_services, deployment(tls_services, config,
+                                                                 external_database=server) as d:
         assert d.pgbouncer is not None
+        assert (d.db_user, d.db_host) == (server.admin_user, server.host), "the declared direct URL"
+        pg = tls_services.postgres
+        with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry .* no encryption"):
+            psycopg.connect(host="127.0.0.1", port=pg.port, user=server.admin_user, password=server.password,
+                            dbname=d.database, sslmode="disable").close()
+        # PgBouncer verifies the server (verify-full), not only encrypts: the
+        # declared ini with the declared roots (Azure's) refuses this
+        # server's certificate, which the test's own CA signed.
+        declared_roots = d.home / "declared-root-cas.pem"
+        declared_roots.write_text(d.run.manifest("ConfigMap", names.PGBOUNCER)["data"][ROOT_CAS_KEY])
+        with_azure_roots = LocalPgBouncer(
+            tls_services.workdir / f"pgbouncer-azure-roots-{d.id}",
+            d.run.manifest("ConfigMap", names.PGBOUNCER)["data"]["pgbouncer.ini"], d.pgbouncer.users, d.namespace,
+            pg.port, d.database, server_host=server.host, server_ca=declared_roots)
+        with_azure_roots.start()
+        try:
+            with pytest.raises(psycopg.OperationalError):
+                psycopg.connect(host="127.0.0.1", port=with_azure_roots.port, user=server.admin_user,
+                                password=server.password, dbname=names.PGBOUNCER_METADATA_DB,
+                                connect_timeout=3).close()
+            assert "certificate verify failed" in with_azure_roots.log(), with_azure_roots.log()[-2000:]
+        finally:
+            with_azure_roots.stop()
+        # The migration Job got in (the server takes nothing but TLS), and sized the pool.
         assert d.query("SELECT slots FROM slot_pool WHERE pool = 'default_pool'") == [(160,)], \
             "the migration job sized default_pool to parallelism"
-        password = d.secret_data["sql-alchemy-conn"].split(":")[2].split("@")[0]
-        peak = {"server": 0, "clients": 0, "client_pools": set()}
+        peak: dict[str, Any] = {"server": 0, "plain": 0, "clients": 0, "client_pools": set(), "tls": set()}
 
         def on_sample(states: dict[str, int], now: float) -> None:
-            [(server,)] = d.query("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
-                                  [d.database, "airflow"])
-            peak["server"] = max(peak["server"], server)
-            clients = d.pgbouncer.show("CLIENTS", password)
+            [(server_conns, plain, versions)] = d.query(
+                "SELECT count(*), count(*) FILTER (WHERE NOT s.ssl), array_agg(DISTINCT s.version) "
+                "FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid "
+                "WHERE a.datname = %s AND a.usename = %s", [d.database, server.admin_user])
+            peak["server"] = max(peak["server"], server_conns)
+            peak["plain"] = max(peak["plain"], plain)
+            peak["tls"] |= {v for v in versions or [] if v}
+            clients = d.pgbouncer.show("CLIENTS", server.password)
             airflow_clients = [c for c in clients if c["database"] != "pgbouncer"]
             peak["clients"] = max(peak["clients"], len(airflow_clients))
             peak["client_pools"] |= {c["database"] for c in airflow_clients}
-            pools = {p["database"]: p for p in d.pgbouncer.show("POOLS", password)}
+            pools = {p["database"]: p for p in d.pgbouncer.show("POOLS", server.password)}
             assert set(pools) >= {"airflow-metadata", "airflow-result-backend"}
 
         run_id = d.trigger()
         obs = d.observe(run_id, tasks=160, timeout=420, interval=1.0, on_sample=on_sample)
         assert obs.max_running == 160, f"all 160 should run together (default pool resized), saw {obs.max_running}"
         assert obs.states == {"success": 160}, "none left queued or scheduled"
-        # PostgreSQL saw at most one PgBouncer pod's pools; PgBouncer saw the clients.
+        # PostgreSQL saw at most one PgBouncer pod's pools, every one over TLS;
+        # PgBouncer saw the clients.
         assert 0 < peak["server"] <= bouncer_plan.server_connections, (peak, bouncer_plan)
+        assert peak["plain"] == 0 and peak["tls"] <= {"TLSv1.2", "TLSv1.3"} and peak["tls"], peak
         assert peak["client_pools"] == {"airflow-metadata", "airflow-result-backend"}, peak
         assert peak["clients"] > peak["server"], f"clients share server connections: {peak}"
+        print(f"\nazure shape: {obs.max_running} running at once, all running after {obs.all_running_at:.1f} s, "
+              f"finished after {obs.finished_at:.1f} s; peak server connections {peak['server']} "
+              f"(plan {bouncer_plan.server_connections}), peak PgBouncer clients {peak['clients']}, "
+              f"TLS {sorted(peak['tls'])}")
 
 
 def api_token(d: LocalDeployment) -> str:

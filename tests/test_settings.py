@@ -249,10 +249,28 @@ def test_pgbouncer_is_on_by_default_with_derived_pools() -> None:
     ("workers", "execution_api_timeout", "start burst"),
     ("scheduler", "task_instance_heartbeat_timeout", "heartbeatIntervalSeconds"),
     ("core", "default_task_execution_timeout", "longestTaskSeconds"),
+    ("core", "default_task_retries", "taskRetries"),
+    ("core", "default_task_retry_delay", "taskRetryDelaySeconds"),
 ])
 def test_the_derived_timeouts_are_refused_as_overrides(section: str, option: str, key: str) -> None:
     problems = problems_of(airflowConfig={section: {option: "60"}})
     assert key in problems[f"airflowConfig.{section}.{option}"]
+
+
+@pytest.mark.parametrize(("key", "value", "allowed"), [
+    ("taskRetries", -1, "0 to 10"), ("taskRetries", 11, "0 to 10"), ("taskRetries", "two", "0 to 10"),
+    ("taskRetryDelaySeconds", -1, "0 to 86400"), ("taskRetryDelaySeconds", 86_401, "0 to 86400"),
+    ("taskRetryDelaySeconds", "1m", "0 to 86400"),
+])
+def test_task_retries_and_their_delay_outside_their_range_are_refused(key: str, value: object, allowed: str) -> None:
+    assert allowed in problems_of(**{key: value})[key]
+
+
+def test_task_retries_and_delay_default_to_two_after_a_minute() -> None:
+    s = parse()
+    assert (s.task_retries, s.task_retry_delay_seconds) == (2, 60)
+    s = parse(taskRetries=0, taskRetryDelaySeconds=0)
+    assert (s.task_retries, s.task_retry_delay_seconds) == (0, 0)
 
 
 @pytest.mark.parametrize("value", [4, 61, "15s"])

@@ -11,6 +11,7 @@ import pulumi_kubernetes as kubernetes
 from pulumi.output import Unknown
 from pulumi_azure_native import authorization, containerregistry, containerservice, resources
 
+from components.azure.network import DatabaseNetwork
 from components.azure.pools import (
     SYSTEM_POOL_NAME,
     PoolSize,
@@ -28,6 +29,9 @@ from components.model.settings import ConfigError, Settings
 
 # Built-in role "AcrPull": lets the kubelet identity pull without a registry password.
 ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
+# Built-in role "Network Contributor": the cluster identity's on the node subnet
+# of a VNet the program declares (`database: azure`).
+NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
@@ -84,6 +88,14 @@ def kubelet_object_id(identity_profile: Mapping[str, Any] | None) -> str:
     if not identity_profile or "kubeletidentity" not in identity_profile:
         raise ValueError("AKS returned no kubelet identity for the cluster")
     return identity_profile["kubeletidentity"].object_id
+
+
+def cluster_principal_id(identity: Any) -> str:
+    """The cluster's system-assigned identity from a read of the cluster."""
+    principal = getattr(identity, "principal_id", None) if identity is not None else None
+    if not principal:
+        raise ValueError("AKS returned no system-assigned identity for the cluster")
+    return principal
 
 
 def issuer_url(profile: Any) -> str | None:
@@ -144,6 +156,8 @@ class Platform(pulumi.ComponentResource):
     # the pool has grown, or at once when the pool is about to shrink.
     worker_gate: pulumi.Output[bool]
     acr_pull: authorization.RoleAssignment
+    # `database: azure`: the VNet the pools and the flexible server share.
+    network: DatabaseNetwork | None
 
     def __init__(
         self,
@@ -151,8 +165,12 @@ class Platform(pulumi.ComponentResource):
         settings: Settings,
         plan: CapacityPlan,
         dns_prefix: str | None = None,
+        gate: pulumi.Input[object] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """gate: resolves once nothing refuses this update (a preview stops on
+        its error): the cluster, and with it every pool and Kubernetes object,
+        and the VNet wait for it."""
         super().__init__("airflow-aks:platform:Platform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         guarded = pulumi.ResourceOptions(parent=self, protect=settings.protect)
@@ -169,9 +187,16 @@ class Platform(pulumi.ComponentResource):
             opts=guarded,
         )
 
-        cluster = self._cluster(name, settings, group, dns_prefix, guarded)
+        group_name: pulumi.Output[str] = (group.name if gate is None else
+                                          pulumi.Output.all(group.name, gate).apply(lambda values: values[0]))
+        self.network = None
+        if settings.database == "azure":
+            self.network = DatabaseNetwork(f"{name}-network", stack=settings.stack,
+                                           resource_group_name=group_name, opts=child)
+        cluster = self._cluster(name, settings, group_name, dns_prefix, guarded)
         live = self._live_cluster(group, cluster, settings, plan)
-        worker_pool = self._worker_pool(name, settings, plan, group, cluster, live)
+        subnet_grant = self._subnet_grant(name, live)
+        worker_pool = self._worker_pool(name, settings, plan, group, cluster, live, subnet_grant)
         acr_pull = self._acr_pull(name, settings, cluster, registry, live)
 
         credentials = containerservice.list_managed_cluster_user_credentials_output(
@@ -199,12 +224,23 @@ class Platform(pulumi.ComponentResource):
             "kubeconfig": self.kubeconfig,
         })
 
-    def _cluster(self, name: str, settings: Settings, group: resources.ResourceGroup, dns_prefix: str | None,
+    def _node_subnet(self) -> dict[str, pulumi.Input[str]]:
+        """A pool's vnetSubnetID: only with `database: azure`. AKS takes it only
+        when a pool is created (terraform-provider-azurerm makes it ForceNew,
+        "this has to be set at Cluster/Node Pool creation time", #8662) and a
+        cluster cannot move to another VNet (AKS FAQ, MicrosoftDocs/
+        azure-aks-docs#411); pulumi-azure-native's replacement.go does not list
+        it, so its preview would show an update AKS then rejects. Without it
+        AKS puts the nodes in a VNet of its own, as every stack before
+        `database` had: an in-cluster stack declares nothing new here."""
+        return {} if self.network is None else {"vnet_subnet_id": self.network.node_subnet_id}
+
+    def _cluster(self, name: str, settings: Settings, group_name: pulumi.Input[str], dns_prefix: str | None,
                  opts: pulumi.ResourceOptions) -> containerservice.ManagedCluster:
         system = settings.system_pool
         return containerservice.ManagedCluster(
             f"{name}-aks",
-            resource_group_name=group.name,
+            resource_group_name=group_name,
             dns_prefix=dns_prefix or name,
             kubernetes_version=settings.kubernetes_version,
             enable_rbac=True,
@@ -220,6 +256,7 @@ class Platform(pulumi.ComponentResource):
                 "os_type": containerservice.OSType.LINUX,
                 "type": containerservice.AgentPoolType.VIRTUAL_MACHINE_SCALE_SETS,
                 "orchestrator_version": settings.kubernetes_version,
+                **self._node_subnet(),
             }],
             # AKS's managed KEDA, for the worker ScaledObject, under either
             # workerScaling: with `fixed` the ScaledObject stays, paused, so a
@@ -273,8 +310,33 @@ class Platform(pulumi.ComponentResource):
             resource_group_name=group.name, resource_name=cluster.name,
             opts=pulumi.InvokeOutputOptions(depends_on=[cluster])).apply(lambda c: checked_live(c, settings, plan))
 
+    def _subnet_grant(self, name: str, live: pulumi.Output[Any]) -> authorization.RoleAssignment | None:
+        """Network Contributor for the cluster's identity on the node subnet, with `database: azure`.
+
+        In a VNet of the user's, AKS acts on the subnet with the cluster
+        identity (joining scaled-out nodes' NICs to it, its NSG and load
+        balancer configuration: "Microsoft.Network/virtualNetworks/subnets/
+        join/action ... when using a custom VNET", learn.microsoft.com/azure/
+        aks/aks-service-permissions); without it the autoscaler's scale-outs
+        fail with LinkedAuthorizationFailed. A system-assigned identity exists
+        only once the cluster does, so the grant follows it; the principal
+        comes from the live read, as the kubelet's does (_acr_pull).
+        """
+        if self.network is None:
+            return None
+        client = authorization.get_client_config_output()
+        return authorization.RoleAssignment(
+            f"{name}-subnet-network",
+            principal_id=live.apply(lambda c: cluster_principal_id(c.identity)),
+            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            role_definition_id=role_definition_id(client.subscription_id, NETWORK_CONTRIBUTOR_ROLE),
+            scope=self.network.node_subnet_id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+
     def _worker_pool(self, name: str, settings: Settings, plan: CapacityPlan, group: resources.ResourceGroup,
-                     cluster: containerservice.ManagedCluster, live: pulumi.Output[Any]) -> containerservice.AgentPool:
+                     cluster: containerservice.ManagedCluster, live: pulumi.Output[Any],
+                     subnet_grant: authorization.RoleAssignment | None = None) -> containerservice.AgentPool:
         nodes = plan.worker_nodes
         pool_name = worker_pool_name(nodes.vm_size)
         # Unknown (a first preview) means no live pool: nodes first, the plan's counts.
@@ -316,6 +378,7 @@ class Platform(pulumi.ComponentResource):
             node_labels={WORKER_POOL_LABEL_KEY: WORKER_POOL_LABEL_VALUE},
             node_taints=[WORKER_POOL_TAINT],
             upgrade_settings=worker_upgrade_settings(settings.longest_task_seconds),
+            **self._node_subnet(),
             # The live node count under the autoscaler (pools.worker_pool_size),
             # never ignoreChanges: the engine would send the count of the
             # pool's creation instead.
@@ -323,7 +386,8 @@ class Platform(pulumi.ComponentResource):
             enable_auto_scaling=nodes.autoscale,
             min_count=size.apply(lambda z: z.min_count),
             max_count=after_workers(size.apply(lambda z: z.max_count)),
-            opts=pulumi.ResourceOptions(parent=self),
+            # Its nodes join the node subnet with the cluster identity's grant.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[subnet_grant] if subnet_grant else []),
         )
 
     @staticmethod

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 
 from components.kubernetes import k8s
+from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.kubernetes.keda import keda_objects
 from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
@@ -81,7 +82,8 @@ def _jobs_check(job_type: str) -> dict[str, Any]:
 
 
 def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
-                    image: pulumi.Input[str], task_log_store: TaskLogStore | None = None) -> list[KubeObject]:
+                    image: pulumi.Input[str], task_log_store: TaskLogStore | None = None,
+                    external_database: ExternalDatabase | None = None) -> list[KubeObject]:
     """Every Airflow object, all reading the same airflow.cfg and the same Secret.
 
     Stages order them: "migration" waits for the databases, "component" and
@@ -353,7 +355,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             liveness_probe={"tcp_socket": {"port": names.FLOWER_PORT}, "period_seconds": 30},
         )])))
         objects.append(service("flower", "http", names.FLOWER_PORT))
-    objects += keda_objects(settings, plan)
+    objects += keda_objects(settings, plan, external_database)
     return objects
 
 
@@ -393,10 +395,11 @@ class Airflow(pulumi.ComponentResource):
         image_dependencies: Sequence[pulumi.Resource] = (),
         worker_gate: pulumi.Input[Any] | None = None,
         task_log_store: TaskLogStore | None = None,
+        external_database: ExternalDatabase | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("airflow-aks:airflow:Airflow", name, None, opts)
-        objects = airflow_objects(settings, plan, airflow_cfg, image, task_log_store)
+        objects = airflow_objects(settings, plan, airflow_cfg, image, task_log_store, external_database)
         first = pulumi.ResourceOptions(parent=self, depends_on=list(after))
         self.config_maps = [k8s.declare(o, name, first) for o in objects if o.kind == "ConfigMap"]
         [job_obj] = [o for o in objects if o.stage == "migration"]

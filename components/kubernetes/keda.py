@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from components.kubernetes.external_database import DIRECT_SSLMODE, ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.secrets import PASSWORD_KEY
 from components.model import names
@@ -87,7 +88,8 @@ def scale_behavior(max_replicas: int) -> dict[str, Any]:
     }
 
 
-def keda_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
+def keda_objects(settings: Settings, plan: CapacityPlan,
+                 external_database: ExternalDatabase | None = None) -> list[KubeObject]:
     """TriggerAuthentication and ScaledObject, with camelCase keys (custom
     resources go to the API as written).
 
@@ -106,15 +108,22 @@ def keda_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
     # Straight to PostgreSQL, not through PgBouncer: KEDA's PostgreSQL scaler
     # (pgx) prepares its statement, which transaction pooling without
     # PgBouncer's prepared-statement support cannot carry. One small query
-    # every few seconds; the plan counts its connections.
+    # every few seconds; the plan counts its connections. KEDA builds a
+    # libpq-style connection string from these fields, sslmode included
+    # (kedacore/keda pkg/scalers/postgresql_scaler.go, buildConnArray): to the
+    # flexible server over TLS, to the in-cluster server without.
+    server = {"host": names.service_host(names.POSTGRES, ns), "user": names.POSTGRES_USER, "sslmode": "disable"}
+    if external_database is not None:
+        server = {"host": external_database.host, "user": external_database.admin_user,  # type: ignore[dict-item]
+                  "sslmode": DIRECT_SSLMODE}
     trigger: dict[str, Any] = {
         "type": "postgresql",
         "metadata": {
-            "host": names.service_host(names.POSTGRES, ns),
+            "host": server["host"],
             "port": str(names.POSTGRES_PORT),
-            "userName": names.POSTGRES_USER,
+            "userName": server["user"],
             "dbName": names.POSTGRES_DB,
-            "sslmode": "disable",
+            "sslmode": server["sslmode"],
             "query": worker_query(settings.worker_concurrency),
             # The query returns workers, so one per unit.
             "targetQueryValue": "1",

@@ -29,6 +29,7 @@ import pulumi
 
 from components.kubernetes import backups, k8s, metrics, pgbouncer, postgres, rabbitmq
 from components.kubernetes.airflow import component_labels
+from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore, task_logs_on
 from components.model import names
@@ -116,6 +117,14 @@ def airflow(component: str) -> Peer:
 
 
 POSTGRES = pods(names.POSTGRES, postgres.LABELS)
+
+
+def database_server(cidr: str) -> Peer:
+    """The flexible server: an ipBlock of its delegated subnet (NetworkPolicy
+    cannot name a DNS host; the server's private address is in that subnet
+    and may move within it on a failover or a scale)."""
+    return Peer(f"Azure Database for PostgreSQL ({cidr})", None, {"ip_block": {"cidr": cidr}})
+
 PGBOUNCER = pods(names.PGBOUNCER, pgbouncer.LABELS)
 RABBITMQ = pods(names.RABBITMQ, rabbitmq.LABELS)
 STATSD = pods(names.STATSD, metrics.LABELS)
@@ -142,9 +151,16 @@ def emulator_port(endpoint: str) -> int:
     return parts.port or (443 if parts.scheme == "https" else 80)
 
 
-def flows(settings: Settings, task_log_store: TaskLogStore | None = None) -> list[Flow]:
-    """Every connection the deployment makes, for its settings."""
-    database = PGBOUNCER if settings.pgbouncer else POSTGRES
+def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
+          external_database: ExternalDatabase | None = None) -> list[Flow]:
+    """Every connection the deployment makes, for its settings.
+
+    With an external database the PostgreSQL server is its subnet instead of
+    the in-cluster pods: only the pods that connect to the server directly
+    (PgBouncer and the migration Job; every Airflow component with PgBouncer
+    off) may leave the namespace on 5432, and only to that subnet."""
+    server = POSTGRES if external_database is None else database_server(external_database.cidr)
+    database = PGBOUNCER if settings.pgbouncer else server
     database_port = names.PGBOUNCER_PORT if settings.pgbouncer else names.POSTGRES_PORT
     api_server = airflow("api-server")
     found = [
@@ -167,13 +183,16 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None) -> lis
     # The migration Job holds a session-level advisory lock, so it connects
     # straight to PostgreSQL (airflow.py), besides its shared URLs above.
     if settings.pgbouncer:
-        found.append(Flow(airflow("migrate"), POSTGRES, names.POSTGRES_PORT, why="airflow db migrate, direct"))
-        found.append(Flow(PGBOUNCER, POSTGRES, names.POSTGRES_PORT, why="PgBouncer's server connections"))
+        found.append(Flow(airflow("migrate"), server, names.POSTGRES_PORT, why="airflow db migrate, direct"))
+        found.append(Flow(PGBOUNCER, server, names.POSTGRES_PORT, why="PgBouncer's server connections"))
     for component, port in LOG_SERVERS.items():
         found.append(Flow(api_server, airflow(component), port, why="logs of running and deferred tasks"))
     if settings.flower:
         found.append(Flow(ANYWHERE, airflow("flower"), names.FLOWER_PORT, why="Flower UI clients"))
-    if settings.worker_scaling == "keda":
+    if settings.worker_scaling == "keda" and external_database is None:
+        # To the flexible server instead, KEDA's connection runs from its own
+        # namespace to the subnet: no pod of this namespace takes part, so no
+        # policy here can allow or refuse it.
         keda = outside("KEDA operator", KEDA_NAMESPACE[settings.target], KEDA_OPERATOR_LABELS)
         found.append(Flow(keda, POSTGRES, names.POSTGRES_PORT, why="KEDA's PostgreSQL trigger, direct"))
     if settings.metrics:
@@ -225,11 +244,12 @@ def _rules(flows_: Sequence[Flow], direction: str) -> list[dict[str, Any]]:
     return rules
 
 
-def network_policy_objects(settings: Settings, task_log_store: TaskLogStore | None = None) -> list[KubeObject]:
+def network_policy_objects(settings: Settings, task_log_store: TaskLogStore | None = None,
+                           external_database: ExternalDatabase | None = None) -> list[KubeObject]:
     """A policy per pod group of the namespace with its allowed ingress and
     egress, then the default deny for every pod of the namespace."""
     ns = settings.namespace
-    all_flows = flows(settings, task_log_store)
+    all_flows = flows(settings, task_log_store, external_database)
     groups = {p.name: p for f in all_flows for p in (f.src, f.dst) if p.in_namespace}
     objects = []
     for name in sorted(groups):
@@ -260,9 +280,10 @@ class NetworkPolicies(pulumi.ComponentResource):
     that introduces them no pod is cut off while the allowances are created."""
 
     def __init__(self, name: str, settings: Settings, task_log_store: TaskLogStore | None = None,
-                 after: Sequence[pulumi.Resource] = (), opts: pulumi.ResourceOptions | None = None) -> None:
+                 after: Sequence[pulumi.Resource] = (), external_database: ExternalDatabase | None = None,
+                 opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("airflow-aks:network_policies:NetworkPolicies", name, None, opts)
-        objects = network_policy_objects(settings, task_log_store)
+        objects = network_policy_objects(settings, task_log_store, external_database)
         allow = [k8s.declare(o, name, pulumi.ResourceOptions(parent=self, depends_on=list(after)))
                  for o in objects if o.name != DEFAULT_DENY]
         [deny] = [o for o in objects if o.name == DEFAULT_DENY]

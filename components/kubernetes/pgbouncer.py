@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import pulumi
 import pulumi_kubernetes as kubernetes
 
 from components.kubernetes import k8s
+from components.kubernetes.external_database import PGBOUNCER_SERVER_SSLMODE, ExternalDatabase, server_root_cas
 from components.kubernetes.k8s import KubeObject, resources
 from components.model import names
 from components.model.capacity import CapacityPlan, PgBouncerPlan
@@ -16,6 +18,8 @@ from components.model.settings import Settings
 CONFIG_DIR = "/etc/pgbouncer"
 INI_KEY = "pgbouncer.ini"
 USERLIST_KEY = "users.txt"
+# With `database: azure`: the root CAs PgBouncer verifies the server's certificate with.
+ROOT_CAS_KEY = "server-root-cas.pem"
 # Any unprivileged uid: PgBouncer refuses to run as root and writes nothing.
 PGBOUNCER_UID = 65534
 # How long a stopping PgBouncer may take to let its transactions finish.
@@ -26,10 +30,13 @@ LABELS = {"app.kubernetes.io/name": "pgbouncer", "app.kubernetes.io/part-of": "a
 def pgbouncer_ini(settings: Settings, bouncer: PgBouncerPlan, *, postgres_host: str | None = None,
                   postgres_port: int = names.POSTGRES_PORT, dbname: str = names.POSTGRES_DB,
                   listen_addr: str = "*", listen_port: int = names.PGBOUNCER_PORT,
-                  auth_file: str = f"{CONFIG_DIR}/{USERLIST_KEY}", extra: Sequence[str] = ()) -> str:
+                  auth_file: str = f"{CONFIG_DIR}/{USERLIST_KEY}", extra: Sequence[str] = (),
+                  user: str = names.POSTGRES_USER, server_tls: bool = False) -> str:
     """pgbouncer.ini: one database alias per pool, both onto the metadata database.
 
-    The keyword arguments let the test tooling run the same file on loopback.
+    server_tls: the server is the flexible server (`postgres_host`), reached
+    over TLS with its certificate and host name verified. The other keyword
+    arguments let the test tooling run the same file on loopback.
     """
     host = postgres_host or names.service_host(names.POSTGRES, settings.namespace)
     target = f"host={host} port={postgres_port} dbname={dbname}"
@@ -50,32 +57,73 @@ def pgbouncer_ini(settings: Settings, bouncer: PgBouncerPlan, *, postgres_host: 
         "auth_type = scram-sha-256",
         f"auth_file = {auth_file}",
         # SHOW POOLS / SHOW CLIENTS on the admin console, for the Airflow user.
-        f"stats_users = {names.POSTGRES_USER}",
+        f"stats_users = {user}",
         "ignore_startup_parameters = extra_float_digits",
         "server_reset_query =",
         # TCP only: the pod's root filesystem is read-only.
         "unix_socket_dir =",
         "log_connections = 0",
         "log_disconnections = 0",
+        *(_server_tls_lines() if server_tls else []),
         *extra,
     ]
     return "\n".join(lines) + "\n"
 
 
-def userlist(password: str) -> str:
+def _server_tls_lines() -> list[str]:
+    """PgBouncer's TLS to the flexible server (PgBouncer doc/config.md,
+    server_tls_*): verify-full refuses a server whose certificate does not
+    chain to server_tls_ca_file or does not name the `host=` of the database
+    line; TLS 1.2 and 1.3 only (`secure`, PgBouncer's default, what Azure
+    accepts). The Airflow clients keep talking to PgBouncer inside the
+    cluster without TLS (its client side); every connection that leaves the
+    cluster is encrypted."""
+    return [
+        f"server_tls_sslmode = {PGBOUNCER_SERVER_SSLMODE}",
+        f"server_tls_ca_file = {CONFIG_DIR}/{ROOT_CAS_KEY}",
+        "server_tls_protocols = secure",
+    ]
+
+
+def userlist(password: str, user: str = names.POSTGRES_USER) -> str:
     """auth_file: the one user, with its password in clear (PgBouncer then logs
     in to PostgreSQL with SCRAM as that user)."""
-    return f'"{names.POSTGRES_USER}" "{password}"\n'
+    return f'"{user}" "{password}"\n'
 
 
-def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
+T = TypeVar("T")
+
+
+def _once_known(value: pulumi.Input[str], build: Callable[[str], T]) -> T | pulumi.Output[T]:
+    """build(value) now for a plain string (the offline render, in-cluster),
+    or once the Output resolves (the flexible server's FQDN)."""
+    if isinstance(value, str):
+        return build(value)
+    return pulumi.Output.from_input(value).apply(build)
+
+
+def pgbouncer_objects(settings: Settings, plan: CapacityPlan,
+                      external_database: ExternalDatabase | None = None) -> list[KubeObject]:
     """ConfigMap (pgbouncer.ini), Deployment and Service; the userlist is a
-    Secret of AirflowSecrets. Nothing when PgBouncer is off."""
+    Secret of AirflowSecrets. Nothing when PgBouncer is off. With an external
+    database, the ConfigMap also carries the root CAs of its certificate."""
     bouncer = plan.database.pgbouncer
     if bouncer is None:
         return []
     ns = settings.namespace
-    ini = pgbouncer_ini(settings, bouncer)
+    config_items = [{"key": INI_KEY, "path": INI_KEY}]
+    if external_database is None:
+        ini: pulumi.Input[str] = pgbouncer_ini(settings, bouncer)
+        data: dict[str, pulumi.Input[str]] = {INI_KEY: ini}
+        config_checksum: pulumi.Input[str] = k8s.checksum(ini)  # type: ignore[arg-type]
+    else:
+        db = external_database
+        ini = _once_known(db.host, lambda host: pgbouncer_ini(settings, bouncer, postgres_host=host,
+                                                              user=db.admin_user, server_tls=True))
+        roots = server_root_cas()
+        data = {INI_KEY: ini, ROOT_CAS_KEY: roots}
+        config_checksum = _once_known(ini, lambda text: k8s.checksum(text, roots))
+        config_items.append({"key": ROOT_CAS_KEY, "path": ROOT_CAS_KEY})
     probe = {"tcp_socket": {"port": "pgbouncer"}}
     container = {
         "name": "pgbouncer",
@@ -97,7 +145,7 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
     return [
         KubeObject("ConfigMap", "config", {
             "metadata": {"name": names.PGBOUNCER, "namespace": ns, "labels": LABELS},
-            "data": {INI_KEY: ini},
+            "data": data,
         }),
         k8s.service("service", names.PGBOUNCER, ns, LABELS, "pgbouncer", names.PGBOUNCER_PORT),
         KubeObject("Deployment", "deployment", {
@@ -109,7 +157,7 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
                 # At most one extra pod while rolling: the plan counts its pools twice.
                 "strategy": {"rolling_update": {"max_surge": 1, "max_unavailable": 0}},
                 "template": {
-                    "metadata": {"labels": LABELS, "annotations": {k8s.CHECKSUM_ANNOTATION: k8s.checksum(ini)}},
+                    "metadata": {"labels": LABELS, "annotations": {k8s.CHECKSUM_ANNOTATION: config_checksum}},
                     "spec": {
                         "security_context": {"run_as_user": PGBOUNCER_UID, "run_as_group": PGBOUNCER_UID,
                                              "run_as_non_root": True,
@@ -118,7 +166,7 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject
                         "termination_grace_period_seconds": PGBOUNCER_DRAIN_SECONDS + 10,
                         "containers": [container],
                         "volumes": [{"name": "config", "projected": {"sources": [
-                            {"config_map": {"name": names.PGBOUNCER, "items": [{"key": INI_KEY, "path": INI_KEY}]}},
+                            {"config_map": {"name": names.PGBOUNCER, "items": config_items}},
                             {"secret": {"name": names.PGBOUNCER_SECRET,
                                         "items": [{"key": USERLIST_KEY, "path": USERLIST_KEY}]}},
                         ]}}],
@@ -137,8 +185,9 @@ class PgBouncer(k8s.ObjectsComponent):
     """PgBouncer's objects, declared after `after` (PostgreSQL and the Secrets)."""
 
     def __init__(self, name: str, settings: Settings, plan: CapacityPlan, after: Sequence[pulumi.Resource] = (),
+                 external_database: ExternalDatabase | None = None,
                  opts: pulumi.ResourceOptions | None = None) -> None:
-        super().__init__("airflow-aks:pgbouncer:PgBouncer", name, pgbouncer_objects(settings, plan), after=after,
-                         opts=opts)
+        super().__init__("airflow-aks:pgbouncer:PgBouncer", name,
+                         pgbouncer_objects(settings, plan, external_database), after=after, opts=opts)
         self.deployment: kubernetes.apps.v1.Deployment | None = self.declared.get(  # type: ignore[assignment]
             ("Deployment", "deployment"))

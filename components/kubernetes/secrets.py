@@ -14,6 +14,7 @@ import pulumi
 import pulumi_random as random
 
 from components.kubernetes import k8s
+from components.kubernetes.external_database import DIRECT_SSLMODE, ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.pgbouncer import USERLIST_KEY, userlist
 from components.model import names
@@ -31,6 +32,9 @@ ENV_SECRET_KEYS: dict[str, str] = {
 }
 # The migration Job's connection: straight to PostgreSQL, not through PgBouncer.
 DIRECT_CONN_KEY = "sql-alchemy-conn-direct"
+# The database password (in names.POSTGRES_SECRET): the in-cluster server's
+# generated one, or the flexible server's admin password; KEDA's trigger
+# reads it from there in both cases.
 PASSWORD_KEY = "password"
 AUTH_PASSWORDS_KEY = "simple_auth_manager_passwords.json"
 
@@ -65,20 +69,31 @@ def secret_objects(settings: Settings, values: Mapping[str, pulumi.Input[str]]) 
     ]
 
 
-def connection_urls(settings: Settings, password: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
+def connection_urls(settings: Settings, password: pulumi.Input[str],
+                    external_database: ExternalDatabase | None = None) -> dict[str, pulumi.Output[str]]:
     """The metadata database (sync and async) and result backend URLs: through
     PgBouncer when it is on, each onto its own pool; and the direct one for the
-    migration Job."""
-    def url(scheme: str, host: str, port: int, db: str) -> pulumi.Output[str]:
-        return pulumi.Output.concat(scheme, "://", names.POSTGRES_USER, ":", password, "@", host, ":", str(port),
-                                    "/", db)
+    migration Job.
 
-    direct = (names.service_host(names.POSTGRES, settings.namespace), names.POSTGRES_PORT, names.POSTGRES_DB)
+    With an external database every URL that reaches the server directly
+    carries sslmode (libpq's keyword, which psycopg2, psycopg 3 and SQLAlchemy
+    pass on from the URL's query), and logs in as the server's admin user;
+    the URLs to PgBouncer stay inside the cluster (PgBouncer's own server
+    connections use TLS, pgbouncer.py)."""
+    user = names.POSTGRES_USER if external_database is None else external_database.admin_user
+
+    def url(scheme: str, host: pulumi.Input[str], port: int, db: str, query: str = "") -> pulumi.Output[str]:
+        return pulumi.Output.concat(scheme, "://", user, ":", password, "@", host, ":", str(port), "/", db, query)
+
+    direct: tuple[pulumi.Input[str], int, str, str] = (
+        names.service_host(names.POSTGRES, settings.namespace), names.POSTGRES_PORT, names.POSTGRES_DB, "")
+    if external_database is not None:
+        direct = (external_database.host, names.POSTGRES_PORT, names.POSTGRES_DB, f"?sslmode={DIRECT_SSLMODE}")
     metadata = results = direct
     if settings.pgbouncer:
         bouncer = names.service_host(names.PGBOUNCER, settings.namespace)
-        metadata = (bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_METADATA_DB)
-        results = (bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_RESULT_BACKEND_DB)
+        metadata = (bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_METADATA_DB, "")
+        results = (bouncer, names.PGBOUNCER_PORT, names.PGBOUNCER_RESULT_BACKEND_DB, "")
     return {
         "sql-alchemy-conn": url("postgresql+psycopg2", *metadata),
         # Unset, Airflow derives postgresql+asyncpg from the URL above, and
@@ -102,8 +117,11 @@ class AirflowSecrets(pulumi.ComponentResource):
         name: str,
         settings: Settings,
         after: Sequence[pulumi.Resource] = (),
+        external_database: ExternalDatabase | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """external_database: its admin user and password replace the
+        generated database password (no RandomPassword for it then)."""
         super().__init__("airflow-aks:secrets:AirflowSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -111,7 +129,12 @@ class AirflowSecrets(pulumi.ComponentResource):
             # Letters and digits only: the values go into URLs unescaped.
             return random.RandomPassword(f"{name}-{suffix}", length=length, special=False, opts=child).result
 
-        pg_password = password("postgres")
+        if external_database is None:
+            pg_password = password("postgres")
+            pg_user = names.POSTGRES_USER
+        else:
+            pg_password = pulumi.Output.from_input(external_database.password)
+            pg_user = external_database.admin_user
         mq_password = password("rabbitmq")
         api_secret_key = password("api-secret-key", 64)
         jwt_secret = password("jwt-secret", 64)
@@ -121,8 +144,9 @@ class AirflowSecrets(pulumi.ComponentResource):
         mq_host = names.service_host(names.RABBITMQ, settings.namespace)
         env = names.ENV_SECRET
         values: dict[str, pulumi.Input[str]] = {
-            **{f"{env}/{key}": url for key, url in connection_urls(settings, pg_password).items()},
-            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": pg_password.apply(userlist),
+            **{f"{env}/{key}": url
+               for key, url in connection_urls(settings, pg_password, external_database).items()},
+            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": pg_password.apply(lambda pw: userlist(pw, pg_user)),
             f"{env}/broker-url": pulumi.Output.concat("amqp://", names.RABBITMQ_USER, ":", mq_password, "@",
                                                       mq_host, ":", str(names.RABBITMQ_PORT), "/",
                                                       names.RABBITMQ_VHOST),

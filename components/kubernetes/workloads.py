@@ -34,21 +34,28 @@ def namespace_object(settings: Settings) -> KubeObject:
 
 def kube_objects(config: StackConfig, image: pulumi.Input[str],
                  secret_values: Mapping[str, pulumi.Input[str]],
-                 task_log_store: TaskLogStore | None = None) -> list[KubeObject]:
+                 task_log_store: TaskLogStore | None = None,
+                 external_database: ExternalDatabase | None = None) -> list[KubeObject]:
     """Every object Workloads declares, from the same builders, for the offline render."""
     s, plan = config.settings, config.plan
+    _check_external_database(s, external_database)
     return [
         namespace_object(s),
         *secret_objects(s, secret_values),
         *task_log_objects(s, task_log_store),
-        *postgres_objects(s, plan),
-        *pgbouncer_objects(s, plan),
+        *(postgres_objects(s, plan) if external_database is None else []),
+        *pgbouncer_objects(s, plan, external_database),
         *rabbitmq_objects(s, plan),
         *metrics_objects(s, plan),
-        *airflow_objects(s, plan, config.airflow_cfg, image, task_log_store),
+        *airflow_objects(s, plan, config.airflow_cfg, image, task_log_store, external_database),
         *backup_objects(s, image, task_log_store),
-        *network_policy_objects(s, task_log_store),
+        *network_policy_objects(s, task_log_store, external_database),
     ]
+
+
+def _check_external_database(settings: Settings, external_database: ExternalDatabase | None) -> None:
+    if (settings.database == "azure") != (external_database is not None):
+        raise ValueError("`database: azure` and only it takes the external database (components/azure)")
 
 
 class Workloads(pulumi.ComponentResource):
@@ -86,33 +93,42 @@ class Workloads(pulumi.ComponentResource):
                 and settings.database_backup_schedule is not None
                 and (task_log_store is None or task_log_store.backup_client_id is None)):
             raise ValueError("backups of the in-cluster database on AKS need the backup identity (TaskLogStorage)")
-        if (settings.database == "azure") != (external_database is not None):
-            raise ValueError("`database: azure` and only it takes the external database (components/azure)")
+        _check_external_database(settings, external_database)
         child = pulumi.ResourceOptions(parent=self)
 
         namespace = k8s.declare(namespace_object(settings), name, child)
-        secrets = AirflowSecrets(f"{name}-secrets", settings=settings, after=[namespace], opts=child)
+        secrets = AirflowSecrets(f"{name}-secrets", settings=settings, after=[namespace],
+                                 external_database=external_database, opts=child)
         after_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         task_logs = [k8s.declare(o, name, after_namespace) for o in task_log_objects(settings, task_log_store)]
         # Objects refer to each other by fixed names; `after` makes the order explicit.
         ready = [namespace, *secrets.secrets, *task_logs]
-        postgres = Postgres(f"{name}-postgres", settings=settings, plan=plan, after=ready, opts=child)
+        # With `database: azure` there is no PostgreSQL in the cluster. The
+        # Secrets carry the flexible server's host and password (Outputs of
+        # components/azure), so whatever waits for them waits for the server;
+        # its database and parameters (`ready`) take the StatefulSet's place.
+        database: list[pulumi.Resource] = []
+        if external_database is None:
+            postgres = Postgres(f"{name}-postgres", settings=settings, plan=plan, after=ready, opts=child)
+            database = [postgres.stateful_set]
+        else:
+            database = list(external_database.ready)
         rabbitmq = RabbitMQ(f"{name}-rabbitmq", settings=settings, plan=plan, after=ready, opts=child)
         # Airflow reaches the database through PgBouncer when it is on; the
         # migration Job, which waits for every backend, goes direct.
         pgbouncer = PgBouncer(f"{name}-pgbouncer", settings=settings, plan=plan,
-                              after=[*ready, postgres.stateful_set], opts=child)
+                              after=[*ready, *database], external_database=external_database, opts=child)
         Metrics(f"{name}-metrics", settings=settings, plan=plan, after=[namespace], opts=child)
         NetworkPolicies(f"{name}-network", settings=settings, task_log_store=task_log_store, after=[namespace],
-                        opts=child)
-        backends = [postgres.stateful_set, rabbitmq.stateful_set]
+                        external_database=external_database, opts=child)
+        backends = [*database, rabbitmq.stateful_set]
         if pgbouncer.deployment is not None:
             backends.append(pgbouncer.deployment)
         airflow = Airflow(
             f"{name}-airflow", settings=settings, plan=plan, airflow_cfg=config.airflow_cfg, image=image,
             after=ready, backends=backends,
             image_dependencies=image_dependencies, worker_gate=worker_gate, task_log_store=task_log_store,
-            opts=child,
+            external_database=external_database, opts=child,
         )
 
         # In-cluster database only: it dumps PostgreSQL itself, once it runs;

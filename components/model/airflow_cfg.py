@@ -96,6 +96,16 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             # hold: the task fails as timed out instead of being SIGKILLed
             # with its pod.
             "default_task_execution_timeout": str(settings.longest_task_seconds),
+            # A task lost with its worker (SIGKILL, OOM kill, node loss) is
+            # failed by the scheduler's heartbeat timeout through
+            # TaskInstance.handle_failure, which retries it only if the task
+            # has retries (airflow/models/taskinstance.py,
+            # is_eligible_to_retry); Airflow's default is none. The SDK reads
+            # these when the DAG is parsed (airflow/sdk/definitions/_internal/
+            # abstractoperator.py, DEFAULT_RETRIES), so they apply to every
+            # task that sets no `retries` itself (README "Faults").
+            "default_task_retries": str(settings.task_retries),
+            "default_task_retry_delay": str(settings.task_retry_delay_seconds),
         },
         "database": {
             "sql_alchemy_pool_size": str(SQLALCHEMY_POOL_SIZE),

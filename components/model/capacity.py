@@ -11,6 +11,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from components.model import database_server as pg
 from components.model.prewarm import PrewarmPlan, prewarm_plan
 from components.model.settings import ConfigError, Settings
 from components.model.sizing import (
@@ -314,6 +315,38 @@ class DatabasePlan:
 
 
 @dataclass(frozen=True)
+class DatabaseServerPlan:
+    """The Azure Database for PostgreSQL flexible server (`database: azure`)."""
+
+    sku: str
+    tier: str
+    vcores: int
+    memory_gib: int
+    # The server parameter: the plan's max_connections and Azure's reserve.
+    max_connections: int
+    # The SKU's default (and advised ceiling) max_connections.
+    sku_max_connections: int
+    storage_gib: int
+    version: str
+    backup_retention_days: int
+    geo_redundant_backup: bool
+    high_availability: bool
+    # Server parameters the program sets (Configuration resources).
+    parameters: dict[str, str]
+    # USD per hour, eastus list prices: compute and storage of the primary,
+    # and of the standby with high availability.
+    compute_price_per_hour: float
+    storage_price_per_hour: float
+    # databaseSku named it; else the cheapest SKU that carries the plan.
+    sku_set: bool = False
+
+    @property
+    def price_per_hour(self) -> float:
+        servers = pg.HA_BILLED_SERVERS if self.high_availability else 1
+        return servers * (self.compute_price_per_hour + self.storage_price_per_hour)
+
+
+@dataclass(frozen=True)
 class ApiServerPlan:
     """The api-server's pods and uvicorn workers, from the tasks' Execution API load."""
 
@@ -380,6 +413,8 @@ class CapacityPlan:
     # KEDA cron windows that bring the workers up before scheduled runs, from
     # prewarm_lead_minutes before each (components/model/prewarm.py).
     prewarm: PrewarmPlan | None = None
+    # `database: azure`: the flexible server in place of the PostgreSQL pod.
+    database_server: DatabaseServerPlan | None = None
 
     @property
     def prewarm_lead_minutes(self) -> int:
@@ -393,6 +428,11 @@ class CapacityPlan:
         out = asdict(self)
         out["worker_nodes"]["autoscale"] = self.worker_nodes.autoscale
         out["startup"] = None if self.startup is None else self.startup.to_output()
+        if self.database_server is None:
+            # An in-cluster stack's output stays as earlier releases exported it.
+            del out["database_server"]
+        else:
+            out["database_server"]["price_per_hour"] = round(self.database_server.price_per_hour, 4)
         return out
 
     def summary(self) -> str:
@@ -412,6 +452,7 @@ class CapacityPlan:
              f"{d.server_connections} server connections, max_connections {d.max_connections}"
              if d.pgbouncer else
              f"metadata database: budget {d.budget} connections, max_connections {d.max_connections}"),
+            *self.database_server_lines(),
             self.api_server_line(),
             f"control plane: {self.control_plane.memory_request_mib} MiB, "
             f"{self.control_plane.cpu_request_millicores}m CPU requested on "
@@ -435,8 +476,27 @@ class CapacityPlan:
                 f"(execution_api_timeout {a.client_timeout_seconds} s); a lost task failed within "
                 f"{a.lost_task_noticed_seconds} s of its last heartbeat")
 
+    def database_server_lines(self) -> list[str]:
+        s = self.database_server
+        if s is None:
+            return []
+        tier = "Burstable" if s.tier == pg.BURSTABLE else "General Purpose"
+        chosen = "databaseSku" if s.sku_set else "the cheapest that carries the plan"
+        ha = ("zone-redundant HA (a standby billed like the primary)" if s.high_availability
+              else "no HA standby")
+        backup = "geo-redundant" if s.geo_redundant_backup else "locally redundant"
+        return [
+            f"database server: Azure Database for PostgreSQL {s.version}, {s.sku} ({tier}, {s.vcores} vCores, "
+            f"{s.memory_gib} GiB; {chosen}), max_connections {s.max_connections} (the SKU's "
+            f"{s.sku_max_connections}), {s.storage_gib} GiB storage with auto-grow",
+            f"  backups {s.backup_retention_days} days, {backup}; {ha}; {s.price_per_hour:.2f} USD per hour "
+            f"(eastus list prices: compute {s.compute_price_per_hour:.3f}, storage "
+            f"{s.storage_price_per_hour:.3f}{' per server' if s.high_availability else ''})",
+        ]
+
     def footprint_lines(self) -> list[str]:
-        """Nodes, vCPU, GiB and the hourly cost between runs and at the peak."""
+        """Nodes, vCPU, GiB and the hourly cost between runs and at the peak
+        (with `database: azure`, the flexible server's price added)."""
         listed = [f.list_price for f in self.footprint]
         source = (" (eastus list prices)" if all(listed) else
                   " (eastus list price where pricePerHour is unset)" if any(listed) else "")
@@ -446,8 +506,11 @@ class CapacityPlan:
             vcpus = sum(getattr(f, nodes) * f.vcpus for f in self.footprint)
             gib = sum(getattr(f, nodes) * f.memory_gib for f in self.footprint)
             usd = sum(f.cost(getattr(f, nodes)) for f in self.footprint)
-            lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU, {gib} GiB, "
-                         f"{usd:.2f} USD per hour{source}")
+            cost = f"{usd:.2f} USD per hour"
+            if self.database_server is not None:
+                server = self.database_server.price_per_hour
+                cost = f"{usd:.2f} + database server {server:.2f} = {usd + server:.2f} USD per hour"
+            lines.append(f"{label}: {' + '.join(parts)} = {vcpus} vCPU, {gib} GiB, {cost}{source}")
         return lines
 
     def peak_extra_usd_per_hour(self) -> float:
@@ -618,7 +681,11 @@ def _control_plane(settings: Settings, api: ApiServerPlan, database: DatabasePla
     pg_memory = POSTGRES_BASE_MEMORY_MIB + POSTGRES_MEMORY_PER_CONNECTION_MIB * database.max_connections
     postgres = PodResources(POSTGRES_BASE_CPU_MILLICORES + database.max_connections // 4, pg_memory)
     replicas = {"api-server": api.replicas}
-    every = [(name, res, replicas.get(name, 1)) for name, res in pods.items()] + [("postgres", postgres, 1)]
+    every = [(name, res, replicas.get(name, 1)) for name, res in pods.items()]
+    if settings.database == "in-cluster":
+        # With `database: azure` the flexible server takes the pod's place,
+        # sized from the same figures (_database_server_plan).
+        every.append(("postgres", postgres, 1))
     cpu = sum(r.cpu_request_millicores * n for _, r, n in every)
     memory = sum(r.memory_request_mib * n for _, r, n in every)
 
@@ -648,6 +715,69 @@ def _control_plane(settings: Settings, api: ApiServerPlan, database: DatabasePla
         system_vm_size=pool.vm_size,
         system_nodes_needed=max(1, math.ceil(cpu / node_cpu), math.ceil(memory / node_mem)),
     )
+
+
+def _database_server_plan(settings: Settings, database: DatabasePlan, control: ControlPlanePlan,
+                          problems: list[tuple[str, str]]) -> DatabaseServerPlan | None:
+    """The flexible server for the plan's database: the connections, memory
+    and CPU the in-cluster PostgreSQL pod would get (its limits: what it may
+    use at a burst, which a Burstable server must sustain on its baseline)."""
+    connections = pg.needed_max_connections(database.max_connections)
+    memory = control.postgres.memory_limit_mib
+    cpu = control.postgres.cpu_limit_millicores
+    ha = settings.database_high_availability
+    version = pg.postgres_major(settings.postgres_image) or pg.DEFAULT_POSTGRES_VERSION
+    if version not in pg.AZURE_POSTGRES_VERSIONS:
+        problems.append(("postgresImage", (
+            f"with `database: azure` the server runs the image's PostgreSQL major, {version}, which Azure "
+            f"Database for PostgreSQL does not offer; use one of {', '.join(pg.AZURE_POSTGRES_VERSIONS)}")))
+    if settings.database_sku is not None:
+        sku = pg.SERVER_SKUS[settings.database_sku]
+        short = pg.sku_shortfalls(sku, connections, 0, 0, ha)
+        if short:
+            key = "databaseSku" if sku.max_connections < connections else "databaseHighAvailability"
+            problems.append((key, f"{sku.name} cannot carry this stack: {'; '.join(short)}"))
+            return None
+    else:
+        found = pg.cheapest_sku(connections, memory, cpu, ha)
+        if found is None:
+            problems.append(("parallelism", (
+                f"no flexible server size this program knows carries {connections} connections, "
+                f"{memory} MiB and {cpu}m CPU; lower parallelism or set databaseSku")))
+            return None
+        sku = found
+    storage = pg.storage_gib(settings.postgres_storage_gib)
+    return DatabaseServerPlan(
+        sku=sku.name,
+        tier=sku.tier,
+        vcores=sku.vcores,
+        memory_gib=sku.memory_gib,
+        max_connections=connections,
+        sku_max_connections=sku.max_connections,
+        storage_gib=storage,
+        version=version,
+        backup_retention_days=settings.database_backup_retention_days,
+        geo_redundant_backup=settings.database_geo_redundant_backup,
+        high_availability=ha,
+        parameters=server_parameters(connections),
+        compute_price_per_hour=sku.price_per_hour,
+        storage_price_per_hour=round(pg.storage_price_per_hour(storage), 4),
+        sku_set=settings.database_sku is not None,
+    )
+
+
+def server_parameters(max_connections: int) -> dict[str, str]:
+    """The flexible server's parameters the program sets.
+
+    max_connections from the plan, as the in-cluster server gets it (its
+    `-c max_connections`); it is static, applied at the server's next
+    restart, and until then the SKU's default, never lower, holds (the SKU
+    is chosen so). require_secure_transport on: the server refuses every
+    connection without TLS (its default is on; set so it stays on).
+    shared_buffers is left to Azure, which sizes it from the SKU's memory,
+    at least the memory the in-cluster pod would have had.
+    """
+    return {"max_connections": str(max_connections), "require_secure_transport": "on"}
 
 
 def plan_capacity(settings: Settings) -> CapacityPlan:
@@ -695,6 +825,8 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
     api = _api_server_plan(settings)
     database = _database_plan(settings, worker, api, problems)
     control_plane = _control_plane(settings, api, database, problems)
+    server = (_database_server_plan(settings, database, control_plane, problems)
+              if settings.database == "azure" else None)
     if problems:
         raise ConfigError(problems)
     tasks_per_node, start_seconds, import_timeout = _task_start(alloc, per_node, worker)
@@ -723,6 +855,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
         control_plane=control_plane,
         footprint=_footprint(settings, min_count, max_count),
         dagbag_import_timeout_seconds=import_timeout,
+        database_server=server,
     )
     plan = replace(plan, startup=startup_plan(settings, plan, node_cores(alloc)))
     return replace(plan, prewarm=prewarm_plan(settings, worker.replicas, plan.prewarm_lead_minutes))
@@ -776,6 +909,8 @@ def reference_day(plan: CapacityPlan, worker_minutes_per_hour: float) -> DailyFo
         node_hours += nodes * 24
         vcpu_hours += nodes * f.vcpus * 24
         usd += f.cost(nodes * 24)
+    if plan.database_server is not None:
+        usd += plan.database_server.price_per_hour * 24
     return DailyFootprint(round(node_hours, 1), round(vcpu_hours, 1), round(usd, 2))
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.model.database_server import SERVER_SKUS
 from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
 from components.model.schedules import parse_cron
 from components.model.sizing import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB
@@ -134,6 +135,11 @@ class Settings:
     # [workers] min_heartbeat_interval: how often each running task's
     # supervisor heartbeats to the Execution API.
     heartbeat_interval_seconds: int = 15
+    # [core] default_task_retries and default_task_retry_delay: what a task
+    # that sets no retries of its own gets, so a task lost with its worker
+    # (SIGKILL, node loss) runs again instead of failing (README "Faults").
+    task_retries: int = 2
+    task_retry_delay_seconds: int = 60
     # The reference DAG's schedule as written (cron or an Airflow preset); None: triggered by hand.
     fanout_schedule: str | None = None
     # Schedules whose runs KEDA brings the workers up for ahead of time, and
@@ -150,6 +156,11 @@ class Settings:
     # When the in-cluster database is dumped to blob storage (five cron
     # fields, UTC); None: no dumps (`database: azure`, or no storage to put them in).
     database_backup_schedule: str | None = None
+    # `database: azure` only: zone-redundant high availability, geo-redundant
+    # backups, and a flexible server SKU chosen by hand (None: the plan's).
+    database_high_availability: bool = False
+    database_geo_redundant_backup: bool = False
+    database_sku: str | None = None
 
 
 
@@ -173,6 +184,8 @@ DEFAULTS: dict[str, Any] = {
     "fanoutSleepSeconds": 100,
     "longestTaskSeconds": 3600,
     "heartbeatIntervalSeconds": 15,
+    "taskRetries": 2,
+    "taskRetryDelaySeconds": 60,
     "flower": False,
     "pgbouncer": True,
     "pgbouncerImage": "apache/airflow:airflow-pgbouncer-2025.03.05-1.23.1",
@@ -204,6 +217,9 @@ DEFAULTS: dict[str, Any] = {
     # Derived: nightly at 01:15 UTC wherever the dumps have a storage account
     # (AKS with remoteTaskLogs, a local cluster with the emulator).
     "databaseBackupSchedule": None,
+    "databaseHighAvailability": False,
+    "databaseGeoRedundantBackup": False,
+    "databaseSku": None,
 }
 # The derived backup schedule: once a night, off the hour the reference DAG
 # and most users' schedules start at.
@@ -239,6 +255,8 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
                                                       "and the Execution API timeout",
     ("core", "default_task_execution_timeout"): "use the `longestTaskSeconds` key (grace periods and drain "
                                                 "timeouts are sized from it)",
+    ("core", "default_task_retries"): "use the `taskRetries` key",
+    ("core", "default_task_retry_delay"): "use the `taskRetryDelaySeconds` key",
     ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
     ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
 }
@@ -660,6 +678,32 @@ def _check_emulator_endpoint(value: str) -> str | None:
     return None
 
 
+def _database_server(values: Mapping[str, Any], database: str | None,
+                     problems: Problems) -> tuple[bool | None, bool | None, str | None]:
+    """databaseHighAvailability, databaseGeoRedundantBackup, databaseSku: the
+    flexible server's options, refused with `database: in-cluster`."""
+    ha = _bool(values.get("databaseHighAvailability", DEFAULTS["databaseHighAvailability"]),
+               "databaseHighAvailability", problems)
+    geo = _bool(values.get("databaseGeoRedundantBackup", DEFAULTS["databaseGeoRedundantBackup"]),
+                "databaseGeoRedundantBackup", problems)
+    sku_raw = values.get("databaseSku")
+    sku = None
+    if sku_raw is not None and sku_raw != "":
+        sku = _str(sku_raw, "databaseSku", problems, _check_server_sku)
+    if database is not None and database != "azure":
+        for key, set_ in (("databaseHighAvailability", ha), ("databaseGeoRedundantBackup", geo),
+                          ("databaseSku", sku is not None)):
+            if set_:
+                problems.append((key, "only applies with `database: azure` (the flexible server)"))
+    return ha, geo, sku
+
+
+def _check_server_sku(value: str) -> str | None:
+    if value not in SERVER_SKUS:
+        return f"unknown flexible server SKU {value!r}; known: {', '.join(SERVER_SKUS)}"
+    return None
+
+
 def parse_settings(values: Mapping[str, Any], *, stack: str,
                    location: str | None = None) -> Settings:
     """Validate the project's stack config (keys without the project prefix).
@@ -699,6 +743,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
     longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
     heartbeat = _int(get("heartbeatIntervalSeconds"), "heartbeatIntervalSeconds", 5, 60, problems)
+    retries = _int(get("taskRetries"), "taskRetries", 0, 10, problems)
+    retry_delay = _int(get("taskRetryDelaySeconds"), "taskRetryDelaySeconds", 0, 86_400, problems)
     flower = _bool(get("flower"), "flower", problems)
     scaling_raw = values.get("workerScaling")
     worker_scaling = (_str(scaling_raw, "workerScaling", problems, _check_scaling) if scaling_raw is not None
@@ -737,6 +783,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         problems.append(("database", "`azure` needs `target: aks`; a local cluster keeps `in-cluster`"))
     backup_days = _int(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
     backup_schedule = _backup_schedule(values, target, database, remote_logs, problems)
+    db_ha, db_geo, db_sku = _database_server(values, database, problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -776,7 +823,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert pgbouncer is not None and pgbouncer_image is not None
     assert worker_scaling is not None and min_replicas is not None
     assert remote_logs is not None and retention is not None and metrics is not None
-    assert heartbeat is not None
+    assert heartbeat is not None and retries is not None and retry_delay is not None
     assert prewarm is not None and timezone is not None
     assert database is not None and backup_days is not None
     return Settings(
@@ -822,6 +869,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         task_log_emulator_endpoint=emulator,
         metrics=metrics,
         heartbeat_interval_seconds=heartbeat,
+        task_retries=retries,
+        task_retry_delay_seconds=retry_delay,
         fanout_schedule=fanout_schedule,
         prewarm_schedules=prewarm,
         prewarm_schedules_set=values.get("prewarmSchedules") is not None,
@@ -829,4 +878,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         database=database,
         database_backup_retention_days=backup_days,
         database_backup_schedule=backup_schedule,
+        database_high_availability=bool(db_ha),
+        database_geo_redundant_backup=bool(db_geo),
+        database_sku=db_sku,
     )
