@@ -376,7 +376,9 @@ def runs_and_tasks(d: Any, run_id: str) -> tuple[list[dict[str, Any]], list[dict
             found.append(value)
         at = end
     [listed_runs, tasks] = found
-    return listed_runs, tasks
+    # The CLI lists them in whatever order the database returns them (no ORDER BY).
+    return (sorted(listed_runs, key=lambda r: r["run_id"]),
+            sorted(tasks, key=lambda t: (t["task_id"], t.get("map_index", -1))))
 
 
 def db_rows(conn: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
