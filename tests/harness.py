@@ -85,6 +85,9 @@ CLUSTER_PRINCIPAL_ID = "aaaaaaaa-0000-0000-0000-000000000006"
 OIDC_ISSUER_URL = f"https://westeurope.oic.prod-aks.azure.com/{TENANT}/cccccccc-0000-0000-0000-000000000003/"
 TASK_LOG_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000004"
 TASK_LOG_CLIENT_ID = "cccccccc-1111-0000-0000-000000000005"
+# The database backup's identity (its logical name says "backup").
+BACKUP_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000006"
+BACKUP_CLIENT_ID = "cccccccc-1111-0000-0000-000000000007"
 ENTRA_TOKEN = "entra-access-token"
 FAKE_KUBECONFIG = """apiVersion: v1
 kind: Config
@@ -173,7 +176,10 @@ class Mocks(pulumi.runtime.Mocks):
             state["name"] = f"{args.name}0001"
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
                    f"Microsoft.ManagedIdentity/userAssignedIdentities/{state['name']}")
-            state.update(principalId=TASK_LOG_PRINCIPAL_ID, clientId=TASK_LOG_CLIENT_ID, tenantId=TENANT)
+            if "backup" in args.name:
+                state.update(principalId=BACKUP_PRINCIPAL_ID, clientId=BACKUP_CLIENT_ID, tenantId=TENANT)
+            else:
+                state.update(principalId=TASK_LOG_PRINCIPAL_ID, clientId=TASK_LOG_CLIENT_ID, tenantId=TENANT)
         elif args.typ == "azure-native:network:VirtualNetwork":
             state["name"] = f"{args.name}0001"
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"

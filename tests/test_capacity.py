@@ -102,7 +102,10 @@ def test_database_budget_counts_a_connection_per_busy_slot(prod: StackConfig) ->
     assert b.metadata_clients == 20 - 5 + 60 + 15 + 15, "scheduler engine, api-servers, dag-processor, triggerer"
     assert b.metadata_pool == b.metadata_clients and b.result_backend_pool == math.ceil(1069 / 32) == 34
     assert d.connections["keda"] == capacity.KEDA_CONNECTIONS, "KEDA's query goes straight to PostgreSQL"
-    assert d.server_connections == 2 * (105 + 34) + capacity.MIGRATION_JOB_CONNECTIONS + 2 == 282
+    # pg_dump of the nightly backup, also straight to PostgreSQL.
+    assert d.connections["database-backup"] == capacity.BACKUP_CONNECTIONS == 1
+    direct = capacity.MIGRATION_JOB_CONNECTIONS + 2 + capacity.BACKUP_CONNECTIONS
+    assert d.server_connections == 2 * (105 + 34) + direct == 283
     assert d.max_connections == 290, "1,300 without PgBouncer"
     assert b.max_client_conn >= d.budget * capacity.CONNECTION_HEADROOM
     assert d.max_connections % 10 == 0
@@ -228,7 +231,7 @@ def test_flower_adds_to_the_control_plane() -> None:
 
 def test_without_pgbouncer_postgres_takes_every_client_connection() -> None:
     d = config_for("prod", pgbouncer=False).plan.database
-    assert d.pgbouncer is None and d.server_connections == d.budget == 1178
+    assert d.pgbouncer is None and d.server_connections == d.budget == 1179
     assert d.max_connections == 1300
 
 

@@ -58,6 +58,8 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`database` in-cluster → azure": {"database": "azure"},
     "`taskLogRetentionDays` 30 → 7": {"taskLogRetentionDays": 7},
     "`remoteTaskLogs` true → false": {"remoteTaskLogs": False},
+    "`databaseBackupSchedule` (derived) → 0 3 * * *": {"databaseBackupSchedule": "0 3 * * *"},
+    "`databaseBackupRetentionDays` 14 → 7": {"databaseBackupRetentionDays": 7},
     "`acrSku` Standard → Premium": {"acrSku": "Premium"},
     "`clusterTier` Standard → Premium": {"clusterTier": "Premium"},
     "`protect` true → false": {"protect": False},

@@ -37,7 +37,7 @@ from tests.harness import ProgramRun, run_program, stack_file_config
 from tests.readme_tables import table_after
 from tests.schemas import validate_manifest
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
 SERVICE_SUFFIX = ".svc.cluster.local"
 DEFAULT_PORTS = {"https": 443, "http": 80, "amqp": 5672}
@@ -181,13 +181,18 @@ class Deployment:
         return [*self.pods, stray, *OUTSIDE]
 
 
+def pod_template(m: dict[str, Any]) -> dict[str, Any]:
+    """A workload's pod template (a CronJob's is in its Job template)."""
+    return (m["spec"]["jobTemplate"]["spec"] if m["kind"] == "CronJob" else m["spec"])["template"]
+
+
 def deployment_of(run: ProgramRun) -> Deployment:
     manifests = run.manifests()
     [ns] = [m["metadata"]["name"] for m in manifests if m["kind"] == "Namespace"]
     pods = []
     for m in manifests:
         if m["kind"] in WORKLOAD_KINDS:
-            template = m["spec"]["template"]
+            template = pod_template(m)
             labels = template["metadata"]["labels"]
             name = m["metadata"].get("name") or f"airflow-{labels['app.kubernetes.io/component']}"
             spec = template["spec"]
@@ -272,8 +277,21 @@ def uses_task_logs(ep: Endpoint, host: str) -> bool:
     if host.endswith(".blob.core.windows.net"):
         return ep.label_map.get(WORKLOAD_IDENTITY_LABEL) == "true"
     if host == urlsplit(EMULATOR_ENDPOINT).hostname:
-        return component(ep) in LOG_COMPONENTS
+        # The database backup pod holds the emulator's connection only in its
+        # uploader's environment, which is what it runs.
+        return component(ep) in LOG_COMPONENTS or component(ep) == "database-backup"
     return True
+
+
+def libpq_targets(spec: dict[str, Any]) -> list[tuple[str, int]]:
+    """Servers a container reaches through libpq's environment (PGHOST, PGPORT;
+    PostgreSQL docs, "Environment Variables"), as pg_dump does."""
+    found = []
+    for c in [*spec.get("initContainers", []), *spec["containers"]]:
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        if env.get("PGHOST"):
+            found.append((env["PGHOST"], int(env.get("PGPORT") or names.POSTGRES_PORT)))
+    return found
 
 
 def needed_flows(dep: Deployment) -> set[Flow]:
@@ -297,6 +315,8 @@ def needed_flows(dep: Deployment) -> set[Flow]:
                 if not uses_task_logs(ep, host):
                     continue
                 need(ep, host, port)
+        for host, port in libpq_targets(spec):
+            need(ep, host, port)
         for cm in mounted_config_maps(spec):
             data = dep.named("ConfigMap", cm)["data"]
             if "airflow.cfg" in data:
@@ -320,9 +340,9 @@ def needed_flows(dep: Deployment) -> set[Flow]:
                     need(src, f"{service['metadata']['name']}.{dep.namespace}{SERVICE_SUFFIX}", p["port"])
     for m in dep.manifests:
         if m["kind"] in WORKLOAD_KINDS:
-            annotations = m["spec"]["template"]["metadata"].get("annotations", {})
+            annotations = pod_template(m)["metadata"].get("annotations", {})
             if annotations.get("prometheus.io/scrape") == "true":
-                [ep] = [e for e in dep.pods if e.label_map == m["spec"]["template"]["metadata"]["labels"]]
+                [ep] = [e for e in dep.pods if e.label_map == pod_template(m)["metadata"]["labels"]]
                 # Prometheus runs in some namespace; any pod may scrape, no bare address.
                 for src in OUTSIDE:
                     if src.ip is None:
@@ -370,7 +390,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dev": ("dev", {}),
     "prod": ("prod", {}),
     "prod, no PgBouncer, Flower, no remote task logs": (
-        "prod", {"airflow-aks:pgbouncer": False, "airflow-aks:flower": True, "airflow-aks:remoteTaskLogs": False}),
+        "prod", {"airflow-aks:pgbouncer": False, "airflow-aks:flower": True, "airflow-aks:remoteTaskLogs": False,
+                 "airflow-aks:databaseBackupSchedule": ""}),
     "dev, fixed workers, no metrics": ("dev", {"airflow-aks:workerScaling": "fixed", "airflow-aks:metrics": False}),
     "prod, database azure": ("prod", {"airflow-aks:database": "azure"}),
     "prod, database azure, no PgBouncer": ("prod", {"airflow-aks:database": "azure", "airflow-aks:pgbouncer": False}),
@@ -426,6 +447,12 @@ def test_the_flows_depend_on_the_settings(deployments: dict[str, Deployment]) ->
     assert not any(d == STORAGE_ADDRESS.name for _, d, _, _ in variant)
     assert (INGRESS.name, names.FLOWER, names.FLOWER_PORT, "TCP") in variant
     assert (KEDA_OPERATOR.name, names.POSTGRES, names.POSTGRES_PORT, "TCP") in prod
+    assert (names.DATABASE_BACKUP, names.POSTGRES, names.POSTGRES_PORT, "TCP") in prod
+    assert (names.DATABASE_BACKUP, STORAGE_ADDRESS.name, 443, "TCP") in prod
+    assert not any(names.DATABASE_BACKUP in (s, d) for s, d, _, _ in variant)
+    emulator = needed_flows(deployments["local, task logs in the storage emulator"])
+    assert (names.DATABASE_BACKUP, AZURITE.name, 10000, "TCP") in emulator
+    assert not any(names.DATABASE_BACKUP in (s, d) for s, d, _, _ in needed_flows(deployments["local"]))
     azure = needed_flows(deployments["prod, database azure"])
     assert {(src, d) for src, d, p, _ in azure if p == names.POSTGRES_PORT} == {
         (names.PGBOUNCER, SERVER_ADDRESS.name), (names.MIGRATE, SERVER_ADDRESS.name)}
@@ -474,6 +501,6 @@ def flow_rows(settings: Settings, store: TaskLogStore | None) -> dict[str, str]:
 
 def test_readme_lists_the_flows_of_prod() -> None:
     settings = config_for("prod").settings
-    store = TaskLogStore("https://<account>.blob.core.windows.net", "<client>", "<tenant>")
+    store = TaskLogStore("https://<account>.blob.core.windows.net", "<client>", "<tenant>", "<backup client>")
     readme = {dst: cells[0] for dst, cells in table_after("### Network policies").items()}
     assert readme == flow_rows(settings, store), "README, Network policies: the flows of prod"

@@ -43,8 +43,10 @@ def test_one_resource_group_registry_cluster_and_worker_pool(runs: dict[str, Pro
     run = runs[stack]
     for typ in (RG, ACR, AKS, POOL, IMAGE, K8S):
         run.one(typ)
-    # AcrPull, and the task-log identity's role (tests/test_task_log_storage.py).
-    assert sorted(r.name for r in run.of_type(ROLE)) == ["airflow-acr-pull", "airflow-task-logs-blob-contributor"]
+    # AcrPull, the task-log identity's role (tests/test_task_log_storage.py)
+    # and the backup identity's (tests/test_backups.py).
+    assert sorted(r.name for r in run.of_type(ROLE)) == [
+        "airflow-acr-pull", "airflow-task-logs-backup-blob-contributor", "airflow-task-logs-blob-contributor"]
 
 
 @pytest.mark.parametrize(("stack", "sku"), [("dev", "Basic"), ("prod", "Standard")])

@@ -18,7 +18,7 @@ from components.model import names
 from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program
 
-WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 # Volume types the restricted profile admits.
 RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
                       "projected", "secret"}
@@ -38,6 +38,11 @@ def label(m: dict[str, Any]) -> str:
 
 def workloads(run: ProgramRun) -> list[dict[str, Any]]:
     return [m for m in run.manifests() if m["kind"] in WORKLOAD_KINDS]
+
+
+def pod_spec(m: dict[str, Any]) -> dict[str, Any]:
+    """A workload's pod spec (a CronJob's is in its Job template)."""
+    return (m["spec"]["jobTemplate"]["spec"] if m["kind"] == "CronJob" else m["spec"])["template"]["spec"]
 
 
 def all_containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
@@ -102,9 +107,10 @@ def test_the_namespace_enforces_restricted_pod_security(all_runs: dict[str, Prog
 def test_every_pod_satisfies_the_restricted_profile(all_runs: dict[str, ProgramRun], stack: str) -> None:
     found = workloads(all_runs[stack])
     assert {label(m) for m in found} >= {f"StatefulSet/{names.POSTGRES}", f"StatefulSet/{names.RABBITMQ}",
-                                         f"StatefulSet/{names.WORKER}", f"Deployment/{names.API_SERVER}"}
+                                         f"StatefulSet/{names.WORKER}", f"Deployment/{names.API_SERVER}",
+                                         *([f"CronJob/{names.DATABASE_BACKUP}"] if stack != "local" else [])}
     for m in found:
-        assert restricted_violations(m["spec"]["template"]["spec"]) == [], f"{stack} {label(m)}"
+        assert restricted_violations(pod_spec(m)) == [], f"{stack} {label(m)}"
 
 
 def test_the_restricted_check_finds_what_the_defaults_leave_out() -> None:
@@ -122,7 +128,7 @@ def test_no_pod_mounts_a_service_account_token(all_runs: dict[str, ProgramRun], 
     identity's pods get the token Azure workload identity projects, not the
     API token."""
     for m in workloads(all_runs[stack]):
-        assert m["spec"]["template"]["spec"].get("automountServiceAccountToken") is False, \
+        assert pod_spec(m).get("automountServiceAccountToken") is False, \
             f"{stack} {label(m)}: automountServiceAccountToken"
 
 
@@ -131,7 +137,7 @@ def test_every_container_runs_on_a_read_only_root(all_runs: dict[str, ProgramRun
     """What each one writes is a declared volume: tests/test_written_paths.py
     shows it for Airflow, PostgreSQL, RabbitMQ and PgBouncer."""
     for m in workloads(all_runs[stack]):
-        for c in all_containers(m["spec"]["template"]["spec"]):
+        for c in all_containers(pod_spec(m)):
             assert c["securityContext"].get("readOnlyRootFilesystem") is True, f"{stack} {label(m)}: {c['name']}"
         assert "CKV_K8S_22" not in skipped_checks(m), f"{stack} {label(m)}: skips CKV_K8S_22"
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from components.config import stack_config_from_file, stack_file_config
+from components.kubernetes import backups
 from components.render import SECRET_PLACEHOLDER, render
 from tests.harness import ROOT, run_program
 from tests.schemas import validate_manifest
@@ -68,9 +69,13 @@ def without_deploy_time_values(objects: list[dict]) -> list[str]:
         annotations = m["metadata"].get("annotations", {})
         if "azure.workload.identity/client-id" in annotations:  # the log identity, created by the deploy
             annotations["azure.workload.identity/client-id"] = "<client id>"
-        pod = m.get("spec", {}).get("template", {}).get("spec", {})
+        spec = m.get("spec", {})
+        pod = spec.get("jobTemplate", spec).get("spec", spec).get("template", {}).get("spec", {})
         for c in pod.get("containers", []) + pod.get("initContainers", []):
             c["image"] = "<image>"
+            for e in c.get("env", []):
+                if e["name"] == backups.STORAGE_ENV and "value" in e:  # the account's URL, Azure's to name
+                    e["value"] = "<account url>"
         out.append(json.dumps(m, sort_keys=True))
     return sorted(out)
 

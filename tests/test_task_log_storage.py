@@ -82,8 +82,14 @@ def test_the_storage_account_takes_no_key_and_serves_nothing_publicly(prod: Prog
     assert prod.outputs["taskLogStorageAccount"] == "airflowtasklogs0001", "the account's name is a stack output"
 
 
+def named(run: ProgramRun, typ: str, name: str) -> DeclaredResource:
+    """The one resource of a type with that logical name (the backups add a second of some types)."""
+    [found] = [r for r in run.of_type(typ) if r.name == name]
+    return found
+
+
 def test_the_log_container_is_private_and_in_that_account(prod: ProgramRun) -> None:
-    container = prod.one(CONTAINER)
+    container = named(prod, CONTAINER, f"{COMPONENT}-container")
     assert container.inputs["containerName"] == names.TASK_LOG_CONTAINER, container.name
     assert container.inputs["publicAccess"] == "None", f"{container.name}: no public access"
     assert container.inputs["accountName"] == prod.outputs["taskLogStorageAccount"], container.name
@@ -93,7 +99,7 @@ def lifecycle_rule(run: ProgramRun) -> dict[str, Any]:
     policy = run.one(POLICY)
     assert policy.inputs["managementPolicyName"] == "default", f"{policy.name}: Azure's one policy name"
     assert policy.inputs["accountName"] == run.outputs["taskLogStorageAccount"], policy.name
-    [rule] = plain(policy.inputs["policy"])["rules"]
+    [rule] = [r for r in plain(policy.inputs["policy"])["rules"] if r["name"] == "delete-old-task-logs"]
     return rule
 
 
@@ -120,7 +126,7 @@ def test_the_cluster_runs_workload_identity_with_an_oidc_issuer(prod: ProgramRun
 
 
 def test_one_identity_has_blob_data_contributor_on_the_container_only(prod: ProgramRun) -> None:
-    identity = prod.one(IDENTITY)
+    identity = named(prod, IDENTITY, f"{COMPONENT}-identity")
     assert identity.inputs["location"] == "westeurope", identity.name
     [role] = [r for r in prod.of_type(ROLE) if r.name == ROLE_NAME]
     container_id = f"{account_id(prod)}/blobServices/default/containers/{names.TASK_LOG_CONTAINER}"
@@ -134,7 +140,7 @@ def test_one_identity_has_blob_data_contributor_on_the_container_only(prod: Prog
 
 
 def test_the_identity_trusts_the_task_log_service_account_of_this_cluster(prod: ProgramRun) -> None:
-    credential = prod.one(FEDERATION)
+    credential = named(prod, FEDERATION, f"{COMPONENT}-federation")
     assert credential.inputs["issuer"] == OIDC_ISSUER_URL, \
         f"{credential.name}: the cluster's OIDC issuer, as AKS has it (trailing slash too)"
     assert credential.inputs["subject"] == "system:serviceaccount:airflow:airflow-task-logs", credential.name
@@ -143,7 +149,8 @@ def test_the_identity_trusts_the_task_log_service_account_of_this_cluster(prod: 
 
 
 def test_the_subject_follows_the_namespace() -> None:
-    credential = ok(run_program("prod", changed(namespace="airflow-prod"))).one(FEDERATION)
+    credential = named(ok(run_program("prod", changed(namespace="airflow-prod"))), FEDERATION,
+                       f"{COMPONENT}-federation")
     assert credential.inputs["subject"] == f"system:serviceaccount:airflow-prod:{names.TASK_LOG_SERVICE_ACCOUNT}", \
         credential.name
 
@@ -162,7 +169,8 @@ def test_the_issuer_stays_known_in_the_preview_of_a_cluster_update() -> None:
     run = ok(run_program("prod", changed(kubernetesVersion="1.36"), preview=True,
                          updating=frozenset({"airflow-aks"})))
     assert "oidcIssuerProfile" in run.one(AKS).inputs
-    assert run.one(FEDERATION).inputs["issuer"] == OIDC_ISSUER_URL, f"{FEDERATION}: issuer must stay known"
+    for credential in run.of_type(FEDERATION):
+        assert credential.inputs["issuer"] == OIDC_ISSUER_URL, f"{credential.name}: issuer must stay known"
 
 
 def test_the_airflow_pods_start_after_the_role_and_the_federation(prod: ProgramRun) -> None:
@@ -222,7 +230,8 @@ def test_the_account_and_container_are_protected_in_prod_only(prod: ProgramRun) 
 
 
 def test_without_remote_task_logs_no_storage_is_declared() -> None:
-    run = ok(run_program("prod", changed(remoteTaskLogs=False)))
+    # Without the account the in-cluster database has no backups: said explicitly.
+    run = ok(run_program("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None)))
     for typ in STORAGE_TYPES:
         assert run.of_type(typ) == [], f"{typ}: declared with remoteTaskLogs false"
     assert [r.name for r in run.of_type(ROLE)] == ["airflow-acr-pull"], f"{ROLE}: only AcrPull"
@@ -264,4 +273,7 @@ def test_issuer_url_of_a_cluster_without_one() -> None:
 
 def test_declared_resource_types_are_the_ones_checked(prod: ProgramRun) -> None:
     found: list[DeclaredResource] = [r for r in prod.resources if r.type in STORAGE_TYPES]
-    assert sorted(r.type for r in found) == sorted(STORAGE_TYPES), "one of each storage resource"
+    # With the in-cluster database's backups (tests/test_backups.py): a
+    # second container, identity and federation, and the same one policy.
+    assert sorted(r.type for r in found) == sorted([*STORAGE_TYPES, CONTAINER, IDENTITY, FEDERATION]), \
+        "one of each storage resource, and the backups' container, identity and federation"

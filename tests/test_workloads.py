@@ -79,6 +79,9 @@ def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> No
             names.API_SERVER, names.SCHEDULER, names.DAG_PROCESSOR, names.TRIGGERER, names.WORKER, names.MIGRATE,
             names.POSTGRES, names.PGBOUNCER, names.RABBITMQ, names.STATSD, "airflow-all-pods",
             "airflow-default-deny")},
+        # Nightly dumps of the in-cluster database (tests/test_backups.py).
+        ("CronJob", names.DATABASE_BACKUP), ("ConfigMap", names.BACKUP_CONFIG_MAP),
+        ("ServiceAccount", names.BACKUP_SERVICE_ACCOUNT), ("NetworkPolicy", names.DATABASE_BACKUP),
     }
     assert found == expected
 

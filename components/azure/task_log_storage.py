@@ -29,10 +29,10 @@ MANAGEMENT_POLICY_NAME = "default"
 BLOB_DATA_CONTRIBUTOR_ROLE = "ba92f5b4-2d11-453d-a403-e96b0b4c6fe3"
 
 
-def service_account_subject(namespace: str) -> str:
-    """The `sub` claim of the task-log ServiceAccount's tokens, which the
-    federated credential must match exactly."""
-    return f"system:serviceaccount:{namespace}:{names.TASK_LOG_SERVICE_ACCOUNT}"
+def service_account_subject(namespace: str, account: str = names.TASK_LOG_SERVICE_ACCOUNT) -> str:
+    """The `sub` claim of a ServiceAccount's tokens (by default the task-log
+    one), which the federated credential must match exactly."""
+    return f"system:serviceaccount:{namespace}:{account}"
 
 
 def retention_rule(retention_days: int) -> dict:
@@ -53,6 +53,24 @@ def retention_rule(retention_days: int) -> dict:
     }
 
 
+def backup_retention_rule(retention_days: int) -> dict:
+    """A lifecycle rule: delete database dumps retention_days after they were
+    written (the uploader never rewrites a blob, so creation and last
+    modification are the same time). Azure runs the policy once a day, so a
+    dump may outlive its retention by up to a day
+    (learn.microsoft.com/azure/storage/blobs/lifecycle-management-overview).
+    """
+    return {
+        "name": "delete-old-database-backups",
+        "type": storage.RuleType.LIFECYCLE,
+        "enabled": True,
+        "definition": {
+            "filters": {"blob_types": ["blockBlob"], "prefix_match": [f"{names.BACKUP_CONTAINER}/"]},
+            "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": retention_days}}},
+        },
+    }
+
+
 def blob_endpoint_url(endpoint: str | None) -> str:
     """The account URL the Azure provider's WasbHook takes: the blob endpoint,
     which Azure reports with a trailing slash, without it."""
@@ -63,7 +81,9 @@ def blob_endpoint_url(endpoint: str | None) -> str:
 
 class TaskLogStorage(pulumi.ComponentResource):
     """Storage account (Entra ID only), log container, retention, and the
-    federated identity allowed on that container alone."""
+    federated identity allowed on that container alone; with backups of the
+    in-cluster database, their container, its retention rule in the same
+    policy (an account has one), and a second identity allowed on it alone."""
 
     account_name: pulumi.Output[str]
     account_id: pulumi.Output[str]
@@ -116,12 +136,16 @@ class TaskLogStorage(pulumi.ComponentResource):
             public_access=storage.PublicAccess.NONE,
             opts=guarded,
         )
+        backups = settings.database == "in-cluster" and settings.database_backup_schedule is not None
+        rules = [retention_rule(settings.task_log_retention_days)]
+        if backups:
+            rules.append(backup_retention_rule(settings.database_backup_retention_days))
         storage.ManagementPolicy(
             f"{name}-retention",
             resource_group_name=resource_group_name,
             account_name=account.name,
             management_policy_name=MANAGEMENT_POLICY_NAME,
-            policy={"rules": [retention_rule(settings.task_log_retention_days)]},
+            policy={"rules": rules},
             opts=child,
         )
 
@@ -158,17 +182,24 @@ class TaskLogStorage(pulumi.ComponentResource):
             opts=child,
         )
 
+        self.grants = [role, federation]
+        backup_client_id: pulumi.Output[str] | None = None
+        if backups:
+            backup_grants, backup_client_id = self._backup_identity(
+                name, settings, resource_group_name, location, oidc_issuer_url, account, client, guarded, child)
+            self.grants += backup_grants
+
         self.account_name = account.name
         self.account_id = account.id
         self.container_id = container.id
         self.identity_id = identity.id
         self.identity_principal_id = identity.principal_id
         self.identity_client_id = identity.client_id
-        self.grants = [role, federation]
         self.store = TaskLogStore(
             account_url=account.primary_endpoints.apply(lambda e: blob_endpoint_url(e.blob)),
             client_id=identity.client_id,
             tenant_id=identity.tenant_id,
+            backup_client_id=backup_client_id,
         )
         self.register_outputs({
             "account_name": self.account_name,
@@ -178,3 +209,46 @@ class TaskLogStorage(pulumi.ComponentResource):
             "identity_client_id": self.identity_client_id,
             "account_url": self.store.account_url,
         })
+
+    def _backup_identity(self, name: str, settings: Settings, resource_group_name: pulumi.Input[str],
+                         location: pulumi.Input[str], oidc_issuer_url: pulumi.Input[str],
+                         account: storage.StorageAccount, client: pulumi.Output,
+                         guarded: pulumi.ResourceOptions,
+                         child: pulumi.ResourceOptions) -> tuple[list[pulumi.Resource], pulumi.Output[str]]:
+        """The backup container and the identity the backup pod writes there
+        with: its own, so task code running with the log identity can neither
+        read the dumps (the whole metadata database) nor delete them."""
+        container = storage.BlobContainer(
+            f"{name}-backups",
+            resource_group_name=resource_group_name,
+            account_name=account.name,
+            container_name=names.BACKUP_CONTAINER,
+            public_access=storage.PublicAccess.NONE,
+            opts=guarded,
+        )
+        identity = managedidentity.UserAssignedIdentity(
+            f"{name}-backup-identity",
+            resource_group_name=resource_group_name,
+            location=location,
+            opts=child,
+        )
+        role = authorization.RoleAssignment(
+            f"{name}-backup-blob-contributor",
+            principal_id=identity.principal_id,
+            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+            role_definition_id=role_definition_id(client.subscription_id, BLOB_DATA_CONTRIBUTOR_ROLE),
+            scope=container.id,
+            opts=child,
+        )
+        federation = managedidentity.FederatedIdentityCredential(
+            f"{name}-backup-federation",
+            resource_group_name=resource_group_name,
+            resource_name_=identity.name,
+            issuer=oidc_issuer_url,
+            subject=service_account_subject(settings.namespace, names.BACKUP_SERVICE_ACCOUNT),
+            audiences=[TOKEN_EXCHANGE_AUDIENCE],
+            opts=child,
+        )
+        self.backup_container_id = container.id
+        self.backup_identity_client_id = identity.client_id
+        return [role, federation], identity.client_id

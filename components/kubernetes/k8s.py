@@ -176,6 +176,7 @@ def disruption_budget(suffix: str, name: str, namespace: str, labels: dict[str, 
 API_VERSIONS = {
     "Namespace": "v1", "Secret": "v1", "ConfigMap": "v1", "Service": "v1", "PersistentVolumeClaim": "v1",
     "ServiceAccount": "v1", "Deployment": "apps/v1", "StatefulSet": "apps/v1", "Job": "batch/v1",
+    "CronJob": "batch/v1",
     "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1",
     "ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1",
 }
@@ -192,6 +193,7 @@ _RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
     "Deployment": kubernetes.apps.v1.Deployment,
     "StatefulSet": kubernetes.apps.v1.StatefulSet,
     "Job": kubernetes.batch.v1.Job,
+    "CronJob": kubernetes.batch.v1.CronJob,
     "PodDisruptionBudget": kubernetes.policy.v1.PodDisruptionBudget,
     "NetworkPolicy": kubernetes.networking.v1.NetworkPolicy,
 }
@@ -232,7 +234,7 @@ def declare(obj: KubeObject, component_name: str, opts: pulumi.ResourceOptions) 
 
 # Field names the provider's table lacks (it translates them through the typed
 # args); the render must send the same names.
-_EXTRA_CAMEL = {"unhealthy_pod_eviction_policy": "unhealthyPodEvictionPolicy"}
+_EXTRA_CAMEL = {"unhealthy_pod_eviction_policy": "unhealthyPodEvictionPolicy", "time_zone": "timeZone"}
 
 
 def _camel(value: Any, user_map: bool = False) -> Any:

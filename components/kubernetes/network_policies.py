@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 
 import pulumi
 
-from components.kubernetes import k8s, metrics, pgbouncer, postgres, rabbitmq
+from components.kubernetes import backups, k8s, metrics, pgbouncer, postgres, rabbitmq
 from components.kubernetes.airflow import component_labels
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
@@ -128,6 +128,7 @@ def database_server(cidr: str) -> Peer:
 PGBOUNCER = pods(names.PGBOUNCER, pgbouncer.LABELS)
 RABBITMQ = pods(names.RABBITMQ, rabbitmq.LABELS)
 STATSD = pods(names.STATSD, metrics.LABELS)
+DATABASE_BACKUP = pods(names.DATABASE_BACKUP, backups.LABELS)
 
 
 @dataclass(frozen=True)
@@ -178,7 +179,7 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
         if component in EXECUTION_API_CLIENTS:
             found.append(Flow(src, api_server, names.API_SERVER_PORT, why="Execution API (task supervisors)"))
         if component in LOG_COMPONENTS and task_logs_on(settings, task_log_store):
-            found.append(_task_log_flow(settings, src))
+            found.append(_task_log_flow(settings, src, "task logs"))
     # The migration Job holds a session-level advisory lock, so it connects
     # straight to PostgreSQL (airflow.py), besides its shared URLs above.
     if settings.pgbouncer:
@@ -196,16 +197,22 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
         found.append(Flow(keda, POSTGRES, names.POSTGRES_PORT, why="KEDA's PostgreSQL trigger, direct"))
     if settings.metrics:
         found.append(Flow(PROMETHEUS, STATSD, names.STATSD_METRICS_PORT, why="Prometheus scrape"))
+    if backups.backups_on(settings, task_log_store):
+        # pg_dump straight to the server, then the dump to blob storage; the
+        # pod carries no Airflow URL, so nothing else.
+        found.append(Flow(DATABASE_BACKUP, POSTGRES, names.POSTGRES_PORT, why="pg_dump, direct"))
+        found.append(_task_log_flow(settings, DATABASE_BACKUP, "database dumps"))
     return found
 
 
-def _task_log_flow(settings: Settings, src: Peer) -> Flow:
+def _task_log_flow(settings: Settings, src: Peer, what: str) -> Flow:
+    """To the task-log storage account (task logs, database dumps)."""
     if settings.target == "aks":
-        return Flow(src, AZURE_PUBLIC, HTTPS_PORT, why="task logs in Azure Blob Storage (HTTPS)")
+        return Flow(src, AZURE_PUBLIC, HTTPS_PORT, why=f"{what} in Azure Blob Storage (HTTPS)")
     assert settings.task_log_emulator_endpoint is not None
     endpoint = settings.task_log_emulator_endpoint
     return Flow(src, emulator_peer(endpoint, settings.namespace), emulator_port(endpoint),
-                why="task logs in the storage emulator")
+                why=f"{what} in the storage emulator")
 
 
 def emulator_peer(endpoint: str, namespace: str) -> Peer:

@@ -40,6 +40,10 @@ class TaskLogStore:
     # The user-assigned identity the pods' ServiceAccount is federated with.
     client_id: pulumi.Input[str]
     tenant_id: pulumi.Input[str]
+    # The identity the database backup's ServiceAccount is federated with,
+    # allowed on the backup container only (components/kubernetes/backups.py);
+    # None when the in-cluster database is not backed up.
+    backup_client_id: pulumi.Input[str] | None = None
 
 
 

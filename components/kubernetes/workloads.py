@@ -11,6 +11,7 @@ import pulumi_kubernetes as kubernetes
 from components.config import StackConfig
 from components.kubernetes import k8s
 from components.kubernetes.airflow import Airflow, airflow_objects
+from components.kubernetes.backups import DatabaseBackup, backup_objects, backups_on
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.metrics import Metrics, metrics_objects
@@ -47,6 +48,7 @@ def kube_objects(config: StackConfig, image: pulumi.Input[str],
         *rabbitmq_objects(s, plan),
         *metrics_objects(s, plan),
         *airflow_objects(s, plan, config.airflow_cfg, image, task_log_store, external_database),
+        *backup_objects(s, image, task_log_store),
         *network_policy_objects(s, task_log_store, external_database),
     ]
 
@@ -87,6 +89,10 @@ class Workloads(pulumi.ComponentResource):
         settings, plan = config.settings, config.plan
         if settings.remote_task_logs and settings.target == "aks" and task_log_store is None:
             raise ValueError("remote task logs on AKS need the task-log store (TaskLogStorage)")
+        if (settings.target == "aks" and settings.database == "in-cluster"
+                and settings.database_backup_schedule is not None
+                and (task_log_store is None or task_log_store.backup_client_id is None)):
+            raise ValueError("backups of the in-cluster database on AKS need the backup identity (TaskLogStorage)")
         _check_external_database(settings, external_database)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -124,6 +130,12 @@ class Workloads(pulumi.ComponentResource):
             image_dependencies=image_dependencies, worker_gate=worker_gate, task_log_store=task_log_store,
             external_database=external_database, opts=child,
         )
+
+        # In-cluster database only: it dumps PostgreSQL itself, once it runs;
+        # on AKS the image and the backup identity's grants come first.
+        if backups_on(settings, task_log_store):
+            DatabaseBackup(f"{name}-backup", settings=settings, image=image, store=task_log_store,
+                           after=[*ready, postgres.stateful_set, *image_dependencies], opts=child)
 
         self.workers = airflow.workers
         self.migrated_airflow_version = airflow.migration.id.apply(lambda _: settings.airflow_version)

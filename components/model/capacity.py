@@ -119,6 +119,9 @@ MIGRATION_JOB_CONNECTIONS = 2
 # KEDA's PostgreSQL scaler: one query every few seconds, straight to
 # PostgreSQL (Go's database/sql keeps up to 2 idle connections).
 KEDA_CONNECTIONS = 2
+# pg_dump without --jobs reads through one connection, straight to
+# PostgreSQL, for as long as the dump takes (components/kubernetes/backups.py).
+BACKUP_CONNECTIONS = 1
 # Rolling updates run old and new pods side by side for a while.
 CONNECTION_HEADROOM = 1.10
 POSTGRES_SUPERUSER_RESERVED = 3
@@ -203,6 +206,27 @@ CONTROL_PLANE_REQUESTS: dict[str, PodResources] = {
     # installs from the registries this project's tests use).
     "statsd": PodResources(50, 128),
 }
+# The database backup's two steps (components/kubernetes/backups.py): pg_dump,
+# then the uploader; tests/test_backups.py measures their peak memory. The
+# dump is an init container, so the pod counts the larger of the two, not
+# their sum (kubernetes.io/docs/concepts/workloads/pods/init-containers,
+# "Resource sharing within containers").
+# CPU: a floor of 25m, as both steps mostly wait on PostgreSQL, the disk and
+# the network, and run at 01:15 by default when the control plane is quiet;
+# pg_dump's compression borrows idle CPU up to its limit. More would not fit:
+# prod's control plane leaves 38m of one Standard_D4s_v5 node, which the
+# plan's "1 needed" and README's cost table count on.
+BACKUP_DUMP_REQUESTS = PodResources(25, 128)
+BACKUP_UPLOAD_REQUESTS = PodResources(25, 256)
+BACKUP_POD_REQUESTS = PodResources(
+    max(BACKUP_DUMP_REQUESTS.cpu_request_millicores, BACKUP_UPLOAD_REQUESTS.cpu_request_millicores),
+    max(BACKUP_DUMP_REQUESTS.memory_request_mib, BACKUP_UPLOAD_REQUESTS.memory_request_mib))
+
+
+def database_backups(settings: Settings) -> bool:
+    """Whether the in-cluster database is dumped on a schedule (its CronJob's
+    pod and connection count in the plan)."""
+    return settings.database == "in-cluster" and settings.database_backup_schedule is not None
 # PostgreSQL: a base plus a few MiB per allowed connection (each backend
 # process has its own memory), and a quarter of that as shared_buffers.
 POSTGRES_BASE_MEMORY_MIB = 512
@@ -552,7 +576,7 @@ def _task_start(alloc: Allocatable, per_node: int, worker: WorkerPlan) -> tuple[
 def _pgbouncer_plan(settings: Settings, connections: dict[str, int],
                    problems: list[tuple[str, str]]) -> PgBouncerPlan:
     result_clients = connections["workers"] + SCHEDULER_RESULT_BACKEND_CONNECTIONS
-    direct = connections["migration"] + connections.get("keda", 0)
+    direct = connections["migration"] + connections.get("keda", 0) + connections.get("database-backup", 0)
     metadata_clients = sum(connections.values()) - result_clients - direct
     metadata_pool = settings.pgbouncer_metadata_pool_size or metadata_clients
     result_pool = settings.pgbouncer_result_backend_pool_size or max(
@@ -623,6 +647,7 @@ def _database_plan(settings: Settings, worker: WorkerPlan, api: ApiServerPlan,
         "triggerer": CONNECTIONS_PER_ENGINE,
         "migration": MIGRATION_JOB_CONNECTIONS,
         **({"keda": KEDA_CONNECTIONS} if settings.worker_scaling == "keda" else {}),
+        **({"database-backup": BACKUP_CONNECTIONS} if database_backups(settings) else {}),
     }
     budget = sum(connections.values())
     bouncer = _pgbouncer_plan(settings, connections, problems) if settings.pgbouncer else None
@@ -631,7 +656,7 @@ def _database_plan(settings: Settings, worker: WorkerPlan, api: ApiServerPlan,
         needed = math.ceil(budget * CONNECTION_HEADROOM) + POSTGRES_SUPERUSER_RESERVED
     else:
         server = (PGBOUNCER_ROLLING_PODS * bouncer.server_connections + connections["migration"]
-                  + connections.get("keda", 0))
+                  + connections.get("keda", 0) + connections.get("database-backup", 0))
         needed = server + POSTGRES_SUPERUSER_RESERVED
     return DatabasePlan(
         connections=connections,
@@ -651,6 +676,8 @@ def _control_plane(settings: Settings, api: ApiServerPlan, database: DatabasePla
         del pods["pgbouncer"]
     if not settings.metrics:
         del pods["statsd"]
+    if database_backups(settings):
+        pods["database-backup"] = BACKUP_POD_REQUESTS
     pg_memory = POSTGRES_BASE_MEMORY_MIB + POSTGRES_MEMORY_PER_CONNECTION_MIB * database.max_connections
     postgres = PodResources(POSTGRES_BASE_CPU_MILLICORES + database.max_connections // 4, pg_memory)
     replicas = {"api-server": api.replicas}

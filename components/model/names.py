@@ -72,3 +72,14 @@ STATSD_METRICS_PORT = 9102
 WORKER_POOL_LABEL_KEY = "airflow-aks/pool"
 WORKER_POOL_LABEL_VALUE = "celery-workers"
 WORKER_POOL_TAINT = f"{WORKER_POOL_LABEL_KEY}={WORKER_POOL_LABEL_VALUE}:NoSchedule"
+
+# Dumps of the in-cluster database (components/kubernetes/backups.py): the
+# CronJob, the ServiceAccount workload identity maps to the backup identity
+# (allowed on the backup container only), and that container beside the logs.
+DATABASE_BACKUP = "airflow-database-backup"
+BACKUP_SERVICE_ACCOUNT = "airflow-database-backup"
+BACKUP_CONTAINER = "airflow-backups"
+# The uploader script (a ConfigMap) and, on a local cluster, the emulator's
+# connection string (a Secret).
+BACKUP_CONFIG_MAP = "airflow-database-backup"
+BACKUP_SECRET = "airflow-database-backup"

@@ -153,6 +153,9 @@ class Settings:
     # Days of database backups kept: the flexible server's point-in-time
     # window, or the in-cluster database's scheduled dumps.
     database_backup_retention_days: int = 14
+    # When the in-cluster database is dumped to blob storage (five cron
+    # fields, UTC); None: no dumps (`database: azure`, or no storage to put them in).
+    database_backup_schedule: str | None = None
     # `database: azure` only: zone-redundant high availability, geo-redundant
     # backups, and a flexible server SKU chosen by hand (None: the plan's).
     database_high_availability: bool = False
@@ -211,10 +214,16 @@ DEFAULTS: dict[str, Any] = {
     "database": "in-cluster",
     # Azure Database for PostgreSQL keeps 7 to 35 days of point-in-time backups.
     "databaseBackupRetentionDays": 14,
+    # Derived: nightly at 01:15 UTC wherever the dumps have a storage account
+    # (AKS with remoteTaskLogs, a local cluster with the emulator).
+    "databaseBackupSchedule": None,
     "databaseHighAvailability": False,
     "databaseGeoRedundantBackup": False,
     "databaseSku": None,
 }
+# The derived backup schedule: once a night, off the hour the reference DAG
+# and most users' schedules start at.
+DEFAULT_BACKUP_SCHEDULE = "15 1 * * *"
 KEY_NAMES = tuple(DEFAULTS)
 
 POOL_KEYS = ("vmSize", "count", "minCount", "maxCount", "maxPods", "pricePerHour")
@@ -610,6 +619,43 @@ def _prewarm_schedules(values: Mapping[str, Any], scaling: str | None, fanout_sc
     return None if len(problems) > before else tuple(schedules)
 
 
+def _backup_schedule(values: Mapping[str, Any], target: str | None, database: str | None,
+                     remote_logs: bool | None, problems: Problems) -> str | None:
+    """databaseBackupSchedule: when the in-cluster database is dumped to the
+    task-log storage account (on a local cluster, the storage emulator).
+
+    Unset: nightly where that storage exists; `database: azure`, and a local
+    cluster without the emulator, have none. null or "": no dumps. Where
+    the dumps would have nowhere to go it is refused rather than skipped:
+    on AKS `remoteTaskLogs: false` with the in-cluster database needs an
+    explicit null, so a stack never loses its backups unnoticed. Dumps on a
+    volume in the cluster instead were rejected: they would share the
+    database's failure domain (the cluster, its namespace's claims, `pulumi
+    destroy`), which is what a backup is for.
+    """
+    key = "databaseBackupSchedule"
+    raw = values.get(key)
+    explicit_off = key in values and (raw is None or (isinstance(raw, str) and not raw.strip()))
+    if explicit_off or remote_logs is None or database is None:
+        return None
+    if database == "azure":
+        if raw is not None:
+            problems.append((key, "only applies to `database: in-cluster`; the flexible server keeps its own "
+                             "backups (databaseBackupRetentionDays)"))
+        return None
+    if not remote_logs:
+        if target == "aks":
+            problems.append((key, "the in-cluster database's dumps go to the task-log storage account, which "
+                             "`remoteTaskLogs: false` removes: turn remoteTaskLogs on, or set "
+                             "databaseBackupSchedule to null to run without backups"))
+        elif raw is not None:
+            problems.append((key, "on a local cluster the dumps go to the storage emulator: set "
+                             "taskLogEmulatorEndpoint too, or leave databaseBackupSchedule unset"))
+        return None
+    schedule = _schedule(raw if raw is not None else DEFAULT_BACKUP_SCHEDULE, key, problems)
+    return None if schedule is None else parse_cron(schedule).expression
+
+
 def _schedule_timezone(overrides: Mapping[str, Mapping[str, str]], problems: Problems) -> str | None:
     """The IANA zone Airflow reads the schedules in ([core] default_timezone,
     "utc" unless airflowConfig sets it), as KEDA's cron trigger names it."""
@@ -736,6 +782,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     if database == "azure" and target == "local":
         problems.append(("database", "`azure` needs `target: aks`; a local cluster keeps `in-cluster`"))
     backup_days = _int(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
+    backup_schedule = _backup_schedule(values, target, database, remote_logs, problems)
     db_ha, db_geo, db_sku = _database_server(values, database, problems)
 
     if k8s_version is not None and target == "aks":
@@ -830,6 +877,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         schedule_timezone=timezone,
         database=database,
         database_backup_retention_days=backup_days,
+        database_backup_schedule=backup_schedule,
         database_high_availability=bool(db_ha),
         database_geo_redundant_backup=bool(db_geo),
         database_sku=db_sku,
