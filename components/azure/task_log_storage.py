@@ -149,39 +149,10 @@ class TaskLogStorage(pulumi.ComponentResource):
             opts=child,
         )
 
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity",
-            resource_group_name=resource_group_name,
-            location=location,
-            opts=child,
-        )
-        # Scoped to the container, not the account: the identity can read and
-        # write task logs and nothing else the account might come to hold.
-        # principalId and scope force a replacement
-        # (pulumi-azure-native provider/pkg/gen/replacement.go, RoleAssignment);
-        # both stay known in previews, as the identity and the container have
-        # no input that a config change updates in place.
         client = authorization.get_client_config_output()
-        role = authorization.RoleAssignment(
-            f"{name}-blob-contributor",
-            principal_id=identity.principal_id,
-            # Without it Azure looks the principal up in Entra ID, which may
-            # not have replicated a new identity yet.
-            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-            role_definition_id=role_definition_id(client.subscription_id, BLOB_DATA_CONTRIBUTOR_ROLE),
-            scope=container.id,
-            opts=child,
-        )
-        federation = managedidentity.FederatedIdentityCredential(
-            f"{name}-federation",
-            resource_group_name=resource_group_name,
-            resource_name_=identity.name,
-            issuer=oidc_issuer_url,
-            subject=service_account_subject(settings.namespace),
-            audiences=[TOKEN_EXCHANGE_AUDIENCE],
-            opts=child,
-        )
-
+        identity, role, federation = _container_writer(
+            name, container, service_account_subject(settings.namespace), resource_group_name, location,
+            oidc_issuer_url, client, child)
         self.grants = [role, federation]
         backup_client_id: pulumi.Output[str] | None = None
         if backups:
@@ -226,29 +197,52 @@ class TaskLogStorage(pulumi.ComponentResource):
             public_access=storage.PublicAccess.NONE,
             opts=guarded,
         )
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-backup-identity",
-            resource_group_name=resource_group_name,
-            location=location,
-            opts=child,
-        )
-        role = authorization.RoleAssignment(
-            f"{name}-backup-blob-contributor",
-            principal_id=identity.principal_id,
-            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-            role_definition_id=role_definition_id(client.subscription_id, BLOB_DATA_CONTRIBUTOR_ROLE),
-            scope=container.id,
-            opts=child,
-        )
-        federation = managedidentity.FederatedIdentityCredential(
-            f"{name}-backup-federation",
-            resource_group_name=resource_group_name,
-            resource_name_=identity.name,
-            issuer=oidc_issuer_url,
-            subject=service_account_subject(settings.namespace, names.BACKUP_SERVICE_ACCOUNT),
-            audiences=[TOKEN_EXCHANGE_AUDIENCE],
-            opts=child,
-        )
+        identity, role, federation = _container_writer(
+            f"{name}-backup", container, service_account_subject(settings.namespace, names.BACKUP_SERVICE_ACCOUNT),
+            resource_group_name, location, oidc_issuer_url, client, child)
         self.backup_container_id = container.id
         self.backup_identity_client_id = identity.client_id
         return [role, federation], identity.client_id
+
+
+def _container_writer(stem: str, container: storage.BlobContainer, subject: str,
+                      resource_group_name: pulumi.Input[str], location: pulumi.Input[str],
+                      oidc_issuer_url: pulumi.Input[str], client: pulumi.Output,
+                      child: pulumi.ResourceOptions) -> tuple[managedidentity.UserAssignedIdentity,
+                                                              authorization.RoleAssignment,
+                                                              managedidentity.FederatedIdentityCredential]:
+    """An identity that may read and write one container and nothing else the
+    account might come to hold, and its federation with one ServiceAccount.
+
+    Names are `<stem>-identity`, `<stem>-blob-contributor`, `<stem>-federation`,
+    as deployed stacks hold them. principalId and scope force a replacement of
+    the role assignment (pulumi-azure-native provider/pkg/gen/replacement.go,
+    RoleAssignment); both stay known in previews, as the identity and the
+    container have no input that a config change updates in place.
+    """
+    identity = managedidentity.UserAssignedIdentity(
+        f"{stem}-identity",
+        resource_group_name=resource_group_name,
+        location=location,
+        opts=child,
+    )
+    role = authorization.RoleAssignment(
+        f"{stem}-blob-contributor",
+        principal_id=identity.principal_id,
+        # Without it Azure looks the principal up in Entra ID, which may
+        # not have replicated a new identity yet.
+        principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+        role_definition_id=role_definition_id(client.subscription_id, BLOB_DATA_CONTRIBUTOR_ROLE),
+        scope=container.id,
+        opts=child,
+    )
+    federation = managedidentity.FederatedIdentityCredential(
+        f"{stem}-federation",
+        resource_group_name=resource_group_name,
+        resource_name_=identity.name,
+        issuer=oidc_issuer_url,
+        subject=subject,
+        audiences=[TOKEN_EXCHANGE_AUDIENCE],
+        opts=child,
+    )
+    return identity, role, federation
