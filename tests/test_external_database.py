@@ -33,6 +33,7 @@ from tests.local_airflow import declared
 from tests.schemas import SchemaError, validate_manifest
 from tests.test_render import manifests as rendered_manifests
 from tests.test_render import without_deploy_time_values
+from tests.test_workloads import all_strings
 
 SERVER_TYPE = "azure-native:dbforpostgresql:Server"
 # What libpq calls TLS with no fallback to plain TCP.
@@ -185,14 +186,6 @@ def test_kedas_query_goes_to_the_server_over_tls(azure: ProgramRun, server: Exte
     auth = azure.manifest("TriggerAuthentication", trigger["authenticationRef"]["name"])
     assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": names.POSTGRES_SECRET,
                                                 "key": PASSWORD_KEY}]
-
-
-def all_strings(value: Any) -> list[str]:
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in all_strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in all_strings(v)]
-    return [value] if isinstance(value, str) else []
 
 
 @pytest.mark.parametrize("bouncer", [True, False])

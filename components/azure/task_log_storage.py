@@ -42,15 +42,7 @@ def retention_rule(retention_days: int) -> dict:
     uploads a block blob), so the modification time is the attempt's end.
     The prefix of a lifecycle filter starts with the container's name.
     """
-    return {
-        "name": "delete-old-task-logs",
-        "type": storage.RuleType.LIFECYCLE,
-        "enabled": True,
-        "definition": {
-            "filters": {"blob_types": ["blockBlob"], "prefix_match": [f"{names.TASK_LOG_CONTAINER}/"]},
-            "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": retention_days}}},
-        },
-    }
+    return _delete_after("delete-old-task-logs", names.TASK_LOG_CONTAINER, retention_days)
 
 
 def backup_retention_rule(retention_days: int) -> dict:
@@ -60,13 +52,18 @@ def backup_retention_rule(retention_days: int) -> dict:
     dump may outlive its retention by up to a day
     (learn.microsoft.com/azure/storage/blobs/lifecycle-management-overview).
     """
+    return _delete_after("delete-old-database-backups", names.BACKUP_CONTAINER, retention_days)
+
+
+def _delete_after(rule: str, container: str, days: int) -> dict:
+    """A lifecycle rule deleting a container's block blobs `days` after their last write."""
     return {
-        "name": "delete-old-database-backups",
+        "name": rule,
         "type": storage.RuleType.LIFECYCLE,
         "enabled": True,
         "definition": {
-            "filters": {"blob_types": ["blockBlob"], "prefix_match": [f"{names.BACKUP_CONTAINER}/"]},
-            "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": retention_days}}},
+            "filters": {"blob_types": ["blockBlob"], "prefix_match": [f"{container}/"]},
+            "actions": {"base_blob": {"delete": {"days_after_modification_greater_than": days}}},
         },
     }
 
