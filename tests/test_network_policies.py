@@ -762,3 +762,11 @@ def test_a_malformed_entry_stops_the_program_before_any_resource() -> None:
 def test_the_named_services_ports(service: str, ports: list[str]) -> None:
     assert [str(p) for p in AZURE_SERVICES[service].ports] == ports
     assert AZURE_SERVICES[service].source.startswith("learn.microsoft.com/azure/")
+
+
+def test_readme_lists_the_named_services_and_their_ports() -> None:
+    rows = table_after("### Reaching your own systems")
+    assert set(rows) == {f"`{name}`" for name in AZURE_SERVICES}
+    for name, service in AZURE_SERVICES.items():
+        listed = rows[f"`{name}`"][0].split(" (")[0]
+        assert listed == ", ".join(str(p) for p in service.ports), name
