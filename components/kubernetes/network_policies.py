@@ -16,6 +16,10 @@ The flows are data (`flows`): each names its source, destination, port and why.
 namespace, holding the ingress it accepts and the egress it opens, plus the
 namespace-wide default deny. tests/test_network_policies.py derives the flows
 independently from the declared objects and checks the two agree.
+
+`taskEgress` (components/model/egress.py) adds the destinations of the
+stack's own systems, from the pods that run DAG code (TASK_EGRESS_COMPONENTS);
+empty, the policies are exactly the deployment's own.
 """
 
 from __future__ import annotations
