@@ -778,3 +778,16 @@ def test_readme_lists_the_named_services_and_their_ports() -> None:
     for name, service in AZURE_SERVICES.items():
         listed = rows[f"`{name}`"][0].split(" (")[0]
         assert listed == ", ".join(str(p) for p in service.ports), name
+
+
+def test_a_valid_entry_is_normalised() -> None:
+    """Ports deduplicated and in order (a lone port next to a range starting
+    there too), the IPv6 network in its short form, the JSON text the Pulumi
+    CLI passes for a list taken as the list."""
+    [rule] = config_for("prod", taskEgress=[{"cidr": "FD00:0020:0000::/48", "ports": ["5432-5440", 5432, "5432", 80],
+                                             "protocol": "UDP"}]).settings.task_egress
+    assert rule.cidr == "fd00:20::/48" and rule.protocol == "UDP"
+    assert [str(p) for p in rule.ports] == ["80", "5432", "5432-5440"]
+    text = json.dumps([{"service": "event-hubs"}])
+    [named] = config_for("prod", taskEgress=text).settings.task_egress
+    assert named.cidr is None and named.service == "event-hubs"

@@ -33,7 +33,7 @@ PROTOCOLS = ("TCP", "UDP")
 ENTRY_KEYS = ("cidr", "port", "ports", "protocol", "service")
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class PortRange:
     """One port, or `port` to `end_port` inclusive (NetworkPolicyPort.endPort)."""
 
@@ -68,10 +68,11 @@ AZURE_SERVICES: dict[str, AzureService] = {
     # node holding the database, on a port from 11000 to 11999.
     # learn.microsoft.com/azure/azure-sql/database/connectivity-architecture
     # ("Connection policy"), .../adonet-v12-develop-direct-route-ports.
-    # Through a private endpoint Redirect needs 1433-65535 instead (same page,
-    # "Use Redirect connection policy with private endpoints"): give that as
-    # a `cidr` entry with `ports: ["1433-65535"]`; Proxy (the default of an
-    # existing private endpoint) needs 1433 only.
+    # Through a private endpoint Redirect needs 1433-65535 instead
+    # (.../azure-sql/database/private-endpoint-overview, "Use Redirect
+    # connection policy with private endpoints"): give that as a `cidr` entry
+    # with `ports: ["1433-65535"]`; Proxy (what an existing private endpoint
+    # with the Default policy uses) needs 1433 only.
     "sql-database": AzureService("Azure SQL Database", _ports(1433, (11000, 11999)),
                                  "learn.microsoft.com/azure/azure-sql/database/connectivity-architecture"),
     # 5432; 6432 is the server's built-in PgBouncer when it is turned on
@@ -229,7 +230,7 @@ def _cidr(raw: Any, key: str, reserved: Sequence[Reserved], problems: Problems) 
         other = ipaddress.ip_network(r.cidr)
         if other.version != network.version:
             continue
-        if network.overlaps(other) and (r.any_overlap or network.subnet_of(other)):  # type: ignore[arg-type]
+        if network.overlaps(other) and (r.any_overlap or network.subnet_of(other)):
             problems.append((key, f"{network} {'overlaps' if r.any_overlap else 'is inside'} {other}, {r.why}"))
             return None
     return str(network)
@@ -254,7 +255,8 @@ def _port_list(entry: dict[str, Any], here: str, problems: Problems) -> tuple[Po
     found = [_port(p, f"{here}.ports[{j}]", problems, ranges=True) for j, p in enumerate(raw)]
     if any(p is None for p in found):
         return None
-    return tuple(sorted({p for p in found if p is not None}))
+    # Sorted by first and last port (a lone port's end_port is None, which does not compare with a number).
+    return tuple(sorted({p for p in found if p is not None}, key=lambda p: (p.port, p.last)))
 
 
 def _port(raw: Any, key: str, problems: Problems, *, ranges: bool) -> PortRange | None:
