@@ -70,6 +70,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`workerPool` `maxCount` (derived 3) → 6": {"workerPool": {"vmSize": "Standard_E4s_v3", "minCount": 0,
                                                                       "maxCount": 6}},
     "`airflowConfig` adds an option": {"airflowConfig": {"core": {"dagbag_import_timeout": "60"}}},
+    "`taskEgress` adds an entry": {"taskEgress": [{"cidr": "10.20.0.0/16", "port": 5432}]},
 }
 
 
@@ -209,6 +210,9 @@ def test_the_readme_says_what_the_preview_shows(base: ProgramRun, label: str) ->
     ("azure-native:containerservice:ManagedCluster", "securityProfile.workloadIdentity.enabled", True, False),
     ("azure-native:managedidentity:FederatedIdentityCredential", "subject", True, False),
     ("azure-native:storage:ManagementPolicy", "policy.rules", True, False),
+    # diff.go lists no networking.k8s.io kind: a NetworkPolicy's rules change in place (taskEgress).
+    ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "spec.egress", True, False),
+    ("kubernetes:networking.k8s.io/v1:NetworkPolicy", "metadata.name", True, True),
     # replacement.go: a StorageAccount's location.
     ("azure-native:storage:StorageAccount", "location", True, True),
 ])

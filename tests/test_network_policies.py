@@ -22,16 +22,19 @@ import itertools
 import json
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import pulumi
 import pytest
 
 from components.kubernetes.keda import PAUSED_ANNOTATION
 from components.kubernetes.network_policies import flows
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore
 from components.model import names, vnet
-from components.model.settings import Settings
+from components.model.egress import AZURE_SERVICES
+from components.model.settings import ConfigError, Settings
 from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program, stack_file_config
 from tests.readme_tables import table_after
@@ -92,6 +95,19 @@ SERVER_DOMAIN = ".postgres.database.azure.com"
 OUTSIDE = (KUBE_DNS, KEDA_OPERATOR, OTHER_SYSTEM_POD, PROMETHEUS, INGRESS, AZURITE, STORAGE_ADDRESS,
            PRIVATE_ADDRESS, SERVER_ADDRESS)
 EMULATOR_ENDPOINT = "http://azurite.azurite:10000/devstoreaccount1"
+# What README calls the public addresses: everything outside the private
+# ranges (RFC 1918 and link-local). Azure Storage, Entra ID and an Azure
+# service named in taskEgress without a cidr may be at any of them.
+PRIVATE_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                     "169.254.0.0/16")]
+# taskEgress: the pods that run DAG code, the tasks (workers) and the
+# triggers of deferred tasks (triggerer), which poll the same systems.
+TASK_CODE_COMPONENTS = {"worker", "triggerer"}
+
+
+def is_public(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return address.version == 4 and not any(address in n for n in PRIVATE_RANGES)
 
 Flow = tuple[str, str, int, str]  # source name, destination name, port, protocol
 
@@ -165,6 +181,10 @@ class Deployment:
     namespace: str
     manifests: list[dict[str, Any]]
     pods: list[Endpoint]
+    # The stack's taskEgress entries as written, and sample addresses in and
+    # just outside each entry's range.
+    task_egress: list[dict[str, Any]] = field(default_factory=list)
+    egress_samples: list[Endpoint] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.manifests if m["kind"] == kind]
@@ -178,7 +198,7 @@ class Deployment:
 
     def endpoints(self) -> list[Endpoint]:
         stray = pod("stray pod in the namespace", self.namespace, {"app": "debug"})
-        return [*self.pods, stray, *OUTSIDE]
+        return [*self.pods, stray, *OUTSIDE, *self.egress_samples]
 
 
 def pod_template(m: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +206,7 @@ def pod_template(m: dict[str, Any]) -> dict[str, Any]:
     return (m["spec"]["jobTemplate"]["spec"] if m["kind"] == "CronJob" else m["spec"])["template"]
 
 
-def deployment_of(run: ProgramRun) -> Deployment:
+def deployment_of(run: ProgramRun, task_egress: list[dict[str, Any]] | None = None) -> Deployment:
     manifests = run.manifests()
     [ns] = [m["metadata"]["name"] for m in manifests if m["kind"] == "Namespace"]
     pods = []
@@ -197,7 +217,23 @@ def deployment_of(run: ProgramRun) -> Deployment:
             name = m["metadata"].get("name") or f"airflow-{labels['app.kubernetes.io/component']}"
             spec = template["spec"]
             pods.append(pod(name, ns, labels, (spec,)))
-    return Deployment(ns, manifests, pods)
+    entries = task_egress or []
+    return Deployment(ns, manifests, pods, entries, egress_samples(entries))
+
+
+def egress_samples(entries: list[dict[str, Any]]) -> list[Endpoint]:
+    """For each entry with a cidr: an address inside it and the addresses
+    just below and above it (a named service without one is public: the
+    storage and VNet samples already stand in and out of that)."""
+    found: dict[str, Endpoint] = {}
+    for i, entry in enumerate(entries):
+        if "cidr" not in entry:
+            continue
+        net = ipaddress.ip_network(entry["cidr"])
+        inside = net[1] if net.num_addresses > 1 else net.network_address
+        for ip, where in ((inside, "in"), (net.network_address - 1, "below"), (net.broadcast_address + 1, "above")):
+            found.setdefault(str(ip), Endpoint(f"{ip} ({where} taskEgress[{i}])", ip=str(ip)))
+    return list(found.values())
 
 
 def component(ep: Endpoint) -> str | None:
@@ -253,7 +289,8 @@ def targets(dep: Deployment, host: str, port: int, protocol: str = "TCP") -> lis
         return [(SERVER_ADDRESS, port, protocol)]
     if not host.endswith(SERVICE_SUFFIX):
         assert host.endswith(".blob.core.windows.net"), f"no sample endpoint for {host}"
-        return [(STORAGE_ADDRESS, port, protocol)]
+        # Azure Storage's addresses are Azure's to change: any public address may be it.
+        return [(ep, port, protocol) for ep in [*OUTSIDE, *dep.egress_samples] if ep.ip and is_public(ep.ip)]
     service_name, ns = host.removesuffix(SERVICE_SUFFIX).split(".")
     service = dep.named("Service", service_name)
     assert service["metadata"]["namespace"] == ns
@@ -336,7 +373,7 @@ def needed_flows(dep: Deployment) -> set[Flow]:
     for service in dep.of_kind("Service"):
         if service["metadata"]["name"] in CLIENT_SERVICES:
             for p in service["spec"]["ports"]:
-                for src in OUTSIDE:
+                for src in [*OUTSIDE, *dep.egress_samples]:
                     need(src, f"{service['metadata']['name']}.{dep.namespace}{SERVICE_SUFFIX}", p["port"])
     for m in dep.manifests:
         if m["kind"] in WORKLOAD_KINDS:
@@ -347,6 +384,48 @@ def needed_flows(dep: Deployment) -> set[Flow]:
                 for src in OUTSIDE:
                     if src.ip is None:
                         needed.add((src.name, ep.name, int(annotations["prometheus.io/port"]), "TCP"))
+    return needed
+
+
+def entry_ports(entry: dict[str, Any]) -> tuple[list[tuple[int, int]], str]:
+    """(low, high) port ranges and the protocol of a taskEgress entry as written."""
+    if "service" in entry:
+        return [(p.port, p.last) for p in AZURE_SERVICES[entry["service"]].ports], "TCP"
+    spans = []
+    for p in entry["ports"] if "ports" in entry else [entry["port"]]:
+        lo, _, hi = str(p).partition("-")
+        spans.append((int(lo), int(hi or lo)))
+    return spans, entry.get("protocol", "TCP")
+
+
+def egress_ports(dep: Deployment) -> set[tuple[int, str]]:
+    """The ports to sample for the entries: each range's ends and middle, and the ports just outside it."""
+    found = set()
+    for entry in dep.task_egress:
+        spans, protocol = entry_ports(entry)
+        for lo, hi in spans:
+            found |= {(p, protocol) for p in (lo - 1, lo, (lo + hi) // 2, hi, hi + 1) if 1 <= p <= 65535}
+    return found
+
+
+def egress_flows(dep: Deployment, ports: set[tuple[int, str]]) -> set[Flow]:
+    """What taskEgress asks for, from the key alone: the pods that run DAG code
+    to every sample address in the entry's range (a named service without a
+    cidr: every public address), on every sampled port in its ranges."""
+    needed: set[Flow] = set()
+    sources = [ep for ep in dep.pods if component(ep) in TASK_CODE_COMPONENTS]
+    addresses = [ep for ep in [*OUTSIDE, *dep.egress_samples] if ep.ip]
+    for entry in dep.task_egress:
+        spans, protocol = entry_ports(entry)
+        if "cidr" in entry:
+            net = ipaddress.ip_network(entry["cidr"])
+            dsts = [ep for ep in addresses if ipaddress.ip_address(ep.ip) in net]
+        else:
+            dsts = [ep for ep in addresses if is_public(ep.ip)]
+        for src, dst in itertools.product(sources, dsts):
+            for port, proto in ports:
+                if proto == protocol and any(lo <= port <= hi for lo, hi in spans):
+                    needed.add((src.name, dst.name, port, proto))
     return needed
 
 
@@ -366,10 +445,21 @@ def cfg_flows(dep: Deployment, ep: Endpoint, text: str, need: Any) -> None:
                     need(ep, f"{service['metadata']['name']}.{dep.namespace}{SERVICE_SUFFIX}", port)
 
 
-def allowed_flows(dep: Deployment, policies: list[dict[str, Any]]) -> set[Flow]:
+def sample_ports(dep: Deployment) -> set[tuple[int, str]]:
     ports = {(p, proto) for f in needed_flows(dep) for p, proto in [(f[2], f[3])]}
     ports |= {(p, proto) for p in (22, 80, 443, 3306, 8000, 9090) for proto in ("TCP", "UDP")}
+    ports |= egress_ports(dep)
     ports |= {(p, "TCP" if proto == "UDP" else "UDP") for p, proto in list(ports)}
+    return ports
+
+
+def all_needed(dep: Deployment) -> set[Flow]:
+    """The deployment's own flows and what its taskEgress asks for."""
+    return needed_flows(dep) | egress_flows(dep, sample_ports(dep))
+
+
+def allowed_flows(dep: Deployment, policies: list[dict[str, Any]]) -> set[Flow]:
+    ports = sample_ports(dep)
     found = set()
     for src, dst in itertools.product(dep.endpoints(), repeat=2):
         if src.namespace != dep.namespace and dst.namespace != dep.namespace:
@@ -386,6 +476,19 @@ def allowed_flows(dep: Deployment, policies: list[dict[str, Any]]) -> set[Flow]:
 # Tests
 # --------------------------------------------------------------------------
 
+# A stack that reaches its own systems: a private database in a peered VNet,
+# an SMTP relay at one public address, Azure SQL Database and Service Bus by
+# name (public addresses), a PostgreSQL flexible server by its private
+# endpoint's subnet, and a UDP range on IPv6.
+TASK_EGRESS: list[dict[str, Any]] = [
+    {"cidr": "10.20.0.0/16", "port": 5432},
+    {"cidr": "203.0.113.25/32", "ports": [25, 587]},
+    {"service": "sql-database"},
+    {"service": "service-bus"},
+    {"service": "postgresql-flexible-server", "cidr": "10.30.1.0/24"},
+    {"cidr": "fd00:20::/48", "ports": ["8000-8100", 9999], "protocol": "UDP"},
+]
+
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dev": ("dev", {}),
     "prod": ("prod", {}),
@@ -397,6 +500,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prod, database azure, no PgBouncer": ("prod", {"airflow-aks:database": "azure", "airflow-aks:pgbouncer": False}),
     "local": ("local", {}),
     "local, task logs in the storage emulator": ("local", {"airflow-aks:taskLogEmulatorEndpoint": EMULATOR_ENDPOINT}),
+    "prod, taskEgress": ("prod", {"airflow-aks:taskEgress": TASK_EGRESS}),
+    "local, taskEgress": ("local", {"airflow-aks:taskEgress": [{"cidr": "192.168.50.0/24", "port": 5432},
+                                                               {"service": "communication-services-smtp"}]}),
 }
 
 
@@ -407,7 +513,7 @@ def deployments() -> dict[str, Deployment]:
         config = {**stack_file_config(stack), **changes}
         run = run_program(stack, config)
         assert run.error is None, f"{variant}: {run.error}"
-        found[variant] = deployment_of(run)
+        found[variant] = deployment_of(run, changes.get("airflow-aks:taskEgress"))
     return found
 
 
@@ -418,7 +524,7 @@ def describe(flows: set[Flow]) -> list[str]:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_policies_allow_exactly_the_needed_flows(deployments: dict[str, Deployment], variant: str) -> None:
     dep = deployments[variant]
-    needed = needed_flows(dep)
+    needed = all_needed(dep)
     got = allowed_flows(dep, dep.policies())
     assert describe(needed - got) == [], f"{variant}: needed flows the NetworkPolicies block"
     assert describe(got - needed) == [], f"{variant}: flows the NetworkPolicies allow that nothing needs"
@@ -504,3 +610,184 @@ def test_readme_lists_the_flows_of_prod() -> None:
     store = TaskLogStore("https://<account>.blob.core.windows.net", "<client>", "<tenant>", "<backup client>")
     readme = {dst: cells[0] for dst, cells in table_after("### Network policies").items()}
     assert readme == flow_rows(settings, store), "README, Network policies: the flows of prod"
+
+
+# --------------------------------------------------------------------------
+# taskEgress
+# --------------------------------------------------------------------------
+
+BEFORE_TASK_EGRESS = json.loads((Path(__file__).parent / "network_policies_before_task_egress.json").read_text())
+
+
+def by_name(policies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Policies keyed by name: the mocks record resources in the order their registrations finish."""
+    found = {p["metadata"]["name"]: p for p in policies}
+    assert len(found) == len(policies)
+    return found
+
+
+@pytest.mark.parametrize("variant", BEFORE_TASK_EGRESS["variants"])
+def test_without_task_egress_the_policies_are_as_before(deployments: dict[str, Deployment], variant: str) -> None:
+    """The NetworkPolicies of these stacks as main rendered them at the commit
+    named in the file, before taskEgress existed: unchanged, object for object."""
+    assert by_name(deployments[variant].policies()) == by_name(BEFORE_TASK_EGRESS["variants"][variant]), variant
+
+
+def test_an_empty_task_egress_renders_the_same_policies(deployments: dict[str, Deployment]) -> None:
+    for stack in ("dev", "prod"):
+        run = run_program(stack, {**stack_file_config(stack), "airflow-aks:taskEgress": []})
+        assert run.error is None, run.error
+        policies = [m for m in run.manifests() if m["kind"] == "NetworkPolicy"]
+        assert by_name(policies) == by_name(deployments[stack].policies()) == by_name(
+            BEFORE_TASK_EGRESS["variants"]["prod"]), stack
+
+
+def test_task_egress_adds_exactly_its_flows(deployments: dict[str, Deployment]) -> None:
+    """The flows taskEgress adds are those derived from the key, from the
+    workers and the triggerer only, and the rest of prod's flows stay."""
+    prod, egress = deployments["prod"], deployments["prod, taskEgress"]
+    added = allowed_flows(egress, egress.policies()) - allowed_flows(egress, prod.policies())
+    assert added == egress_flows(egress, sample_ports(egress)) - needed_flows(egress)
+    sources = {s for s, _, _, _ in added}
+    assert sources == {names.WORKER, names.TRIGGERER}
+    # Each entry reaches its own range and ports, and not the addresses just outside it.
+    want = {
+        ("10.20.0.1 (in taskEgress[0])", 5432, "TCP"), ("203.0.113.25 (in taskEgress[1])", 587, "TCP"),
+        ("203.0.113.25 (in taskEgress[1])", 25, "TCP"), (STORAGE_ADDRESS.name, 1433, "TCP"),
+        (STORAGE_ADDRESS.name, 11000, "TCP"), (STORAGE_ADDRESS.name, 11999, "TCP"),
+        (STORAGE_ADDRESS.name, 5671, "TCP"), ("10.30.1.1 (in taskEgress[4])", 6432, "TCP"),
+        ("fd00:20::1 (in taskEgress[5])", 8050, "UDP"), ("fd00:20::1 (in taskEgress[5])", 9999, "UDP"),
+    }
+    for dst, port, proto in want:
+        assert (names.WORKER, dst, port, proto) in added, (dst, port, proto)
+    for dst, port, proto in [("10.20.0.1 (in taskEgress[0])", 5433, "TCP"), (STORAGE_ADDRESS.name, 10999, "TCP"),
+                             (STORAGE_ADDRESS.name, 12000, "TCP"), (PRIVATE_ADDRESS.name, 1433, "TCP"),
+                             ("10.19.255.255 (below taskEgress[0])", 5432, "TCP"),
+                             ("10.21.0.0 (above taskEgress[0])", 5432, "TCP"),
+                             ("fd00:20::1 (in taskEgress[5])", 8050, "TCP"),
+                             ("fd00:20::1 (in taskEgress[5])", 8101, "UDP"),
+                             (SERVER_ADDRESS.name, 5432, "TCP")]:
+        assert (names.WORKER, dst, port, proto) not in added, (dst, port, proto)
+
+
+def test_prod_with_task_egress_renders_the_rules_on_the_workers_policy() -> None:
+    """Under mocks, as the program declares them: ipBlocks with ports and
+    endPort on airflow-worker (and airflow-triggerer), and nowhere else."""
+    config = {**stack_file_config("prod"), "airflow-aks:taskEgress": [
+        {"cidr": "10.20.0.0/16", "port": 5432}, {"service": "sql-database"},
+        {"service": "communication-services-smtp", "cidr": "20.47.0.0/16"}]}
+    run = run_program("prod", config)
+    assert run.error is None, run.error
+    public = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]}
+    expected = [
+        ({"port": 5432, "protocol": "TCP"}, {"cidr": "10.20.0.0/16"}),
+        ({"port": 1433, "protocol": "TCP"}, public),
+        ({"port": 11000, "endPort": 11999, "protocol": "TCP"}, public),
+        ({"port": 587, "protocol": "TCP"}, {"cidr": "20.47.0.0/16"}),
+    ]
+    for name in (names.WORKER, names.TRIGGERER):
+        egress = run.manifest("NetworkPolicy", name)["spec"]["egress"]
+        for port, block in expected:
+            assert {"ports": [port], "to": [{"ipBlock": block}]} in egress, (name, port)
+    for policy in [m for m in run.manifests() if m["kind"] == "NetworkPolicy"]:
+        if policy["metadata"]["name"] not in (names.WORKER, names.TRIGGERER):
+            text = json.dumps(policy)
+            assert "10.20.0.0/16" not in text and "11999" not in text and "20.47.0.0/16" not in text, \
+                policy["metadata"]["name"]
+
+
+# Each malformed shape, the key it names and what the message says is allowed.
+MALFORMED: list[tuple[Any, str, str]] = [
+    ({"cidr": "10.20.0.0/16", "port": 5432}, "taskEgress", "must be a list of destinations"),
+    (["10.20.0.0/16:5432"], "taskEgress[0]", "must be a mapping"),
+    ([{"port": 5432}], "taskEgress[0]", "needs cidr and port, or service"),
+    ([{"cidr": "10.20.0.0/16"}], "taskEgress[0].port", "required with cidr"),
+    ([{"cidr": "10.20.0.0", "port": 5432}], "taskEgress[0].cidr", "with its prefix length"),
+    ([{"cidr": "10.20.300.0/24", "port": 5432}], "taskEgress[0].cidr", "IPv4 or IPv6 network"),
+    ([{"cidr": "db.example.com/32", "port": 5432}], "taskEgress[0].cidr", "IPv4 or IPv6 network"),
+    ([{"cidr": "10.20.0.7/16", "port": 5432}], "taskEgress[0].cidr", "host bits set: the network is 10.20.0.0/16"),
+    ([{"cidr": "fd00:20::1/48", "port": 5432}], "taskEgress[0].cidr", "host bits set: the network is fd00:20::/48"),
+    ([{"cidr": "10.244.3.0/24", "port": 8080}], "taskEgress[0].cidr", "the cluster's pod range"),
+    ([{"cidr": "10.0.0.10/32", "port": 53}], "taskEgress[0].cidr", "the cluster's Service range"),
+    ([{"cidr": "10.20.0.0/16", "port": 0}], "taskEgress[0].port", "a port from 1 to 65535"),
+    ([{"cidr": "10.20.0.0/16", "port": 70000}], "taskEgress[0].port", "a port from 1 to 65535"),
+    ([{"cidr": "10.20.0.0/16", "port": "postgres"}], "taskEgress[0].port", "a port from 1 to 65535"),
+    ([{"cidr": "10.20.0.0/16", "port": "8000-8100"}], "taskEgress[0].port", "a port from 1 to 65535"),
+    ([{"cidr": "10.20.0.0/16", "port": 5432, "ports": [5433]}], "taskEgress[0].ports", "not both"),
+    ([{"cidr": "10.20.0.0/16", "ports": []}], "taskEgress[0].ports", "non-empty list"),
+    ([{"cidr": "10.20.0.0/16", "ports": [5432, "9000-8000"]}], "taskEgress[0].ports[1]", "low below high"),
+    ([{"cidr": "10.20.0.0/16", "port": 5432, "protocol": "SCTP"}], "taskEgress[0].protocol", "TCP or UDP"),
+    ([{"cidr": "10.20.0.0/16", "port": 5432, "protocol": "tcp"}], "taskEgress[0].protocol", "TCP or UDP"),
+    ([{"cidr": "10.20.0.0/16", "prot": 5432}], "taskEgress[0].prot", "did you mean 'port'?"),
+    ([{"service": "azure-sql"}], "taskEgress[0].service", "known: sql-database"),
+    ([{"service": "sql-database", "port": 1433}], "taskEgress[0].port", "brings its own ports"),
+    ([{"service": "event-hubs", "cidr": "10.30.1.1/24"}], "taskEgress[0].cidr", "host bits set"),
+]
+
+
+@pytest.mark.parametrize(("value", "key", "says"), MALFORMED, ids=[m[1] + ": " + m[2] for m in MALFORMED])
+def test_a_malformed_entry_is_refused_naming_its_field(value: Any, key: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        config_for("prod", taskEgress=value)
+    problems = dict(err.value.problems)
+    assert key in problems, err.value.problems
+    assert says in problems[key]
+    # Nothing else is blamed (a misspelt `port` is also a missing one).
+    assert set(problems) <= {key, "taskEgress[0].port"}, err.value.problems
+
+
+def test_the_metadata_database_subnet_is_refused_with_database_azure() -> None:
+    """Only PgBouncer and the migration Job may reach the flexible server's subnet."""
+    entry = [{"cidr": "10.224.0.0/16", "port": 5432}]
+    with pytest.raises(ConfigError) as err:
+        config_for("prod", database="azure", taskEgress=entry)
+    assert [k for k, _ in err.value.problems] == ["taskEgress[0].cidr"]
+    assert vnet.DATABASE_SUBNET_CIDR in err.value.problems[0][1]
+    # The in-cluster database has no such subnet, and a range that only
+    # covers the pod range in part is taken (its pod part selects nothing).
+    assert config_for("prod", taskEgress=entry).settings.task_egress[0].cidr == "10.224.0.0/16"
+    assert config_for("prod", taskEgress=[{"cidr": "10.0.0.0/8", "port": 5432}]).settings.task_egress
+
+
+def test_a_malformed_entry_stops_the_program_before_any_resource() -> None:
+    config = {**stack_file_config("prod"), "airflow-aks:taskEgress": [{"cidr": "10.20.0.0/16", "port": 5432},
+                                                                       {"service": "sql"}]}
+    run = run_program("prod", config)
+    assert isinstance(run.error, pulumi.RunError)
+    assert "airflow-aks:taskEgress[1].service: unknown Azure service 'sql'" in str(run.error)
+    assert run.resources == []
+
+
+@pytest.mark.parametrize(("service", "ports"), [
+    # The figures of each service's documentation (components/model/egress.py cites the pages).
+    ("sql-database", ["1433", "11000-11999"]),
+    ("postgresql-flexible-server", ["5432", "6432"]),
+    ("mysql-flexible-server", ["3306"]),
+    ("service-bus", ["443", "5671", "5672"]),
+    ("event-hubs", ["443", "5671", "5672", "9093"]),
+    ("communication-services-smtp", ["587"]),
+])
+def test_the_named_services_ports(service: str, ports: list[str]) -> None:
+    assert [str(p) for p in AZURE_SERVICES[service].ports] == ports
+    assert AZURE_SERVICES[service].source.startswith("learn.microsoft.com/azure/")
+
+
+def test_readme_lists_the_named_services_and_their_ports() -> None:
+    rows = table_after("### Reaching your own systems")
+    assert set(rows) == {f"`{name}`" for name in AZURE_SERVICES}
+    for name, service in AZURE_SERVICES.items():
+        listed = rows[f"`{name}`"][0].split(" (")[0]
+        assert listed == ", ".join(str(p) for p in service.ports), name
+
+
+def test_a_valid_entry_is_normalised() -> None:
+    """Ports deduplicated and in order (a lone port next to a range starting
+    there too), the IPv6 network in its short form, the JSON text the Pulumi
+    CLI passes for a list taken as the list."""
+    [rule] = config_for("prod", taskEgress=[{"cidr": "FD00:0020:0000::/48", "ports": ["5432-5440", 5432, "5432", 80],
+                                             "protocol": "UDP"}]).settings.task_egress
+    assert rule.cidr == "fd00:20::/48" and rule.protocol == "UDP"
+    assert [str(p) for p in rule.ports] == ["80", "5432", "5432-5440"]
+    text = json.dumps([{"service": "event-hubs"}])
+    [named] = config_for("prod", taskEgress=text).settings.task_egress
+    assert named.cidr is None and named.service == "event-hubs"

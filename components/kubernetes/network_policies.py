@@ -16,6 +16,10 @@ The flows are data (`flows`): each names its source, destination, port and why.
 namespace, holding the ingress it accepts and the egress it opens, plus the
 namespace-wide default deny. tests/test_network_policies.py derives the flows
 independently from the declared objects and checks the two agree.
+
+`taskEgress` (components/model/egress.py) adds the destinations of the
+stack's own systems, from the pods that run DAG code (TASK_EGRESS_COMPONENTS);
+empty, the policies are exactly the deployment's own.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore, task_logs_on
 from components.model import names
+from components.model.egress import EgressRule
 from components.model.settings import Settings
 
 DEFAULT_DENY = "airflow-default-deny"
@@ -64,6 +69,15 @@ EXECUTION_API_CLIENTS = ("worker",)
 # The api-server fetches a running task's log from the worker (deferred: the
 # triggerer) that writes it.
 LOG_SERVERS = {"worker": names.WORKER_LOG_PORT, "triggerer": names.TRIGGERER_LOG_PORT}
+# The pods that run DAG code that reaches the tasks' own systems (taskEgress):
+# the Celery workers run the tasks; the triggerer runs the triggers of
+# deferred tasks, which poll the same systems from there (a deferrable
+# operator's trigger connects to the database, broker or API its task
+# waits on, e.g. the providers' SQL, Service Bus and HTTP triggers), so a
+# task that defers would otherwise lose its destination the moment it defers.
+# Not the scheduler, api-server or dag-processor: they do not run task code
+# (a DAG file's top-level code that connects somewhere is not supported).
+TASK_EGRESS_COMPONENTS = ("worker", "triggerer")
 
 
 @dataclass(frozen=True)
@@ -108,8 +122,16 @@ PROMETHEUS = outside("prometheus (any namespace)", None)
 # ipBlock, not a name: NetworkPolicy cannot name a DNS host, and the storage
 # account's addresses are Azure's to change. Port 443 outside every private
 # range is the narrowest rule that still reaches it.
-AZURE_PUBLIC = Peer("Azure Storage and Entra ID (public addresses)", None,
-                    {"ip_block": {"cidr": "0.0.0.0/0", "except_": list(PRIVATE_RANGES)}})
+PUBLIC_ADDRESSES = {"ip_block": {"cidr": "0.0.0.0/0", "except_": list(PRIVATE_RANGES)}}
+AZURE_PUBLIC = Peer("Azure Storage and Entra ID (public addresses)", None, PUBLIC_ADDRESSES)
+
+
+def task_egress_peer(rule: EgressRule) -> Peer:
+    """A taskEgress destination: its CIDR, or for a named service without one
+    the public addresses (NetworkPolicy cannot name a service tag or a host)."""
+    if rule.cidr is None:
+        return Peer("public addresses (taskEgress)", None, PUBLIC_ADDRESSES)
+    return Peer(f"{rule.cidr} (taskEgress)", None, {"ip_block": {"cidr": rule.cidr}})
 
 
 def airflow(component: str) -> Peer:
@@ -138,6 +160,8 @@ class Flow:
     port: int
     protocol: str = "TCP"
     why: str = field(default="", compare=False)
+    # The last port of a range (NetworkPolicyPort.endPort); None: `port` alone.
+    end_port: int | None = None
 
 
 def airflow_components(settings: Settings) -> list[str]:
@@ -202,6 +226,19 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
         # pod carries no Airflow URL, so nothing else.
         found.append(Flow(DATABASE_BACKUP, POSTGRES, names.POSTGRES_PORT, why="pg_dump, direct"))
         found.append(_task_log_flow(settings, DATABASE_BACKUP, "database dumps"))
+    found += task_egress_flows(settings)
+    return found
+
+
+def task_egress_flows(settings: Settings) -> list[Flow]:
+    """Each taskEgress entry's ports, from the workers and the triggerer."""
+    found = []
+    for rule in settings.task_egress:
+        dst = task_egress_peer(rule)
+        for component in TASK_EGRESS_COMPONENTS:
+            for ports in rule.ports:
+                found.append(Flow(airflow(component), dst, ports.port, rule.protocol,
+                                  f"{rule.label}: {rule.what}", ports.end_port))
     return found
 
 
@@ -228,18 +265,28 @@ def emulator_peer(endpoint: str, namespace: str) -> Peer:
 
 
 def _rules(flows_: Sequence[Flow], direction: str) -> list[dict[str, Any]]:
-    """One rule per port: from (to) every peer the flows on it name; none
-    when one of them is ANYWHERE (a rule without peers matches every address)."""
+    """One rule per port (or port range): from (to) every peer the flows on it
+    name, a selector named twice once; none when one of them is ANYWHERE (a
+    rule without peers matches every address)."""
     key = "from_" if direction == "ingress" else "to"
-    by_port: dict[tuple[int, str], list[Peer]] = {}
+    by_port: dict[tuple[int, int, str], list[Peer]] = {}
     for f in flows_:
-        by_port.setdefault((f.port, f.protocol), []).append(f.src if direction == "ingress" else f.dst)
+        last = f.port if f.end_port is None else f.end_port
+        by_port.setdefault((f.port, last, f.protocol), []).append(f.src if direction == "ingress" else f.dst)
     rules = []
-    for (port, protocol), peers in sorted(by_port.items()):
-        rule: dict[str, Any] = {"ports": [{"port": port, "protocol": protocol}]}
+    for (port, last, protocol), peers in sorted(by_port.items()):
+        port_spec: dict[str, Any] = {"port": port, "protocol": protocol}
+        if last != port:
+            port_spec["end_port"] = last
+        rule: dict[str, Any] = {"ports": [port_spec]}
         if all(p.selector is not None for p in peers):
             unique = {p.name: p.selector for p in peers}
-            rule[key] = [unique[n] for n in sorted(unique)]
+            selectors: list[dict[str, Any]] = []
+            for n in sorted(unique):
+                # A taskEgress entry of public addresses on 443 is the task-log rule's peer again.
+                if unique[n] not in selectors:
+                    selectors.append(unique[n])
+            rule[key] = selectors
         rules.append(rule)
     return rules
 

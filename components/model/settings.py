@@ -19,7 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from components.model import vnet
 from components.model.database_server import SERVER_SKUS
+from components.model.egress import EgressRule, Reserved, parse_task_egress
 from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
 from components.model.schedules import parse_cron
 from components.model.sizing import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB
@@ -161,6 +163,10 @@ class Settings:
     database_high_availability: bool = False
     database_geo_redundant_backup: bool = False
     database_sku: str | None = None
+    # taskEgress: destinations outside the cluster the workers and the
+    # triggerer may reach (components/model/egress.py); empty: none beyond
+    # what the deployment itself needs.
+    task_egress: tuple[EgressRule, ...] = ()
 
 
 
@@ -220,6 +226,9 @@ DEFAULTS: dict[str, Any] = {
     "databaseHighAvailability": False,
     "databaseGeoRedundantBackup": False,
     "databaseSku": None,
+    # Destinations tasks may reach ({cidr, port} or {service}); empty: the
+    # NetworkPolicies stay as the deployment alone needs them.
+    "taskEgress": [],
 }
 # The derived backup schedule: once a night, off the hour the reference DAG
 # and most users' schedules start at.
@@ -704,6 +713,29 @@ def _check_server_sku(value: str) -> str | None:
     return None
 
 
+def _task_egress(raw: Any, target: str | None, database: str | None,
+                 problems: Problems) -> tuple[EgressRule, ...] | None:
+    """taskEgress (components/model/egress.py). On AKS an entry may not lie
+    inside the cluster's pod or Service range (a NetworkPolicy ipBlock is for
+    addresses outside the cluster: Azure's Cilium does not select pods by
+    it, and a Service address is translated to a pod's before policy
+    applies), and with `database: azure` it may not reach into the flexible
+    server's subnet at all: only PgBouncer and the migration Job connect to
+    the metadata database directly (README, "Network policies")."""
+    reserved = []
+    if target == "aks":
+        reserved += [Reserved(vnet.AKS_POD_CIDR, "the cluster's pod range, which an ipBlock does not select", False),
+                     Reserved(vnet.AKS_SERVICE_CIDR, "the cluster's Service range, which an ipBlock does not select",
+                              False)]
+        if database == "azure":
+            reserved.append(Reserved(vnet.DATABASE_SUBNET_CIDR, "the metadata database's subnet, which the "
+                                     "policies open only to the pods that connect to the server (README, \"Network "
+                                     "policies\")", True))
+    rules, found = parse_task_egress(raw, reserved=reserved)
+    problems += found
+    return rules
+
+
 def parse_settings(values: Mapping[str, Any], *, stack: str,
                    location: str | None = None) -> Settings:
     """Validate the project's stack config (keys without the project prefix).
@@ -784,6 +816,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     backup_days = _int(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
     backup_schedule = _backup_schedule(values, target, database, remote_logs, problems)
     db_ha, db_geo, db_sku = _database_server(values, database, problems)
+    task_egress = _task_egress(values.get("taskEgress"), target, database, problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -881,4 +914,5 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         database_high_availability=bool(db_ha),
         database_geo_redundant_backup=bool(db_geo),
         database_sku=db_sku,
+        task_egress=task_egress or (),
     )
