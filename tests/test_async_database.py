@@ -11,6 +11,7 @@ import pytest
 from components.config import stack_file_config
 from components.model import names
 from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
+from components.model.settings import DEFAULTS
 from tests.conftest import config_for
 from tests.harness import ProgramRun, plain, run_program
 from tests.real_airflow import ROOT
@@ -108,7 +109,7 @@ def test_the_image_pins_the_psycopg_the_tests_run() -> None:
                 found[name.strip().lower()] = version.strip()
         return found
 
-    [constraints] = (ROOT / "tests" / "airflow").glob("constraints-*.txt")
-    ours = pins((ROOT / "app" / "requirements.txt").read_text(), ("psycopg[binary]",))
+    constraints = ROOT / "app" / "constraints" / f"constraints-{DEFAULTS['airflowVersion']}.txt"
+    ours = pins((ROOT / "app" / "platform-requirements.txt").read_text(), ("psycopg[binary]",))
     theirs = pins(constraints.read_text(), ("psycopg", "psycopg-binary"))
     assert ours == {"psycopg[binary]": theirs["psycopg"]} and theirs["psycopg-binary"] == theirs["psycopg"]

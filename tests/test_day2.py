@@ -19,6 +19,7 @@ import pytest
 from components.azure import acr_auth, image, platform
 from components.kubernetes import rabbitmq
 from components.model import capacity, names
+from components.model.settings import DEFAULTS
 from tests.harness import KUBELET_OBJECT_ID, ROOT, ProgramRun, plain, run_program, stack_file_config
 from tests.preview import preview
 from tests.real_airflow import run_airflow_python
@@ -371,8 +372,8 @@ def test_the_image_pins_the_celery_and_kombu_the_tests_run() -> None:
                 found[name.strip().lower()] = version.strip()
         return found
 
-    constraints = next((ROOT / "tests" / "airflow").glob("constraints-*.txt"))
-    assert pins(APP_DIR / "requirements.txt") == pins(constraints) != {}
+    constraints = APP_DIR / "constraints" / f"constraints-{DEFAULTS['airflowVersion']}.txt"
+    assert pins(APP_DIR / "platform-requirements.txt") == pins(constraints) != {}
 
 
 QOS_GLOBAL = """

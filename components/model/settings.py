@@ -22,6 +22,7 @@ from typing import Any
 from components.model import vnet
 from components.model.database_server import SERVER_SKUS
 from components.model.egress import EgressRule, Reserved, parse_task_egress
+from components.model.python_packages import APP_DIR, constraints_file, constraints_versions
 from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
 from components.model.schedules import parse_cron
 from components.model.sizing import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB
@@ -795,6 +796,15 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     pg_image = _str(get("postgresImage"), "postgresImage", problems, _check_image)
     mq_image = _str(get("rabbitmqImage"), "rabbitmqImage", problems, _check_rabbitmq_image)
     airflow_version = _str(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
+    if airflow_version is not None:
+        # The image installs this version's pinned set (app/Dockerfile); without one the
+        # build would fail at its COPY, or install unpinned packages, long after the preview.
+        known = constraints_versions()
+        if airflow_version not in known:
+            problems.append(("airflowVersion", (
+                f"has no constraints file ({constraints_file(airflow_version).relative_to(APP_DIR.parent)}), the "
+                f"pinned package set the image installs; versions with one: {', '.join(known) or 'none'}. "
+                f"`scripts/constraints {airflow_version}` writes one (README, \"Add Python packages\")")))
     k8s_version = _str(get("kubernetesVersion"), "kubernetesVersion", problems, _check_k8s_version)
     namespace = _str(get("namespace"), "namespace", problems, _check_namespace)
     acr_sku = _str(get("acrSku"), "acrSku", problems, _check_acr_sku)
