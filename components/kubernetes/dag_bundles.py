@@ -58,8 +58,10 @@ def dag_bundle_objects(settings: Settings, tokens: Mapping[str, pulumi.Input[str
         return []
     data: dict[str, Any] = {}
     for b in bundles:
-        token = (tokens or {}).get(b.name, "<dagBundleTokens." + b.name + ">")
-        data[b.name] = pulumi.Output.secret(pulumi.Output.from_input(token).apply(git_connection))
+        if tokens is None:  # the offline render: no token, no Pulumi engine
+            data[b.name] = git_connection(f"<dagBundleTokens.{b.name}>")
+        else:
+            data[b.name] = pulumi.Output.secret(pulumi.Output.from_input(tokens[b.name]).apply(git_connection))
     return [KubeObject("Secret", "dag-bundles-secret", {
         "metadata": {"name": DAG_BUNDLE_SECRET, "namespace": settings.namespace,
                      "labels": {"app.kubernetes.io/name": "airflow", "app.kubernetes.io/component": "dag-bundles"}},

@@ -253,8 +253,9 @@ DEFAULTS: dict[str, Any] = {
     "databaseHighAvailability": False,
     "databaseGeoRedundantBackup": False,
     "databaseSku": None,
-    # The image's own DAG folder, as one bundle (Airflow's own default list).
-    "dagBundles": [{"name": "dags-folder", "kind": "image"}],
+    # Derived: the image's own DAG folder alone (DEFAULT_DAG_BUNDLES), as
+    # Airflow's own default list has it.
+    "dagBundles": None,
     # A secret: bundle name -> access token, set with
     # `pulumi config set --secret --path 'dagBundleTokens.<bundle>' <token>`.
     "dagBundleTokens": None,
@@ -763,6 +764,7 @@ DAG_BUNDLE_NAME_MAX = 40
 DAG_BUNDLE_REFRESH_RANGE = (5, 86_400)
 DEFAULT_DAG_BUNDLE_REFRESH_SECONDS = 60
 DEFAULT_GIT_REF = "main"
+DEFAULT_DAG_BUNDLES = ({"name": "dags-folder", "kind": "image"},)
 # No '%': airflow.cfg values go through configparser's interpolation.
 _GIT_URL_RE = re.compile(r"^https://([A-Za-z0-9.-]+)(:\d{1,5})?/[A-Za-z0-9._~/+-]+$")
 # Blob container names (Azure "Naming and referencing containers"): 3-63
@@ -854,7 +856,9 @@ def _dag_bundles(values: Mapping[str, Any], target: str | None, remote_logs: boo
     Airflow pods' Azure identity, which exists with remoteTaskLogs only (on a
     local cluster: the storage emulator of taskLogEmulatorEndpoint)."""
     key = "dagBundles"
-    raw = values.get(key, DEFAULTS[key])
+    raw = values.get(key)
+    if raw is None or raw == "":
+        raw = list(DEFAULT_DAG_BUNDLES)
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
