@@ -290,3 +290,14 @@ def test_the_offline_render_needs_no_token(tmp_path: Path) -> None:
     with pytest.raises(subprocess.CalledProcessError) as err:
         render_in_process_of_its_own("plain", tmp_path)
     assert "dagBundleTokens: must be a secret" in err.value.stderr
+
+
+def test_readme_quotes_the_measured_times() -> None:
+    """The figures "Ship DAGs" quotes are the recorded ones (written by the
+    real test with AIRFLOW_AKS_RECORD=1)."""
+    measured = json.loads((ROOT / "bench" / "results" / "dag_bundles.json").read_text())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert (f"a push took {measured['commit_to_running_seconds']} s from the push to the new DAG's first task "
+            f"running, an upload {measured['upload_to_running_seconds']} s") in readme
+    assert f"`refreshSeconds: {measured['refresh_seconds']}`" in readme
+    assert measured["command"] in readme
