@@ -28,9 +28,10 @@ class StackConfig:
 
 
 def build_stack_config(values: Mapping[str, Any], *, stack: str,
-                       location: str | None) -> StackConfig:
-    """Validate, plan and render; ConfigError before anything is declared."""
-    settings = parse_settings(values, stack=stack, location=location)
+                       location: str | None, secret_keys: frozenset[str] | None = None) -> StackConfig:
+    """Validate, plan and render; ConfigError before anything is declared.
+    secret_keys: the project's keys Pulumi holds as secrets (None: not known)."""
+    settings = parse_settings(values, stack=stack, location=location, secret_keys=secret_keys)
     plan = plan_capacity(settings)
     return StackConfig(settings=settings, plan=plan, airflow_cfg=render_airflow_cfg(settings, plan))
 
@@ -56,7 +57,21 @@ def project_values(config: Mapping[str, Any], project: str = PROJECT) -> dict[st
 def stack_config_from_file(stack: str, project_dir: Path = PROJECT_DIR) -> StackConfig:
     """Settings, plan and cfg straight from Pulumi.<stack>.yaml, without the Pulumi CLI."""
     config = stack_file_config(stack, project_dir)
-    return build_stack_config(project_values(config), stack=stack, location=config.get("azure-native:location"))
+    values = project_values(config)
+    return build_stack_config(values, stack=stack, location=config.get("azure-native:location"),
+                              secret_keys=file_secret_keys(values))
+
+
+def file_secret_keys(values: Mapping[str, Any]) -> frozenset[str]:
+    """The keys of a stack file that hold a `{secure: ...}` value anywhere in
+    them, as Pulumi marks a key secret when any part of it is (`--path`)."""
+    def secure(value: Any) -> bool:
+        if isinstance(value, Mapping):
+            return set(value) == {"secure"} or any(secure(v) for v in value.values())
+        if isinstance(value, list):
+            return any(secure(v) for v in value)
+        return False
+    return frozenset(k for k, v in values.items() if secure(v))
 
 
 def project_config_values(project: str = PROJECT) -> dict[str, Any]:
@@ -74,11 +89,14 @@ def project_config_values(project: str = PROJECT) -> dict[str, Any]:
 
 def read_stack_config() -> StackConfig:
     """The current stack's config; a bad one stops the program with one clear message."""
+    prefix = f"{PROJECT}:"
+    secret = {*runtime_config._SECRET_KEYS.get(), *runtime_config.get_config_secret_keys_env()}
     try:
         return build_stack_config(
             project_config_values(),
             stack=pulumi.get_stack(),
             location=pulumi.Config("azure-native").get("location"),
+            secret_keys=frozenset(k[len(prefix):] for k in secret if k.startswith(prefix)),
         )
     except ConfigError as err:
         # RunError ends the program with the message alone, no traceback.

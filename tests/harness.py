@@ -349,12 +349,14 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
                 live_worker_pools: Sequence[Mapping[str, Any]] = (),
                 previous_outputs: Mapping[str, Any] | None = None,
                 live_system_pool: Mapping[str, Any] | None = None,
-                live_cluster: Mapping[str, Any] | None = None) -> ProgramRun:
+                live_cluster: Mapping[str, Any] | None = None,
+                secret_keys: Sequence[str] = ()) -> ProgramRun:
     """Run __main__.py with the given YAML-form config (default: the stack file's).
 
     ``updating``, ``live_system_vm_size``, ``live_worker_pools`` and
     ``previous_outputs`` describe the deployed stack a preview runs against
-    (see Mocks).
+    (see Mocks). ``secret_keys``: the config keys (with their project
+    prefix) the CLI would mark as secrets.
     """
     values = stack_file_config(stack) if config is None else config
     mocks = Mocks(updating=updating, live_system_vm_size=live_system_vm_size, live_worker_pools=live_worker_pools,
@@ -381,7 +383,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
     def go() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        pulumi.runtime.set_all_config(cli_form(values), [])
+        pulumi.runtime.set_all_config(cli_form(values), list(secret_keys))
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
                                  organization="organization")
         # MockSettings brings no set of pending outputs of its own, so the SDK's

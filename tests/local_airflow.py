@@ -39,6 +39,7 @@ from mirakuru import TCPExecutor
 
 from components.config import stack_file_config
 from components.kubernetes import rabbitmq, task_logs, workloads
+from components.kubernetes.dag_bundles import DAG_BUNDLE_SECRET
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.secrets import DIRECT_CONN_KEY
 from components.model import names
@@ -721,6 +722,10 @@ class LocalDeployment:
                     # The emulator instead of the declared store (workload
                     # identity on AKS): same container, same Airflow options.
                     env[item["name"]] = task_logs.emulator_connection(self.services.azurite.endpoint)
+                elif item["valueFrom"]["secretKeyRef"]["name"] == DAG_BUNDLE_SECRET:
+                    # A git bundle's connection, as declared.
+                    ref = item["valueFrom"]["secretKeyRef"]
+                    env[item["name"]] = self._secret(ref["name"])[ref["key"]]
                 else:
                     ref = item["valueFrom"]["secretKeyRef"]
                     assert ref["name"] == names.ENV_SECRET, f"{component}: unknown Secret {ref['name']}"

@@ -54,6 +54,11 @@ LOG_READERS = {"api-server"}
 # Services meant for clients outside the namespace: the UI and REST API
 # (portForwardCommand) and Flower's UI.
 CLIENT_SERVICES = {names.API_SERVER, names.FLOWER}
+# The components that fetch DAG bundles: the dag-processor refreshes and
+# parses them (airflow/dag_processing/manager.py), each task's process on a
+# worker initializes its run's version (airflow/sdk/execution_time/
+# task_runner.py, parse); the triggerer imports triggers by classpath.
+BUNDLE_FETCHERS = {"dag-processor", "worker"}
 WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
 
 
@@ -108,6 +113,9 @@ TASK_CODE_COMPONENTS = {"worker", "triggerer"}
 def is_public(ip: str) -> bool:
     address = ipaddress.ip_address(ip)
     return address.version == 4 and not any(address in n for n in PRIVATE_RANGES)
+# The git DAG bundles of the variants below (a port of its own, so its rule shows).
+GIT_URL = "https://git.example.com:8443/data-team/dags.git"
+GIT_HOSTS = {urlsplit(GIT_URL).hostname}
 
 Flow = tuple[str, str, int, str]  # source name, destination name, port, protocol
 
@@ -287,9 +295,10 @@ def targets(dep: Deployment, host: str, port: int, protocol: str = "TCP") -> lis
         return [(AZURITE, port, protocol)]
     if host.endswith(SERVER_DOMAIN):
         return [(SERVER_ADDRESS, port, protocol)]
-    if not host.endswith(SERVICE_SUFFIX):
-        assert host.endswith(".blob.core.windows.net"), f"no sample endpoint for {host}"
-        # Azure Storage's addresses are Azure's to change: any public address may be it.
+    if host in GIT_HOSTS or not host.endswith(SERVICE_SUFFIX):
+        assert host in GIT_HOSTS or host.endswith(".blob.core.windows.net"), f"no sample endpoint for {host}"
+        # A git host's and Azure Storage's addresses are theirs to change: any
+        # public address may be one.
         return [(ep, port, protocol) for ep in [*OUTSIDE, *dep.egress_samples] if ep.ip and is_public(ep.ip)]
     service_name, ns = host.removesuffix(SERVICE_SUFFIX).split(".")
     service = dep.named("Service", service_name)
@@ -306,7 +315,7 @@ def targets(dep: Deployment, host: str, port: int, protocol: str = "TCP") -> lis
     return reached
 
 
-def uses_task_logs(ep: Endpoint, host: str) -> bool:
+def uses_task_logs(ep: Endpoint, host: str, blob_readers: set[str] | None = None) -> bool:
     """The task-log connection is in every Airflow container. On AKS only the
     pods with the workload identity can authenticate to the storage account;
     the emulator's key works anywhere, and the components that write or read
@@ -316,8 +325,16 @@ def uses_task_logs(ep: Endpoint, host: str) -> bool:
     if host == urlsplit(EMULATOR_ENDPOINT).hostname:
         # The database backup pod holds the emulator's connection only in its
         # uploader's environment, which is what it runs.
-        return component(ep) in LOG_COMPONENTS or component(ep) == "database-backup"
+        # Blob DAG bundles read the emulator through the same connection.
+        return component(ep) in {*LOG_COMPONENTS, *(blob_readers or ())} or component(ep) == "database-backup"
     return True
+
+
+def bundles_in(dep: Deployment) -> list[dict[str, Any]]:
+    """The DAG bundles airflow.cfg lists ([dag_processor] dag_bundle_config_list)."""
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read_string(dep.named("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"])
+    return json.loads(cfg.get("dag_processor", "dag_bundle_config_list", fallback="[]"))
 
 
 def libpq_targets(spec: dict[str, Any]) -> list[tuple[str, int]]:
@@ -342,14 +359,21 @@ def needed_flows(dep: Deployment) -> set[Flow]:
             if src.namespace == dep.namespace or dst.namespace == dep.namespace:
                 needed.add((src.name, dst.name, dport, proto))
 
+    bundles = bundles_in(dep)
+    blob_readers = BUNDLE_FETCHERS if any("container_name" in b["kwargs"] for b in bundles) else set()
     for ep in dep.pods:
         [spec] = ep.containers
+        if component(ep) in BUNDLE_FETCHERS:
+            for b in bundles:
+                if "repo_url" in b["kwargs"]:
+                    for host, port in urls_in(b["kwargs"]["repo_url"]):
+                        need(ep, host, port)
         # dnsPolicy ClusterFirst (the default): every pod resolves through kube-dns.
         assert spec.get("dnsPolicy", "ClusterFirst") == "ClusterFirst"
         needed |= {(ep.name, KUBE_DNS.name, 53, "UDP"), (ep.name, KUBE_DNS.name, 53, "TCP")}
         for value in env_values(dep, spec):
             for host, port in urls_in(value):
-                if not uses_task_logs(ep, host):
+                if not uses_task_logs(ep, host, blob_readers):
                     continue
                 need(ep, host, port)
         for host, port in libpq_targets(spec):
@@ -503,6 +527,14 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prod, taskEgress": ("prod", {"airflow-aks:taskEgress": TASK_EGRESS}),
     "local, taskEgress": ("local", {"airflow-aks:taskEgress": [{"cidr": "192.168.50.0/24", "port": 5432},
                                                                {"service": "communication-services-smtp"}]}),
+    "prod, git and blob DAG bundles": ("prod", {
+        "airflow-aks:dagBundles": [{"name": "dags-folder", "kind": "image"},
+                                   {"name": "repo", "kind": "git", "url": GIT_URL, "credentials": True},
+                                   {"name": "drop", "kind": "blob", "container": "airflow-dags"}],
+        "airflow-aks:dagBundleTokens": {"repo": "a-token"}}),
+    "local, a blob DAG bundle in the storage emulator": ("local", {
+        "airflow-aks:taskLogEmulatorEndpoint": EMULATOR_ENDPOINT,
+        "airflow-aks:dagBundles": [{"name": "drop", "kind": "blob", "container": "airflow-dags"}]}),
 }
 
 
@@ -511,7 +543,7 @@ def deployments() -> dict[str, Deployment]:
     found = {}
     for variant, (stack, changes) in VARIANTS.items():
         config = {**stack_file_config(stack), **changes}
-        run = run_program(stack, config)
+        run = run_program(stack, config, secret_keys=["airflow-aks:dagBundleTokens"])
         assert run.error is None, f"{variant}: {run.error}"
         found[variant] = deployment_of(run, changes.get("airflow-aks:taskEgress"))
     return found
@@ -565,6 +597,13 @@ def test_the_flows_depend_on_the_settings(deployments: dict[str, Deployment]) ->
     azure_direct = needed_flows(deployments["prod, database azure, no PgBouncer"])
     assert ("airflow-scheduler", SERVER_ADDRESS.name, names.POSTGRES_PORT, "TCP") in azure_direct
     assert not any(d == names.POSTGRES for _, d, _, _ in azure | azure_direct)
+    bundles = needed_flows(deployments["prod, git and blob DAG bundles"])
+    git_port = urlsplit(GIT_URL).port
+    assert {s for s, d, p, _ in bundles if p == git_port} == {"airflow-dag-processor", "airflow-worker"}
+    assert ("airflow-dag-processor", STORAGE_ADDRESS.name, 443, "TCP") in bundles
+    assert ("airflow-dag-processor", STORAGE_ADDRESS.name, 443, "TCP") not in prod
+    local_blob = needed_flows(deployments["local, a blob DAG bundle in the storage emulator"])
+    assert ("airflow-dag-processor", AZURITE.name, 10000, "TCP") in local_blob
     fixed = needed_flows(deployments["dev, fixed workers, no metrics"])
     assert (KEDA_OPERATOR.name, names.POSTGRES, names.POSTGRES_PORT, "TCP") not in fixed
     assert not any(d == names.STATSD for _, d, _, _ in fixed)

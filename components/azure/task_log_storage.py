@@ -15,7 +15,7 @@ from pulumi_azure_native import authorization, managedidentity, storage
 
 from components.azure.platform import role_definition_id
 from components.kubernetes.task_logs import TaskLogStore
-from components.model import names
+from components.model import dag_bundles, names
 from components.model.settings import Settings
 
 # The audience Entra ID expects in a token it exchanges for a managed
@@ -27,6 +27,8 @@ MANAGEMENT_POLICY_NAME = "default"
 
 # Storage Blob Data Contributor, a built-in Azure role.
 BLOB_DATA_CONTRIBUTOR_ROLE = "ba92f5b4-2d11-453d-a403-e96b0b4c6fe3"
+# Storage Blob Data Reader, a built-in Azure role (read and list blobs).
+BLOB_DATA_READER_ROLE = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 
 
 def service_account_subject(namespace: str, account: str = names.TASK_LOG_SERVICE_ACCOUNT) -> str:
@@ -151,6 +153,8 @@ class TaskLogStorage(pulumi.ComponentResource):
             name, container, service_account_subject(settings.namespace), resource_group_name, location,
             oidc_issuer_url, client, child)
         self.grants = [role, federation]
+        self.dag_container_ids = self._dag_containers(name, settings, resource_group_name, account, identity,
+                                                      client, guarded, child)
         backup_client_id: pulumi.Output[str] | None = None
         if backups:
             backup_grants, backup_client_id = self._backup_identity(
@@ -177,6 +181,38 @@ class TaskLogStorage(pulumi.ComponentResource):
             "identity_client_id": self.identity_client_id,
             "account_url": self.store.account_url,
         })
+
+    def _dag_containers(self, name: str, settings: Settings, resource_group_name: pulumi.Input[str],
+                        account: storage.StorageAccount, identity: managedidentity.UserAssignedIdentity,
+                        client: pulumi.Output, guarded: pulumi.ResourceOptions,
+                        child: pulumi.ResourceOptions) -> dict[str, pulumi.Output[str]]:
+        """Blob DAG bundles (dagBundles): a private container each, and
+        Storage Blob Data Reader on that container alone for the Airflow
+        pods' identity (the one federated with the task-log ServiceAccount,
+        which the dag-processor and the workers run as). New logical names:
+        nothing that a deployed stack holds changes."""
+        ids: dict[str, pulumi.Output[str]] = {}
+        for container_name in dag_bundles.blob_containers(settings):
+            container = storage.BlobContainer(
+                f"{name}-dags-{container_name}",
+                resource_group_name=resource_group_name,
+                account_name=account.name,
+                container_name=container_name,
+                public_access=storage.PublicAccess.NONE,
+                opts=guarded,
+            )
+            reader = authorization.RoleAssignment(
+                f"{name}-dags-{container_name}-reader",
+                principal_id=identity.principal_id,
+                principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
+                role_definition_id=role_definition_id(client.subscription_id, BLOB_DATA_READER_ROLE),
+                scope=container.id,
+                opts=child,
+            )
+            # A pod that reads a bundle before the role exists fails its parse.
+            self.grants.append(reader)
+            ids[container_name] = container.id
+        return ids
 
     def _backup_identity(self, name: str, settings: Settings, resource_group_name: pulumi.Input[str],
                          location: pulumi.Input[str], oidc_issuer_url: pulumi.Input[str],

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 
 from components.kubernetes import k8s
+from components.kubernetes.dag_bundles import bundle_env, bundle_mounts, bundle_volumes, identity_components
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.kubernetes.keda import keda_objects
@@ -123,13 +124,16 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             {"name": "logs", "mount_path": f"{names.AIRFLOW_HOME}/logs"},
             # Temporary files of Airflow, Celery's pool (multiprocessing) and Python's tempfile.
             {"name": "tmp", "mount_path": "/tmp"},
+            # DAG bundles' clones and downloads, where they are fetched.
+            *bundle_mounts(component),
             *extra.pop("volume_mounts", []),
         ]
         return {
             "name": component,
             "image": image,
             "args": args,
-            "env": [*secret_env(direct_db), *(task_log_env() if logs_on else []), *extra.pop("env", [])],
+            "env": [*secret_env(direct_db), *(task_log_env() if logs_on else []), *bundle_env(settings, component),
+                    *extra.pop("env", [])],
             "env_from": [{"config_map_ref": {"name": names.ENV_CONFIG_MAP}}],
             "resources": res,
             "volume_mounts": mounts,
@@ -143,9 +147,11 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             {"name": "config", "config_map": {"name": names.CONFIG_MAP}},
             {"name": "logs", "empty_dir": {}},
             {"name": "tmp", "empty_dir": {}},
+            *bundle_volumes(component),
             *extra.pop("volumes", []),
         ]
-        id_labels, id_spec = log_identity(component) if identity else ({}, {})
+        id_labels, id_spec = (log_identity(component, also=identity_components(settings)) if identity
+                              else ({}, {}))
         return {
             "metadata": {"labels": {**_labels(component), **id_labels},
                          "annotations": {CHECKSUM_ANNOTATION: config_checksum, **(annotations or {})}},

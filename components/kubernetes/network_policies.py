@@ -36,7 +36,7 @@ from components.kubernetes.airflow import component_labels
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore, task_logs_on
-from components.model import names
+from components.model import dag_bundles, names
 from components.model.egress import EgressRule
 from components.model.settings import Settings
 
@@ -124,6 +124,9 @@ PROMETHEUS = outside("prometheus (any namespace)", None)
 # range is the narrowest rule that still reaches it.
 PUBLIC_ADDRESSES = {"ip_block": {"cidr": "0.0.0.0/0", "except_": list(PRIVATE_RANGES)}}
 AZURE_PUBLIC = Peer("Azure Storage and Entra ID (public addresses)", None, PUBLIC_ADDRESSES)
+# Git bundles' repositories (dagBundles): an https URL's host, which a
+# NetworkPolicy cannot name either; public addresses on the URL's port.
+GIT_PUBLIC = Peer("Git repositories (public addresses)", None, PUBLIC_ADDRESSES)
 
 
 def task_egress_peer(rule: EgressRule) -> Peer:
@@ -221,6 +224,7 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
         found.append(Flow(keda, POSTGRES, names.POSTGRES_PORT, why="KEDA's PostgreSQL trigger, direct"))
     if settings.metrics:
         found.append(Flow(PROMETHEUS, STATSD, names.STATSD_METRICS_PORT, why="Prometheus scrape"))
+    found += _dag_bundle_flows(settings, task_log_store)
     if backups.backups_on(settings, task_log_store):
         # pg_dump straight to the server, then the dump to blob storage; the
         # pod carries no Airflow URL, so nothing else.
@@ -239,6 +243,21 @@ def task_egress_flows(settings: Settings) -> list[Flow]:
             for ports in rule.ports:
                 found.append(Flow(airflow(component), dst, ports.port, rule.protocol,
                                   f"{rule.label}: {rule.what}", ports.end_port))
+    return found
+
+
+def _dag_bundle_flows(settings: Settings, task_log_store: TaskLogStore | None) -> list[Flow]:
+    """The pods that fetch DAG bundles (dag_bundles.BUNDLE_FETCHERS) to the
+    git repositories, and to the storage account (the emulator) for blob
+    bundles where task logs do not already take them there."""
+    found = []
+    ports = sorted({urlsplit(b.url).port or HTTPS_PORT for b in dag_bundles.git_bundles(settings) if b.url})
+    for component in dag_bundles.BUNDLE_FETCHERS:
+        for port in ports:
+            found.append(Flow(airflow(component), GIT_PUBLIC, port, why="git DAG bundles (HTTPS)"))
+        if (dag_bundles.blob_bundles(settings) and component not in LOG_COMPONENTS
+                and task_logs_on(settings, task_log_store)):
+            found.append(_task_log_flow(settings, airflow(component), "blob DAG bundles"))
     return found
 
 

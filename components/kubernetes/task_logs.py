@@ -104,10 +104,12 @@ def task_logs_on(settings: Settings, store: TaskLogStore | None) -> bool:
     return settings.remote_task_logs and (settings.target != "aks" or store is not None)
 
 
-def log_identity(component: str) -> tuple[dict[str, str], dict[str, Any]]:
+def log_identity(component: str, also: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[str, Any]]:
     """Pod labels and spec fields that give a component the log identity
-    (the workload identity webhook acts on the label)."""
-    if component not in LOG_COMPONENTS:
+    (the workload identity webhook acts on the label); `also`: components
+    that need it beyond LOG_COMPONENTS (the dag-processor reading blob DAG
+    bundles, components/kubernetes/dag_bundles.py)."""
+    if component not in LOG_COMPONENTS and component not in also:
         return {}, {}
     return ({"azure.workload.identity/use": "true"},
             {"service_account_name": names.TASK_LOG_SERVICE_ACCOUNT})

@@ -12,6 +12,7 @@ from components.config import StackConfig
 from components.kubernetes import k8s
 from components.kubernetes.airflow import Airflow, airflow_objects
 from components.kubernetes.backups import DatabaseBackup, backup_objects, backups_on
+from components.kubernetes.dag_bundles import dag_bundle_objects, read_tokens
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.metrics import Metrics, metrics_objects
@@ -35,14 +36,17 @@ def namespace_object(settings: Settings) -> KubeObject:
 def kube_objects(config: StackConfig, image: pulumi.Input[str],
                  secret_values: Mapping[str, pulumi.Input[str]],
                  task_log_store: TaskLogStore | None = None,
-                 external_database: ExternalDatabase | None = None) -> list[KubeObject]:
-    """Every object Workloads declares, from the same builders, for the offline render."""
+                 external_database: ExternalDatabase | None = None,
+                 dag_bundle_tokens: Mapping[str, pulumi.Input[str]] | None = None) -> list[KubeObject]:
+    """Every object Workloads declares, from the same builders, for the offline render
+    (dag_bundle_tokens None: placeholders for the git bundles' tokens)."""
     s, plan = config.settings, config.plan
     _check_external_database(s, external_database)
     return [
         namespace_object(s),
         *secret_objects(s, secret_values),
         *task_log_objects(s, task_log_store),
+        *dag_bundle_objects(s, dag_bundle_tokens),
         *(postgres_objects(s, plan) if external_database is None else []),
         *pgbouncer_objects(s, plan, external_database),
         *rabbitmq_objects(s, plan),
@@ -101,8 +105,11 @@ class Workloads(pulumi.ComponentResource):
                                  external_database=external_database, opts=child)
         after_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         task_logs = [k8s.declare(o, name, after_namespace) for o in task_log_objects(settings, task_log_store)]
+        # The git bundles' tokens: Pulumi secrets from the stack's config, into a Secret only.
+        bundle_secrets = [k8s.declare(o, name, after_namespace)
+                          for o in dag_bundle_objects(settings, read_tokens(settings))]
         # Objects refer to each other by fixed names; `after` makes the order explicit.
-        ready = [namespace, *secrets.secrets, *task_logs]
+        ready = [namespace, *secrets.secrets, *task_logs, *bundle_secrets]
         # With `database: azure` there is no PostgreSQL in the cluster. The
         # Secrets carry the flexible server's host and password (Outputs of
         # components/azure), so whatever waits for them waits for the server;

@@ -17,6 +17,7 @@ from components.model.capacity import (
     SQLALCHEMY_POOL_SIZE,
     CapacityPlan,
 )
+from components.model.dag_bundles import bundle_options
 from components.model.names import (
     ADMIN_USER,
     AIRFLOW_HOME,
@@ -164,6 +165,9 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             "task_acks_late": "True",
         },
     }
+    # DAG bundles (components/model/dag_bundles.py): the list and the
+    # writable volume they are kept on.
+    options["dag_processor"] = bundle_options(settings)
     for section, values in {**remote_logging_options(settings), **metrics_options(settings)}.items():
         options.setdefault(section, {}).update(values)
     for section in sorted(settings.airflow_config):

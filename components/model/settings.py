@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.model import vnet
+from components.model import names, vnet
 from components.model.database_server import SERVER_SKUS
 from components.model.egress import EgressRule, Reserved, parse_task_egress
 from components.model.python_packages import APP_DIR, constraints_file, constraints_versions
@@ -81,6 +81,35 @@ class NodePoolSettings:
     @property
     def fixed(self) -> bool:
         return self.min_count is not None and self.min_count == self.max_count
+
+
+DAG_BUNDLE_KINDS = ("image", "git", "blob")
+
+
+@dataclass(frozen=True)
+class DagBundle:
+    """One entry of dagBundles: where a set of DAG files comes from.
+
+    kind "image": the DAG folder baked into the image (Airflow's
+    LocalDagBundle); "git": a Git repository over HTTPS (the git provider's
+    GitDagBundle, versioned); "blob": a container of the deployment's storage
+    account (app/config/airflow_aks_bundles.py, not versioned).
+    """
+
+    name: str
+    kind: str
+    # git: the repository's https URL, the branch or tag tracked, a folder in it.
+    url: str | None = None
+    ref: str | None = None
+    subdir: str | None = None
+    # git: whether the repository needs a token (from dagBundleTokens).
+    credentials: bool = False
+    # blob: the container and a prefix of blob names in it.
+    container: str | None = None
+    prefix: str | None = None
+    # How often the dag-processor looks for a new version; None: Airflow's
+    # [dag_processor] refresh_interval (the image bundle: its files never change).
+    refresh_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -168,7 +197,10 @@ class Settings:
     # triggerer may reach (components/model/egress.py); empty: none beyond
     # what the deployment itself needs.
     task_egress: tuple[EgressRule, ...] = ()
-
+    # dagBundles: where the DAGs come from (DagBundle); the image's own folder by default.
+    dag_bundles: tuple[DagBundle, ...] = ()
+    # The git bundles dagBundleTokens holds a token for: names only, never a token.
+    dag_bundle_tokens: frozenset[str] = frozenset()
 
 
 # Every key the program reads, with its default (None: derived from other keys).
@@ -230,6 +262,12 @@ DEFAULTS: dict[str, Any] = {
     # Destinations tasks may reach ({cidr, port} or {service}); empty: the
     # NetworkPolicies stay as the deployment alone needs them.
     "taskEgress": [],
+    # Derived: the image's own DAG folder alone (DEFAULT_DAG_BUNDLES), as
+    # Airflow's own default list has it.
+    "dagBundles": None,
+    # A secret: bundle name -> access token, set with
+    # `pulumi config set --secret --path 'dagBundleTokens.<bundle>' <token>`.
+    "dagBundleTokens": None,
 }
 # The derived backup schedule: once a night, off the hour the reference DAG
 # and most users' schedules start at.
@@ -269,6 +307,9 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("core", "default_task_retry_delay"): "use the `taskRetryDelaySeconds` key",
     ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
     ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
+    ("dag_processor", "dag_bundle_config_list"): "use the `dagBundles` key",
+    ("dag_processor", "dag_bundle_storage_path"): "it is the writable volume the pods that fetch DAG bundles mount "
+                                                  "(`dagBundles`)",
 }
 
 # Options Airflow 3 dropped or renamed, which a config carried over from 2.x
@@ -737,9 +778,193 @@ def _task_egress(raw: Any, target: str | None, database: str | None,
     return rules
 
 
+# --------------------------------------------------------------------------
+# dagBundles and dagBundleTokens
+# --------------------------------------------------------------------------
+
+DAG_BUNDLE_KEYS = {
+    "image": ("name", "kind"),
+    "git": ("name", "kind", "url", "ref", "subdir", "credentials", "refreshSeconds"),
+    "blob": ("name", "kind", "container", "prefix", "refreshSeconds"),
+}
+# Short enough to stay readable in a connection ID and an environment
+# variable name (git credentials), and a valid Kubernetes-style name.
+DAG_BUNDLE_NAME_MAX = 40
+# A git fetch or a blob listing each refresh: no more often than the
+# dag-processor checks its bundles ([dag_processor] bundle_refresh_check_interval,
+# 5 s), at least daily.
+DAG_BUNDLE_REFRESH_RANGE = (5, 86_400)
+DEFAULT_DAG_BUNDLE_REFRESH_SECONDS = 60
+DEFAULT_GIT_REF = "main"
+DEFAULT_DAG_BUNDLES = ({"name": "dags-folder", "kind": "image"},)
+# No '%': airflow.cfg values go through configparser's interpolation.
+_GIT_URL_RE = re.compile(r"^https://([A-Za-z0-9.-]+)(:\d{1,5})?/[A-Za-z0-9._~/+-]+$")
+# Blob container names (Azure "Naming and referencing containers"): 3-63
+# lowercase letters, digits and single hyphens, starting and ending with a
+# letter or digit.
+_CONTAINER_RE = re.compile(r"^(?!.*--)[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_REL_PATH_RE = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?$")
+
+
+def _check_git_url(v: str) -> str | None:
+    m = _GIT_URL_RE.match(v)
+    if m is None or "@" in v:
+        return ("must be the repository's https URL without credentials, e.g. "
+                f"'https://github.com/team/dags.git' (the token goes in dagBundleTokens), got {v!r}")
+    return None
+
+
+def _check_git_ref(v: str) -> str | None:
+    """A branch or tag name as `git check-ref-format --branch` allows it (the
+    common subset): no '..', '@{', '//', control characters or space, no
+    leading '-' or '/', no trailing '/', '.' or '.lock'."""
+    bad = (not re.fullmatch(r"[A-Za-z0-9._/+-]+", v) or ".." in v or "//" in v or v.startswith(("-", "/", "."))
+           or v.endswith(("/", ".", ".lock")) or "/." in v)
+    return f"must be a branch or tag name such as 'main' or 'v1.2', got {v!r}" if bad else None
+
+
+def _check_rel_path(v: str) -> str | None:
+    if not _REL_PATH_RE.match(v) or any(part in (".", "..") for part in v.split("/")):
+        return f"must be a relative path without '..' (letters, digits, '.', '_', '-', '/'), got {v!r}"
+    return None
+
+
+def _check_container(v: str) -> str | None:
+    if not _CONTAINER_RE.match(v):
+        return ("must be a blob container name: 3 to 63 lowercase letters, digits and single hyphens, "
+                f"starting and ending with a letter or digit, got {v!r}")
+    if v in (names.TASK_LOG_CONTAINER, names.BACKUP_CONTAINER):
+        return f"{v!r} is the program's own container (task logs, database dumps); name another"
+    return None
+
+
+def _check_bundle_name(v: str) -> str | None:
+    if len(v) > DAG_BUNDLE_NAME_MAX or not _NAME_RE.match(v):
+        return (f"must be lowercase letters, digits and '-' (at most {DAG_BUNDLE_NAME_MAX} characters, "
+                f"starting and ending with a letter or digit), got {v!r}")
+    return None
+
+
+def _dag_bundle(raw: Any, where: str, problems: Problems) -> DagBundle | None:
+    obj = _object(raw, where, problems)
+    if obj is None:
+        return None
+    before = len(problems)
+    kind = _str(obj.get("kind"), f"{where}.kind", problems,
+                lambda v: None if v in DAG_BUNDLE_KINDS else f"must be one of {', '.join(DAG_BUNDLE_KINDS)}, "
+                                                              f"got {v!r}")
+    name = _str(obj.get("name"), f"{where}.name", problems, _check_bundle_name)
+    if kind is None:
+        return None
+    for k in sorted(obj):
+        if k not in DAG_BUNDLE_KEYS[kind]:
+            problems.append((f"{where}.{k}", f"a `{kind}` bundle takes no such key; " +
+                             _unknown(k, DAG_BUNDLE_KEYS[kind]).removeprefix("unknown key; ")))
+    refresh = None
+    if kind != "image":
+        lo, hi = DAG_BUNDLE_REFRESH_RANGE
+        refresh = _int(obj.get("refreshSeconds", DEFAULT_DAG_BUNDLE_REFRESH_SECONDS), f"{where}.refreshSeconds",
+                       lo, hi, problems)
+    fields: dict[str, Any] = {}
+    if kind == "git":
+        fields["url"] = _str(obj.get("url"), f"{where}.url", problems, _check_git_url)
+        fields["ref"] = _str(obj.get("ref", DEFAULT_GIT_REF), f"{where}.ref", problems, _check_git_ref)
+        if obj.get("subdir") not in (None, ""):
+            fields["subdir"] = _str(obj["subdir"], f"{where}.subdir", problems, _check_rel_path)
+        fields["credentials"] = _bool(obj.get("credentials", False), f"{where}.credentials", problems)
+    elif kind == "blob":
+        fields["container"] = _str(obj.get("container"), f"{where}.container", problems, _check_container)
+        if obj.get("prefix") not in (None, ""):
+            fields["prefix"] = _str(obj["prefix"], f"{where}.prefix", problems, _check_rel_path)
+    if len(problems) > before or name is None:
+        return None
+    return DagBundle(name=name, kind=kind, refresh_seconds=refresh, **fields)
+
+
+def _dag_bundles(values: Mapping[str, Any], target: str | None, remote_logs: bool | None,
+                 problems: Problems) -> tuple[DagBundle, ...] | None:
+    """dagBundles: a list of bundles, names unique, at most one `image`
+    bundle (the image has one DAG folder). A `blob` bundle reads with the
+    Airflow pods' Azure identity, which exists with remoteTaskLogs only (on a
+    local cluster: the storage emulator of taskLogEmulatorEndpoint)."""
+    key = "dagBundles"
+    raw = values.get(key)
+    if raw is None or raw == "":
+        raw = list(DEFAULT_DAG_BUNDLES)
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError:
+            raw = None
+    if not isinstance(raw, list) or not raw:
+        problems.append((key, "must be a non-empty list of bundles, e.g. [{name: dags-folder, kind: image}]"))
+        return None
+    before = len(problems)
+    bundles = [_dag_bundle(item, f"{key}[{i}]", problems) for i, item in enumerate(raw)]
+    seen: dict[str, int] = {}
+    images = 0
+    for i, b in enumerate(bundles):
+        if b is None:
+            continue
+        if b.name in seen:
+            problems.append((f"{key}[{i}].name", f"{b.name!r} is already the name of {key}[{seen[b.name]}]; "
+                             "bundle names must be unique"))
+        seen.setdefault(b.name, i)
+        if b.kind == "image":
+            images += 1
+            if images > 1:
+                problems.append((f"{key}[{i}].kind", "the image has one DAG folder: at most one `image` bundle"))
+        if b.kind == "blob" and remote_logs is False:
+            why = ("on AKS a `blob` bundle is read with the Airflow pods' workload identity and the task-log "
+                   "storage account, which exist only with remoteTaskLogs: turn remoteTaskLogs on"
+                   if target == "aks" else
+                   "on a local cluster a `blob` bundle is read from the storage emulator: set "
+                   "taskLogEmulatorEndpoint (and create the container there)")
+            problems.append((f"{key}[{i}]", why))
+    if len(problems) > before:
+        return None
+    return tuple(b for b in bundles if b is not None)
+
+
+def _dag_bundle_tokens(values: Mapping[str, Any], bundles: tuple[DagBundle, ...] | None,
+                       secret_keys: frozenset[str] | None, problems: Problems) -> frozenset[str] | None:
+    """dagBundleTokens: which git bundles have a token. Only the names are
+    kept; the tokens are read again as Pulumi secrets where the Secret is
+    built (components/kubernetes/dag_bundles.py). In a stack file a token is
+    `{secure: ...}`; what the CLI hands the program is the decrypted text,
+    with the key listed among the secret ones (secret_keys; None: not known,
+    as for plain dictionaries in tests)."""
+    key = "dagBundleTokens"
+    raw = values.get(key)
+    if raw is None or raw == "":
+        raw = {}
+    obj = _object(raw, key, problems)
+    if obj is None or bundles is None:
+        return None
+    before = len(problems)
+    if obj and secret_keys is not None and key not in secret_keys:
+        problems.append((key, "must be a secret: set each token with `pulumi config set --secret --path "
+                         "'dagBundleTokens.<bundle>' <token>`"))
+    by_name = {b.name: b for b in bundles}
+    for name in sorted(obj):
+        value = obj[name]
+        if not ((isinstance(value, str) and value) or (isinstance(value, Mapping) and "secure" in value)):
+            problems.append((f"{key}.{name}", "must be the bundle's access token (a non-empty string)"))
+        bundle = by_name.get(name)
+        if bundle is None or bundle.kind != "git" or not bundle.credentials:
+            problems.append((f"{key}.{name}", "names no `git` bundle of dagBundles with `credentials: true`"))
+    for i, b in enumerate(bundles):
+        if b.kind == "git" and b.credentials and b.name not in obj:
+            problems.append((f"dagBundles[{i}].credentials", (
+                f"needs a token: `pulumi config set --secret --path 'dagBundleTokens.{b.name}' <token>`")))
+    return None if len(problems) > before else frozenset(obj)
+
+
 def parse_settings(values: Mapping[str, Any], *, stack: str,
-                   location: str | None = None) -> Settings:
+                   location: str | None = None, secret_keys: frozenset[str] | None = None) -> Settings:
     """Validate the project's stack config (keys without the project prefix).
+
+    secret_keys: the keys Pulumi holds as secrets (None: not known).
 
     Raises ConfigError listing every problem at once.
     """
@@ -827,6 +1052,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     backup_schedule = _backup_schedule(values, target, database, remote_logs, problems)
     db_ha, db_geo, db_sku = _database_server(values, database, problems)
     task_egress = _task_egress(values.get("taskEgress"), target, database, problems)
+    dag_bundles = _dag_bundles(values, target, remote_logs, problems)
+    bundle_tokens = _dag_bundle_tokens(values, dag_bundles, secret_keys, problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -869,6 +1096,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert heartbeat is not None and retries is not None and retry_delay is not None
     assert prewarm is not None and timezone is not None
     assert database is not None and backup_days is not None
+    assert dag_bundles is not None and bundle_tokens is not None
     return Settings(
         stack=stack,
         target=target,
@@ -925,4 +1153,6 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         database_geo_redundant_backup=bool(db_geo),
         database_sku=db_sku,
         task_egress=task_egress or (),
+        dag_bundles=dag_bundles,
+        dag_bundle_tokens=bundle_tokens,
     )
