@@ -16,6 +16,7 @@ from components.kubernetes import k8s
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.kubernetes.keda import keda_objects
+from components.kubernetes.key_vault import identity_components, vault_env
 from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
 from components.kubernetes.task_logs import TaskLogStore, log_identity, task_log_env, task_logs_on
 from components.model import names
@@ -114,6 +115,8 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         })
     logs_on = task_logs_on(settings, task_log_store)
     identity = logs_on and settings.target == "aks"
+    # With keyVault the dag-processor runs as the identity too (key_vault.py).
+    with_identity = identity_components(settings, task_log_store)
 
     def container(component: str, args: list[str], res: dict[str, Any], direct_db: bool = False,
                   **extra: Any) -> dict[str, Any]:
@@ -129,7 +132,8 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             "name": component,
             "image": image,
             "args": args,
-            "env": [*secret_env(direct_db), *(task_log_env() if logs_on else []), *extra.pop("env", [])],
+            "env": [*secret_env(direct_db), *(task_log_env() if logs_on else []),
+                    *vault_env(component, settings, task_log_store), *extra.pop("env", [])],
             "env_from": [{"config_map_ref": {"name": names.ENV_CONFIG_MAP}}],
             "resources": res,
             "volume_mounts": mounts,
@@ -145,7 +149,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             {"name": "tmp", "empty_dir": {}},
             *extra.pop("volumes", []),
         ]
-        id_labels, id_spec = log_identity(component) if identity else ({}, {})
+        id_labels, id_spec = log_identity(component, with_identity) if identity else ({}, {})
         return {
             "metadata": {"labels": {**_labels(component), **id_labels},
                          "annotations": {CHECKSUM_ANNOTATION: config_checksum, **(annotations or {})}},

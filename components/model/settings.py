@@ -161,6 +161,9 @@ class Settings:
     database_high_availability: bool = False
     database_geo_redundant_backup: bool = False
     database_sku: str | None = None
+    # Azure Key Vault as Airflow's secrets backend (connections and variables),
+    # read with the Airflow pods' workload identity: AKS with remoteTaskLogs only.
+    key_vault: bool = False
 
 
 
@@ -220,6 +223,8 @@ DEFAULTS: dict[str, Any] = {
     "databaseHighAvailability": False,
     "databaseGeoRedundantBackup": False,
     "databaseSku": None,
+    # Connections and variables from an Azure Key Vault the program declares.
+    "keyVault": False,
 }
 # The derived backup schedule: once a night, off the hour the reference DAG
 # and most users' schedules start at.
@@ -259,6 +264,13 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("core", "default_task_retry_delay"): "use the `taskRetryDelaySeconds` key",
     ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
     ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
+    # The secrets backend: the Key Vault the program declares, or none. The
+    # workers' own options would make them skip it (Airflow falls back to
+    # [secrets] only when [workers] secrets_backend is unset).
+    ("secrets", "backend"): "use the `keyVault` key (Azure Key Vault, read with the pods' workload identity)",
+    ("secrets", "backend_kwargs"): "use the `keyVault` key; the vault URL and secret name prefixes are the program's",
+    ("workers", "secrets_backend"): "use the `keyVault` key; workers read the [secrets] backend it sets",
+    ("workers", "secrets_backend_kwargs"): "use the `keyVault` key; workers read the [secrets] backend it sets",
 }
 
 # Options Airflow 3 dropped or renamed, which a config carried over from 2.x
@@ -698,6 +710,40 @@ def _database_server(values: Mapping[str, Any], database: str | None,
     return ha, geo, sku
 
 
+# Airflow takes one secrets-backend argument from its own environment variable
+# (AIRFLOW__SECRETS__BACKEND_KWARG__<KEY>) since 3.2.0
+# (airflow/_shared/configuration/parser.py, _collect_kwarg_env_vars): the
+# vault URL, known only once Azure has made the vault, reaches the pods so.
+KEY_VAULT_OLDEST_AIRFLOW = (3, 2, 0)
+
+
+def _key_vault(values: Mapping[str, Any], target: str | None, remote_logs: bool | None,
+               airflow_version: str | None, problems: Problems) -> bool | None:
+    """keyVault: refused where the pods have no Azure identity to read a vault with.
+
+    The Airflow pods' identity (the federated one of TaskLogStorage) exists on
+    AKS only with remoteTaskLogs; a local cluster has no Azure identity at all.
+    """
+    key = "keyVault"
+    on = _bool(values.get(key, DEFAULTS[key]), key, problems)
+    if not on:
+        return on
+    if target == "local":
+        problems.append((key, "needs `target: aks`: a local cluster has no Azure identity to read a vault with"))
+    elif target == "aks" and remote_logs is False:
+        problems.append((key, "the Airflow pods read the vault with their workload identity, which exists only "
+                         "with remoteTaskLogs (the task-log storage's identity): turn remoteTaskLogs on, or "
+                         "keyVault off"))
+    if airflow_version is not None:
+        found = _AIRFLOW_VERSION_RE.match(airflow_version)
+        if found and tuple(int(g) for g in found.groups()) < KEY_VAULT_OLDEST_AIRFLOW:
+            oldest = ".".join(map(str, KEY_VAULT_OLDEST_AIRFLOW))
+            problems.append((key, f"needs airflowVersion {oldest} or newer (the pods get the vault URL through "
+                             f"AIRFLOW__SECRETS__BACKEND_KWARG__VAULT_URL, which Airflow reads since {oldest}), "
+                             f"got {airflow_version}"))
+    return on
+
+
 def _check_server_sku(value: str) -> str | None:
     if value not in SERVER_SKUS:
         return f"unknown flexible server SKU {value!r}; known: {', '.join(SERVER_SKUS)}"
@@ -784,6 +830,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     backup_days = _int(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
     backup_schedule = _backup_schedule(values, target, database, remote_logs, problems)
     db_ha, db_geo, db_sku = _database_server(values, database, problems)
+    key_vault = _key_vault(values, target, remote_logs, airflow_version, problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -881,4 +928,5 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         database_high_availability=bool(db_ha),
         database_geo_redundant_backup=bool(db_geo),
         database_sku=db_sku,
+        key_vault=bool(key_vault),
     )
