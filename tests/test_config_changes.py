@@ -70,6 +70,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`workerPool` `maxCount` (derived 3) → 6": {"workerPool": {"vmSize": "Standard_E4s_v3", "minCount": 0,
                                                                       "maxCount": 6}},
     "`airflowConfig` adds an option": {"airflowConfig": {"core": {"dagbag_import_timeout": "60"}}},
+    "`keyVault` false → true": {"keyVault": True},
 }
 
 
