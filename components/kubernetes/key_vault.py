@@ -24,7 +24,8 @@ from components.model.settings import Settings
 # - api-server: the Execution API's connection and variable routes look them
 #   up on the server for a task whose own lookup found nothing
 #   (airflow/api_fastapi/execution_api/routes/connections.py, get_connection:
-#   Connection.get_connection_from_secrets), and the UI's connection test.
+#   Connection.get_connection_from_secrets; routes/variables.py, get_variable),
+#   the vault first: without the identity each of those would first fail there.
 # Not the scheduler, the migration Job or Flower: none runs user code or
 # hooks. They read the same airflow.cfg, but without the variable or the
 # identity; a lookup there would fail over to the metastore, logged.
