@@ -1,10 +1,13 @@
 """airflow-aks: Apache Airflow 3 with the CeleryExecutor on AKS, sized from stack config."""
 
+import dataclasses
+
 import pulumi
 
 from components import __version__
 from components.azure.database import FlexibleServer
 from components.azure.image import AirflowImage
+from components.azure.key_vault import PURGE_PROTECTION_OUTPUT, SecretsVault
 from components.azure.platform import Platform
 from components.azure.task_log_storage import TaskLogStorage
 from components.config import read_stack_config
@@ -61,6 +64,18 @@ if settings.target == "aks":
         # The Airflow pods write task logs with the identity: its role and federation first.
         image_dependencies += task_logs.grants
         pulumi.export("taskLogStorageAccount", task_logs.account_name)
+        if settings.key_vault:
+            # Connections and variables: read with the same identity, so the
+            # pods wait for its Key Vault role as for its task-log grants.
+            vault = SecretsVault("airflow-secrets", settings=settings,
+                                 resource_group_name=platform.resource_group_name, location=settings.location,
+                                 reader_principal_id=task_logs.identity_principal_id,
+                                 last_outputs=last_outputs())
+            task_log_store = dataclasses.replace(task_logs.store, key_vault_url=vault.uri)
+            image_dependencies += vault.grants
+            pulumi.export("keyVaultName", vault.name)
+            pulumi.export("keyVaultUri", vault.uri)
+            pulumi.export(PURGE_PROTECTION_OUTPUT, vault.purge_protection)
     pulumi.export("resourceGroupName", platform.resource_group_name)
     pulumi.export("registryLoginServer", platform.registry_login_server)
     pulumi.export("clusterName", platform.cluster_name)

@@ -58,7 +58,8 @@ def render(stack: str, out: Path, project_dir: Path = PROJECT_DIR) -> list[Path]
     secrets = {f"{name}/{key}": SECRET_PLACEHOLDER for name, (_, keys) in secret_specs(settings).items()
                for key in keys}
     store = (TaskLogStore("https://<storage account>.blob.core.windows.net", "<log identity client ID>",
-                          "<tenant ID>", "<backup identity client ID>")
+                          "<tenant ID>", "<backup identity client ID>",
+                          key_vault_url="https://<key vault>.vault.azure.net/" if settings.key_vault else None)
              if settings.remote_task_logs and settings.target == "aks" else None)
     external = EXTERNAL_DATABASE_PLACEHOLDER if settings.database == "azure" else None
     objects = kube_objects(config, image_placeholder(settings.target, settings.airflow_version), secrets, store,

@@ -180,6 +180,13 @@ class Mocks(pulumi.runtime.Mocks):
                 state.update(principalId=BACKUP_PRINCIPAL_ID, clientId=BACKUP_CLIENT_ID, tenantId=TENANT)
             else:
                 state.update(principalId=TASK_LOG_PRINCIPAL_ID, clientId=TASK_LOG_CLIENT_ID, tenantId=TENANT)
+        elif args.typ == "azure-native:keyvault:Vault":
+            # Auto-named like the storage account; Azure reports the URI with a trailing slash.
+            state["name"] = f"{args.name}0001"
+            state["properties"] = {**dict(args.inputs.get("properties") or {}),
+                                   "vaultUri": f"https://{state['name']}.vault.azure.net/"}
+            rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"
+                   f"Microsoft.KeyVault/vaults/{state['name']}")
         elif args.typ == "azure-native:network:VirtualNetwork":
             state["name"] = f"{args.name}0001"
             rid = (f"{_rg_id(args.inputs['resourceGroupName'])}/providers/"

@@ -71,6 +71,7 @@ CHANGES: dict[str, dict[str, Any]] = {
                                                                       "maxCount": 6}},
     "`airflowConfig` adds an option": {"airflowConfig": {"core": {"dagbag_import_timeout": "60"}}},
     "`taskEgress` adds an entry": {"taskEgress": [{"cidr": "10.20.0.0/16", "port": 5432}]},
+    "`keyVault` false → true": {"keyVault": True},
 }
 
 

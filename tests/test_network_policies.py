@@ -296,9 +296,10 @@ def targets(dep: Deployment, host: str, port: int, protocol: str = "TCP") -> lis
     if host.endswith(SERVER_DOMAIN):
         return [(SERVER_ADDRESS, port, protocol)]
     if host in GIT_HOSTS or not host.endswith(SERVICE_SUFFIX):
-        assert host in GIT_HOSTS or host.endswith(".blob.core.windows.net"), f"no sample endpoint for {host}"
-        # A git host's and Azure Storage's addresses are theirs to change: any
-        # public address may be one.
+        assert host in GIT_HOSTS or host.endswith((".blob.core.windows.net", ".vault.azure.net")), \
+            f"no sample endpoint for {host}"
+        # A git host's, Azure Storage's and Key Vault's addresses are theirs to
+        # change: any public address may be one.
         return [(ep, port, protocol) for ep in [*OUTSIDE, *dep.egress_samples] if ep.ip and is_public(ep.ip)]
     service_name, ns = host.removesuffix(SERVICE_SUFFIX).split(".")
     service = dep.named("Service", service_name)
@@ -530,6 +531,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prod, git and blob DAG bundles": ("prod", {
         "airflow-aks:dagBundles": [{"name": "dags-folder", "kind": "image"},
                                    {"name": "repo", "kind": "git", "url": GIT_URL, "credentials": True},
+                                   {"name": "drop", "kind": "blob", "container": "airflow-dags"}],
+        "airflow-aks:dagBundleTokens": {"repo": "a-token"}}),
+    # Three features that share the Airflow pods' one identity and its 443.
+    "prod, keyVault, DAG bundles and taskEgress": ("prod", {
+        "airflow-aks:keyVault": True, "airflow-aks:taskEgress": TASK_EGRESS,
+        "airflow-aks:dagBundles": [{"name": "repo", "kind": "git", "url": GIT_URL, "credentials": True},
                                    {"name": "drop", "kind": "blob", "container": "airflow-dags"}],
         "airflow-aks:dagBundleTokens": {"repo": "a-token"}}),
     "local, a blob DAG bundle in the storage emulator": ("local", {

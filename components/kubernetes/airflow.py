@@ -13,10 +13,12 @@ import pulumi
 import pulumi_kubernetes as kubernetes
 
 from components.kubernetes import k8s
-from components.kubernetes.dag_bundles import bundle_env, bundle_mounts, bundle_volumes, identity_components
+from components.kubernetes.dag_bundles import bundle_env, bundle_mounts, bundle_volumes
+from components.kubernetes.dag_bundles import identity_components as bundle_identity_components
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.kubernetes.keda import keda_objects
+from components.kubernetes.key_vault import identity_components, vault_env
 from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
 from components.kubernetes.task_logs import TaskLogStore, log_identity, task_log_env, task_logs_on
 from components.model import names
@@ -115,6 +117,10 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         })
     logs_on = task_logs_on(settings, task_log_store)
     identity = logs_on and settings.target == "aks"
+    # One Azure identity, several grants: the task-log components, the vault's
+    # readers with keyVault (key_vault.py) and the blob bundles' fetchers (dag_bundles.py).
+    vault_readers = identity_components(settings, task_log_store)
+    with_identity = vault_readers + tuple(c for c in bundle_identity_components(settings) if c not in vault_readers)
 
     def container(component: str, args: list[str], res: dict[str, Any], direct_db: bool = False,
                   **extra: Any) -> dict[str, Any]:
@@ -133,7 +139,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             "image": image,
             "args": args,
             "env": [*secret_env(direct_db), *(task_log_env() if logs_on else []), *bundle_env(settings, component),
-                    *extra.pop("env", [])],
+                    *vault_env(component, settings, task_log_store), *extra.pop("env", [])],
             "env_from": [{"config_map_ref": {"name": names.ENV_CONFIG_MAP}}],
             "resources": res,
             "volume_mounts": mounts,
@@ -150,8 +156,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             *bundle_volumes(component),
             *extra.pop("volumes", []),
         ]
-        id_labels, id_spec = (log_identity(component, also=identity_components(settings)) if identity
-                              else ({}, {}))
+        id_labels, id_spec = log_identity(component, with_identity) if identity else ({}, {})
         return {
             "metadata": {"labels": {**_labels(component), **id_labels},
                          "annotations": {CHECKSUM_ANNOTATION: config_checksum, **(annotations or {})}},

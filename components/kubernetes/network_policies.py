@@ -35,6 +35,7 @@ from components.kubernetes import backups, k8s, metrics, pgbouncer, postgres, ra
 from components.kubernetes.airflow import component_labels
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
+from components.kubernetes.key_vault import VAULT_COMPONENTS, key_vault_on
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore, task_logs_on
 from components.model import dag_bundles, names
 from components.model.egress import EgressRule
@@ -207,6 +208,9 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
             found.append(Flow(src, api_server, names.API_SERVER_PORT, why="Execution API (task supervisors)"))
         if component in LOG_COMPONENTS and task_logs_on(settings, task_log_store):
             found.append(_task_log_flow(settings, src, "task logs"))
+        if component in VAULT_COMPONENTS and key_vault_on(settings, task_log_store):
+            # The vault's public endpoint and Entra ID's token exchange, both HTTPS.
+            found.append(Flow(src, AZURE_PUBLIC, HTTPS_PORT, why="connections and variables in Azure Key Vault"))
     # The migration Job holds a session-level advisory lock, so it connects
     # straight to PostgreSQL (airflow.py), besides its shared URLs above.
     if settings.pgbouncer:

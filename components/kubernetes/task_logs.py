@@ -44,7 +44,9 @@ class TaskLogStore:
     # allowed on the backup container only (components/kubernetes/backups.py);
     # None when the in-cluster database is not backed up.
     backup_client_id: pulumi.Input[str] | None = None
-
+    # With keyVault, the URI of the vault the same identity reads connections
+    # and variables from (components/kubernetes/key_vault.py); None without.
+    key_vault_url: pulumi.Input[str] | None = None
 
 
 def identity_connection(store: TaskLogStore) -> pulumi.Input[str]:
@@ -104,12 +106,12 @@ def task_logs_on(settings: Settings, store: TaskLogStore | None) -> bool:
     return settings.remote_task_logs and (settings.target != "aks" or store is not None)
 
 
-def log_identity(component: str, also: tuple[str, ...] = ()) -> tuple[dict[str, str], dict[str, Any]]:
+def log_identity(component: str, components: tuple[str, ...] = LOG_COMPONENTS) -> tuple[dict[str, str],
+                                                                                      dict[str, Any]]:
     """Pod labels and spec fields that give a component the log identity
-    (the workload identity webhook acts on the label); `also`: components
-    that need it beyond LOG_COMPONENTS (the dag-processor reading blob DAG
-    bundles, components/kubernetes/dag_bundles.py)."""
-    if component not in LOG_COMPONENTS and component not in also:
+    (the workload identity webhook acts on the label), if it is one of
+    `components` (by default those that write or read task logs)."""
+    if component not in components:
         return {}, {}
     return ({"azure.workload.identity/use": "true"},
             {"service_account_name": names.TASK_LOG_SERVICE_ACCOUNT})

@@ -93,6 +93,8 @@ class Workloads(pulumi.ComponentResource):
         settings, plan = config.settings, config.plan
         if settings.remote_task_logs and settings.target == "aks" and task_log_store is None:
             raise ValueError("remote task logs on AKS need the task-log store (TaskLogStorage)")
+        if settings.key_vault and (task_log_store is None or task_log_store.key_vault_url is None):
+            raise ValueError("keyVault needs the vault's URL in the task-log store (SecretsVault)")
         if (settings.target == "aks" and settings.database == "in-cluster"
                 and settings.database_backup_schedule is not None
                 and (task_log_store is None or task_log_store.backup_client_id is None)):

@@ -11,6 +11,8 @@ config shows no diff in ``pulumi preview``.
 
 from __future__ import annotations
 
+import json
+
 from components.model import names
 from components.model.capacity import (
     SQLALCHEMY_MAX_OVERFLOW,
@@ -168,7 +170,8 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
     # DAG bundles (components/model/dag_bundles.py): the list and the
     # writable volume they are kept on.
     options["dag_processor"] = bundle_options(settings)
-    for section, values in {**remote_logging_options(settings), **metrics_options(settings)}.items():
+    for section, values in {**remote_logging_options(settings), **metrics_options(settings),
+                            **secrets_options(settings)}.items():
         options.setdefault(section, {}).update(values)
     for section in sorted(settings.airflow_config):
         options.setdefault(section, {}).update(settings.airflow_config[section])
@@ -246,3 +249,40 @@ def remote_logging_options(settings: Settings) -> dict[str, dict[str, str]]:
         },
         "azure_remote_logging": {"remote_wasb_log_container": names.TASK_LOG_CONTAINER},
     }
+
+
+# Airflow's secrets backend for Azure Key Vault (apache-airflow-providers-microsoft-azure).
+KEY_VAULT_BACKEND = "airflow.providers.microsoft.azure.secrets.key_vault.AzureKeyVaultBackend"
+# Secret names: "<prefix><sep><id>", every "_" of the id turned into sep, as
+# Key Vault names take only letters, digits and "-" (the provider's
+# AzureKeyVaultBackend.build_path): connection `my_db` is the secret
+# airflow-connections-my-db. The provider's defaults, written out so README's
+# commands and the backend cannot drift apart.
+CONNECTIONS_PREFIX = "airflow-connections"
+VARIABLES_PREFIX = "airflow-variables"
+SECRET_NAME_SEP = "-"
+# The one argument known only after a deploy (the vault's URI, from Azure): the
+# pods that read the vault get it as this variable, which Airflow merges into
+# [secrets] backend_kwargs (airflow/_shared/configuration/parser.py,
+# _collect_kwarg_env_vars; settings.KEY_VAULT_OLDEST_AIRFLOW). Workers take
+# the same: with [workers] secrets_backend unset, the task SDK falls back to
+# [secrets] with its kwargs and its per-key variables (_get_custom_secret_backend).
+VAULT_URL_ENV = "AIRFLOW__SECRETS__BACKEND_KWARG__VAULT_URL"
+
+
+def key_vault_secret_name(prefix: str, secret_id: str) -> str:
+    """The Key Vault secret the backend reads for a connection id or variable key."""
+    return f"{prefix}{SECRET_NAME_SEP}{secret_id}".replace("_", SECRET_NAME_SEP)
+
+
+def secrets_options(settings: Settings) -> dict[str, dict[str, str]]:
+    """airflow.cfg's [secrets] section with keyVault: the backend and its
+    arguments but the vault URL (VAULT_URL_ENV). No credential: the backend's
+    DefaultAzureCredential takes the pod's workload identity from the
+    variables the AKS webhook injects (AZURE_CLIENT_ID, AZURE_TENANT_ID,
+    AZURE_FEDERATED_TOKEN_FILE; azure-identity's WorkloadIdentityCredential)."""
+    if not settings.key_vault:
+        return {}
+    kwargs = {"connections_prefix": CONNECTIONS_PREFIX, "variables_prefix": VARIABLES_PREFIX,
+              "sep": SECRET_NAME_SEP}
+    return {"secrets": {"backend": KEY_VAULT_BACKEND, "backend_kwargs": json.dumps(kwargs)}}

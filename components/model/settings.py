@@ -201,6 +201,10 @@ class Settings:
     dag_bundles: tuple[DagBundle, ...] = ()
     # The git bundles dagBundleTokens holds a token for: names only, never a token.
     dag_bundle_tokens: frozenset[str] = frozenset()
+    # Azure Key Vault as Airflow's secrets backend (connections and variables),
+    # read with the Airflow pods' workload identity: AKS with remoteTaskLogs only.
+    key_vault: bool = False
+
 
 
 # Every key the program reads, with its default (None: derived from other keys).
@@ -268,6 +272,8 @@ DEFAULTS: dict[str, Any] = {
     # A secret: bundle name -> access token, set with
     # `pulumi config set --secret --path 'dagBundleTokens.<bundle>' <token>`.
     "dagBundleTokens": None,
+    # Connections and variables from an Azure Key Vault the program declares.
+    "keyVault": False,
 }
 # The derived backup schedule: once a night, off the hour the reference DAG
 # and most users' schedules start at.
@@ -310,6 +316,13 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("dag_processor", "dag_bundle_config_list"): "use the `dagBundles` key",
     ("dag_processor", "dag_bundle_storage_path"): "it is the writable volume the pods that fetch DAG bundles mount "
                                                   "(`dagBundles`)",
+    # The secrets backend: the Key Vault the program declares, or none. The
+    # workers' own options would make them skip it (Airflow falls back to
+    # [secrets] only when [workers] secrets_backend is unset).
+    ("secrets", "backend"): "use the `keyVault` key (Azure Key Vault, read with the pods' workload identity)",
+    ("secrets", "backend_kwargs"): "use the `keyVault` key; the vault URL and secret name prefixes are the program's",
+    ("workers", "secrets_backend"): "use the `keyVault` key; workers read the [secrets] backend it sets",
+    ("workers", "secrets_backend_kwargs"): "use the `keyVault` key; workers read the [secrets] backend it sets",
 }
 
 # Options Airflow 3 dropped or renamed, which a config carried over from 2.x
@@ -749,6 +762,40 @@ def _database_server(values: Mapping[str, Any], database: str | None,
     return ha, geo, sku
 
 
+# Airflow takes one secrets-backend argument from its own environment variable
+# (AIRFLOW__SECRETS__BACKEND_KWARG__<KEY>) since 3.2.0
+# (airflow/_shared/configuration/parser.py, _collect_kwarg_env_vars): the
+# vault URL, known only once Azure has made the vault, reaches the pods so.
+KEY_VAULT_OLDEST_AIRFLOW = (3, 2, 0)
+
+
+def _key_vault(values: Mapping[str, Any], target: str | None, remote_logs: bool | None,
+               airflow_version: str | None, problems: Problems) -> bool | None:
+    """keyVault: refused where the pods have no Azure identity to read a vault with.
+
+    The Airflow pods' identity (the federated one of TaskLogStorage) exists on
+    AKS only with remoteTaskLogs; a local cluster has no Azure identity at all.
+    """
+    key = "keyVault"
+    on = _bool(values.get(key, DEFAULTS[key]), key, problems)
+    if not on:
+        return on
+    if target == "local":
+        problems.append((key, "needs `target: aks`: a local cluster has no Azure identity to read a vault with"))
+    elif target == "aks" and remote_logs is False:
+        problems.append((key, "the Airflow pods read the vault with their workload identity, which exists only "
+                         "with remoteTaskLogs (the task-log storage's identity): turn remoteTaskLogs on, or "
+                         "keyVault off"))
+    if airflow_version is not None:
+        found = _AIRFLOW_VERSION_RE.match(airflow_version)
+        if found and tuple(int(g) for g in found.groups()) < KEY_VAULT_OLDEST_AIRFLOW:
+            oldest = ".".join(map(str, KEY_VAULT_OLDEST_AIRFLOW))
+            problems.append((key, f"needs airflowVersion {oldest} or newer (the pods get the vault URL through "
+                             f"AIRFLOW__SECRETS__BACKEND_KWARG__VAULT_URL, which Airflow reads since {oldest}), "
+                             f"got {airflow_version}"))
+    return on
+
+
 def _check_server_sku(value: str) -> str | None:
     if value not in SERVER_SKUS:
         return f"unknown flexible server SKU {value!r}; known: {', '.join(SERVER_SKUS)}"
@@ -1054,6 +1101,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     task_egress = _task_egress(values.get("taskEgress"), target, database, problems)
     dag_bundles = _dag_bundles(values, target, remote_logs, problems)
     bundle_tokens = _dag_bundle_tokens(values, dag_bundles, secret_keys, problems)
+    key_vault = _key_vault(values, target, remote_logs, airflow_version, problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -1155,4 +1203,5 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         task_egress=task_egress or (),
         dag_bundles=dag_bundles,
         dag_bundle_tokens=bundle_tokens,
+        key_vault=bool(key_vault),
     )
