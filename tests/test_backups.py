@@ -102,7 +102,7 @@ def test_a_bad_schedule_is_refused_naming_the_key() -> None:
 
 def test_without_storage_the_dumps_are_refused_on_aks_and_absent_locally() -> None:
     assert "set databaseBackupSchedule to null" in problem(remoteTaskLogs=False)
-    assert schedule(remoteTaskLogs=False, databaseBackupSchedule=None) is None
+    assert schedule(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False) is None
     assert schedule(target="local") is None, "a local cluster without the emulator: no dumps"
     assert "set taskLogEmulatorEndpoint" in problem(target="local", databaseBackupSchedule="0 3 * * *")
     assert schedule(target="local", taskLogEmulatorEndpoint="http://azurite.azurite:10000/devstoreaccount1") == \
@@ -205,7 +205,7 @@ def test_a_changed_schedule_reaches_the_cronjob() -> None:
 
 
 def test_no_backup_objects_without_a_schedule() -> None:
-    run = ok(run_program("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None)))
+    run = ok(run_program("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False)))
     assert run.of_type(CRONJOB) == []
     assert not [m for m in run.manifests() if names.DATABASE_BACKUP in json.dumps(m)]
     assert not [r for r in run.resources if "backup" in r.name]
@@ -231,7 +231,7 @@ def test_a_remote_task_log_switch_off_with_null_schedule_is_still_stopped_by_pro
     from tests.test_config_changes import BUSY, deployed
 
     base = ok(deployed(stack_file_config("prod")))
-    after = deployed(changed(remoteTaskLogs=False, databaseBackupSchedule=None))
+    after = deployed(changed(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False))
     shown = preview(base, after, BUSY)
     assert summary(shown) == "refused (protected)"
     assert "airflow-task-logs-backups" in {s.name for s in shown.steps if s.op == "delete"}
@@ -502,5 +502,5 @@ def test_the_plan_counts_the_backup_pod_and_its_connection(runs: dict[str, Progr
     assert (pod.cpu_request_millicores, pod.memory_request_mib) == (cpu, memory) == (25, 256)
     assert plan.database.connections["database-backup"] == 1, "pg_dump without --jobs: one connection"
     assert "--jobs" not in " ".join(spec["initContainers"][0]["command"])
-    off = config_for("prod", remoteTaskLogs=False, databaseBackupSchedule="").plan
+    off = config_for("prod", remoteTaskLogs=False, databaseBackupSchedule="", keyVault=False).plan
     assert "database-backup" not in off.control_plane.pods and "database-backup" not in off.database.connections

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from components.azure.key_vault import PURGE_PROTECTION_OUTPUT
 from components.azure.pools import worker_pool_name
 from components.model import names
 from components.model.capacity import worker_drain_minutes, worker_stop_seconds
@@ -25,7 +26,9 @@ PROD_POOL = {"name": worker_pool_name("Standard_E4s_v3"), "count": BUSY_NODES, "
              "mode": "User", "enableAutoScaling": True, "minCount": 0, "maxCount": 3, "maxPods": 110,
              "nodeLabels": {"airflow-aks/pool": "celery-workers"}}
 SYSTEM_POOL = {"vmSize": "Standard_D8s_v5", "maxPods": 110}
-PREVIOUS = {"airflowVersion": "3.3.2", "image": "airflowacr0001.azurecr.io/airflow:3.3.2@sha256:" + "0" * 64}
+# The deployed prod stack has its Key Vault with purge protection on (keyVault, protect).
+PREVIOUS = {"airflowVersion": "3.3.2", "image": "airflowacr0001.azurecr.io/airflow:3.3.2@sha256:" + "0" * 64,
+            PURGE_PROTECTION_OUTPUT: True}
 BUSY = Live(fields={"workloads-airflow-worker": {"spec.replicas": 28}},
             managers={"workloads-airflow-worker": {"spec.replicas": "kube-controller-manager"}}, pools=[PROD_POOL])
 
@@ -71,7 +74,7 @@ CHANGES: dict[str, dict[str, Any]] = {
                                                                       "maxCount": 6}},
     "`airflowConfig` adds an option": {"airflowConfig": {"core": {"dagbag_import_timeout": "60"}}},
     "`taskEgress` adds an entry": {"taskEgress": [{"cidr": "10.20.0.0/16", "port": 5432}]},
-    "`keyVault` false → true": {"keyVault": True},
+    "`keyVault` true → false": {"keyVault": False},
 }
 
 

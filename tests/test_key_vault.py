@@ -183,7 +183,7 @@ def test_exactly_one_role_on_the_vault_for_the_airflow_identity(prod: ProgramRun
 
 
 def test_existing_resources_keep_their_names_and_parents(prod: ProgramRun) -> None:
-    without = ok(run_program("prod"))
+    without = ok(run_program("prod", config(keyVault=False)))
     before = {(o.type, o.name, getattr(o.parent, "_name", None)) for o in without.options}
     after = {(o.type, o.name, getattr(o.parent, "_name", None)) for o in prod.options}
     assert before <= after
@@ -245,11 +245,11 @@ def test_the_dag_processor_may_reach_the_vault(prod: ProgramRun) -> None:
         return {p["port"] for rule in policy["spec"].get("egress", []) for p in rule["ports"]}
 
     assert 443 in egress_ports(prod)
-    assert 443 not in egress_ports(ok(run_program("prod")))
+    assert 443 not in egress_ports(ok(run_program("prod", config(keyVault=False))))
 
 
 def test_without_the_key_nothing_changes() -> None:
-    run = ok(run_program("prod"))
+    run = ok(run_program("prod", config(keyVault=False)))
     assert not run.of_type(VAULT)
     assert not {"keyVaultName", "keyVaultUri", PURGE_PROTECTION_OUTPUT} & set(run.outputs)
     assert "[secrets]" not in run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]

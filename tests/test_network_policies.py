@@ -519,7 +519,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "prod": ("prod", {}),
     "prod, no PgBouncer, Flower, no remote task logs": (
         "prod", {"airflow-aks:pgbouncer": False, "airflow-aks:flower": True, "airflow-aks:remoteTaskLogs": False,
-                 "airflow-aks:databaseBackupSchedule": ""}),
+                 "airflow-aks:keyVault": False, "airflow-aks:databaseBackupSchedule": ""}),
     "dev, fixed workers, no metrics": ("dev", {"airflow-aks:workerScaling": "fixed", "airflow-aks:metrics": False}),
     "prod, database azure": ("prod", {"airflow-aks:database": "azure"}),
     "prod, database azure, no PgBouncer": ("prod", {"airflow-aks:database": "azure", "airflow-aks:pgbouncer": False}),

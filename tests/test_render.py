@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from components.config import stack_config_from_file, stack_file_config
-from components.kubernetes import backups
+from components.kubernetes import backups, key_vault
 from components.render import SECRET_PLACEHOLDER, render
 from tests.harness import ROOT, run_program
 from tests.schemas import validate_manifest
@@ -76,6 +76,8 @@ def without_deploy_time_values(objects: list[dict]) -> list[str]:
             for e in c.get("env", []):
                 if e["name"] == backups.STORAGE_ENV and "value" in e:  # the account's URL, Azure's to name
                     e["value"] = "<account url>"
+                if e["name"] == key_vault.VAULT_URL_ENV:  # the vault's URL, named by the deploy
+                    e["value"] = "<vault url>"
         out.append(json.dumps(m, sort_keys=True))
     return sorted(out)
 

@@ -231,7 +231,7 @@ def test_the_account_and_container_are_protected_in_prod_only(prod: ProgramRun) 
 
 def test_without_remote_task_logs_no_storage_is_declared() -> None:
     # Without the account the in-cluster database has no backups: said explicitly.
-    run = ok(run_program("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None)))
+    run = ok(run_program("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False)))
     for typ in STORAGE_TYPES:
         assert run.of_type(typ) == [], f"{typ}: declared with remoteTaskLogs false"
     assert [r.name for r in run.of_type(ROLE)] == ["airflow-acr-pull"], f"{ROLE}: only AcrPull"
