@@ -231,28 +231,6 @@ def another_api_server(d: LocalDeployment, drop_options: tuple[str, ...],
 ASYNC_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"
 
 
-def test_sigterm_to_a_worker_lets_running_tasks_finish(services: Services) -> None:
-    with deployment(services, fanout(parallelism=8, width=8, sleep=25)) as d:
-        worker = d.workloads["worker"]
-        assert worker.env.get("DUMB_INIT_SETSID") == "0", "the declared worker forwards SIGTERM to Celery only"
-        run_id = d.trigger()
-        signalled: list[float] = []
-
-        def on_sample(states: dict[str, int], now: float) -> None:
-            # Like the kubelet on scale-in or rollout: SIGTERM once the tasks run.
-            if not signalled and states.get("running", 0) == 8:
-                os.kill(d.pid("worker"), signal.SIGTERM)
-                signalled.append(now)
-
-        obs = d.observe(run_id, tasks=8, timeout=180, on_sample=on_sample)
-        assert signalled, f"the tasks never all ran: {obs.states}"
-        proc = d.processes["worker"]
-        proc.wait(timeout=60)
-        assert obs.states == {"success": 8}, f"zero lost, zero failed: {obs.states}\n{d.logs('worker')}"
-        assert obs.finished_at is not None and obs.finished_at > signalled[0]
-        assert "warm shutdown" in d.logs("worker", tail=200_000).lower()
-
-
 def scaler_query(d: Any) -> str:
     """The query text of the declared ScaledObject, as KEDA would run it."""
     [trigger] = d.run.manifest("ScaledObject", names.WORKER)["spec"]["triggers"]
@@ -286,19 +264,34 @@ def test_the_keda_query_follows_queued_and_running_tasks(services: Services) -> 
         assert d.query(query) == [(0,)], "all done: back to no worker"
 
 
-def test_a_fanout_queued_with_no_worker_runs_once_a_worker_starts(services: Services) -> None:
-    # Scale from zero, as KEDA does it: the tasks are queued first; a worker
-    # starts only after the scaler's query has seen them.
-    with deployment(services, fanout(parallelism=16, width=16, sleep=10), start=False) as d:
-        d.start("api-server", "scheduler", "dag-processor", "triggerer")
-        d.wait_ready()
-        run_id = d.trigger()
-        query = scaler_query(d)
-        wait_for("the tasks to be queued", lambda: d.query(query) == [(1,)], timeout=120)
-        assert d.states(run_id).get("running", 0) == 0, "nothing runs without a worker"
-        d.start("worker")
-        obs = d.observe(run_id, tasks=16, timeout=300)
-        assert obs.states == {"success": 16}, f"none timed out in queued: {obs.states}\n{d.logs('scheduler')}"
+# From zero, as KEDA scales a worker up once the queue has filled: the two
+# tests below share one deployment whose control plane runs (api-server,
+# scheduler, dag-processor, triggerer) and whose worker each test starts
+# itself, after the tasks are queued; each test first stops a worker an
+# earlier one left. A worker node of the size of this machine (D2s_v5: 2
+# vCPU), so the plan's per-node scaling predicts this machine, and one worker
+# of 16 slots for the 16 tasks. Sharing it saves a deployment's start
+# (migration, four components ready: about 40 s on 2 cores).
+FROM_ZERO_TASKS = 16
+FROM_ZERO = stack_config("dev", parallelism=FROM_ZERO_TASKS, workerConcurrency=FROM_ZERO_TASKS,
+                         fanoutTasks=FROM_ZERO_TASKS, fanoutSleepSeconds=12,
+                         workerPool={"vmSize": "Standard_D2s_v5"},
+                         systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+
+
+def stop_worker(d: LocalDeployment) -> None:
+    """SIGKILL the worker's whole tree, if one runs: the next start is a new
+    worker process with a new pool, as a pod KEDA adds."""
+    proc = d.processes.pop("worker", None)
+    if proc is None:
+        return
+    tree = [proc.pid, *descendants(proc.pid)]
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    for pid in tree:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
 
 
 # The warm span is about a second here, so a ratio with it as divisor is noisy:
@@ -311,28 +304,30 @@ def test_a_fanout_queued_with_no_worker_runs_once_a_worker_starts(services: Serv
 STARTUP_RATIO_TOLERANCE = 1.25
 
 
-def test_a_worker_started_after_its_tasks_are_queued_runs_its_slots_within_the_plans_start(
-        services: Services) -> None:
-    # From zero, as KEDA brings a worker up once the queue has filled: the
-    # run's tasks are all queued before the worker's process starts. Its start
-    # (process, pool, every slot running) is compared with a warm start on the
-    # same worker (a second run, its pool children having run a task each),
-    # which says how much slower than the plan this machine is; the plan is
-    # components/model/startup.py's from-zero steps from "worker up" on (from
-    # bench/worker's measurements).
-    # A worker node of the size of this machine (D2s_v5: 2 vCPU) so the plan's
-    # per-node scaling predicts this machine.
-    tasks = 16
-    config = stack_config("dev", parallelism=tasks, workerConcurrency=tasks, fanoutTasks=tasks,
-                          fanoutSleepSeconds=12, workerPool={"vmSize": "Standard_D2s_v5"},
-                          systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
-    plan = build_stack_config(project_values(config), stack="dev", location="x").plan
-    assert plan.startup is not None and plan.startup.tasks_per_node == tasks
-    zero, warm_plan = plan.startup.from_zero, plan.startup.warm
-    predicted_cold = round(zero.seconds - zero.until("image pull"), 1)
-    with deployment(services, config, start=False) as d:
-        d.start("api-server", "scheduler", "dag-processor", "triggerer")
-        d.wait_ready()
+class TestFromZero:
+    @pytest.fixture(scope="class")
+    def control_plane(self, services: Services) -> Iterator[LocalDeployment]:
+        """Class-scoped: its processes stop when the class's tests are done,
+        not idle on through the rest of the module."""
+        with deployment(services, FROM_ZERO, start=False) as d:
+            d.start("api-server", "scheduler", "dag-processor", "triggerer")
+            d.wait_ready()
+            yield d
+
+    def test_a_worker_started_after_its_tasks_are_queued_runs_its_slots_within_the_plans_start(
+            self, control_plane: LocalDeployment) -> None:
+        # The run's tasks are all queued before the worker's process starts.
+        # Its start (process, pool, every slot running) is compared with a
+        # warm start on the same worker (a second run, its pool children
+        # having run a task each), which says how much slower than the plan
+        # this machine is; the plan is components/model/startup.py's
+        # from-zero steps from "worker up" on (from bench/worker's measurements).
+        d, tasks = control_plane, FROM_ZERO_TASKS
+        plan = build_stack_config(project_values(FROM_ZERO), stack="dev", location="x").plan
+        assert plan.startup is not None and plan.startup.tasks_per_node == tasks
+        zero, warm_plan = plan.startup.from_zero, plan.startup.warm
+        predicted_cold = round(zero.seconds - zero.until("image pull"), 1)
+        stop_worker(d)
         cold_run = d.trigger()
         wait_for("every task queued", lambda: d.states(cold_run).get("queued", 0) == tasks, timeout=120)
         began = time.time()
@@ -343,27 +338,44 @@ def test_a_worker_started_after_its_tasks_are_queued_runs_its_slots_within_the_p
         warm_run = d.trigger()
         warm_obs = d.observe(warm_run, tasks=tasks, timeout=300)
         warm = d.start_times(warm_run)
-    assert cold_obs.states == {"success": tasks}, f"cold run: none failed: {cold_obs.states}"
-    assert warm_obs.states == {"success": tasks}, f"warm run: none failed: {warm_obs.states}"
-    assert cold_obs.max_running == warm_obs.max_running == tasks, "every slot ran at once"
-    measured_cold = cold["last_started"] - began
-    measured_warm = warm["last_started"] - warm["first_queued"]
-    slower = max(1.0, measured_warm / warm_plan.seconds)
-    bound = predicted_cold * slower * STARTUP_RATIO_TOLERANCE
-    figures = (f"cold: worker process start -> all {tasks} slots running {measured_cold:.1f} s (Celery ready after "
-               f"{ready:.1f} s, first task at {cold['first_started'] - began:.1f} s); warm: first task queued -> "
-               f"all {tasks} running {measured_warm:.1f} s (first started after "
-               f"{warm['first_started'] - warm['first_queued']:.1f} s), the plan's {warm_plan.seconds} s; "
-               f"the plan's cold start {predicted_cold} s x {slower:.2f} x {STARTUP_RATIO_TOLERANCE} = {bound:.1f} s")
-    print(figures)
-    assert measured_cold <= bound, figures
+        assert cold_obs.states == {"success": tasks}, f"cold run: none failed: {cold_obs.states}"
+        assert warm_obs.states == {"success": tasks}, f"warm run: none failed: {warm_obs.states}"
+        assert cold_obs.max_running == warm_obs.max_running == tasks, "every slot ran at once"
+        measured_cold = cold["last_started"] - began
+        measured_warm = warm["last_started"] - warm["first_queued"]
+        slower = max(1.0, measured_warm / warm_plan.seconds)
+        bound = predicted_cold * slower * STARTUP_RATIO_TOLERANCE
+        figures = (f"cold: worker process start -> all {tasks} slots running {measured_cold:.1f} s (Celery ready "
+                   f"after {ready:.1f} s, first task at {cold['first_started'] - began:.1f} s); warm: first task "
+                   f"queued -> all {tasks} running {measured_warm:.1f} s (first started after "
+                   f"{warm['first_started'] - warm['first_queued']:.1f} s), the plan's {warm_plan.seconds} s; "
+                   f"the plan's cold start {predicted_cold} s x {slower:.2f} x {STARTUP_RATIO_TOLERANCE} = "
+                   f"{bound:.1f} s")
+        print(figures)
+        assert measured_cold <= bound, figures
+
+    def test_a_fanout_queued_with_no_worker_runs_once_a_worker_starts(self, control_plane: LocalDeployment) -> None:
+        # The tasks are queued first; a worker starts only after the
+        # scaler's query has seen them.
+        d = control_plane
+        stop_worker(d)
+        query = scaler_query(d)
+        assert d.query(query) == [(0,)], "no task queued or running before the run"
+        run_id = d.trigger()
+        wait_for("the tasks to be queued", lambda: d.query(query) == [(1,)], timeout=120)
+        assert d.states(run_id).get("running", 0) == 0, "nothing runs without a worker"
+        d.start("worker")
+        obs = d.observe(run_id, tasks=FROM_ZERO_TASKS, timeout=300)
+        assert obs.states == {"success": FROM_ZERO_TASKS}, f"none timed out in queued: {obs.states}\n" \
+            f"{d.logs('scheduler')}"
 
 
 def test_the_workers_tasks_parse_their_dag_with_the_plans_import_timeout(services: Services) -> None:
     # 48 slots on a D2s_v5 node: 48 task starts at once take about 20 s of its
     # 1.55 cores, so the plan gives the workers' tasks 50 s instead of Airflow's
-    # 30 (the plan's "task start"); the other components keep Airflow's.
-    config = stack_config("dev", parallelism=48, workerConcurrency=48, fanoutTasks=4, fanoutSleepSeconds=20,
+    # 30 (the plan's "task start"); the other components keep Airflow's. The
+    # 4 tasks of 10 s only have to be seen running together, with the env.
+    config = stack_config("dev", parallelism=48, workerConcurrency=48, fanoutTasks=4, fanoutSleepSeconds=10,
                           workerPool={"vmSize": "Standard_D2s_v5"},
                           systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
     with deployment(services, config) as d:
@@ -462,9 +474,11 @@ def test_lint_would_report_an_airflow_2_option(tmp_path: Path) -> None:
 # The tests that need a running deployment of 4 tasks share this one: starting
 # a deployment (migration job, five components ready) takes about 40 s on 2
 # cores. Each test triggers a run of its own. 15 s per task: the async
-# engine's test waits on a run while it runs, and the stopping test stops the
-# deployment while its 4 tasks run (so it comes last).
-SMALL = fanout(parallelism=4, width=4, sleep=15)
+# engine's test waits on a run while it runs, the SIGTERM test signals the
+# worker while its 4 tasks run (and starts it again), and the stopping test
+# stops the deployment while they run (so it comes last).
+SMALL_TASKS = 4
+SMALL = fanout(parallelism=SMALL_TASKS, width=SMALL_TASKS, sleep=15)
 
 
 @pytest.fixture(scope="module")
@@ -557,6 +571,32 @@ def test_celery_declares_no_transient_non_exclusive_queue(services: Services, sm
     assert pidbox, f"the worker's remote-control queue is there: {sorted(by_name)}"
     transient = sorted(n for n, q in by_name.items() if not q["durable"] and not q["exclusive"])
     assert not transient, f"transient non-exclusive queues, denied by RabbitMQ 4.3: {transient}"
+
+
+def test_sigterm_to_a_worker_lets_running_tasks_finish(small: LocalDeployment) -> None:
+    """Like the kubelet on scale-in or rollout: SIGTERM to the worker once its
+    tasks run; each ends in success and the worker exits after them (Celery's
+    warm shutdown). The worker is then started again for the last test."""
+    d = small
+    tasks = SMALL_TASKS
+    worker = d.workloads["worker"]
+    assert worker.env.get("DUMB_INIT_SETSID") == "0", "the declared worker forwards SIGTERM to Celery only"
+    run_id = d.trigger()
+    signalled: list[float] = []
+
+    def on_sample(states: dict[str, int], now: float) -> None:
+        if not signalled and states.get("running", 0) == tasks:
+            os.kill(d.pid("worker"), signal.SIGTERM)
+            signalled.append(now)
+
+    obs = d.observe(run_id, tasks=tasks, timeout=180, on_sample=on_sample)
+    assert signalled, f"the tasks never all ran: {obs.states}"
+    proc = d.processes["worker"]
+    proc.wait(timeout=60)
+    assert obs.states == {"success": tasks}, f"zero lost, zero failed: {obs.states}\n{d.logs('worker')}"
+    assert obs.finished_at is not None and obs.finished_at > signalled[0]
+    assert "warm shutdown" in d.logs("worker", tail=200_000).lower()
+    d.wait_worker_ready(d.start_worker())
 
 
 def test_stopping_a_deployment_leaves_no_process(small: LocalDeployment) -> None:
