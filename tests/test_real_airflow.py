@@ -304,15 +304,17 @@ def stop_worker(d: LocalDeployment) -> None:
 STARTUP_RATIO_TOLERANCE = 1.25
 
 
+@pytest.fixture(scope="class")
+def control_plane(services: Services) -> Iterator[LocalDeployment]:
+    """The from-zero tests' control plane, class-scoped: its processes stop
+    when TestFromZero's tests are done, not idle on through the module."""
+    with deployment(services, FROM_ZERO, start=False) as d:
+        d.start("api-server", "scheduler", "dag-processor", "triggerer")
+        d.wait_ready()
+        yield d
+
+
 class TestFromZero:
-    @pytest.fixture(scope="class")
-    def control_plane(self, services: Services) -> Iterator[LocalDeployment]:
-        """Class-scoped: its processes stop when the class's tests are done,
-        not idle on through the rest of the module."""
-        with deployment(services, FROM_ZERO, start=False) as d:
-            d.start("api-server", "scheduler", "dag-processor", "triggerer")
-            d.wait_ready()
-            yield d
 
     def test_a_worker_started_after_its_tasks_are_queued_runs_its_slots_within_the_plans_start(
             self, control_plane: LocalDeployment) -> None:
