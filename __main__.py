@@ -67,7 +67,7 @@ if settings.target == "aks":
         if settings.key_vault:
             # Connections and variables: read with the same identity, so the
             # pods wait for its Key Vault role as for its task-log grants.
-            vault = SecretsVault("airflow-secrets", settings=settings,
+            vault = SecretsVault("airflow-kv", settings=settings,
                                  resource_group_name=platform.resource_group_name, location=settings.location,
                                  reader_principal_id=task_logs.identity_principal_id,
                                  last_outputs=last_outputs())

@@ -238,7 +238,8 @@ def test_the_dag_container_and_a_reader_role_scoped_to_it(prod: ProgramRun) -> N
 
 
 def test_without_blob_bundles_the_dag_processor_has_no_azure_identity() -> None:
-    run = prod_run(dagBundles=[{"name": "dags-folder", "kind": "image"}, GIT])
+    # keyVault (on in prod) would give it the identity for the vault.
+    run = prod_run(dagBundles=[{"name": "dags-folder", "kind": "image"}, GIT], keyVault=False)
     template = pods(run)["dag-processor"]
     assert "azure.workload.identity/use" not in template["metadata"]["labels"]
     assert not [r for r in run.of_type(ROLE) if r.inputs["roleDefinitionId"].endswith(BLOB_DATA_READER_ROLE)]

@@ -131,7 +131,7 @@ def test_the_secrets_backend_is_not_an_airflow_config_override(section: str, opt
 
 @pytest.mark.parametrize("stack", ["prod", "dev", "Team_Data-Platform.Staging-2026", "x"])
 def test_the_vault_name_is_valid_with_the_providers_random_suffix(stack: str) -> None:
-    logical = vault_logical_name(stack)
+    logical = vault_logical_name("airflow-kv", stack)
     assert len(logical) <= LOGICAL_NAME_MAX
     # Key Vault's rule: 3-24 letters, digits and dashes, a letter first, no "--".
     assert re.fullmatch(r"[a-z][a-z0-9]{2,}", logical)
@@ -188,8 +188,8 @@ def test_existing_resources_keep_their_names_and_parents(prod: ProgramRun) -> No
     after = {(o.type, o.name, getattr(o.parent, "_name", None)) for o in prod.options}
     assert before <= after
     added = {(t, n) for t, n, _ in after - before}
-    assert added == {("airflow-aks:key_vault:SecretsVault", "airflow-secrets"), (VAULT, vault_logical_name("prod")),
-                     (ROLE, "airflow-secrets-secrets-user")}
+    assert added == {("airflow-aks:key_vault:SecretsVault", "airflow-kv"),
+                     (VAULT, vault_logical_name("airflow-kv", "prod")), (ROLE, "airflow-kv-secrets-user")}
 
 
 def test_the_backend_is_in_airflow_cfg_with_no_secret(prod: ProgramRun) -> None:
@@ -218,7 +218,7 @@ def test_the_readers_get_the_vault_url_and_the_identity(prod: ProgramRun) -> Non
 
 
 def test_the_airflow_pods_wait_for_the_vault_role(prod: ProgramRun) -> None:
-    role = prod.options_of("airflow-secrets-secrets-user").resource
+    role = prod.options_of("airflow-kv-secrets-user").resource
     pods = [o for o in prod.options if o.type in (
         "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
         and o.name.startswith("workloads-airflow")]

@@ -608,7 +608,9 @@ def test_the_flows_depend_on_the_settings(deployments: dict[str, Deployment]) ->
     git_port = urlsplit(GIT_URL).port
     assert {s for s, d, p, _ in bundles if p == git_port} == {"airflow-dag-processor", "airflow-worker"}
     assert ("airflow-dag-processor", STORAGE_ADDRESS.name, 443, "TCP") in bundles
-    assert ("airflow-dag-processor", STORAGE_ADDRESS.name, 443, "TCP") not in prod
+    # Without blob bundles or keyVault (prod has the vault) the dag-processor stays in.
+    assert ("airflow-dag-processor", STORAGE_ADDRESS.name, 443, "TCP") in prod
+    assert ("airflow-dag-processor", STORAGE_ADDRESS.name, 443, "TCP") not in needed_flows(deployments["dev"])
     local_blob = needed_flows(deployments["local, a blob DAG bundle in the storage emulator"])
     assert ("airflow-dag-processor", AZURITE.name, 10000, "TCP") in local_blob
     fixed = needed_flows(deployments["dev, fixed workers, no metrics"])
@@ -673,19 +675,27 @@ def by_name(policies: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("variant", BEFORE_TASK_EGRESS["variants"])
-def test_without_task_egress_the_policies_are_as_before(deployments: dict[str, Deployment], variant: str) -> None:
+def test_without_task_egress_the_policies_are_as_before(variant: str) -> None:
     """The NetworkPolicies of these stacks as main rendered them at the commit
-    named in the file, before taskEgress existed: unchanged, object for object."""
-    assert by_name(deployments[variant].policies()) == by_name(BEFORE_TASK_EGRESS["variants"][variant]), variant
+    named in the file, before taskEgress existed: unchanged, object for object
+    (without keyVault, which prod turned on later and which opens 443 to the
+    dag-processor: tests/test_key_vault.py)."""
+    stack, changes = VARIANTS[variant]
+    run = run_program(stack, {**stack_file_config(stack), **changes, "airflow-aks:keyVault": False})
+    assert run.error is None, run.error
+    policies = [m for m in run.manifests() if m["kind"] == "NetworkPolicy"]
+    assert by_name(policies) == by_name(BEFORE_TASK_EGRESS["variants"][variant]), variant
 
 
 def test_an_empty_task_egress_renders_the_same_policies(deployments: dict[str, Deployment]) -> None:
-    for stack in ("dev", "prod"):
-        run = run_program(stack, {**stack_file_config(stack), "airflow-aks:taskEgress": []})
+    def policies(keys: dict[str, Any]) -> dict[str, dict[str, Any]]:
+        run = run_program(stack, {**stack_file_config(stack), "airflow-aks:taskEgress": [], **keys})
         assert run.error is None, run.error
-        policies = [m for m in run.manifests() if m["kind"] == "NetworkPolicy"]
-        assert by_name(policies) == by_name(deployments[stack].policies()) == by_name(
-            BEFORE_TASK_EGRESS["variants"]["prod"]), stack
+        return by_name([m for m in run.manifests() if m["kind"] == "NetworkPolicy"])
+
+    for stack in ("dev", "prod"):
+        assert policies({}) == by_name(deployments[stack].policies()), stack
+        assert policies({"airflow-aks:keyVault": False}) == by_name(BEFORE_TASK_EGRESS["variants"]["prod"]), stack
 
 
 def test_task_egress_adds_exactly_its_flows(deployments: dict[str, Deployment]) -> None:

@@ -43,10 +43,12 @@ def test_one_resource_group_registry_cluster_and_worker_pool(runs: dict[str, Pro
     run = runs[stack]
     for typ in (RG, ACR, AKS, POOL, IMAGE, K8S):
         run.one(typ)
-    # AcrPull, the task-log identity's role (tests/test_task_log_storage.py)
-    # and the backup identity's (tests/test_backups.py).
-    assert sorted(r.name for r in run.of_type(ROLE)) == [
-        "airflow-acr-pull", "airflow-task-logs-backup-blob-contributor", "airflow-task-logs-blob-contributor"]
+    # AcrPull, the task-log identity's role (tests/test_task_log_storage.py),
+    # the backup identity's (tests/test_backups.py) and in prod, with keyVault,
+    # the vault's reader role (tests/test_key_vault.py).
+    assert sorted(r.name for r in run.of_type(ROLE)) == sorted([
+        "airflow-acr-pull", "airflow-task-logs-backup-blob-contributor", "airflow-task-logs-blob-contributor",
+        *(["airflow-kv-secrets-user"] if stack == "prod" else [])])
 
 
 @pytest.mark.parametrize(("stack", "sku"), [("dev", "Basic"), ("prod", "Standard")])
@@ -216,12 +218,13 @@ def test_components_follow_pulumi_conventions(runs: dict[str, ProgramRun]) -> No
     components = [o for o in run.options if o.type.startswith("airflow-aks:")]
     top = {o.type for o in components if o.parent is None}
     assert top == {"airflow-aks:platform:Platform", "airflow-aks:image:AirflowImage",
-                   "airflow-aks:task_log_storage:TaskLogStorage", "airflow-aks:workloads:Workloads"}
+                   "airflow-aks:task_log_storage:TaskLogStorage", "airflow-aks:workloads:Workloads",
+                   "airflow-aks:key_vault:SecretsVault"}
     for o in components:
         # <module> is the component's module name (components/azure/task_log_storage.py).
         assert re.fullmatch(r"airflow-aks:[a-z_]+:[A-Z][A-Za-z]+", o.type), f"{o.name}: type token {o.type}"
-    # Registry and storage account names are alphanumeric: their logical names drop the dashes.
-    undashed = (":Registry", ":StorageAccount")
+    # Registry, storage account and vault names are alphanumeric: their logical names drop the dashes.
+    undashed = (":Registry", ":StorageAccount", ":Vault")
     for o in run.options:
         if o.type == "pulumi:pulumi:StackReference":
             # A read of the stack's own last outputs (components/history.py): it manages nothing.

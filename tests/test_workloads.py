@@ -478,7 +478,9 @@ def test_only_the_log_pods_get_the_azure_identity(runs: dict[str, ProgramRun]) -
             [conn] = [e for e in c["env"] if e["name"] == "AIRFLOW_CONN_WASB_DEFAULT"]
             assert conn["valueFrom"]["secretKeyRef"] == {"name": names.TASK_LOG_SECRET, "key": "connection"}, \
                 label(m)
-    assert with_identity == {"worker", "triggerer", "api-server"}, "they write or read task logs; nothing else"
+    # Prod's keyVault adds the dag-processor, which reads the vault (tests/test_key_vault.py).
+    assert with_identity == {"worker", "triggerer", "api-server", "dag-processor"}, \
+        "they write or read task logs, or read the vault; nothing else"
 
 
 def test_the_log_connection_holds_no_key(runs: dict[str, ProgramRun]) -> None:

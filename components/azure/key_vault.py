@@ -39,10 +39,11 @@ AUTONAME_SUFFIX = 8
 LOGICAL_NAME_MAX = VAULT_NAME_MAX - AUTONAME_SUFFIX - 1
 
 
-def vault_logical_name(stack: str) -> str:
-    """The vault's logical name: `airflowkv` and as much of the stack's name
+def vault_logical_name(component: str, stack: str) -> str:
+    """The vault's logical name: its component's name without dashes (as the
+    registry's and the storage account's) and as much of the stack's name
     (letters and digits) as fits, so a vault says which stack it serves."""
-    return ("airflowkv" + re.sub(r"[^a-z0-9]", "", stack.lower()))[:LOGICAL_NAME_MAX]
+    return (component.replace("-", "") + re.sub(r"[^a-z0-9]", "", stack.lower()))[:LOGICAL_NAME_MAX]
 
 
 def purge_protection(protect: bool, last: Mapping[str, Any] | None) -> bool:
@@ -89,7 +90,7 @@ class SecretsVault(pulumi.ComponentResource):
         client = authorization.get_client_config_output()
         protected = last_outputs.apply(lambda last: purge_protection(settings.protect, last))
         vault = keyvault.Vault(
-            vault_logical_name(settings.stack),
+            vault_logical_name(name, settings.stack),
             resource_group_name=resource_group_name,
             location=location,
             properties={
