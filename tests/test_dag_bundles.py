@@ -19,9 +19,10 @@ from components.azure.task_log_storage import BLOB_DATA_READER_ROLE
 from components.config import file_secret_keys, project_values, stack_file_config
 from components.kubernetes.dag_bundles import DAG_BUNDLE_SECRET, STORAGE_VOLUME
 from components.model import dag_bundles, names
-from components.model.settings import ConfigError, Settings, parse_settings
+from components.model.settings import ConfigError, parse_settings
 from components.render import SECRET_PLACEHOLDER
 from tests.harness import ROOT, TASK_LOG_PRINCIPAL_ID, ProgramRun, is_secret, plain, run_program
+from tests.test_settings import parse, problems_of
 
 TOKEN = "ghp_TESTTOKENdoNotLeak0123456789"
 GIT = {"name": "team-repo", "kind": "git", "url": "https://github.com/data-team/dags.git", "ref": "release/v2",
@@ -33,14 +34,6 @@ CONTAINER = "azure-native:storage:BlobContainer"
 AIRFLOW_PODS = ("api-server", "scheduler", "dag-processor", "triggerer", "worker", "migrate")
 
 
-def parse(**values: Any) -> Settings:
-    return parse_settings(values, stack="test", location="westeurope")
-
-
-def problems_of(**values: Any) -> dict[str, str]:
-    with pytest.raises(ConfigError) as err:
-        parse(**values)
-    return dict(err.value.problems)
 
 
 def prod_run(**changes: Any) -> ProgramRun:

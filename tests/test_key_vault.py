@@ -45,9 +45,10 @@ from tests.harness import (
     ProgramRun,
     plain,
     run_program,
-    stack_file_config,
 )
 from tests.real_airflow import run_airflow_python
+from tests.test_task_log_storage import changed as config
+from tests.test_task_log_storage import ok
 
 VAULT = "azure-native:keyvault:Vault"
 ROLE = "azure-native:authorization:RoleAssignment"
@@ -55,15 +56,6 @@ IDENTITY = "azure-native:managedidentity:UserAssignedIdentity"
 POD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 
 
-def config(**keys: Any) -> dict[str, Any]:
-    values = stack_file_config("prod")
-    values.update({f"airflow-aks:{k}": v for k, v in keys.items()})
-    return values
-
-
-def ok(run: ProgramRun) -> ProgramRun:
-    assert run.error is None, run.error
-    return run
 
 
 @pytest.fixture(scope="module")
