@@ -94,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", required=True, help="stack name: reads Pulumi.<stack>.yaml")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: build/<stack>)")
+    parser.add_argument("--project-dir", type=Path, default=PROJECT_DIR,
+                        help="where Pulumi.<stack>.yaml is (default: this project)")
     args = parser.parse_args(argv)
     out = args.out or Path("build") / args.stack
     try:
-        written = render(args.stack, out)
+        written = render(args.stack, out, project_dir=args.project_dir)
     except (ConfigError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -59,7 +59,9 @@ class ConfigError(ValueError):
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = sorted(problems)
-        lines = [f"  - {PROJECT}:{key}: {msg}" if ":" not in key else f"  - {key}: {msg}"
+        # The project's keys are named with its prefix; others (azure-native:location,
+        # a stray key as the stack file spells it) as they are.
+        lines = [f"  - {key}: {msg}" if ":" in key or " " in key else f"  - {PROJECT}:{key}: {msg}"
                  for key, msg in self.problems]
         noun = "problem" if len(self.problems) == 1 else "problems"
         super().__init__(
