@@ -7,7 +7,12 @@ with the instruction to give them.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import json
 import re
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -218,3 +223,45 @@ def test_a_96_vcpu_node_keeps_what_aks_reserves() -> None:
     a = allocatable(VM_SIZES["Standard_D96s_v5"], max_pods=250)
     assert a.cpu_millicores == 96_000 - 1060
     assert a.memory_mib == 384 * 1024 - (20 * 250 + 50) - 100
+
+
+def load_script() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "scripts" / "vm-sizes"
+    loader = importlib.machinery.SourceFileLoader("vm_sizes_script", str(path))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+def test_the_table_file_is_what_the_regeneration_script_writes() -> None:
+    script = load_script()
+    data = json.loads(vmsizes.CATALOGUE.read_text())
+    assert script.render(data["region"], data["retrieved"], data["sizes"]) == vmsizes.CATALOGUE.read_text()
+    assert script.TABLE == vmsizes.CATALOGUE
+    assert [s["name"] for s in data["sizes"]] == [s["name"] for s in script.select_sizes(
+        [{"name": s["name"], "numberOfCores": s["vcpus"], "memoryInMB": s["memoryGiB"] * 1024}
+         for s in reversed(data["sizes"])])], "the script keeps every size of the table, in its order"
+
+
+def test_the_script_keeps_aks_sizes_of_the_families_and_the_linux_price() -> None:
+    script = load_script()
+    offered = [{"name": n, "numberOfCores": c, "memoryInMB": m * 1024} for n, c, m in (
+        ("Standard_D4as_v5", 4, 16), ("Standard_D128s_v6", 128, 512), ("Standard_E8ds_v5", 8, 64),
+        ("Standard_B2s", 2, 4), ("Standard_F2s_v2", 2, 4))]
+    assert [r["name"] for r in script.select_sizes(offered)] == [
+        "Standard_B2s", "Standard_D4as_v5", "Standard_F2s_v2"], "no 128-vCPU size, no family outside the list"
+    item = {"armSkuName": "Standard_D4as_v5", "type": "Consumption", "currencyCode": "USD",
+            "unitOfMeasure": "1 Hour", "isPrimaryMeterRegion": True,
+            "productName": "Virtual Machines Dasv5 Series", "skuName": "D4as v5", "meterName": "D4as v5"}
+    items = [
+        {**item, "retailPrice": 0.172},
+        {**item, "retailPrice": 0.356, "productName": "Virtual Machines Dasv5 Series Windows"},
+        {**item, "retailPrice": 0.0172, "skuName": "D4as v5 Spot", "meterName": "D4as v5 Spot"},
+        {**item, "retailPrice": 0.0344, "skuName": "D4as v5 Low Priority", "meterName": "D4as v5 Low Priority"},
+        {**item, "retailPrice": 0.1, "type": "Reservation", "unitOfMeasure": "1 Hour"},
+    ]
+    assert script.linux_price("Standard_D4as_v5", items) == 0.172
+    with pytest.raises(SystemExit, match="2 Linux pay-as-you-go prices"):
+        script.linux_price("Standard_D4as_v5", [*items, {**item, "retailPrice": 0.2}])
+    with pytest.raises(SystemExit, match="0 Linux pay-as-you-go prices"):
+        script.linux_price("Standard_D4as_v5", items[1:])
