@@ -690,8 +690,7 @@ def _control_plane(settings: Settings, api: ApiServerPlan, database: DatabasePla
     memory = sum(r.memory_request_mib * n for _, r, n in every)
 
     pool = settings.system_pool
-    size = VM_SIZES[pool.vm_size]
-    alloc = allocatable(size, pool.max_pods)
+    alloc = allocatable(pool.size, pool.max_pods)
     node_cpu = alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES
     node_mem = alloc.memory_mib - NODE_DAEMONSET_MEMORY_MIB
     count = pool.min_count or 1
@@ -783,16 +782,11 @@ def server_parameters(max_connections: int) -> dict[str, str]:
 def plan_capacity(settings: Settings) -> CapacityPlan:
     """Derive worker, node and database sizes; ConfigError if they cannot fit."""
     problems: list[tuple[str, str]] = []
-    known = ", ".join(VM_SIZES)
-    for key, pool in (("systemPool", settings.system_pool), ("workerPool", settings.worker_pool)):
-        if pool.vm_size not in VM_SIZES:
-            problems.append((f"{key}.vmSize", f"unknown VM size {pool.vm_size!r}; known sizes: {known}"))
-    if problems:
-        raise ConfigError(problems)
-
+    # Settings parsing refused every size the table lacks unless the pool
+    # gave its figures, so each pool's size resolves.
     worker = _worker_plan(settings)
     pool = settings.worker_pool
-    size = VM_SIZES[pool.vm_size]
+    size = pool.size
     alloc = allocatable(size, pool.max_pods)
     per_node = _fit(alloc, pool.max_pods, worker)
     if per_node == 0:
@@ -865,9 +859,9 @@ def _footprint(settings: Settings, worker_min: int, worker_max: int) -> tuple[Po
     system, workers = settings.system_pool, settings.worker_pool
     system_nodes = system.min_count or 1
     return tuple(
-        PoolFootprint(pool=name, vm_size=p.vm_size, vcpus=VM_SIZES[p.vm_size].vcpus,
-                      memory_gib=VM_SIZES[p.vm_size].memory_gib, idle_nodes=idle, peak_nodes=peak,
-                      price_per_hour=(VM_SIZES[p.vm_size].list_price_per_hour
+        PoolFootprint(pool=name, vm_size=p.vm_size, vcpus=p.size.vcpus,
+                      memory_gib=p.size.memory_gib, idle_nodes=idle, peak_nodes=peak,
+                      price_per_hour=(p.size.list_price_per_hour
                                       if p.price_per_hour is None else p.price_per_hour),
                       list_price=p.price_per_hour is None)
         for name, p, idle, peak in (("systemPool", system, system_nodes, system_nodes),

@@ -26,6 +26,15 @@ from components.model.python_packages import APP_DIR, constraints_file, constrai
 from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
 from components.model.schedules import parse_cron
 from components.model.sizing import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB
+from components.model.vmsizes import (
+    MIN_MEMORY_GIB,
+    MIN_VCPUS,
+    VM_SIZES,
+    VmSize,
+    closest_size,
+    resolve_size,
+    table_source,
+)
 
 PROJECT = "airflow-aks"
 
@@ -79,10 +88,19 @@ class NodePoolSettings:
     max_pods: int
     # What one node costs an hour, in the user's currency; None: not given.
     price_per_hour: float | None = None
+    # The VM's vCPU and memory as the user gave them: needed for a size the
+    # program's table lacks (components/model/vm_sizes.json); None: not given.
+    vcpus: int | None = None
+    memory_gib: int | None = None
 
     @property
     def fixed(self) -> bool:
         return self.min_count is not None and self.min_count == self.max_count
+
+    @property
+    def size(self) -> VmSize:
+        """The VM size the plan counts with: the table's row, else the user's figures."""
+        return resolve_size(self.vm_size, self.vcpus, self.memory_gib, self.price_per_hour)
 
 
 DAG_BUNDLE_KINDS = ("image", "git", "blob")
@@ -282,7 +300,7 @@ DEFAULTS: dict[str, Any] = {
 DEFAULT_BACKUP_SCHEDULE = "15 1 * * *"
 KEY_NAMES = tuple(DEFAULTS)
 
-POOL_KEYS = ("vmSize", "count", "minCount", "maxCount", "maxPods", "pricePerHour")
+POOL_KEYS = ("vmSize", "count", "minCount", "maxCount", "maxPods", "pricePerHour", "vcpus", "memoryGiB")
 
 # airflow.cfg options the program owns. Each maps to the stack config key (or
 # the reason) that the user should use instead of overriding it.
@@ -516,7 +534,7 @@ def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
     obj = _object(raw, key, problems) if raw is not None else {}
     if obj is None:
         return None
-    known = POOL_KEYS if allow_autoscale else ("vmSize", "count", "maxPods", "pricePerHour")
+    known = POOL_KEYS if allow_autoscale else tuple(k for k in POOL_KEYS if k not in ("minCount", "maxCount"))
     before = len(problems)
     for k in sorted(obj):
         if k not in known:
@@ -540,12 +558,43 @@ def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
     elif min_count is not None and max_count is not None and min_count > max_count:
         problems.append((f"{key}.minCount", f"must not exceed maxCount ({max_count}), got {min_count}"))
     price = _price(obj["pricePerHour"], f"{key}.pricePerHour", problems) if "pricePerHour" in obj else None
+    # Azure's largest sizes have a few hundred vCPU and some TiB of memory.
+    vcpus = _int(obj["vcpus"], f"{key}.vcpus", MIN_VCPUS, 1024, problems) if "vcpus" in obj else None
+    memory = (_int(obj["memoryGiB"], f"{key}.memoryGiB", MIN_MEMORY_GIB, 32_768, problems)
+              if "memoryGiB" in obj else None)
+    if vm_size is not None:
+        _pool_size(key, vm_size, obj, vcpus, memory, problems)
     if len(problems) > before or vm_size is None or max_pods is None:
         return None
     if count is not None:
         min_count = max_count = count
     return NodePoolSettings(vm_size=vm_size, min_count=min_count, max_count=max_count,
-                            max_pods=max_pods, price_per_hour=price)
+                            max_pods=max_pods, price_per_hour=price, vcpus=vcpus, memory_gib=memory)
+
+
+def _pool_size(key: str, vm_size: str, obj: Mapping[str, Any], vcpus: int | None, memory: int | None,
+               problems: Problems) -> None:
+    """A size in the table needs nothing more, and figures given for it must
+    match the table's; a size outside it needs vcpus, memoryGiB and
+    pricePerHour, the figures the plan sizes and prices the pool with."""
+    listed = VM_SIZES.get(vm_size)
+    if listed is not None:
+        for field, given, table in (("vcpus", vcpus, listed.vcpus), ("memoryGiB", memory, listed.memory_gib)):
+            if given is not None and given != table:
+                problems.append((f"{key}.{field}", (
+                    f"{vm_size} has {table} {'vCPU' if field == 'vcpus' else 'GiB'} in the program's table "
+                    f"({table_source()}), not {given}; set {key}.{field} to {table} or remove it")))
+        return
+    missing = [f"{key}.{k}" for k in ("vcpus", "memoryGiB", "pricePerHour") if k not in obj]
+    if not missing:
+        return
+    guess = closest_size(vm_size)
+    these = ", ".join(missing[:-1]) + (" and " if len(missing) > 1 else "") + missing[-1]
+    fix = (f"did you mean '{guess}'? To use {vm_size!r} itself, set {these}" if guess
+           else f"set {these} to use it")
+    problems.append((f"{key}.vmSize", (
+        f"{vm_size!r} is not in the program's table of {len(VM_SIZES)} sizes ({table_source()}); {fix} "
+        "(the plan needs the size's vCPU count, its memory in GiB and what one node costs per hour)")))
 
 
 def _price(raw: Any, key: str, problems: Problems) -> float | None:
