@@ -12,6 +12,15 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from components.model import database_server as pg
+
+# Re-exported: the drain arithmetic lives in drain.py so that settings can
+# refuse what AKS cannot drain for without importing the plan.
+from components.model.drain import (  # noqa: F401
+    AKS_MAX_DRAIN_MINUTES,
+    WORKER_SHUTDOWN_SLACK_SECONDS,
+    worker_drain_minutes,
+    worker_stop_seconds,
+)
 from components.model.prewarm import PrewarmPlan, prewarm_plan
 from components.model.settings import ConfigError, Settings
 from components.model.sizing import (
@@ -26,26 +35,6 @@ from components.model.sizing import (
 )
 from components.model.startup import StartupPlan, startup_plan
 from components.model.vmsizes import VM_SIZES, Allocatable, allocatable
-
-# A stopping worker gets this long beyond the longest task to finish and exit.
-WORKER_SHUTDOWN_SLACK_SECONDS = 60
-# AKS waits at most this long to drain one node (AgentPoolUpgradeSettings
-# drainTimeoutInMinutes: 1 to 1440; its default is 30).
-AKS_MAX_DRAIN_MINUTES = 1440
-
-
-def worker_stop_seconds(longest_task_seconds: int) -> int:
-    """How long a worker may take to stop: its longest task, then the exit."""
-    return longest_task_seconds + WORKER_SHUTDOWN_SLACK_SECONDS
-
-
-def worker_drain_minutes(longest_task_seconds: int) -> int:
-    """AKS's per-node drain timeout for the worker pool: long enough for a
-    worker's warm shutdown, so a node upgrade waits for running tasks instead
-    of failing after AKS's default 30 minutes. It covers one node's workers
-    only if they stop together: see worker_disruption_allowance."""
-    return min(AKS_MAX_DRAIN_MINUTES, math.ceil(worker_stop_seconds(longest_task_seconds) / 60) + 5)
-
 
 # AKS upgrades a pool by adding surge nodes, then cordons and drains "as many
 # nodes at the same time as the number of buffer nodes specified"
