@@ -337,6 +337,36 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("secrets", "backend_kwargs"): "use the `keyVault` key; the vault URL and secret name prefixes are the program's",
     ("workers", "secrets_backend"): "use the `keyVault` key; workers read the [secrets] backend it sets",
     ("workers", "secrets_backend_kwargs"): "use the `keyVault` key; workers read the [secrets] backend it sets",
+    ("core", "simple_auth_manager_users"): "the admin password the program generates is for the user it names",
+    ("database", "sql_alchemy_connect_args_async"): "use the `pgbouncer` key (behind PgBouncer's transaction "
+                                                    "pooling psycopg's prepared statements must be off)",
+    ("api", "port"): "the api-server's Service, its probes and the Execution API URL use this port",
+    ("scheduler", "max_tis_per_query"): "the start-up plan's queueing time was measured with 0 (a whole run "
+                                        "queued in one scheduler loop)",
+    ("celery", "task_acks_late"): "a task on a worker that stops must be redelivered, not lost; the workers' "
+                                  "warm shutdown and RabbitMQ's consumer timeout count on it",
+    ("logging", "remote_logging"): "use the `remoteTaskLogs` key",
+    ("logging", "remote_base_log_folder"): "it names the storage container the program creates (`remoteTaskLogs`)",
+    ("logging", "remote_log_conn_id"): "it names the connection to the storage account the program creates "
+                                       "(`remoteTaskLogs`)",
+    ("azure_remote_logging", "remote_wasb_log_container"): "it is the storage container the program creates "
+                                                           "(`remoteTaskLogs`)",
+    ("metrics", "statsd_on"): "use the `metrics` key",
+    ("metrics", "statsd_host"): "it is the statsd-exporter Service the program declares (`metrics`)",
+    ("metrics", "statsd_port"): "it is the statsd-exporter Service the program declares (`metrics`)",
+    ("metrics", "statsd_prefix"): "the statsd-exporter's mapping matches metric names by it (`metrics`)",
+}
+
+# airflow.cfg options the program sets (or reads) that a stack may override,
+# each with why nothing else breaks. Every option the program writes is in
+# this table or in MANAGED_AIRFLOW_OPTIONS (a test renders each stack and
+# checks), so a new option is a decision, not an accident.
+USER_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
+    ("core", "load_examples"): "the example DAGs only add DAGs; nothing the program sizes or declares reads it",
+    ("core", "dagbag_import_timeout"): "the plan sets it on the workers only (their start burst); a value set "
+                                       "here applies to every pod instead, and the workers start no faster",
+    ("core", "default_timezone"): "the pre-warm windows (prewarmSchedules) read the same value",
+    ("operators", "default_queue"): "the workers consume it and the KEDA query counts it, both from this value",
 }
 
 # Options Airflow 3 dropped or renamed, which a config carried over from 2.x
@@ -1067,32 +1097,36 @@ def _limits_and_conflicts(values: Mapping[str, Any], *, target: str | None, work
     def set_(key: str) -> bool:
         return key in values and values[key] is not None and values[key] != ""
 
+    def got(key: str) -> str:
+        return f"; got {values[key]!r}"
+
     if set_("workerMinReplicas") and worker_scaling == "fixed":
         problems.append(("workerMinReplicas", "only applies with `workerScaling: keda` (the fewest workers KEDA "
-                         "keeps); with `workerScaling: fixed` the workers are always `workers`: remove it"))
+                         "keeps); with `workerScaling: fixed` the workers are always `workers`: remove it"
+                         + got("workerMinReplicas")))
     if pgbouncer is False:
         for key in ("pgbouncerImage", "pgbouncerMetadataPoolSize", "pgbouncerResultBackendPoolSize"):
             if set_(key):
-                problems.append((key, "only applies with `pgbouncer: true`; with `pgbouncer: false` every "
-                                 "component connects to PostgreSQL directly: remove it, or turn pgbouncer on"))
+                problems.append((key, "only applies with `pgbouncer: true`; with `pgbouncer: false` every component "
+                                 "connects to PostgreSQL directly: remove it, or turn pgbouncer on" + got(key)))
     if set_("taskLogRetentionDays") and target is not None and remote_logs is not None \
             and not (target == "aks" and remote_logs):
         where = ("`remoteTaskLogs: false` keeps task logs on the workers, with no storage account"
                  if target == "aks" else "a local cluster's task logs have no storage account to expire them in")
         problems.append(("taskLogRetentionDays", f"only applies to task logs in the storage account (`target: aks` "
-                         f"with remoteTaskLogs); {where}: remove it"))
+                         f"with remoteTaskLogs); {where}: remove it" + got("taskLogRetentionDays")))
     if set_("databaseBackupRetentionDays") and target is not None and database is not None \
             and database != "azure" and not (target == "aks" and backup_schedule is not None):
         where = ("a local cluster's dumps go to the storage emulator, which expires nothing"
                  if target == "local" else "databaseBackupSchedule is null, so there are no dumps to keep")
         problems.append(("databaseBackupRetentionDays", "only applies to the flexible server's backups "
                          "(`database: azure`) or to the in-cluster database's dumps in the storage account "
-                         f"(databaseBackupSchedule); {where}: remove it"))
+                         f"(databaseBackupSchedule); {where}: remove it" + got("databaseBackupRetentionDays")))
     if target == "local":
         for key in ("acrSku", "clusterTier"):
             if set_(key):
                 problems.append((key, "only applies to `target: aks` (the registry and the cluster the program "
-                                 "creates); a local cluster has neither: remove it"))
+                                 "creates); a local cluster has neither: remove it" + got(key)))
     if target == "aks" and longest_task is not None:
         most = max_longest_task_seconds()
         if longest_task > most:
