@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -202,15 +203,29 @@ def test_system_pool_too_small_names_its_count() -> None:
     problems = dict(err.value.problems)
     assert list(problems) == ["systemPool.count"]
     assert "the control plane requests" in problems["systemPool.count"]
+    assert "set systemPool.count to 2" in problems["systemPool.count"], "the count that holds the control plane"
 
 
 def test_database_larger_than_a_system_node_names_the_vm_size() -> None:
-    # 8,000 slots need a PostgreSQL that allows ~9,700 connections: ~38 GiB, more than a B2s node.
+    # Without PgBouncer 3,000 slots need a PostgreSQL that allows ~3,800
+    # connections: ~15 GiB, more than a B2s node. prod sets parallelism, so
+    # the refusal names it; unset, only the VM size is left to change.
+    changes = {"pgbouncer": False, "systemPool": {"vmSize": "Standard_B2s", "count": 20}}
     with pytest.raises(ConfigError) as err:
-        config_for("prod", parallelism=8000, systemPool={"vmSize": "Standard_B2s", "count": 20},
-                   workerPool={"vmSize": "Standard_E16s_v5"})
+        config_for("prod", parallelism=3000, **changes)
     problems = dict(err.value.problems)
-    assert "postgres requests" in problems["systemPool.vmSize"]
+    assert "postgres requests" in problems["parallelism"]
+    assert "systemPool.vmSize such as" in problems["parallelism"], "the alternative to a lower parallelism"
+    # The same stack as if parallelism were a default: only the size is named.
+    settings = config_for("prod", parallelism=3000, systemPool={"vmSize": "Standard_D16s_v5", "count": 4},
+                          pgbouncer=False).settings
+    unset = replace(settings, system_pool=replace(settings.system_pool, vm_size="Standard_B2s"),
+                    keys_set=settings.keys_set - {"parallelism"})
+    with pytest.raises(ConfigError) as err:
+        capacity.plan_capacity(unset)
+    problems = dict(err.value.problems)
+    assert list(problems) == ["systemPool.vmSize"], "no parallelism to name where the stack did not set it"
+    assert "postgres requests" in problems["systemPool.vmSize"] and "such as" in problems["systemPool.vmSize"]
 
 
 def test_flower_adds_to_the_control_plane() -> None:
@@ -333,8 +348,12 @@ def test_a_small_stack_runs_one_api_server_worker(dev: StackConfig) -> None:
 
 @pytest.mark.parametrize(("parallelism", "replicas", "per_pod"), [(500, 2, 1), (3000, 6, 2), (5000, 9, 2)])
 def test_the_api_server_grows_with_parallelism(parallelism: int, replicas: int, per_pod: int) -> None:
-    api = config_for("prod", parallelism=parallelism,
-                     systemPool={"vmSize": "Standard_D16s_v5", "count": 4}).plan.control_plane.api_server
+    # Past settings' ceiling (sizing.MAX_PARALLELISM) the plan function itself
+    # still scales the api-server: the ceiling is the scheduler's and
+    # PostgreSQL's, not the api-server's.
+    base = config_for("prod", systemPool={"vmSize": "Standard_D16s_v5", "count": 4}).settings
+    wider = replace(base, parallelism=parallelism, workers=math.ceil(parallelism / base.worker_concurrency))
+    api = capacity.plan_capacity(wider).control_plane.api_server
     assert (api.replicas, api.workers_per_pod) == (replicas, per_pod), f"api-server at parallelism {parallelism}"
     assert api.max_running_tasks >= parallelism * sizing.API_WORKER_HEADROOM
     assert api.start_burst_seconds <= capacity.API_START_BURST_SECONDS, f"start burst at parallelism {parallelism}"
@@ -348,5 +367,6 @@ def test_a_set_replica_count_takes_the_workers_the_load_needs() -> None:
 
 def test_a_system_pool_too_small_for_the_api_server_names_its_count() -> None:
     with pytest.raises(ConfigError) as err:
-        config_for("prod", parallelism=10_000, systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
-    assert "systemPool.count" in dict(err.value.problems)
+        config_for("prod", parallelism=3000, systemPool={"vmSize": "Standard_D4s_v5", "count": 1})
+    problems = dict(err.value.problems)
+    assert "set systemPool.count to 2" in problems["systemPool.count"], "the count the wider api-server needs"

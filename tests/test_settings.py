@@ -37,7 +37,7 @@ def test_cli_string_form_equals_yaml_form() -> None:
 
 
 def test_zero_is_refused() -> None:
-    assert problems_of(parallelism=0) == {"parallelism": "must be a whole number from 1 to 100000, got 0"}
+    assert problems_of(parallelism=0) == {"parallelism": "must be a whole number from 1 to 3000, got 0"}
 
 
 def test_negative_is_refused() -> None:
@@ -47,7 +47,7 @@ def test_negative_is_refused() -> None:
 
 def test_string_where_a_number_belongs_is_refused() -> None:
     assert problems_of(parallelism="lots") == {
-        "parallelism": "must be a whole number from 1 to 100000, got 'lots'"}
+        "parallelism": "must be a whole number from 1 to 3000, got 'lots'"}
 
 
 def test_fraction_is_refused() -> None:

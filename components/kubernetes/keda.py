@@ -35,8 +35,19 @@ COOLDOWN_SECONDS = 300
 # tasks is not stopped while the scheduler is still queueing the rest.
 SCALE_DOWN_WINDOW_SECONDS = 120
 TRIGGER_AUTH = "airflow-keda"
-# The Celery queue Airflow sends every task to unless a task names another.
+# The Celery queue Airflow sends every task to unless a task names another:
+# [operators] default_queue, Airflow's "default" unless airflowConfig sets it.
 CELERY_QUEUE = "default"
+
+
+def celery_queue(settings: Settings) -> str:
+    """The queue the tasks go to and the workers consume: [operators]
+    default_queue. The workers follow it by themselves (the Celery
+    provider's `celery worker` takes its --queues default from that option,
+    apache-airflow-providers-celery cli definitions, read 2026-12-02); the
+    KEDA query must count the same queue, or a stack that renames it would
+    never scale its workers up."""
+    return settings.airflow_config.get("operators", {}).get("default_queue", CELERY_QUEUE)
 # The HPA's scale-up period. A `Pods` policy of the plan's workers per period
 # takes 1 to the peak in one step: the HPA limits a scale-up to the current
 # replicas plus the policy's value per period (kubernetes
@@ -61,8 +72,10 @@ def keda_paused(settings: Settings) -> bool:
 
 def worker_query(worker_concurrency: int, queue: str = CELERY_QUEUE) -> str:
     """Workers needed now: queued + running task instances / tasks per worker, rounded up."""
+    # The queue name comes from airflowConfig: quoted as an SQL literal.
+    quoted = queue.replace("'", "''")
     return (f"SELECT ceil(count(*)::decimal / {worker_concurrency}) FROM task_instance "
-            f"WHERE state IN ('queued', 'running') AND queue = '{queue}'")
+            f"WHERE state IN ('queued', 'running') AND queue = '{quoted}'")
 
 
 def cron_triggers(prewarm: PrewarmPlan | None) -> list[dict[str, Any]]:
@@ -124,7 +137,7 @@ def keda_objects(settings: Settings, plan: CapacityPlan,
             "userName": server["user"],
             "dbName": names.POSTGRES_DB,
             "sslmode": server["sslmode"],
-            "query": worker_query(settings.worker_concurrency),
+            "query": worker_query(settings.worker_concurrency, celery_queue(settings)),
             # The query returns workers, so one per unit.
             "targetQueryValue": "1",
             "activationTargetQueryValue": "0",

@@ -8,12 +8,22 @@ components read their sizes from it and from nowhere else.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from components.model import database_server as pg
+
+# Re-exported: the drain arithmetic lives in drain.py so that settings can
+# refuse what AKS cannot drain for without importing the plan.
+from components.model.drain import (  # noqa: F401
+    AKS_MAX_DRAIN_MINUTES,
+    WORKER_SHUTDOWN_SLACK_SECONDS,
+    worker_drain_minutes,
+    worker_stop_seconds,
+)
 from components.model.prewarm import PrewarmPlan, prewarm_plan
-from components.model.settings import ConfigError, Settings
+from components.model.settings import ConfigError, NodePoolSettings, Settings
 from components.model.sizing import (
     API_WORKER_HEADROOM,
     API_WORKER_MEMORY_MIB,
@@ -26,26 +36,6 @@ from components.model.sizing import (
 )
 from components.model.startup import StartupPlan, startup_plan
 from components.model.vmsizes import VM_SIZES, Allocatable, allocatable
-
-# A stopping worker gets this long beyond the longest task to finish and exit.
-WORKER_SHUTDOWN_SLACK_SECONDS = 60
-# AKS waits at most this long to drain one node (AgentPoolUpgradeSettings
-# drainTimeoutInMinutes: 1 to 1440; its default is 30).
-AKS_MAX_DRAIN_MINUTES = 1440
-
-
-def worker_stop_seconds(longest_task_seconds: int) -> int:
-    """How long a worker may take to stop: its longest task, then the exit."""
-    return longest_task_seconds + WORKER_SHUTDOWN_SLACK_SECONDS
-
-
-def worker_drain_minutes(longest_task_seconds: int) -> int:
-    """AKS's per-node drain timeout for the worker pool: long enough for a
-    worker's warm shutdown, so a node upgrade waits for running tasks instead
-    of failing after AKS's default 30 minutes. It covers one node's workers
-    only if they stop together: see worker_disruption_allowance."""
-    return min(AKS_MAX_DRAIN_MINUTES, math.ceil(worker_stop_seconds(longest_task_seconds) / 60) + 5)
-
 
 # AKS upgrades a pool by adding surge nodes, then cordons and drains "as many
 # nodes at the same time as the number of buffer nodes specified"
@@ -667,8 +657,10 @@ def _database_plan(settings: Settings, worker: WorkerPlan, api: ApiServerPlan,
     )
 
 
-def _control_plane(settings: Settings, api: ApiServerPlan, database: DatabasePlan,
-                   problems: list[tuple[str, str]]) -> ControlPlanePlan:
+def _system_pods(settings: Settings, api: ApiServerPlan,
+                 database: DatabasePlan) -> tuple[dict[str, PodResources], PodResources,
+                                                  list[tuple[str, PodResources, int]]]:
+    """The system pool's pods (and replicas), PostgreSQL's sized from the plan's max_connections."""
     pods = {"api-server": api.pod, **CONTROL_PLANE_REQUESTS}
     if not settings.flower:
         del pods["flower"]
@@ -686,34 +678,158 @@ def _control_plane(settings: Settings, api: ApiServerPlan, database: DatabasePla
         # With `database: azure` the flexible server takes the pod's place,
         # sized from the same figures (_database_server_plan).
         every.append(("postgres", postgres, 1))
+    return pods, postgres, every
+
+
+def _system_room(pool: NodePoolSettings) -> tuple[int, int]:
+    """CPU (millicores) and memory (MiB) one system node leaves for pods."""
+    alloc = allocatable(pool.size, pool.max_pods)
+    return alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES, alloc.memory_mib - NODE_DAEMONSET_MEMORY_MIB
+
+
+def _oversized_system_pod(settings: Settings, every: list[tuple[str, PodResources, int]]
+                          ) -> tuple[str, PodResources] | None:
+    """The largest system pod (by memory), if no system node holds it."""
+    node_cpu, node_mem = _system_room(settings.system_pool)
+    name, res, _ = max(every, key=lambda item: item[1].memory_request_mib)
+    if res.memory_request_mib > node_mem or res.cpu_request_millicores > node_cpu:
+        return name, res
+    return None
+
+
+def _control_plane(settings: Settings, api: ApiServerPlan, database: DatabasePlan,
+                   problems: list[tuple[str, str]]) -> ControlPlanePlan:
+    pods, postgres, every = _system_pods(settings, api, database)
     cpu = sum(r.cpu_request_millicores * n for _, r, n in every)
     memory = sum(r.memory_request_mib * n for _, r, n in every)
 
     pool = settings.system_pool
-    alloc = allocatable(pool.size, pool.max_pods)
-    node_cpu = alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES
-    node_mem = alloc.memory_mib - NODE_DAEMONSET_MEMORY_MIB
+    node_cpu, node_mem = _system_room(pool)
     count = pool.min_count or 1
-    largest = max(every, key=lambda item: item[1].memory_request_mib)
-    if largest[1].memory_request_mib > node_mem or largest[1].cpu_request_millicores > node_cpu:
-        problems.append(("systemPool.vmSize", (
-            f"{largest[0]} requests {largest[1].memory_request_mib} MiB and {largest[1].cpu_request_millicores}m "
-            f"CPU, more than a {pool.vm_size} node leaves for pods ({node_mem} MiB, {node_cpu}m)")))
+    needed = max(1, math.ceil(cpu / node_cpu), math.ceil(memory / node_mem))
+    oversized = _oversized_system_pod(settings, every)
+    if oversized is not None:
+        problems.append(_oversized_system_pod_problem(settings, *oversized))
     elif cpu > count * node_cpu or memory > count * node_mem:
         problems.append(("systemPool.count", (
             f"the control plane requests {memory} MiB and {cpu}m CPU; {count} x {pool.vm_size} leave "
-            f"{count * node_mem} MiB and {count * node_cpu}m for pods; add nodes or choose a larger vmSize")))
+            f"{count * node_mem} MiB and {count * node_cpu}m for pods; set systemPool.count to {needed}, "
+            "or choose a larger systemPool.vmSize")))
     return ControlPlanePlan(
         pods=pods,
         postgres=postgres,
-        postgres_shared_buffers_mib=pg_memory // 4,
+        postgres_shared_buffers_mib=postgres.memory_request_mib // 4,
         api_server=api,
         cpu_request_millicores=cpu,
         memory_request_mib=memory,
         system_nodes=count,
         system_vm_size=pool.vm_size,
-        system_nodes_needed=max(1, math.ceil(cpu / node_cpu), math.ceil(memory / node_mem)),
+        system_nodes_needed=needed,
     )
+
+
+# --- Fixes a refusal names ---------------------------------------------------
+# Where a plan cannot fit, the message gives the number to set. Each is found
+# by search over the plan's own functions, so no formula is written twice.
+
+def _largest(lo: int, hi: int, fits: Callable[[int], bool]) -> int | None:
+    """The largest value in lo..hi that fits (fits holds up to some value
+    and not beyond); None if not even lo does."""
+    if hi < lo or not fits(lo):
+        return None
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _cheapest_size(fits: Callable[[str], bool]) -> str | None:
+    """The known VM size with the lowest list price that fits."""
+    for size in sorted(VM_SIZES.values(), key=lambda v: (v.list_price_per_hour, v.name)):
+        if fits(size.name):
+            return size.name
+    return None
+
+
+def _with_parallelism(settings: Settings, parallelism: int) -> Settings:
+    """The stack at another parallelism, with what the settings derive from it."""
+    workers = settings.workers if settings.workers_set else math.ceil(parallelism / settings.worker_concurrency)
+    return replace(settings, parallelism=parallelism, workers=workers)
+
+
+def _system_pods_fit(settings: Settings) -> bool:
+    worker = _worker_plan(settings)
+    api = _api_server_plan(settings)
+    database = _database_plan(settings, worker, api, [])
+    return _oversized_system_pod(settings, _system_pods(settings, api, database)[2]) is None
+
+
+def _oversized_system_pod_problem(settings: Settings, name: str, res: PodResources) -> tuple[str, str]:
+    """A system pod larger than a system node: the largest parallelism that
+    fits (where the stack set parallelism and lowering it helps), and the
+    cheapest system node size that holds the pod."""
+    pool = settings.system_pool
+    node_cpu, node_mem = _system_room(pool)
+    what = (f"{name} requests {res.memory_request_mib} MiB and {res.cpu_request_millicores}m CPU, more than a "
+            f"{pool.vm_size} node leaves for pods ({node_mem} MiB, {node_cpu}m)")
+    size = _cheapest_size(lambda v: _system_pods_fit(replace(settings, system_pool=replace(pool, vm_size=v))))
+    larger = f"a systemPool.vmSize such as {size}" if size else "a larger systemPool.vmSize"
+    most = None
+    if "parallelism" in settings.keys_set:
+        most = _largest(1, settings.parallelism - 1, lambda p: _system_pods_fit(_with_parallelism(settings, p)))
+    if most is not None:
+        return ("parallelism", f"{what}, as {name} is sized from parallelism; set parallelism to at most "
+                               f"{most}, or choose {larger}")
+    return ("systemPool.vmSize", f"{what}; choose {larger}")
+
+
+def _worker_fits(settings: Settings) -> bool:
+    pool = settings.worker_pool
+    return _fit(allocatable(pool.size, pool.max_pods), pool.max_pods, _worker_plan(settings)) > 0
+
+
+# The keys a worker's size comes from, in the order a refusal names them.
+WORKER_SIZE_KEYS = ("workerMemoryPerSlotMiB", "workerCpuPerSlotMillicores", "workerConcurrency",
+                    "workerPool.vmSize")
+
+
+def _worker_too_large(settings: Settings, worker: WorkerPlan, alloc: Allocatable) -> tuple[str, str]:
+    """One worker larger than a worker node: named under the key the stack
+    set that the node lacks (memory or CPU per slot, else the concurrency,
+    else the VM size), with the number each of them would need."""
+    pool = settings.worker_pool
+    node_cpu = alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES
+    node_mem = alloc.memory_mib - NODE_DAEMONSET_MEMORY_MIB
+    c, mem, cpu = worker.concurrency, settings.worker_memory_per_slot_mib, settings.worker_cpu_per_slot_millicores
+    what = (f"one worker with {c} slots requests {worker.memory_request_mib} MiB and "
+            f"{worker.cpu_request_millicores}m CPU, more than a {pool.vm_size} node leaves for pods "
+            f"({node_mem} MiB, {node_cpu}m)")
+    fixes: dict[str, str] = {}
+    if worker.memory_request_mib > node_mem:
+        most = _largest(1, mem - 1, lambda v: _worker_fits(replace(settings, worker_memory_per_slot_mib=v)))
+        if most is not None:
+            fixes["workerMemoryPerSlotMiB"] = f"workerMemoryPerSlotMiB to at most {most} (at workerConcurrency {c})"
+    if worker.cpu_request_millicores > node_cpu:
+        most = _largest(1, cpu - 1, lambda v: _worker_fits(replace(settings, worker_cpu_per_slot_millicores=v)))
+        if most is not None:
+            fixes["workerCpuPerSlotMillicores"] = (f"workerCpuPerSlotMillicores to at most {most} "
+                                                   f"(at workerConcurrency {c})")
+    most = _largest(1, c - 1, lambda v: _worker_fits(replace(settings, worker_concurrency=v)))
+    if most is not None:
+        fixes["workerConcurrency"] = (f"workerConcurrency to at most {most} (at {mem} MiB and {cpu}m per slot; "
+                                      "workers follow)")
+    size = _cheapest_size(lambda v: _worker_fits(replace(settings, worker_pool=replace(pool, vm_size=v))))
+    if size is not None:
+        fixes["workerPool.vmSize"] = f"workerPool.vmSize to one that holds it, such as {size}"
+    if not fixes:
+        return "workerConcurrency", f"{what}; no worker size this program knows fits a node"
+    named = [k for k in WORKER_SIZE_KEYS if k in settings.keys_set and k in fixes]
+    key = named[0] if named else next(k for k in WORKER_SIZE_KEYS if k in fixes)
+    ordered = [fixes[key]] + [fixes[k] for k in WORKER_SIZE_KEYS if k in fixes and k != key]
+    return key, f"{what}; set " + ", or ".join(ordered)
 
 
 def _database_server_plan(settings: Settings, database: DatabasePlan, control: ControlPlanePlan,
@@ -790,14 +906,7 @@ def plan_capacity(settings: Settings) -> CapacityPlan:
     alloc = allocatable(size, pool.max_pods)
     per_node = _fit(alloc, pool.max_pods, worker)
     if per_node == 0:
-        raise ConfigError([(
-            "workerConcurrency",
-            f"one worker with {worker.concurrency} slots requests {worker.memory_request_mib} MiB and "
-            f"{worker.cpu_request_millicores}m CPU, more than a {pool.vm_size} node leaves for pods "
-            f"({alloc.memory_mib - NODE_DAEMONSET_MEMORY_MIB} MiB, "
-            f"{alloc.cpu_millicores - NODE_DAEMONSET_CPU_MILLICORES}m); lower workerConcurrency "
-            "or choose a larger workerPool.vmSize",
-        )])
+        raise ConfigError([_worker_too_large(settings, worker, alloc)])
     needed = math.ceil(worker.replicas / per_node)
     # Under KEDA the workers come and go with the tasks, so by default the
     # cluster autoscaler runs the pool from 0 to the nodes the peak needs.

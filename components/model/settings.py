@@ -21,11 +21,22 @@ from typing import Any
 
 from components.model import names, vnet
 from components.model.database_server import SERVER_SKUS
+from components.model.drain import (
+    AKS_MAX_DRAIN_MINUTES,
+    DRAIN_SLACK_MINUTES,
+    WORKER_SHUTDOWN_SLACK_SECONDS,
+    max_longest_task_seconds,
+)
 from components.model.egress import EgressRule, Reserved, parse_task_egress
 from components.model.python_packages import APP_DIR, constraints_file, constraints_versions
 from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
 from components.model.schedules import parse_cron
-from components.model.sizing import DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES, DEFAULT_WORKER_MEMORY_PER_SLOT_MIB
+from components.model.sizing import (
+    DEFAULT_WORKER_CPU_PER_SLOT_MILLICORES,
+    DEFAULT_WORKER_MEMORY_PER_SLOT_MIB,
+    MAX_PARALLELISM,
+    MEASURED_WIDEST_RUN,
+)
 from components.model.vmsizes import (
     MIN_MEMORY_GIB,
     MIN_VCPUS,
@@ -224,6 +235,9 @@ class Settings:
     # Azure Key Vault as Airflow's secrets backend (connections and variables),
     # read with the Airflow pods' workload identity: AKS with remoteTaskLogs only.
     key_vault: bool = False
+    # The keys the stack set (pool keys also as "systemPool.vmSize" etc.), so
+    # that a problem found later names what the user changed, not a default.
+    keys_set: frozenset[str] = frozenset()
 
 
 
@@ -343,6 +357,36 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("secrets", "backend_kwargs"): "use the `keyVault` key; the vault URL and secret name prefixes are the program's",
     ("workers", "secrets_backend"): "use the `keyVault` key; workers read the [secrets] backend it sets",
     ("workers", "secrets_backend_kwargs"): "use the `keyVault` key; workers read the [secrets] backend it sets",
+    ("core", "simple_auth_manager_users"): "the admin password the program generates is for the user it names",
+    ("database", "sql_alchemy_connect_args_async"): "use the `pgbouncer` key (behind PgBouncer's transaction "
+                                                    "pooling psycopg's prepared statements must be off)",
+    ("api", "port"): "the api-server's Service, its probes and the Execution API URL use this port",
+    ("scheduler", "max_tis_per_query"): "the start-up plan's queueing time was measured with 0 (a whole run "
+                                        "queued in one scheduler loop)",
+    ("celery", "task_acks_late"): "a task on a worker that stops must be redelivered, not lost; the workers' "
+                                  "warm shutdown and RabbitMQ's consumer timeout count on it",
+    ("logging", "remote_logging"): "use the `remoteTaskLogs` key",
+    ("logging", "remote_base_log_folder"): "it names the storage container the program creates (`remoteTaskLogs`)",
+    ("logging", "remote_log_conn_id"): "it names the connection to the storage account the program creates "
+                                       "(`remoteTaskLogs`)",
+    ("azure_remote_logging", "remote_wasb_log_container"): "it is the storage container the program creates "
+                                                           "(`remoteTaskLogs`)",
+    ("metrics", "statsd_on"): "use the `metrics` key",
+    ("metrics", "statsd_host"): "it is the statsd-exporter Service the program declares (`metrics`)",
+    ("metrics", "statsd_port"): "it is the statsd-exporter Service the program declares (`metrics`)",
+    ("metrics", "statsd_prefix"): "the statsd-exporter's mapping matches metric names by it (`metrics`)",
+}
+
+# airflow.cfg options the program sets (or reads) that a stack may override,
+# each with why nothing else breaks. Every option the program writes is in
+# this table or in MANAGED_AIRFLOW_OPTIONS (a test renders each stack and
+# checks), so a new option is a decision, not an accident.
+USER_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
+    ("core", "load_examples"): "the example DAGs only add DAGs; nothing the program sizes or declares reads it",
+    ("core", "dagbag_import_timeout"): "the plan sets it on the workers only (their start burst); a value set "
+                                       "here applies to every pod instead, and the workers start no faster",
+    ("core", "default_timezone"): "the pre-warm windows (prewarmSchedules) read the same value",
+    ("operators", "default_queue"): "the workers consume it and the KEDA query counts it, both from this value",
 }
 
 # Options Airflow 3 dropped or renamed, which a config carried over from 2.x
@@ -1058,6 +1102,94 @@ def _dag_bundle_tokens(values: Mapping[str, Any], bundles: tuple[DagBundle, ...]
     return None if len(problems) > before else frozenset(obj)
 
 
+# --------------------------------------------------------------------------
+# Limits the design stands behind, and keys that would have no effect
+# --------------------------------------------------------------------------
+
+WIDEST_WHY = (f"the widest run measured with one scheduler and one PostgreSQL ({MEASURED_WIDEST_RUN}: the "
+              "scheduler queued every task in 5.0 s); this design does not scale either out")
+
+
+def _int_widest(raw: Any, key: str, problems: Problems) -> int | None:
+    """A task count (parallelism, a DAG's width or its active tasks): a whole
+    number from 1 to MAX_PARALLELISM, the ceiling given with its reason."""
+    scratch: Problems = []
+    value = _int(raw, key, 1, 2**63, scratch)
+    if value is not None and value > MAX_PARALLELISM:
+        problems.append((key, f"must be at most {MAX_PARALLELISM}: {WIDEST_WHY}; got {value}"))
+        return None
+    return _int(raw, key, 1, MAX_PARALLELISM, problems)
+
+
+def _keys_set(values: Mapping[str, Any]) -> frozenset[str]:
+    """The keys present in the stack's values, and each pool's own keys
+    ("workerPool.vmSize"), from YAML objects or the CLI's JSON text."""
+    found = {key for key in values if key in KEY_NAMES}
+    for pool in ("systemPool", "workerPool"):
+        raw = values.get(pool)
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except json.JSONDecodeError:
+                raw = None
+        if isinstance(raw, Mapping):
+            found |= {f"{pool}.{k}" for k in raw}
+    return frozenset(found)
+
+
+# A key that only matters with another is refused where the stack set it and
+# the other makes it do nothing (a default is never flagged), so no setting
+# silently stops mattering; and limits that depend on other keys (the target).
+def _limits_and_conflicts(values: Mapping[str, Any], *, target: str | None, worker_scaling: str | None,
+                          pgbouncer: bool | None, remote_logs: bool | None, database: str | None,
+                          backup_schedule: str | None, longest_task: int | None) -> Problems:
+    problems: Problems = []
+
+    def set_(key: str) -> bool:
+        return key in values and values[key] is not None and values[key] != ""
+
+    def got(key: str) -> str:
+        return f"; got {values[key]!r}"
+
+    if set_("workerMinReplicas") and worker_scaling == "fixed":
+        problems.append(("workerMinReplicas", "only applies with `workerScaling: keda` (the fewest workers KEDA "
+                         "keeps); with `workerScaling: fixed` the workers are always `workers`: remove it"
+                         + got("workerMinReplicas")))
+    if pgbouncer is False:
+        for key in ("pgbouncerImage", "pgbouncerMetadataPoolSize", "pgbouncerResultBackendPoolSize"):
+            if set_(key):
+                problems.append((key, "only applies with `pgbouncer: true`; with `pgbouncer: false` every component "
+                                 "connects to PostgreSQL directly: remove it, or turn pgbouncer on" + got(key)))
+    if set_("taskLogRetentionDays") and target is not None and remote_logs is not None \
+            and not (target == "aks" and remote_logs):
+        where = ("`remoteTaskLogs: false` keeps task logs on the workers, with no storage account"
+                 if target == "aks" else "a local cluster's task logs have no storage account to expire them in")
+        problems.append(("taskLogRetentionDays", f"only applies to task logs in the storage account (`target: aks` "
+                         f"with remoteTaskLogs); {where}: remove it" + got("taskLogRetentionDays")))
+    if set_("databaseBackupRetentionDays") and target is not None and database is not None \
+            and database != "azure" and not (target == "aks" and backup_schedule is not None):
+        where = ("a local cluster's dumps go to the storage emulator, which expires nothing"
+                 if target == "local" else "databaseBackupSchedule is null, so there are no dumps to keep")
+        problems.append(("databaseBackupRetentionDays", "only applies to the flexible server's backups "
+                         "(`database: azure`) or to the in-cluster database's dumps in the storage account "
+                         f"(databaseBackupSchedule); {where}: remove it" + got("databaseBackupRetentionDays")))
+    if target == "local":
+        for key in ("acrSku", "clusterTier"):
+            if set_(key):
+                problems.append((key, "only applies to `target: aks` (the registry and the cluster the program "
+                                 "creates); a local cluster has neither: remove it" + got(key)))
+    if target == "aks" and longest_task is not None:
+        most = max_longest_task_seconds()
+        if longest_task > most:
+            problems.append(("longestTaskSeconds", (
+                f"must be at most {most} on AKS: a worker node's drain must outlast a worker's warm "
+                f"shutdown (the longest task plus {WORKER_SHUTDOWN_SLACK_SECONDS} s, and {DRAIN_SLACK_MINUTES} "
+                f"minutes' margin), and AKS drains a node for at most {AKS_MAX_DRAIN_MINUTES} minutes "
+                f"(AgentPoolUpgradeSettings drainTimeoutInMinutes, 1 to "
+                f"{AKS_MAX_DRAIN_MINUTES}); got {longest_task}")))
+    return problems
+
+
 def parse_settings(values: Mapping[str, Any], *, stack: str,
                    location: str | None = None, secret_keys: frozenset[str] | None = None) -> Settings:
     """Validate the project's stack config (keys without the project prefix).
@@ -1080,12 +1212,12 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
                     if context_raw is not None else None)
     if kube_context is not None and target != "local":
         problems.append(("kubeContext", "only applies to `target: local` (AKS stacks use the cluster they create)"))
-    parallelism = _int(get("parallelism"), "parallelism", 1, 100_000, problems)
+    parallelism = _int_widest(get("parallelism"), "parallelism", problems)
     concurrency = _int(get("workerConcurrency"), "workerConcurrency", 1, 512, problems)
     workers_raw = values.get("workers")
     workers = _int(workers_raw, "workers", 1, 2_000, problems) if workers_raw is not None else None
     mat_raw = values.get("maxActiveTasksPerDag")
-    max_tasks = (_int(mat_raw, "maxActiveTasksPerDag", 1, 100_000, problems)
+    max_tasks = (_int_widest(mat_raw, "maxActiveTasksPerDag", problems)
                  if mat_raw is not None else parallelism)
     max_runs = _int(get("maxActiveRunsPerDag"), "maxActiveRunsPerDag", 1, 10_000, problems)
     queued_timeout = _int(get("taskQueuedTimeoutSeconds"), "taskQueuedTimeoutSeconds", 300, 86_400, problems)
@@ -1094,7 +1226,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     mem_slot = _int(get("workerMemoryPerSlotMiB"), "workerMemoryPerSlotMiB", 32, 65_536, problems)
     cpu_slot = _int(get("workerCpuPerSlotMillicores"), "workerCpuPerSlotMillicores", 1, 16_000, problems)
     fanout_raw = values.get("fanoutTasks")
-    fanout_tasks = (_int(fanout_raw, "fanoutTasks", 1, 100_000, problems)
+    fanout_tasks = (_int_widest(fanout_raw, "fanoutTasks", problems)
                     if fanout_raw is not None else parallelism)
     fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
     longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
@@ -1176,6 +1308,9 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     if (min_replicas is not None and workers is not None and parallelism is not None
             and min_replicas > workers):
         problems.append(("workerMinReplicas", f"must not exceed workers ({workers}), got {min_replicas}"))
+    problems += _limits_and_conflicts(values, target=target, worker_scaling=worker_scaling,
+                                      pgbouncer=pgbouncer, remote_logs=remote_logs, database=database,
+                                      backup_schedule=backup_schedule, longest_task=longest_task)
     if problems:
         raise ConfigError(problems)
 
@@ -1255,4 +1390,5 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         dag_bundles=dag_bundles,
         dag_bundle_tokens=bundle_tokens,
         key_vault=bool(key_vault),
+        keys_set=_keys_set(values),
     )

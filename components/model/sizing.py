@@ -104,3 +104,16 @@ MEASURED_FIRST_TASK_WARM_S = 0.2
 # its own this is an upper bound.
 MEASURED_SLOT_START_FRESH_CORE_S = 0.168
 MEASURED_SLOT_START_WARM_CORE_S = 0.114
+
+# --- The widest deployment -------------------------------------------------
+# The design runs one scheduler and one PostgreSQL however wide the stack is;
+# only the workers and the api-server scale out. The widest run measured with
+# that is bench/results/controlplane.json's parallelism 3000 (measured_at
+# 2026-11-30T05:27:43, "paced starts: at most 16 start calls in flight;
+# api-server with 2 uvicorn workers; ... run from HEAD 10bf0c1 + bench"): the
+# one scheduler queued all 3,000 task instances in 5.0 s and PostgreSQL kept
+# up. Its 936 failed tasks were the api-server's (2 uvicorn workers for 3,000
+# tasks), which the plan sizes from parallelism. Nothing wider was measured,
+# so settings refuse a wider parallelism (and DAG width) rather than promise it.
+MEASURED_WIDEST_RUN = "bench/controlplane, parallelism 3000, 2026-11-30T05:27:43"
+MAX_PARALLELISM = 3000
