@@ -46,7 +46,7 @@ def render(options: dict[str, dict[str, str]]) -> str:
 
 
 def variant_cfgs(config: dict[str, Any], extra: list[str]) -> dict[str, tuple[str, list[str] | None]]:
-    built = build_stack_config(project_values(config), stack="dev", location="local")
+    built = build_stack_config(project_values(config), stack="dev", location="westeurope")
     generated = airflow_options(built.settings, built.plan)
     plumbing = {s: {k: v for k, v in o.items() if (s, k) not in TUNED} for s, o in generated.items()}
     seed = {s: dict(o) for s, o in plumbing.items()}

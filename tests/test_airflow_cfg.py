@@ -90,9 +90,11 @@ def test_override_from_the_cli_json_form() -> None:
 
 
 def test_same_config_gives_byte_identical_text() -> None:
-    overrides = {"logging": {"b": "1", "a": "2"}, "core": {"z": 1, "y": 2}}
+    overrides = {"logging": {"logging_level": "INFO", "colored_console_log": "False"},
+                 "core": {"killed_task_cleanup_time": 1, "dagbag_import_timeout": 2}}
     first = config_for("prod", airflowConfig=overrides).airflow_cfg
-    reordered = {"core": {"y": 2, "z": 1}, "logging": {"a": "2", "b": "1"}}
+    reordered = {"core": {"dagbag_import_timeout": 2, "killed_task_cleanup_time": 1},
+                 "logging": {"colored_console_log": "False", "logging_level": "INFO"}}
     assert config_for("prod", airflowConfig=reordered).airflow_cfg == first
     assert config_for("prod", airflowConfig=overrides).airflow_cfg == first
 

@@ -217,10 +217,10 @@ def test_the_schedules_zone_is_airflows_default_timezone() -> None:
 def test_real_tests_trigger_the_reference_dag_by_hand_only() -> None:
     settings = config_for("dev").settings
     assert settings.fanout_schedule == "0 * * * *", "the stack files keep the seed's hourly run"
-    built = build_stack_config(project_values(stack_config("dev", parallelism=8)), stack="dev", location="x")
+    built = build_stack_config(project_values(stack_config("dev", parallelism=8)), stack="dev", location="westeurope")
     assert workload_env(built.settings)[FANOUT_SCHEDULE_ENV] == "", "stack_config() unschedules it"
     built = build_stack_config(project_values(stack_config("dev", fanoutSchedule="@daily")), stack="dev",
-                               location="x")
+                               location="westeurope")
     assert workload_env(built.settings)[FANOUT_SCHEDULE_ENV] == "@daily", "unless a test asks"
 
 

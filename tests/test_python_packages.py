@@ -103,16 +103,16 @@ def test_the_default_airflow_version_has_constraints() -> None:
 
 def test_an_airflow_version_without_constraints_is_refused_naming_the_key_and_listing_those_with() -> None:
     with pytest.raises(ConfigError) as err:
-        parse_settings({"airflowVersion": "3.4.0"}, stack="test", location="westeurope")
+        parse_settings({"airflowVersion": "3.2.2"}, stack="test", location="westeurope")
     problems = dict(err.value.problems)
     assert set(problems) == {"airflowVersion"}
     message = problems["airflowVersion"]
-    assert "app/constraints/constraints-3.4.0.txt" in message and "scripts/constraints 3.4.0" in message
+    assert "app/constraints/constraints-3.2.2.txt" in message and "scripts/constraints 3.2.2" in message
     assert f"versions with one: {', '.join(VERSIONS)}." in message
 
 
 def test_the_program_stops_before_declaring_anything_without_constraints() -> None:
-    run = run_program("prod", {**stack_file_config("prod"), "airflow-aks:airflowVersion": "3.4.0"})
+    run = run_program("prod", {**stack_file_config("prod"), "airflow-aks:airflowVersion": "3.2.2"})
     assert run.error is not None and "airflowVersion" in str(run.error)
     assert not run.resources
 

@@ -63,7 +63,7 @@ def fanout(parallelism: int, width: int, sleep: int, **more: object) -> dict[str
 
 
 def test_services_run_with_the_declared_settings(services: Services) -> None:
-    plan = build_stack_config(project_values(WIDEST), stack="dev", location="x").plan
+    plan = build_stack_config(project_values(WIDEST), stack="dev", location="westeurope").plan
     assert services.postgres.setting("max_connections") == str(plan.database.max_connections)
     assert "{consumer_timeout,4200000}" in services.rabbitmq.environment()
 
@@ -92,7 +92,7 @@ def test_a_fanout_wider_than_128_runs_all_at_once_through_pgbouncer_to_a_tls_onl
     TLS, verify-full) and the migration Job's direct URL (sslmode) against a
     PostgreSQL that, like the flexible server, takes TCP clients over TLS only."""
     config = fanout(parallelism=160, width=160, sleep=90, database="azure")
-    plan = build_stack_config(project_values(config), stack="dev", location="x").plan
+    plan = build_stack_config(project_values(config), stack="dev", location="westeurope").plan
     bouncer_plan = plan.database.pgbouncer
     assert bouncer_plan is not None, "PgBouncer is on by default"
     # Letters and digits: the password goes into URLs unescaped, as the generated one does.
@@ -325,7 +325,7 @@ class TestFromZero:
         # this machine is; the plan is components/model/startup.py's
         # from-zero steps from "worker up" on (from bench/worker's measurements).
         d, tasks = control_plane, FROM_ZERO_TASKS
-        plan = build_stack_config(project_values(FROM_ZERO), stack="dev", location="x").plan
+        plan = build_stack_config(project_values(FROM_ZERO), stack="dev", location="westeurope").plan
         assert plan.startup is not None and plan.startup.tasks_per_node == tasks
         zero, warm_plan = plan.startup.from_zero, plan.startup.warm
         predicted_cold = round(zero.seconds - zero.until("image pull"), 1)
@@ -419,7 +419,7 @@ def airflow_known_options(home: Path) -> dict[str, set[str]]:
 def test_every_generated_option_exists_in_the_target_airflow(tmp_path: Path, stack: str) -> None:
     cfg = build_stack_config(project_values(stack_config(stack, airflowConfig={
         "core": {"dagbag_import_timeout": 60}, "logging": {"logging_level": "WARNING"}})),
-        stack=stack, location="x").airflow_cfg
+        stack=stack, location="westeurope").airflow_cfg
     known = airflow_known_options(tmp_path)
     section = None
     unknown = []
@@ -453,7 +453,7 @@ def lint(home: Path, cfg: str | None, env: dict[str, str] | None = None) -> list
 
 
 def test_airflow_config_lint_finds_nothing_beyond_the_celery_executor_note(tmp_path: Path) -> None:
-    cfg = build_stack_config(project_values(stack_config("prod")), stack="prod", location="x").airflow_cfg
+    cfg = build_stack_config(project_values(stack_config("prod")), stack="prod", location="westeurope").airflow_cfg
     ours = lint(tmp_path / "ours", cfg)
     # lint reports the changed default of [core] executor for any executor but
     # LocalExecutor, wherever it is set: a Celery deployment always gets it.
@@ -463,7 +463,7 @@ def test_airflow_config_lint_finds_nothing_beyond_the_celery_executor_note(tmp_p
 
 
 def test_lint_would_report_an_airflow_2_option(tmp_path: Path) -> None:
-    cfg = build_stack_config(project_values(stack_config("dev")), stack="dev", location="x").airflow_cfg
+    cfg = build_stack_config(project_values(stack_config("dev")), stack="dev", location="westeurope").airflow_cfg
     findings = lint(tmp_path, cfg + "\n[webserver]\nsecret_key = x\n")
     assert any("secret_key" in f for f in findings)
 

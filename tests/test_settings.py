@@ -32,8 +32,8 @@ def test_cli_string_form_equals_yaml_form() -> None:
     """The CLI passes numbers as strings and objects as JSON; both forms parse alike."""
     yaml_values = project_values(stack_file_config("prod"))
     cli_values = project_values(cli_form(stack_file_config("prod")))
-    assert parse_settings(yaml_values, stack="prod", location="x") == \
-        parse_settings(cli_values, stack="prod", location="x")
+    assert parse_settings(yaml_values, stack="prod", location="westeurope") == \
+        parse_settings(cli_values, stack="prod", location="westeurope")
 
 
 def test_zero_is_refused() -> None:
@@ -150,8 +150,8 @@ def test_worker_concurrency_override_points_to_its_key() -> None:
 
 
 def test_secret_in_airflow_config_is_refused() -> None:
-    problems = problems_of(airflowConfig={"smtp": {"smtp_password": "hunter2"}})
-    assert "looks like a secret" in problems["airflowConfig.smtp.smtp_password"]
+    problems = problems_of(airflowConfig={"api": {"secret_key": "hunter2"}})
+    assert "looks like a secret" in problems["airflowConfig.api.secret_key"]
 
 
 def test_option_removed_in_airflow_3_is_refused() -> None:
