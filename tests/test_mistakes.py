@@ -9,6 +9,7 @@ unclearly); `python -m tests.test_mistakes` prints each with its message.
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,21 @@ MISTAKES = [
             P + "workerMemoryPerSlotMiB", ("at most",)),
     Mistake("unlisted VM size without its figures", "dev", {P + "workerPool": {"vmSize": "Standard_D4als_v5"}},
             P + "workerPool.vmSize", ("workerPool.vcpus", "workerPool.memoryGiB", "workerPool.pricePerHour")),
+    Mistake("VM size typo", "dev", {P + "workerPool": {"vmSize": "Standard_E4_v3"}},
+            P + "workerPool.vmSize", ("did you mean 'Standard_E4s_v3'",)),
+    Mistake("region as its display name", "dev", {"azure-native:location": "West Europe"},
+            "azure-native:location", ("'westeurope'",)),
+    Mistake("an Airflow 2 option Airflow 3 moved", "dev",
+            {P + "airflowConfig": {"scheduler": {"dag_dir_list_interval": 60}}},
+            P + "airflowConfig.scheduler.dag_dir_list_interval", ("[dag_processor] refresh_interval",)),
+    Mistake("an option the deployment depends on", "dev", {P + "airflowConfig": {"metrics": {"statsd_port": 9999}}},
+            P + "airflowConfig.metrics.statsd_port", ("is set by the program",)),
+    Mistake("a system pool too small for the control plane", "prod",
+            {P + "apiServerReplicas": 8, P + "systemPool": {"vmSize": "Standard_D4s_v5", "count": 1}},
+            P + "systemPool.count", ("set systemPool.count to 2",)),
+    Mistake("a key that does nothing with pgbouncer off", "prod",
+            {P + "pgbouncer": False, P + "pgbouncerMetadataPoolSize": 40},
+            P + "pgbouncerMetadataPoolSize", ("pgbouncer: true",)),
 ]
 
 
@@ -110,6 +126,36 @@ def test_the_program_refuses_it_before_declaring_anything(mistake: Mistake, tmp_
     assert isinstance(run.error, pulumi.RunError), f"{mistake.name}: the program ran on ({run.error!r})"
     assert not run.resources, f"{mistake.name}: {len(run.resources)} resources declared before the refusal"
     problem_line(str(run.error), mistake.key)
+
+
+# Refused unclearly before (a real size was "unknown"), or accepted while the
+# KEDA query counted another queue than the workers consumed: these now work.
+def render_stack(config: dict[str, Any], tmp_path: Path) -> None:
+    """Render a stack file in this process. A program run in the same test
+    process leaves no event loop, which Output.secret (a Secret's data) needs."""
+    (tmp_path / "Pulumi.mistake.yaml").write_text(yaml.safe_dump({"config": config}))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        render("mistake", tmp_path / "out", project_dir=tmp_path)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+@pytest.mark.parametrize("size", ["Standard_D4as_v5", "Standard_E8as_v5"])
+def test_a_real_size_the_old_table_lacked_renders_a_plan(size: str, tmp_path: Path) -> None:
+    render_stack({**stack_file_config("prod"), P + "workerPool": {"vmSize": size}}, tmp_path)
+    assert f"x {size}" in (tmp_path / "out" / "plan.txt").read_text(), f"prod's plan on {size}"
+
+
+def test_the_keda_query_counts_the_queue_the_stack_names(tmp_path: Path) -> None:
+    render_stack({**stack_file_config("prod"), P + "airflowConfig": {"operators": {"default_queue": "bulk"}}},
+                 tmp_path)
+    scaled = [m for m in (yaml.safe_load(f.read_text()) for f in (tmp_path / "out" / "manifests").glob("*.yaml"))
+              if m["kind"] == "ScaledObject"]
+    queries = [t["metadata"]["query"] for m in scaled for t in m["spec"]["triggers"] if t["type"] == "postgresql"]
+    assert queries and all("queue = 'bulk'" in q for q in queries), f"the ScaledObject's query: {queries}"
 
 
 def main() -> None:
