@@ -125,7 +125,9 @@ def test_the_program_refuses_it_before_declaring_anything(mistake: Mistake, tmp_
     run = run_program(mistake.stack, config)
     assert isinstance(run.error, pulumi.RunError), f"{mistake.name}: the program ran on ({run.error!r})"
     assert not run.resources, f"{mistake.name}: {len(run.resources)} resources declared before the refusal"
-    problem_line(str(run.error), mistake.key)
+    line = problem_line(str(run.error), mistake.key)
+    for words in mistake.says:
+        assert words in line, f"{mistake.name}: {words!r} not in {line!r}"
 
 
 # Refused unclearly before (a real size was "unknown"), or accepted while the
