@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from components.model.airflow_cfg import worker_cfg_env
-from components.model.settings import MANAGED_AIRFLOW_OPTIONS, USER_AIRFLOW_OPTIONS
+from components.model.airflow_options import MANAGED_AIRFLOW_OPTIONS, USER_AIRFLOW_OPTIONS
 from tests.conftest import config_for
 from tests.test_settings import problems_of
 

@@ -10,16 +10,21 @@ Every problem found is collected and raised together as one ``ConfigError``.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import re
 import zoneinfo
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from components.model import catalogues, names, vnet
+from components.model.airflow_options import (  # noqa: F401  (re-exported: where the tables were)
+    MANAGED_AIRFLOW_OPTIONS,
+    REMOVED_AIRFLOW_OPTIONS,
+    USER_AIRFLOW_OPTIONS,
+    parse_airflow_config,
+)
 from components.model.database_server import SERVER_SKUS
 from components.model.drain import (
     AKS_MAX_DRAIN_MINUTES,
@@ -28,6 +33,7 @@ from components.model.drain import (
     max_longest_task_seconds,
 )
 from components.model.egress import EgressRule, Reserved, parse_task_egress
+from components.model.parsing import Problems, bool_value, int_value, object_value, str_value, unknown_key
 from components.model.python_packages import APP_DIR, constraints_file, constraints_versions
 from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
 from components.model.schedules import parse_cron
@@ -61,7 +67,6 @@ DATABASES = ("in-cluster", "azure")
 _NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _AIRFLOW_VERSION_RE = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 _K8S_VERSION_RE = re.compile(r"^1\.(\d+)(\.\d+)?$")
-_CFG_NAME_RE = re.compile(r"^[a-z][a-z0-9_.]*$")
 
 # Oldest Kubernetes minor the manifests are written for; older clusters lack
 # fields we rely on.
@@ -316,170 +321,6 @@ KEY_NAMES = tuple(DEFAULTS)
 
 POOL_KEYS = ("vmSize", "count", "minCount", "maxCount", "maxPods", "pricePerHour", "vcpus", "memoryGiB")
 
-# airflow.cfg options the program owns. Each maps to the stack config key (or
-# the reason) that the user should use instead of overriding it.
-MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
-    ("core", "parallelism"): "use the `parallelism` key",
-    ("core", "max_active_tasks_per_dag"): "use the `maxActiveTasksPerDag` key",
-    ("core", "max_active_runs_per_dag"): "use the `maxActiveRunsPerDag` key",
-    ("core", "default_pool_task_slot_count"): "the default pool is sized from the `parallelism` key",
-    ("core", "executor"): "this program deploys the CeleryExecutor",
-    ("core", "execution_api_server_url"): "it points at the api-server Service the program declares",
-    ("core", "dags_folder"): "the DAGs are baked into the image at a fixed path",
-    ("celery", "worker_concurrency"): "use the `workerConcurrency` key",
-    ("celery", "celery_config_options"): "it names app/config/airflow_aks_celery.py, which keeps the broker "
-                                         "queues RabbitMQ 4.3 allows; edit that file instead",
-    ("celery", "worker_prefetch_multiplier"): "it must stay 1 so that no worker hoards queued tasks",
-    ("scheduler", "task_queued_timeout"): "use the `taskQueuedTimeoutSeconds` key",
-    ("scheduler", "enable_health_check"): "the scheduler's liveness probe depends on it",
-    ("scheduler", "scheduler_health_check_server_port"): "the scheduler's liveness probe depends on it",
-    ("core", "simple_auth_manager_passwords_file"): "it points at the admin password the program generates",
-    ("logging", "worker_log_server_port"): "the workers' headless Service exposes it for task logs",
-    ("logging", "trigger_log_server_port"): "the triggerer's headless Service exposes it for deferred tasks' logs",
-    ("api", "workers"): "the capacity plan derives it from parallelism and the connection budget counts on it",
-    ("workers", "min_heartbeat_interval"): "use the `heartbeatIntervalSeconds` key (the api-server is sized for it)",
-    ("workers", "execution_api_timeout"): "the capacity plan derives it from the api-server's start burst",
-    ("scheduler", "task_instance_heartbeat_timeout"): "the capacity plan derives it from `heartbeatIntervalSeconds` "
-                                                      "and the Execution API timeout",
-    ("core", "default_task_execution_timeout"): "use the `longestTaskSeconds` key (grace periods and drain "
-                                                "timeouts are sized from it)",
-    ("core", "default_task_retries"): "use the `taskRetries` key",
-    ("core", "default_task_retry_delay"): "use the `taskRetryDelaySeconds` key",
-    ("database", "sql_alchemy_pool_size"): "the database connection budget counts on it",
-    ("database", "sql_alchemy_max_overflow"): "the database connection budget counts on it",
-    ("dag_processor", "dag_bundle_config_list"): "use the `dagBundles` key",
-    ("dag_processor", "dag_bundle_storage_path"): "it is the writable volume the pods that fetch DAG bundles mount "
-                                                  "(`dagBundles`)",
-    # The secrets backend: the Key Vault the program declares, or none. The
-    # workers' own options would make them skip it (Airflow falls back to
-    # [secrets] only when [workers] secrets_backend is unset).
-    ("secrets", "backend"): "use the `keyVault` key (Azure Key Vault, read with the pods' workload identity)",
-    ("secrets", "backend_kwargs"): "use the `keyVault` key; the vault URL and secret name prefixes are the program's",
-    ("workers", "secrets_backend"): "use the `keyVault` key; workers read the [secrets] backend it sets",
-    ("workers", "secrets_backend_kwargs"): "use the `keyVault` key; workers read the [secrets] backend it sets",
-    ("core", "simple_auth_manager_users"): "the admin password the program generates is for the user it names",
-    ("database", "sql_alchemy_connect_args_async"): "use the `pgbouncer` key (behind PgBouncer's transaction "
-                                                    "pooling psycopg's prepared statements must be off)",
-    ("api", "port"): "the api-server's Service, its probes and the Execution API URL use this port",
-    ("scheduler", "max_tis_per_query"): "the start-up plan's queueing time was measured with 0 (a whole run "
-                                        "queued in one scheduler loop)",
-    ("celery", "task_acks_late"): "a task on a worker that stops must be redelivered, not lost; the workers' "
-                                  "warm shutdown and RabbitMQ's consumer timeout count on it",
-    ("logging", "remote_logging"): "use the `remoteTaskLogs` key",
-    ("logging", "remote_base_log_folder"): "it names the storage container the program creates (`remoteTaskLogs`)",
-    ("logging", "remote_log_conn_id"): "it names the connection to the storage account the program creates "
-                                       "(`remoteTaskLogs`)",
-    ("azure_remote_logging", "remote_wasb_log_container"): "it is the storage container the program creates "
-                                                           "(`remoteTaskLogs`)",
-    ("metrics", "statsd_on"): "use the `metrics` key",
-    ("metrics", "statsd_host"): "it is the statsd-exporter Service the program declares (`metrics`)",
-    ("metrics", "statsd_port"): "it is the statsd-exporter Service the program declares (`metrics`)",
-    ("metrics", "statsd_prefix"): "the statsd-exporter's mapping matches metric names by it (`metrics`)",
-}
-
-# airflow.cfg options the program sets (or reads) that a stack may override,
-# each with why nothing else breaks. Every option the program writes is in
-# this table or in MANAGED_AIRFLOW_OPTIONS (a test renders each stack and
-# checks), so a new option is a decision, not an accident.
-USER_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
-    ("core", "load_examples"): "the example DAGs only add DAGs; nothing the program sizes or declares reads it",
-    ("core", "dagbag_import_timeout"): "the plan sets it on the workers only (their start burst); a value set "
-                                       "here applies to every pod instead, and the workers start no faster",
-    ("core", "default_timezone"): "the pre-warm windows (prewarmSchedules) read the same value",
-    ("operators", "default_queue"): "the workers consume it and the KEDA query counts it, both from this value",
-}
-
-# Options Airflow 3 dropped or renamed, which a config carried over from 2.x
-# would otherwise set to no effect.
-REMOVED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
-    ("core", "dag_concurrency"): "removed in Airflow 3; use the `maxActiveTasksPerDag` key",
-    ("core", "max_queued_runs_per_dag"): "does not exist in Airflow 3",
-    ("core", "execute_tasks_new_python_interpreter"): "has no effect in Airflow 3",
-    ("core", "sql_alchemy_conn"): "moved to [database] in Airflow 2.3 and is a secret the program generates",
-    ("webserver", "secret_key"): "moved to [api] secret_key in Airflow 3 and is generated by the program",
-}
-
-
-def _is_secret_option(section: str, key: str) -> bool:
-    """Options whose values are secrets must not land in a ConfigMap."""
-    if (section, key) in {("celery", "broker_url"), ("celery", "result_backend"),
-                          ("core", "fernet_key"), ("api", "secret_key"),
-                          ("api_auth", "jwt_secret")}:
-        return True
-    return (
-        "password" in key
-        or key.endswith("_secret")
-        or key.endswith("secret_key")
-        or key.endswith("_conn")
-        or key.endswith("_token")
-    )
-
-
-# --------------------------------------------------------------------------
-# Parsing helpers: each returns the parsed value or None after recording a
-# problem, so that every problem in the config is reported in one go.
-# --------------------------------------------------------------------------
-
-Problems = list[tuple[str, str]]
-
-
-def _int(raw: Any, key: str, lo: int, hi: int, problems: Problems) -> int | None:
-    allowed = f"a whole number from {lo} to {hi}"
-    if isinstance(raw, bool):
-        problems.append((key, f"must be {allowed}, got {raw!r}"))
-        return None
-    if isinstance(raw, int):
-        value = raw
-    elif isinstance(raw, str) and re.fullmatch(r"[+-]?\d+", raw.strip()):
-        value = int(raw.strip())
-    else:
-        problems.append((key, f"must be {allowed}, got {raw!r}"))
-        return None
-    if not lo <= value <= hi:
-        problems.append((key, f"must be {allowed}, got {value}"))
-        return None
-    return value
-
-
-def _bool(raw: Any, key: str, problems: Problems) -> bool | None:
-    if isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and raw.strip().lower() in ("true", "false"):
-        return raw.strip().lower() == "true"
-    problems.append((key, f"must be true or false, got {raw!r}"))
-    return None
-
-
-def _str(raw: Any, key: str, problems: Problems, check: Callable[[str], str | None]) -> str | None:
-    if not isinstance(raw, str) or not raw.strip():
-        problems.append((key, f"must be a non-empty string, got {raw!r}"))
-        return None
-    why = check(raw.strip())
-    if why:
-        problems.append((key, why))
-        return None
-    return raw.strip()
-
-
-def _object(raw: Any, key: str, problems: Problems) -> dict[str, Any] | None:
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError:
-            problems.append((key, f"must be an object (a YAML mapping), got {raw!r}"))
-            return None
-    if not isinstance(raw, Mapping):
-        problems.append((key, f"must be an object (a YAML mapping), got {raw!r}"))
-        return None
-    return dict(raw)
-
-
-def _unknown(key: str, known: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return f"unknown key; {hint}known keys: {', '.join(known)}"
-
-
 def _check_airflow_version(v: str) -> str | None:
     m = _AIRFLOW_VERSION_RE.match(v)
     if not m:
@@ -586,24 +427,24 @@ def _check_vm_size(v: str) -> str | None:
 
 def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
           *, allow_autoscale: bool) -> NodePoolSettings | None:
-    obj = _object(raw, key, problems) if raw is not None else {}
+    obj = object_value(raw, key, problems) if raw is not None else {}
     if obj is None:
         return None
     known = POOL_KEYS if allow_autoscale else tuple(k for k in POOL_KEYS if k not in ("minCount", "maxCount"))
     before = len(problems)
     for k in sorted(obj):
         if k not in known:
-            problems.append((f"{key}.{k}", _unknown(k, known)))
+            problems.append((f"{key}.{k}", unknown_key(k, known)))
     merged = {**default, **obj}
-    vm_size = _str(merged.get("vmSize"), f"{key}.vmSize", problems, _check_vm_size)
-    max_pods = _int(merged.get("maxPods"), f"{key}.maxPods", 30, 250, problems)
+    vm_size = str_value(merged.get("vmSize"), f"{key}.vmSize", problems, _check_vm_size)
+    max_pods = int_value(merged.get("maxPods"), f"{key}.maxPods", 30, 250, problems)
     count = min_count = max_count = None
     if "count" in merged:
-        count = _int(merged["count"], f"{key}.count", 1, 1000, problems)
+        count = int_value(merged["count"], f"{key}.count", 1, 1000, problems)
     if "minCount" in obj:
-        min_count = _int(obj["minCount"], f"{key}.minCount", 0, 1000, problems)
+        min_count = int_value(obj["minCount"], f"{key}.minCount", 0, 1000, problems)
     if "maxCount" in obj:
-        max_count = _int(obj["maxCount"], f"{key}.maxCount", 1, 1000, problems)
+        max_count = int_value(obj["maxCount"], f"{key}.maxCount", 1, 1000, problems)
     if "count" in obj and ("minCount" in obj or "maxCount" in obj):
         problems.append((f"{key}.count", "set either count (a fixed size) or minCount/maxCount "
                          "(cluster autoscaler), not both"))
@@ -614,8 +455,8 @@ def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
         problems.append((f"{key}.minCount", f"must not exceed maxCount ({max_count}), got {min_count}"))
     price = _price(obj["pricePerHour"], f"{key}.pricePerHour", problems) if "pricePerHour" in obj else None
     # Azure's largest sizes have a few hundred vCPU and some TiB of memory.
-    vcpus = _int(obj["vcpus"], f"{key}.vcpus", MIN_VCPUS, 1024, problems) if "vcpus" in obj else None
-    memory = (_int(obj["memoryGiB"], f"{key}.memoryGiB", MIN_MEMORY_GIB, 32_768, problems)
+    vcpus = int_value(obj["vcpus"], f"{key}.vcpus", MIN_VCPUS, 1024, problems) if "vcpus" in obj else None
+    memory = (int_value(obj["memoryGiB"], f"{key}.memoryGiB", MIN_MEMORY_GIB, 32_768, problems)
               if "memoryGiB" in obj else None)
     if vm_size is not None:
         _pool_size(key, vm_size, obj, vcpus, memory, problems)
@@ -667,109 +508,6 @@ def _price(raw: Any, key: str, problems: Problems) -> float | None:
     return value
 
 
-def _airflow_config(raw: Any, airflow_version: str | None, problems: Problems) -> dict[str, dict[str, str]] | None:
-    """airflowConfig: sections of airflow.cfg options. Each must exist for airflowVersion (its
-    catalogue, components/model/catalogues), not be one the program sets, nor a secret.
-    Without a catalogue (airflowVersion itself refused) only the program's own rules apply."""
-    key = "airflowConfig"
-    obj = _object(raw, key, problems)
-    if obj is None:
-        return None
-    catalogue = catalogues.airflow_config(airflow_version) if airflow_version else None
-    before = len(problems)
-    out: dict[str, dict[str, str]] = {}
-    for section in sorted(obj):
-        options = obj[section]
-        where = f"{key}.{section}"
-        if not _CFG_NAME_RE.match(section):
-            problems.append((where, "section names are lowercase, e.g. 'core' or 'celery'"))
-            continue
-        if not isinstance(options, Mapping):
-            problems.append((where, f"must map option names to values, got {options!r}"))
-            continue
-        if catalogue is not None:
-            why = _unknown_cfg_section(catalogue, section)
-            if why:
-                problems.append((where, why))
-                continue
-        for name in sorted(options):
-            value = options[name]
-            here = f"{where}.{name}"
-            if not isinstance(name, str) or not _CFG_NAME_RE.match(name):
-                problems.append((here, "option names are lowercase, e.g. 'dagbag_import_timeout'"))
-                continue
-            if (section, name) in MANAGED_AIRFLOW_OPTIONS:
-                problems.append((here, "is set by the program: " + MANAGED_AIRFLOW_OPTIONS[(section, name)]))
-                continue
-            if (section, name) in REMOVED_AIRFLOW_OPTIONS:
-                problems.append((here, REMOVED_AIRFLOW_OPTIONS[(section, name)]))
-                continue
-            if catalogue is not None:
-                why = _unknown_cfg_option(catalogue, section, name)
-                if why:
-                    problems.append((here, why))
-                    continue
-            if _is_secret_option(section, name):
-                problems.append((here, "looks like a secret; airflow.cfg lands in a ConfigMap, so secrets "
-                                 "are generated by the program and mounted from Kubernetes Secrets"))
-                continue
-            if isinstance(value, bool):
-                text = "True" if value else "False"
-            elif isinstance(value, (int, float, str)):
-                text = str(value)
-            else:
-                problems.append((here, f"must be a string, number or boolean, got {value!r}"))
-                continue
-            if "\n" in text:
-                problems.append((here, "must be a single line"))
-                continue
-            out.setdefault(section, {})[name] = text
-    return None if len(problems) > before else out
-
-
-def _unknown_cfg_section(catalogue: catalogues.AirflowConfigCatalogue, section: str) -> str | None:
-    """Why a section of airflowConfig is not one of airflow.cfg's (None: it is, or it held
-    options Airflow moved elsewhere, which are reported one by one)."""
-    if section in catalogue.sections or any(old == section for old, _ in catalogue.deprecated_options):
-        return None
-    source = f"components/model/catalogues/{catalogues.config_file(catalogue.airflow_version).name}"
-    if section in catalogue.deprecated_sections:
-        new, since = catalogue.deprecated_sections[section]
-        return f"Airflow {since} renamed the section [{section}] to [{new}]; move its options there"
-    close = catalogues.closest(section, catalogue.sections)
-    hint = f"did you mean '{close}'? " if close else ""
-    return (f"unknown section of airflow.cfg in Airflow {catalogue.airflow_version}; {hint}"
-            f"the sections are those of {source} (a provider's own section: install the provider and "
-            "rerun scripts/catalogues airflow-config)")
-
-
-def _unknown_cfg_option(catalogue: catalogues.AirflowConfigCatalogue, section: str, name: str) -> str | None:
-    """Why an option is not one of the section's in the catalogue: moved (with what replaced
-    it), or unknown (with the closest option, saying so if the program sets that one)."""
-    if catalogue.has(section, name):
-        return None
-    if (section, name) in catalogue.deprecated_options:
-        new_section, new_name, since = catalogue.deprecated_options[(section, name)]
-        why = f"Airflow {since} replaced it with [{new_section}] {new_name}"
-        managed = MANAGED_AIRFLOW_OPTIONS.get((new_section, new_name))
-        if managed:
-            return f"{why}, which is set by the program: {managed}"
-        return f"{why}; set `{_cfg_key(new_section, new_name)}` instead"
-    known = catalogue.sections.get(section, frozenset())
-    close = catalogues.closest(name, known)
-    if close is None:
-        return (f"[{section}] has no option {name!r} in Airflow {catalogue.airflow_version} "
-                f"(components/model/catalogues/{catalogues.config_file(catalogue.airflow_version).name})")
-    managed = MANAGED_AIRFLOW_OPTIONS.get((section, close))
-    then = f" That one is set by the program: {managed}" if managed else ""
-    return f"unknown option of [{section}] in Airflow {catalogue.airflow_version}; did you mean '{close}'?{then}"
-
-
-def _cfg_key(section: str, option: str) -> str:
-    """The airflowConfig key of an option: airflowConfig.<section>.<option>."""
-    return f"airflowConfig.{section}.{option}"
-
-
 def _task_logs(values: Mapping[str, Any], target: str | None,
                problems: Problems) -> tuple[bool | None, int | None, str | None]:
     """remoteTaskLogs (default: on for AKS, off locally), taskLogRetentionDays,
@@ -778,17 +516,17 @@ def _task_logs(values: Mapping[str, Any], target: str | None,
     emulator_raw = values.get("taskLogEmulatorEndpoint")
     emulator = None
     if emulator_raw is not None:
-        emulator = _str(emulator_raw, "taskLogEmulatorEndpoint", problems, _check_emulator_endpoint)
+        emulator = str_value(emulator_raw, "taskLogEmulatorEndpoint", problems, _check_emulator_endpoint)
         if target == "aks":
             problems.append(("taskLogEmulatorEndpoint", "only applies to `target: local`; on AKS task logs go "
                              "to the storage account the program creates"))
     remote_raw = values.get("remoteTaskLogs")
-    remote = (_bool(remote_raw, "remoteTaskLogs", problems) if remote_raw is not None
+    remote = (bool_value(remote_raw, "remoteTaskLogs", problems) if remote_raw is not None
               else target == "aks" or emulator is not None)
     if remote and target == "local" and emulator_raw is None:
         problems.append(("remoteTaskLogs", "on a local cluster task logs can only go to a storage emulator: "
                          "set taskLogEmulatorEndpoint too, or leave remoteTaskLogs off"))
-    retention = _int(values.get("taskLogRetentionDays", DEFAULTS["taskLogRetentionDays"]),
+    retention = int_value(values.get("taskLogRetentionDays", DEFAULTS["taskLogRetentionDays"]),
                      "taskLogRetentionDays", 1, 36_500, problems)
     return remote, retention, emulator
 
@@ -909,14 +647,14 @@ def _database_server(values: Mapping[str, Any], database: str | None,
                      problems: Problems) -> tuple[bool | None, bool | None, str | None]:
     """databaseHighAvailability, databaseGeoRedundantBackup, databaseSku: the
     flexible server's options, refused with `database: in-cluster`."""
-    ha = _bool(values.get("databaseHighAvailability", DEFAULTS["databaseHighAvailability"]),
+    ha = bool_value(values.get("databaseHighAvailability", DEFAULTS["databaseHighAvailability"]),
                "databaseHighAvailability", problems)
-    geo = _bool(values.get("databaseGeoRedundantBackup", DEFAULTS["databaseGeoRedundantBackup"]),
+    geo = bool_value(values.get("databaseGeoRedundantBackup", DEFAULTS["databaseGeoRedundantBackup"]),
                 "databaseGeoRedundantBackup", problems)
     sku_raw = values.get("databaseSku")
     sku = None
     if sku_raw is not None and sku_raw != "":
-        sku = _str(sku_raw, "databaseSku", problems, _check_server_sku)
+        sku = str_value(sku_raw, "databaseSku", problems, _check_server_sku)
     if database is not None and database != "azure":
         for key, set_ in (("databaseHighAvailability", ha), ("databaseGeoRedundantBackup", geo),
                           ("databaseSku", sku is not None)):
@@ -940,7 +678,7 @@ def _key_vault(values: Mapping[str, Any], target: str | None, remote_logs: bool 
     AKS only with remoteTaskLogs; a local cluster has no Azure identity at all.
     """
     key = "keyVault"
-    on = _bool(values.get(key, DEFAULTS[key]), key, problems)
+    on = bool_value(values.get(key, DEFAULTS[key]), key, problems)
     if not on:
         return on
     if target == "local":
@@ -1056,36 +794,36 @@ def _check_bundle_name(v: str) -> str | None:
 
 
 def _dag_bundle(raw: Any, where: str, problems: Problems) -> DagBundle | None:
-    obj = _object(raw, where, problems)
+    obj = object_value(raw, where, problems)
     if obj is None:
         return None
     before = len(problems)
-    kind = _str(obj.get("kind"), f"{where}.kind", problems,
+    kind = str_value(obj.get("kind"), f"{where}.kind", problems,
                 lambda v: None if v in DAG_BUNDLE_KINDS else f"must be one of {', '.join(DAG_BUNDLE_KINDS)}, "
                                                               f"got {v!r}")
-    name = _str(obj.get("name"), f"{where}.name", problems, _check_bundle_name)
+    name = str_value(obj.get("name"), f"{where}.name", problems, _check_bundle_name)
     if kind is None:
         return None
     for k in sorted(obj):
         if k not in DAG_BUNDLE_KEYS[kind]:
             problems.append((f"{where}.{k}", f"a `{kind}` bundle takes no such key; " +
-                             _unknown(k, DAG_BUNDLE_KEYS[kind]).removeprefix("unknown key; ")))
+                             unknown_key(k, DAG_BUNDLE_KEYS[kind]).removeprefix("unknown key; ")))
     refresh = None
     if kind != "image":
         lo, hi = DAG_BUNDLE_REFRESH_RANGE
-        refresh = _int(obj.get("refreshSeconds", DEFAULT_DAG_BUNDLE_REFRESH_SECONDS), f"{where}.refreshSeconds",
+        refresh = int_value(obj.get("refreshSeconds", DEFAULT_DAG_BUNDLE_REFRESH_SECONDS), f"{where}.refreshSeconds",
                        lo, hi, problems)
     fields: dict[str, Any] = {}
     if kind == "git":
-        fields["url"] = _str(obj.get("url"), f"{where}.url", problems, _check_git_url)
-        fields["ref"] = _str(obj.get("ref", DEFAULT_GIT_REF), f"{where}.ref", problems, _check_git_ref)
+        fields["url"] = str_value(obj.get("url"), f"{where}.url", problems, _check_git_url)
+        fields["ref"] = str_value(obj.get("ref", DEFAULT_GIT_REF), f"{where}.ref", problems, _check_git_ref)
         if obj.get("subdir") not in (None, ""):
-            fields["subdir"] = _str(obj["subdir"], f"{where}.subdir", problems, _check_rel_path)
-        fields["credentials"] = _bool(obj.get("credentials", False), f"{where}.credentials", problems)
+            fields["subdir"] = str_value(obj["subdir"], f"{where}.subdir", problems, _check_rel_path)
+        fields["credentials"] = bool_value(obj.get("credentials", False), f"{where}.credentials", problems)
     elif kind == "blob":
-        fields["container"] = _str(obj.get("container"), f"{where}.container", problems, _check_container)
+        fields["container"] = str_value(obj.get("container"), f"{where}.container", problems, _check_container)
         if obj.get("prefix") not in (None, ""):
-            fields["prefix"] = _str(obj["prefix"], f"{where}.prefix", problems, _check_rel_path)
+            fields["prefix"] = str_value(obj["prefix"], f"{where}.prefix", problems, _check_rel_path)
     if len(problems) > before or name is None:
         return None
     return DagBundle(name=name, kind=kind, refresh_seconds=refresh, **fields)
@@ -1148,7 +886,7 @@ def _dag_bundle_tokens(values: Mapping[str, Any], bundles: tuple[DagBundle, ...]
     raw = values.get(key)
     if raw is None or raw == "":
         raw = {}
-    obj = _object(raw, key, problems)
+    obj = object_value(raw, key, problems)
     if obj is None or bundles is None:
         return None
     before = len(problems)
@@ -1182,11 +920,11 @@ def _int_widest(raw: Any, key: str, problems: Problems) -> int | None:
     """A task count (parallelism, a DAG's width or its active tasks): a whole
     number from 1 to MAX_PARALLELISM, the ceiling given with its reason."""
     scratch: Problems = []
-    value = _int(raw, key, 1, 2**63, scratch)
+    value = int_value(raw, key, 1, 2**63, scratch)
     if value is not None and value > MAX_PARALLELISM:
         problems.append((key, f"must be at most {MAX_PARALLELISM}: {WIDEST_WHY}; got {value}"))
         return None
-    return _int(raw, key, 1, MAX_PARALLELISM, problems)
+    return int_value(raw, key, 1, MAX_PARALLELISM, problems)
 
 
 def _keys_set(values: Mapping[str, Any]) -> frozenset[str]:
@@ -1269,56 +1007,56 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     problems: Problems = []
     for key in sorted(values):
         if key not in KEY_NAMES:
-            problems.append((key, _unknown(key, KEY_NAMES)))
+            problems.append((key, unknown_key(key, KEY_NAMES)))
 
     def get(name: str) -> Any:
         return values.get(name, DEFAULTS[name])
 
-    target = _str(get("target"), "target", problems, _check_target)
+    target = str_value(get("target"), "target", problems, _check_target)
     context_raw = values.get("kubeContext")
-    kube_context = (_str(context_raw, "kubeContext", problems, lambda _: None)
+    kube_context = (str_value(context_raw, "kubeContext", problems, lambda _: None)
                     if context_raw is not None else None)
     if kube_context is not None and target != "local":
         problems.append(("kubeContext", "only applies to `target: local` (AKS stacks use the cluster they create)"))
     parallelism = _int_widest(get("parallelism"), "parallelism", problems)
-    concurrency = _int(get("workerConcurrency"), "workerConcurrency", 1, 512, problems)
+    concurrency = int_value(get("workerConcurrency"), "workerConcurrency", 1, 512, problems)
     workers_raw = values.get("workers")
-    workers = _int(workers_raw, "workers", 1, 2_000, problems) if workers_raw is not None else None
+    workers = int_value(workers_raw, "workers", 1, 2_000, problems) if workers_raw is not None else None
     mat_raw = values.get("maxActiveTasksPerDag")
     max_tasks = (_int_widest(mat_raw, "maxActiveTasksPerDag", problems)
                  if mat_raw is not None else parallelism)
-    max_runs = _int(get("maxActiveRunsPerDag"), "maxActiveRunsPerDag", 1, 10_000, problems)
-    queued_timeout = _int(get("taskQueuedTimeoutSeconds"), "taskQueuedTimeoutSeconds", 300, 86_400, problems)
+    max_runs = int_value(get("maxActiveRunsPerDag"), "maxActiveRunsPerDag", 1, 10_000, problems)
+    queued_timeout = int_value(get("taskQueuedTimeoutSeconds"), "taskQueuedTimeoutSeconds", 300, 86_400, problems)
     api_raw = values.get("apiServerReplicas")
-    api_replicas = _int(api_raw, "apiServerReplicas", 1, 20, problems) if api_raw is not None else None
-    mem_slot = _int(get("workerMemoryPerSlotMiB"), "workerMemoryPerSlotMiB", 32, 65_536, problems)
-    cpu_slot = _int(get("workerCpuPerSlotMillicores"), "workerCpuPerSlotMillicores", 1, 16_000, problems)
+    api_replicas = int_value(api_raw, "apiServerReplicas", 1, 20, problems) if api_raw is not None else None
+    mem_slot = int_value(get("workerMemoryPerSlotMiB"), "workerMemoryPerSlotMiB", 32, 65_536, problems)
+    cpu_slot = int_value(get("workerCpuPerSlotMillicores"), "workerCpuPerSlotMillicores", 1, 16_000, problems)
     fanout_raw = values.get("fanoutTasks")
     fanout_tasks = (_int_widest(fanout_raw, "fanoutTasks", problems)
                     if fanout_raw is not None else parallelism)
-    fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
-    longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
-    heartbeat = _int(get("heartbeatIntervalSeconds"), "heartbeatIntervalSeconds", 5, 60, problems)
-    retries = _int(get("taskRetries"), "taskRetries", 0, 10, problems)
-    retry_delay = _int(get("taskRetryDelaySeconds"), "taskRetryDelaySeconds", 0, 86_400, problems)
-    flower = _bool(get("flower"), "flower", problems)
+    fanout_sleep = int_value(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
+    longest_task = int_value(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
+    heartbeat = int_value(get("heartbeatIntervalSeconds"), "heartbeatIntervalSeconds", 5, 60, problems)
+    retries = int_value(get("taskRetries"), "taskRetries", 0, 10, problems)
+    retry_delay = int_value(get("taskRetryDelaySeconds"), "taskRetryDelaySeconds", 0, 86_400, problems)
+    flower = bool_value(get("flower"), "flower", problems)
     scaling_raw = values.get("workerScaling")
-    worker_scaling = (_str(scaling_raw, "workerScaling", problems, _check_scaling) if scaling_raw is not None
+    worker_scaling = (str_value(scaling_raw, "workerScaling", problems, _check_scaling) if scaling_raw is not None
                       else ("fixed" if target == "local" else "keda"))
-    min_replicas = _int(get("workerMinReplicas"), "workerMinReplicas", 0, 1000, problems)
-    pgbouncer = _bool(get("pgbouncer"), "pgbouncer", problems)
-    pgbouncer_image = _str(get("pgbouncerImage"), "pgbouncerImage", problems, _check_image)
+    min_replicas = int_value(get("workerMinReplicas"), "workerMinReplicas", 0, 1000, problems)
+    pgbouncer = bool_value(get("pgbouncer"), "pgbouncer", problems)
+    pgbouncer_image = str_value(get("pgbouncerImage"), "pgbouncerImage", problems, _check_image)
     meta_pool_raw, result_pool_raw = values.get("pgbouncerMetadataPoolSize"), values.get(
         "pgbouncerResultBackendPoolSize")
-    meta_pool = (_int(meta_pool_raw, "pgbouncerMetadataPoolSize", 1, 10_000, problems)
+    meta_pool = (int_value(meta_pool_raw, "pgbouncerMetadataPoolSize", 1, 10_000, problems)
                  if meta_pool_raw is not None else None)
-    result_pool = (_int(result_pool_raw, "pgbouncerResultBackendPoolSize", 1, 10_000, problems)
+    result_pool = (int_value(result_pool_raw, "pgbouncerResultBackendPoolSize", 1, 10_000, problems)
                    if result_pool_raw is not None else None)
-    pg_storage = _int(get("postgresStorageGiB"), "postgresStorageGiB", 1, 16_384, problems)
-    mq_storage = _int(get("rabbitmqStorageGiB"), "rabbitmqStorageGiB", 1, 16_384, problems)
-    pg_image = _str(get("postgresImage"), "postgresImage", problems, _check_image)
-    mq_image = _str(get("rabbitmqImage"), "rabbitmqImage", problems, _check_rabbitmq_image)
-    airflow_version = _str(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
+    pg_storage = int_value(get("postgresStorageGiB"), "postgresStorageGiB", 1, 16_384, problems)
+    mq_storage = int_value(get("rabbitmqStorageGiB"), "rabbitmqStorageGiB", 1, 16_384, problems)
+    pg_image = str_value(get("postgresImage"), "postgresImage", problems, _check_image)
+    mq_image = str_value(get("rabbitmqImage"), "rabbitmqImage", problems, _check_rabbitmq_image)
+    airflow_version = str_value(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
     if airflow_version is not None:
         # The image installs this version's pinned set (app/Dockerfile); without one the
         # build would fail at its COPY, or install unpinned packages, long after the preview.
@@ -1335,25 +1073,25 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
                 f"has no airflow.cfg catalogue ({catalogues.config_file(airflow_version).name}) to check "
                 f"airflowConfig against; `scripts/catalogues airflow-config --core-version {airflow_version}` "
                 "writes one")))
-    k8s_version = _str(get("kubernetesVersion"), "kubernetesVersion", problems, _check_k8s_version)
-    namespace = _str(get("namespace"), "namespace", problems, _check_namespace)
-    acr_sku = _str(get("acrSku"), "acrSku", problems, _check_acr_sku)
-    cluster_tier = _str(get("clusterTier"), "clusterTier", problems, _check_cluster_tier)
-    protect = _bool(get("protect"), "protect", problems)
+    k8s_version = str_value(get("kubernetesVersion"), "kubernetesVersion", problems, _check_k8s_version)
+    namespace = str_value(get("namespace"), "namespace", problems, _check_namespace)
+    acr_sku = str_value(get("acrSku"), "acrSku", problems, _check_acr_sku)
+    cluster_tier = str_value(get("clusterTier"), "clusterTier", problems, _check_cluster_tier)
+    protect = bool_value(get("protect"), "protect", problems)
     system_pool = _pool(values.get("systemPool"), "systemPool", DEFAULTS["systemPool"], problems,
                         allow_autoscale=False)
     worker_pool = _pool(values.get("workerPool"), "workerPool", DEFAULTS["workerPool"], problems,
                         allow_autoscale=True)
-    overrides = _airflow_config(get("airflowConfig"), airflow_version, problems)
+    overrides = parse_airflow_config(get("airflowConfig"), airflow_version, problems)
     remote_logs, retention, emulator = _task_logs(values, target, problems)
-    metrics = _bool(get("metrics"), "metrics", problems)
+    metrics = bool_value(get("metrics"), "metrics", problems)
     fanout_schedule = _fanout_schedule(values, problems)
     prewarm = _prewarm_schedules(values, worker_scaling, fanout_schedule, problems)
     timezone = _schedule_timezone(overrides, problems) if prewarm and overrides is not None else "UTC"
-    database = _str(get("database"), "database", problems, _check_database)
+    database = str_value(get("database"), "database", problems, _check_database)
     if database == "azure" and target == "local":
         problems.append(("database", "`azure` needs `target: aks`; a local cluster keeps `in-cluster`"))
-    backup_days = _int(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
+    backup_days = int_value(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
     backup_schedule = _backup_schedule(values, target, database, remote_logs, problems)
     db_ha, db_geo, db_sku = _database_server(values, database, problems)
     task_egress = _task_egress(values.get("taskEgress"), target, database, problems)
