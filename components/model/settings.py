@@ -43,6 +43,7 @@ from components.model.sizing import (
     MAX_PARALLELISM,
     MEASURED_WIDEST_RUN,
 )
+from components.model.ui import UiSettings, parse_ui
 from components.model.vmsizes import (
     MIN_MEMORY_GIB,
     MIN_VCPUS,
@@ -240,6 +241,8 @@ class Settings:
     # Azure Key Vault as Airflow's secrets backend (connections and variables),
     # read with the Airflow pods' workload identity: AKS with remoteTaskLogs only.
     key_vault: bool = False
+    # ui: how a team reaches the UI and signs in (components/model/ui.py).
+    ui: UiSettings = field(default_factory=UiSettings)
     # The keys the stack set (pool keys also as "systemPool.vmSize" etc.), so
     # that a problem found later names what the user changed, not a default.
     keys_set: frozenset[str] = frozenset()
@@ -313,6 +316,9 @@ DEFAULTS: dict[str, Any] = {
     "dagBundleTokens": None,
     # Connections and variables from an Azure Key Vault the program declares.
     "keyVault": False,
+    # How the UI is reached and signed in to: port-forward and the generated
+    # admin by default; a gateway with Entra ID sign-in (components/model/ui.py).
+    "ui": None,
 }
 # The derived backup schedule: once a night, off the hour the reference DAG
 # and most users' schedules start at.
@@ -1098,6 +1104,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     dag_bundles = _dag_bundles(values, target, remote_logs, problems)
     bundle_tokens = _dag_bundle_tokens(values, dag_bundles, secret_keys, problems)
     key_vault = _key_vault(values, target, remote_logs, airflow_version, problems)
+    ui = parse_ui(values.get("ui"), target=target, key_vault=key_vault, problems=problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
@@ -1147,7 +1154,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert heartbeat is not None and retries is not None and retry_delay is not None
     assert prewarm is not None and timezone is not None
     assert database is not None and backup_days is not None
-    assert dag_bundles is not None and bundle_tokens is not None
+    assert dag_bundles is not None and bundle_tokens is not None and ui is not None
     return Settings(
         stack=stack,
         target=target,
@@ -1207,5 +1214,6 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         dag_bundles=dag_bundles,
         dag_bundle_tokens=bundle_tokens,
         key_vault=bool(key_vault),
+        ui=ui,
         keys_set=_keys_set(values),
     )
