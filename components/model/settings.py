@@ -318,7 +318,7 @@ DEFAULTS: dict[str, Any] = {
     "keyVault": False,
     # How the UI is reached and signed in to: port-forward and the generated
     # admin by default; a gateway with Entra ID sign-in (components/model/ui.py).
-    "ui": None,
+    "ui": {},
 }
 # The derived backup schedule: once a night, off the hour the reference DAG
 # and most users' schedules start at.
@@ -1104,7 +1104,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     dag_bundles = _dag_bundles(values, target, remote_logs, problems)
     bundle_tokens = _dag_bundle_tokens(values, dag_bundles, secret_keys, problems)
     key_vault = _key_vault(values, target, remote_logs, airflow_version, problems)
-    ui = parse_ui(values.get("ui"), target=target, key_vault=key_vault, problems=problems)
+    ui = parse_ui(get("ui"), target=target, key_vault=key_vault, problems=problems)
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
