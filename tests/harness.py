@@ -12,7 +12,7 @@ import contextvars
 import hashlib
 import json
 import runpy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,9 @@ TASK_LOG_CLIENT_ID = "cccccccc-1111-0000-0000-000000000005"
 # The database backup's identity (its logical name says "backup").
 BACKUP_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000006"
 BACKUP_CLIENT_ID = "cccccccc-1111-0000-0000-000000000007"
+# The UI gateway's TLS identity (its logical name says "ui-tls").
+UI_TLS_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000008"
+UI_TLS_CLIENT_ID = "cccccccc-1111-0000-0000-000000000009"
 ENTRA_TOKEN = "entra-access-token"
 FAKE_KUBECONFIG = """apiVersion: v1
 kind: Config
@@ -178,6 +181,8 @@ class Mocks(pulumi.runtime.Mocks):
                    f"Microsoft.ManagedIdentity/userAssignedIdentities/{state['name']}")
             if "backup" in args.name:
                 state.update(principalId=BACKUP_PRINCIPAL_ID, clientId=BACKUP_CLIENT_ID, tenantId=TENANT)
+            elif "ui-tls" in args.name:
+                state.update(principalId=UI_TLS_PRINCIPAL_ID, clientId=UI_TLS_CLIENT_ID, tenantId=TENANT)
             else:
                 state.update(principalId=TASK_LOG_PRINCIPAL_ID, clientId=TASK_LOG_CLIENT_ID, tenantId=TENANT)
         elif args.typ == "azure-native:keyvault:Vault":
@@ -357,13 +362,15 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
                 previous_outputs: Mapping[str, Any] | None = None,
                 live_system_pool: Mapping[str, Any] | None = None,
                 live_cluster: Mapping[str, Any] | None = None,
-                secret_keys: Sequence[str] = ()) -> ProgramRun:
+                secret_keys: Sequence[str] = (),
+                program: Callable[[], None] | None = None) -> ProgramRun:
     """Run __main__.py with the given YAML-form config (default: the stack file's).
 
     ``updating``, ``live_system_vm_size``, ``live_worker_pools`` and
     ``previous_outputs`` describe the deployed stack a preview runs against
     (see Mocks). ``secret_keys``: the config keys (with their project
-    prefix) the CLI would mark as secrets.
+    prefix) the CLI would mark as secrets. ``program``: what to run instead of
+    __main__.py (a test that declares more around the program's objects).
     """
     values = stack_file_config(stack) if config is None else config
     mocks = Mocks(updating=updating, live_system_vm_size=live_system_vm_size, live_worker_pools=live_worker_pools,
@@ -398,11 +405,11 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
         runtime_settings.SETTINGS.outputs = set()
         pulumi.runtime.register_stack_transformation(record_options)
         try:
-            def program() -> None:
+            def main() -> None:
                 runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
 
             try:
-                loop.run_until_complete(run_pulumi_func(program))
+                loop.run_until_complete(run_pulumi_func(program or main))
             except BaseException as err:  # the test inspects it
                 run.error = err
                 return

@@ -133,6 +133,60 @@ def network_profile() -> dict[str, Any]:
     }
 
 
+# The add-on key AKS lists the Azure Key Vault provider for Secrets Store CSI
+# Driver under (learn.microsoft.com/azure/aks/csi-secrets-store-driver, the
+# `az aks show --query addonProfiles` output).
+KEY_VAULT_SECRETS_PROVIDER = "azureKeyvaultSecretsProvider"
+# How often the driver looks for a new version of a synced secret: AKS's
+# default (csi-secrets-store-configuration-options.md), stated so a read of the
+# cluster and the declaration agree.
+SECRET_ROTATION_POLL = "2m"
+# What the installed pulumi-azure-native (3.29.0, ManagedCluster on API
+# 2025-09-01) cannot declare: the managed Gateway API CRDs
+# (ingressProfile.gatewayAPI.installation) and the app routing Gateway API
+# implementation (webAppRouting.gatewayAPIImplementations.appRoutingIstio),
+# both first in API 2026-02-01 (the AKS API proposals, typespec
+# `@added(Versions.v2026_02_01)`). AKS turns both on in place with this
+# (azure-aks-docs articles/aks/managed-gateway-api.md, app-routing-gateway-api.md;
+# azure-cli 2.86.0 or later); /work/notes/issue27-aks.md has the sources.
+GATEWAY_API_UPDATE_FLAGS = "--enable-gateway-api --enable-app-routing-istio"
+
+
+def ingress_profile(settings: Settings) -> dict[str, Any] | None:
+    """The application routing add-on, with `ui.exposure: gateway`; nothing otherwise.
+
+    Its operator reconciles a Gateway listener's Key Vault TLS options into a
+    SecretProviderClass and the listener's certificateRefs (azure-aks-docs
+    articles/aks/app-routing-gateway-api-dns-tls.md, "Prerequisites"). No
+    default NGINX controller: AKS's managed NGINX Ingress is out of support
+    since November 2026 (app-routing-gateway-api.md), and the UI goes through
+    the Gateway API. Day 2: ingressProfile is not in pulumi-azure-native's
+    provider/pkg/gen/replacement.go for ManagedCluster, so turning it on for a
+    deployed cluster is an update, as `az aks approuting enable` is for AKS.
+    """
+    if not settings.ui.gateway:
+        return None
+    return {"web_app_routing": {
+        "enabled": True,
+        "nginx": {"default_ingress_controller_type": containerservice.NginxIngressControllerType.NONE},
+    }}
+
+
+def addon_profiles(settings: Settings) -> dict[str, Any] | None:
+    """The Key Vault provider for the Secrets Store CSI Driver, with a UI
+    certificate in Key Vault (`ui.tls.keyVaultCertificate`): it syncs the
+    certificate into the Secret the gateway's listener serves, and with
+    rotation on a renewed certificate reaches the gateway without an update.
+    An update of a deployed cluster too (addonProfiles is not in replacement.go;
+    AKS: `az aks enable-addons --addons azure-keyvault-secrets-provider`)."""
+    if settings.ui.tls_key_vault_certificate is None:
+        return None
+    return {KEY_VAULT_SECRETS_PROVIDER: {
+        "enabled": True,
+        "config": {"enableSecretRotation": "true", "rotationPollInterval": SECRET_ROTATION_POLL},
+    }}
+
+
 def _decode_kubeconfig(kubeconfigs: list) -> str:
     if not kubeconfigs:
         raise ValueError("AKS returned no user kubeconfig for the cluster")
@@ -274,6 +328,10 @@ class Platform(pulumi.ComponentResource):
             # ManagedCluster). AKS cannot turn the issuer off again.
             oidc_issuer_profile={"enabled": True},
             security_profile={"workload_identity": {"enabled": True}},
+            # `ui.exposure: gateway`: the add-ons the UI's gateway needs (None
+            # without: a stack without a gateway declares what it did before).
+            ingress_profile=ingress_profile(settings),
+            addon_profiles=addon_profiles(settings),
             # A cluster made before the engine keeps what it runs, never a
             # replacement for it (network_engine_problems refuses until AKS
             # has migrated it in place).

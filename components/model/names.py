@@ -83,3 +83,11 @@ BACKUP_CONTAINER = "airflow-backups"
 # connection string (a Secret).
 BACKUP_CONFIG_MAP = "airflow-database-backup"
 BACKUP_SECRET = "airflow-database-backup"
+
+# The UI's gateway (`ui.exposure: gateway`) lives in a namespace of its own,
+# <namespace><UI_GATEWAY_NAMESPACE_SUFFIX>; with a UI certificate in Key Vault,
+# the app routing operator reads it as this ServiceAccount there, which
+# workload identity maps to an identity allowed on that certificate alone
+# (components/azure/ui_gateway.py).
+UI_GATEWAY_NAMESPACE_SUFFIX = "-ui"
+UI_TLS_SERVICE_ACCOUNT = "airflow-ui-tls"
