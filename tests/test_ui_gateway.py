@@ -18,10 +18,10 @@ from components.kubernetes.k8s import CUSTOM_KINDS, KubeObject, to_manifest
 from components.kubernetes.ui_gateway import ui_gateway_objects
 from components.model import names
 from components.model.settings import Settings
-from components.render import render
 from tests.conftest import config_for
 from tests.harness import run_program, stack_file_config
 from tests.schemas import SchemaError, validate_manifest
+from tests.test_render import manifests, run_render
 
 # The stack config of the lead's preamble (prod-like), and its Secret variant.
 ENTRA = {"tenantId": "11111111-2222-3333-4444-555555555555", "clientId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
@@ -61,9 +61,10 @@ def gateway_project(directory: Path, ui: dict[str, Any], stack: str = "prod") ->
 
 
 def rendered(tmp_path: Path, ui: dict[str, Any]) -> list[dict[str, Any]]:
-    """The offline render (components/render.py) of prod with this `ui` block."""
-    written = render("prod", tmp_path / "out", project_dir=gateway_project(tmp_path / "project", ui))
-    return [yaml.safe_load(p.read_text()) for p in written if p.suffix == ".yaml"]
+    """The offline render (`python -m components.render`) of prod with this `ui` block."""
+    done = run_render("prod", tmp_path / "out", gateway_project(tmp_path / "project", ui))
+    assert done.returncode == 0, done.stderr
+    return manifests(tmp_path / "out")
 
 
 # --------------------------------------------------------------------------
