@@ -62,8 +62,9 @@ def render(stack: str, out: Path, project_dir: Path = PROJECT_DIR) -> list[Path]
                           key_vault_url="https://<key vault>.vault.azure.net/" if settings.key_vault else None)
              if settings.remote_task_logs and settings.target == "aks" else None)
     external = EXTERNAL_DATABASE_PLACEHOLDER if settings.database == "azure" else None
+    tls_identity = "<ui TLS identity client ID>" if settings.ui.tls_key_vault_certificate else None
     objects = kube_objects(config, image_placeholder(settings.target, settings.airflow_version), secrets, store,
-                           external)
+                           external, ui_tls_identity_client_id=tls_identity)
 
     out.mkdir(parents=True, exist_ok=True)
     manifests = out / "manifests"

@@ -18,9 +18,13 @@ import yaml
 
 from tests.harness import ROOT
 from tests.test_render import run_render
+from tests.test_ui_gateway import UI_KEY_VAULT, gateway_project
 
 CHECKOV = ROOT / "venv-checkov" / "bin" / "checkov"
-STACKS = ("dev", "prod", "local")
+# Each stack file, and prod with the UI through the gateway (its Namespace,
+# TLS ServiceAccount, Gateway and HTTPRoute), which no stack file has yet.
+STACKS = ("dev", "prod", "local", "prod, UI gateway")
+UI_VARIANTS = {"prod, UI gateway": ("prod", UI_KEY_VAULT)}
 
 
 def checkov(directory: Path) -> dict[str, Any]:
@@ -44,10 +48,16 @@ def checkov(directory: Path) -> dict[str, Any]:
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """One scan per stack, the three at once: each is a render and a checkov
     process, mostly one core's work, so in turn they left the other core idle."""
-    outs = {stack: tmp_path_factory.mktemp(f"render-{stack}") for stack in STACKS}
+    outs = {stack: tmp_path_factory.mktemp(f"render-{stack.replace(', ', '-').replace(' ', '-')}")
+            for stack in STACKS}
 
     def scan(stack: str) -> dict[str, Any]:
-        done = run_render(stack, outs[stack])
+        if stack in UI_VARIANTS:
+            base, ui = UI_VARIANTS[stack]
+            project = gateway_project(tmp_path_factory.mktemp("project"), ui, base)
+            done = run_render(base, outs[stack], project)
+        else:
+            done = run_render(stack, outs[stack])
         assert done.returncode == 0, done.stderr
         return checkov(outs[stack] / "manifests")
 

@@ -39,6 +39,7 @@ from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program, stack_file_config
 from tests.readme_tables import table_after
 from tests.schemas import validate_manifest
+from tests.test_ui_gateway import UI_SECRET
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
@@ -60,6 +61,11 @@ CLIENT_SERVICES = {names.API_SERVER, names.FLOWER}
 # task_runner.py, parse); the triggerer imports triggers by classpath.
 BUNDLE_FETCHERS = {"dag-processor", "worker"}
 WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
+# Istio's gateway deployment controller labels the pods it runs for a Gateway
+# with the Gateway's name, in the Gateway's namespace (istio/istio
+# pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go, GatewayNameLabel;
+# manifests/charts/istio-control/istio-discovery/files/kube-gateway.yaml).
+GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 
 
 @dataclass(frozen=True)
@@ -193,6 +199,8 @@ class Deployment:
     # just outside each entry's range.
     task_egress: list[dict[str, Any]] = field(default_factory=list)
     egress_samples: list[Endpoint] = field(default_factory=list)
+    # The data-plane pods of the Gateways the HTTPRoutes attach to (in their own namespace).
+    gateway_pods: list[Endpoint] = field(default_factory=list)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [m for m in self.manifests if m["kind"] == kind]
@@ -206,7 +214,7 @@ class Deployment:
 
     def endpoints(self) -> list[Endpoint]:
         stray = pod("stray pod in the namespace", self.namespace, {"app": "debug"})
-        return [*self.pods, stray, *OUTSIDE, *self.egress_samples]
+        return [*self.pods, stray, *OUTSIDE, *self.egress_samples, *self.gateway_pods]
 
 
 def pod_template(m: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +224,8 @@ def pod_template(m: dict[str, Any]) -> dict[str, Any]:
 
 def deployment_of(run: ProgramRun, task_egress: list[dict[str, Any]] | None = None) -> Deployment:
     manifests = run.manifests()
-    [ns] = [m["metadata"]["name"] for m in manifests if m["kind"] == "Namespace"]
+    # The deployment's namespace, where its workloads are (the UI gateway's is another).
+    [ns] = {m["metadata"]["namespace"] for m in manifests if m["kind"] in WORKLOAD_KINDS}
     pods = []
     for m in manifests:
         if m["kind"] in WORKLOAD_KINDS:
@@ -226,7 +235,22 @@ def deployment_of(run: ProgramRun, task_egress: list[dict[str, Any]] | None = No
             spec = template["spec"]
             pods.append(pod(name, ns, labels, (spec,)))
     entries = task_egress or []
-    return Deployment(ns, manifests, pods, entries, egress_samples(entries))
+    return Deployment(ns, manifests, pods, entries, egress_samples(entries), gateway_pods(manifests))
+
+
+def route_gateways(route: dict[str, Any]) -> list[Endpoint]:
+    """The data-plane pods of the Gateways an HTTPRoute names as parents."""
+    found = []
+    for parent in route["spec"]["parentRefs"]:
+        assert parent.get("kind", "Gateway") == "Gateway", parent
+        ns = parent.get("namespace", route["metadata"]["namespace"])
+        found.append(pod(f"gateway {ns}/{parent['name']}", ns, {GATEWAY_NAME_LABEL: parent["name"]}))
+    return found
+
+
+def gateway_pods(manifests: list[dict[str, Any]]) -> list[Endpoint]:
+    found = {ep.name: ep for m in manifests if m["kind"] == "HTTPRoute" for ep in route_gateways(m)}
+    return list(found.values())
 
 
 def egress_samples(entries: list[dict[str, Any]]) -> list[Endpoint]:
@@ -395,6 +419,15 @@ def needed_flows(dep: Deployment) -> set[Flow]:
             # A cron trigger reads the clock only; the PostgreSQL one connects.
             if "host" in trigger["metadata"]:
                 need(KEDA_OPERATOR, trigger["metadata"]["host"], int(trigger["metadata"]["port"]))
+    for route in dep.of_kind("HTTPRoute"):
+        # The gateway's pods forward each rule's requests to its Services (a
+        # rule without backendRefs forwards nothing).
+        for rule in route["spec"]["rules"]:
+            for ref in rule.get("backendRefs", []):
+                assert ref.get("kind", "Service") == "Service" and not ref.get("group"), ref
+                host = f"{ref['name']}.{ref.get('namespace', route['metadata']['namespace'])}{SERVICE_SUFFIX}"
+                for gateway in route_gateways(route):
+                    need(gateway, host, ref["port"])
     for service in dep.of_kind("Service"):
         if service["metadata"]["name"] in CLIENT_SERVICES:
             for p in service["spec"]["ports"]:
@@ -406,7 +439,7 @@ def needed_flows(dep: Deployment) -> set[Flow]:
             if annotations.get("prometheus.io/scrape") == "true":
                 [ep] = [e for e in dep.pods if e.label_map == pod_template(m)["metadata"]["labels"]]
                 # Prometheus runs in some namespace; any pod may scrape, no bare address.
-                for src in OUTSIDE:
+                for src in [*OUTSIDE, *dep.gateway_pods]:
                     if src.ip is None:
                         needed.add((src.name, ep.name, int(annotations["prometheus.io/port"]), "TCP"))
     return needed
@@ -542,6 +575,9 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "local, a blob DAG bundle in the storage emulator": ("local", {
         "airflow-aks:taskLogEmulatorEndpoint": EMULATOR_ENDPOINT,
         "airflow-aks:dagBundles": [{"name": "drop", "kind": "blob", "container": "airflow-dags"}]}),
+    # The UI through the gateway (tests/test_ui_gateway.py), its certificate
+    # from a Secret (from Key Vault it needs the TLS identity __main__.py passes).
+    "prod, UI gateway": ("prod", {"airflow-aks:ui": UI_SECRET}),
 }
 
 
@@ -633,6 +669,42 @@ def test_the_checker_catches_a_missing_and_an_extra_flow(deployments: dict[str, 
     needed, got = needed_flows(dep), allowed_flows(dep, policies)
     assert describe(needed - got) == [f"{names.WORKER} -> {names.RABBITMQ}:{names.RABBITMQ_PORT}/TCP"]
     assert describe(got - needed) == [f"{names.SCHEDULER} -> {names.POSTGRES}:{names.POSTGRES_PORT}/TCP"]
+
+
+def test_the_ui_gateway_adds_one_flow_from_its_route() -> None:
+    """With the gateway on, the builder's one new flow is the gateway's pods
+    to the api-server's port, selected by the Gateway's namespace and name;
+    without it, no flow names the gateway."""
+    gateway_flows = [f for f in flows(config_for("prod", ui=UI_SECRET).settings) if "gateway" in f.src.name]
+    assert [(f.dst.name, f.port, f.protocol) for f in gateway_flows] == [(names.API_SERVER, names.API_SERVER_PORT,
+                                                                          "TCP")]
+    assert gateway_flows[0].src.selector == {
+        "namespace_selector": {"match_labels": {NAMESPACE_NAME_LABEL: "airflow-ui"}},
+        "pod_selector": {"match_labels": {GATEWAY_NAME_LABEL: "airflow-ui"}}}
+    assert not [f for f in flows(config_for("prod").settings) if "gateway" in f.src.name]
+
+
+def test_the_gateway_needs_the_api_server_and_nothing_else(deployments: dict[str, Deployment]) -> None:
+    dep = deployments["prod, UI gateway"]
+    [gateway] = dep.gateway_pods
+    assert (gateway.namespace, gateway.label_map) == ("airflow-ui", {GATEWAY_NAME_LABEL: "airflow-ui"})
+    from_route = {f for f in needed_flows(dep) if f[0] == gateway.name and f[1] != names.STATSD}
+    assert from_route == {(gateway.name, names.API_SERVER, names.API_SERVER_PORT, "TCP")}, \
+        "HTTPRoute airflow-ui: its one backend, the api-server's container port"
+    assert deployments["prod"].gateway_pods == [] and not deployments["prod"].of_kind("HTTPRoute")
+
+
+def test_the_checker_catches_a_blocked_gateway(deployments: dict[str, Deployment]) -> None:
+    """Negative control: the api-server's port opened to the workers only
+    (not to any source), the gateway's requests are blocked and named."""
+    dep = deployments["prod, UI gateway"]
+    policies = json.loads(json.dumps(dep.policies()))
+    [api] = [p for p in policies if p["metadata"]["name"] == names.API_SERVER]
+    for rule in api["spec"]["ingress"]:
+        if rule["ports"][0]["port"] == names.API_SERVER_PORT:
+            rule["from"] = [{"podSelector": {"matchLabels": {"app.kubernetes.io/component": "worker"}}}]
+    blocked = describe(needed_flows(dep) - allowed_flows(dep, policies))
+    assert f"gateway airflow-ui/airflow-ui -> {names.API_SERVER}:{names.API_SERVER_PORT}/TCP" in blocked, blocked
 
 
 @pytest.mark.parametrize("variant", VARIANTS)

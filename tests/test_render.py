@@ -19,8 +19,9 @@ from tests.harness import ROOT, run_program
 from tests.schemas import validate_manifest
 
 
-def run_render(stack: str, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "components.render", "--stack", stack, "--out", str(out)],
+def run_render(stack: str, out: Path, project_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+    more = ["--project-dir", str(project_dir)] if project_dir is not None else []
+    return subprocess.run([sys.executable, "-m", "components.render", "--stack", stack, "--out", str(out), *more],
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 

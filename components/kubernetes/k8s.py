@@ -179,10 +179,12 @@ API_VERSIONS = {
     "CronJob": "batch/v1",
     "PodDisruptionBudget": "policy/v1", "NetworkPolicy": "networking.k8s.io/v1",
     "ScaledObject": "keda.sh/v1alpha1", "TriggerAuthentication": "keda.sh/v1alpha1",
+    # The Gateway API's CRDs, which AKS's managed Gateway API installs (components/kubernetes/ui_gateway.py).
+    "Gateway": "gateway.networking.k8s.io/v1", "HTTPRoute": "gateway.networking.k8s.io/v1",
 }
 # Custom resources: declared as CustomResource, their fields already in the
 # API's camelCase (the provider sends them as given).
-CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication"}
+CUSTOM_KINDS = {"ScaledObject", "TriggerAuthentication", "Gateway", "HTTPRoute"}
 _RESOURCE_TYPES: dict[str, type[pulumi.CustomResource]] = {
     "Namespace": kubernetes.core.v1.Namespace,
     "Secret": kubernetes.core.v1.Secret,

@@ -37,6 +37,7 @@ from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.key_vault import VAULT_COMPONENTS, key_vault_on
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore, task_logs_on
+from components.kubernetes.ui_gateway import gateway_pod_labels
 from components.model import dag_bundles, names
 from components.model.egress import EgressRule
 from components.model.settings import Settings
@@ -218,6 +219,12 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
         found.append(Flow(PGBOUNCER, server, names.POSTGRES_PORT, why="PgBouncer's server connections"))
     for component, port in LOG_SERVERS.items():
         found.append(Flow(api_server, airflow(component), port, why="logs of running and deferred tasks"))
+    if settings.ui.gateway:
+        # The gateway's data plane (Istio's pods of the Gateway, in its own
+        # namespace) forwards the HTTPRoute's requests to the api-server's pods.
+        gateway = outside(f"{names.UI_GATEWAY} gateway", names.ui_gateway_namespace(settings.namespace),
+                          gateway_pod_labels())
+        found.append(Flow(gateway, api_server, names.API_SERVER_PORT, why="the UI's gateway (HTTPRoute)"))
     if settings.flower:
         found.append(Flow(ANYWHERE, airflow("flower"), names.FLOWER_PORT, why="Flower UI clients"))
     if settings.worker_scaling == "keda" and external_database is None:

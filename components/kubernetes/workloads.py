@@ -22,6 +22,7 @@ from components.kubernetes.postgres import Postgres, postgres_objects
 from components.kubernetes.rabbitmq import RabbitMQ, rabbitmq_objects
 from components.kubernetes.secrets import AirflowSecrets, secret_objects
 from components.kubernetes.task_logs import TaskLogStore, task_log_objects
+from components.kubernetes.ui_gateway import ui_gateway_objects
 from components.model import names
 from components.model.settings import Settings
 
@@ -37,7 +38,8 @@ def kube_objects(config: StackConfig, image: pulumi.Input[str],
                  secret_values: Mapping[str, pulumi.Input[str]],
                  task_log_store: TaskLogStore | None = None,
                  external_database: ExternalDatabase | None = None,
-                 dag_bundle_tokens: Mapping[str, pulumi.Input[str]] | None = None) -> list[KubeObject]:
+                 dag_bundle_tokens: Mapping[str, pulumi.Input[str]] | None = None,
+                 ui_tls_identity_client_id: pulumi.Input[str] | None = None) -> list[KubeObject]:
     """Every object Workloads declares, from the same builders, for the offline render
     (dag_bundle_tokens None: placeholders for the git bundles' tokens)."""
     s, plan = config.settings, config.plan
@@ -53,8 +55,13 @@ def kube_objects(config: StackConfig, image: pulumi.Input[str],
         *metrics_objects(s, plan),
         *airflow_objects(s, plan, config.airflow_cfg, image, task_log_store, external_database),
         *backup_objects(s, image, task_log_store),
+        *ui_gateway_objects(s, ui_tls_identity_client_id, _key_vault_uri(task_log_store)),
         *network_policy_objects(s, task_log_store, external_database),
     ]
+
+
+def _key_vault_uri(task_log_store: TaskLogStore | None) -> pulumi.Input[str] | None:
+    return task_log_store.key_vault_url if task_log_store is not None else None
 
 
 def _check_external_database(settings: Settings, external_database: ExternalDatabase | None) -> None:
@@ -84,10 +91,13 @@ class Workloads(pulumi.ComponentResource):
         task_log_store: TaskLogStore | None = None,
         external_database: ExternalDatabase | None = None,
         opts: pulumi.ResourceOptions | None = None,
+        ui_tls_identity_client_id: pulumi.Input[str] | None = None,
     ) -> None:
         """task_log_store: on AKS with remote task logs, the storage account
         and identity the Airflow pods write task logs with. external_database:
-        with `database: azure`, the flexible server the pods connect to."""
+        with `database: azure`, the flexible server the pods connect to.
+        ui_tls_identity_client_id: with `ui.tls.keyVaultCertificate`, the
+        identity the gateway's certificate is read from Key Vault with."""
         super().__init__("airflow-aks:workloads:Workloads", name, None,
                          pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(providers=[provider])))
         settings, plan = config.settings, config.plan
@@ -130,6 +140,8 @@ class Workloads(pulumi.ComponentResource):
         Metrics(f"{name}-metrics", settings=settings, plan=plan, after=[namespace], opts=child)
         NetworkPolicies(f"{name}-network", settings=settings, task_log_store=task_log_store, after=[namespace],
                         external_database=external_database, opts=child)
+        _declare_ui_gateway(ui_gateway_objects(settings, ui_tls_identity_client_id, _key_vault_uri(task_log_store)),
+                            name, self, namespace)
         backends = [*database, rabbitmq.stateful_set]
         if pgbouncer.deployment is not None:
             backends.append(pgbouncer.deployment)
@@ -152,6 +164,17 @@ class Workloads(pulumi.ComponentResource):
         self.api_server_service = airflow.api_server_service
         self.admin_password = secrets.admin_password
         self.register_outputs({"namespace": self.namespace, "api_server_service": self.api_server_service})
+
+
+def _declare_ui_gateway(objects: list[KubeObject], name: str, parent: pulumi.Resource,
+                        namespace: pulumi.Resource) -> None:
+    """The gateway's Namespace first, what lives in it after; the HTTPRoute after the Airflow namespace."""
+    gateway_ns = [k8s.declare(o, name, pulumi.ResourceOptions(parent=parent)) for o in objects
+                  if o.kind == "Namespace"]
+    for o in objects:
+        if o.kind != "Namespace":
+            after = [namespace] if o.kind == "HTTPRoute" else gateway_ns
+            k8s.declare(o, name, pulumi.ResourceOptions(parent=parent, depends_on=after))
 
 
 def port_forward_command(namespace: pulumi.Input[str]) -> pulumi.Output[str]:

@@ -91,3 +91,13 @@ BACKUP_SECRET = "airflow-database-backup"
 # (components/azure/ui_gateway.py).
 UI_GATEWAY_NAMESPACE_SUFFIX = "-ui"
 UI_TLS_SERVICE_ACCOUNT = "airflow-ui-tls"
+# The Gateway and its listener, and the HTTPRoute beside the api-server
+# (components/kubernetes/ui_gateway.py).
+UI_GATEWAY = "airflow-ui"
+UI_GATEWAY_CLASS = "approuting-istio"
+UI_GATEWAY_LISTENER = "https"
+UI_ROUTE = "airflow-ui"
+
+
+def ui_gateway_namespace(namespace: str) -> str:
+    return f"{namespace}{UI_GATEWAY_NAMESPACE_SUFFIX}"
