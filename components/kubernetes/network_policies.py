@@ -218,6 +218,9 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
         found.append(Flow(PGBOUNCER, server, names.POSTGRES_PORT, why="PgBouncer's server connections"))
     for component, port in LOG_SERVERS.items():
         found.append(Flow(api_server, airflow(component), port, why="logs of running and deferred tasks"))
+    if settings.ui.auth == "entra":
+        # The token request and the id token's signing keys (webserver_config.py).
+        found.append(Flow(api_server, AZURE_PUBLIC, HTTPS_PORT, why="Entra ID sign-in (tokens and signing keys)"))
     if settings.flower:
         found.append(Flow(ANYWHERE, airflow("flower"), names.FLOWER_PORT, why="Flower UI clients"))
     if settings.worker_scaling == "keda" and external_database is None:
