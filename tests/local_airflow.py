@@ -762,6 +762,12 @@ class LocalDeployment:
         # What the image copies to /opt/airflow/config (app/Dockerfile).
         shutil.copytree(APP_CONFIG, self.home / "config", dirs_exist_ok=True)
         (self.home / "airflow.cfg").write_text(self.cfg_text)
+        # The ConfigMap's other files (webserver_config.py with Entra ID sign-in), where the
+        # api-server mounts them: $AIRFLOW_HOME/<key>.
+        config_files = self.run.manifest("ConfigMap", names.CONFIG_MAP)["data"]
+        for key, text in config_files.items():
+            if key != "airflow.cfg":
+                (self.home / key).write_text(self._rewrite(text))
         # The api-server's init container copies this from the auth Secret.
         auth = self._secret(names.AUTH_SECRET)
         auth_dir = self.home / "auth"

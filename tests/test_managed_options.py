@@ -13,6 +13,7 @@ from components.model.airflow_cfg import worker_cfg_env
 from components.model.airflow_options import MANAGED_AIRFLOW_OPTIONS, USER_AIRFLOW_OPTIONS
 from tests.conftest import config_for
 from tests.test_settings import problems_of
+from tests.test_ui_auth import ENTRA_UI
 
 # The shipped stacks, and the switches that add options: metrics off drops
 # [metrics], remote task logs and keyVault add theirs, a local cluster with
@@ -21,6 +22,8 @@ RENDERED: list[tuple[str, dict[str, Any]]] = [
     ("dev", {}), ("prod", {}), ("local", {}),
     ("prod", {"pgbouncer": False, "metrics": False}),
     ("local", {"taskLogEmulatorEndpoint": "http://azurite.azurite:10000/devstoreaccount1"}),
+    # Entra ID sign-in: the FAB auth manager's options instead of the SimpleAuthManager's.
+    ("prod", {"ui": ENTRA_UI}),
 ]
 
 

@@ -35,10 +35,12 @@ from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore
 from components.model import names, vnet
 from components.model.egress import AZURE_SERVICES
 from components.model.settings import ConfigError, Settings
+from components.model.ui_auth import WEBSERVER_CONFIG_KEY
 from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program, stack_file_config
 from tests.readme_tables import table_after
 from tests.schemas import validate_manifest
+from tests.test_ui_auth import ENTRA_UI
 from tests.test_ui_gateway import UI_SECRET
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
@@ -66,6 +68,8 @@ WORKLOAD_IDENTITY_LABEL = "azure.workload.identity/use"
 # pilot/pkg/config/kube/gatewaycommon/deploymentcontroller.go, GatewayNameLabel;
 # manifests/charts/istio-control/istio-discovery/files/kube-gateway.yaml).
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
+# Entra ID's sign-in endpoints: public addresses that are Microsoft's to change.
+ENTRA_HOST = "login.microsoftonline.com"
 
 
 @dataclass(frozen=True)
@@ -301,6 +305,11 @@ def mounted_config_maps(spec: dict[str, Any]) -> list[str]:
     return found
 
 
+def mounted_keys(spec: dict[str, Any]) -> set[str]:
+    """The ConfigMap keys a pod's containers mount one by one (subPath)."""
+    return {m["subPath"] for c in spec["containers"] for m in c.get("volumeMounts", []) if "subPath" in m}
+
+
 def urls_in(text: str) -> list[tuple[str, int]]:
     """(host, port) of every URL in a value, JSON connections and connection strings included."""
     found = []
@@ -320,7 +329,8 @@ def targets(dep: Deployment, host: str, port: int, protocol: str = "TCP") -> lis
     if host.endswith(SERVER_DOMAIN):
         return [(SERVER_ADDRESS, port, protocol)]
     if host in GIT_HOSTS or not host.endswith(SERVICE_SUFFIX):
-        assert host in GIT_HOSTS or host.endswith((".blob.core.windows.net", ".vault.azure.net")), \
+        assert host in GIT_HOSTS or host == ENTRA_HOST or \
+            host.endswith((".blob.core.windows.net", ".vault.azure.net")), \
             f"no sample endpoint for {host}"
         # A git host's, Azure Storage's and Key Vault's addresses are theirs to
         # change: any public address may be one.
@@ -407,6 +417,10 @@ def needed_flows(dep: Deployment) -> set[Flow]:
             data = dep.named("ConfigMap", cm)["data"]
             if "airflow.cfg" in data:
                 cfg_flows(dep, ep, data["airflow.cfg"], need)
+            # FAB's OAuth client calls the URLs of webserver_config.py, in the pods that mount it.
+            if WEBSERVER_CONFIG_KEY in data and WEBSERVER_CONFIG_KEY in mounted_keys(spec):
+                for host, port in urls_in(data[WEBSERVER_CONFIG_KEY]):
+                    need(ep, host, port)
             if "pgbouncer.ini" in data:
                 for host, port in re.findall(r"host=(\S+) port=(\d+)", data["pgbouncer.ini"]):
                     need(ep, host, int(port))
@@ -572,6 +586,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "airflow-aks:dagBundles": [{"name": "repo", "kind": "git", "url": GIT_URL, "credentials": True},
                                    {"name": "drop", "kind": "blob", "container": "airflow-dags"}],
         "airflow-aks:dagBundleTokens": {"repo": "a-token"}}),
+    # Entra ID alone opens the api-server's 443.
+    "prod, Entra ID sign-in, no keyVault, no remote task logs": ("prod", {
+        "airflow-aks:ui": ENTRA_UI, "airflow-aks:keyVault": False, "airflow-aks:remoteTaskLogs": False,
+        "airflow-aks:databaseBackupSchedule": ""}),
     "local, a blob DAG bundle in the storage emulator": ("local", {
         "airflow-aks:taskLogEmulatorEndpoint": EMULATOR_ENDPOINT,
         "airflow-aks:dagBundles": [{"name": "drop", "kind": "blob", "container": "airflow-dags"}]}),

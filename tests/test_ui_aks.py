@@ -235,7 +235,8 @@ def test_turning_the_gateway_on_for_a_deployed_prod_updates_the_cluster(runs: di
     networkProfile fields: neither ingressProfile nor addonProfiles, so the
     change is one PUT of the running cluster (as `az aks approuting enable`
     and `az aks enable-addons` are for AKS). The identity, its role and its
-    federation are new; nothing is replaced or deleted."""
+    federation are new; nothing is deleted, and only the migration Job is
+    replaced (airflow.cfg changes with Entra ID sign-in)."""
     cluster = runs["prod"].one(AKS).name
     assert not any(p.startswith(("ingressProfile", "addonProfiles")) for p in AZURE_REPLACE[AKS]), \
         "the model follows replacement.go"
@@ -243,10 +244,14 @@ def test_turning_the_gateway_on_for_a_deployed_prod_updates_the_cluster(runs: di
     step = shown.step(cluster)
     assert step is not None and step.op == "update", f"{cluster}: {step}"
     assert {p.split(".")[0] for p in step.paths} == {"ingressProfile", "addonProfiles"}, f"{cluster}: {step.paths}"
-    assert not shown.of("replace") and not shown.of("delete"), \
+    # Entra ID sign-in changes airflow.cfg, and a Job's template cannot change: the migration Job
+    # is replaced (new name first, components/kubernetes/airflow.py) and migrates the FAB auth
+    # manager's tables before the api-server starts with it. Nothing else is replaced.
+    assert [s.name for s in shown.of("replace")] == ["workloads-airflow-migrate"] and not shown.of("delete"), \
         f"replaced {[s.name for s in shown.of('replace')]}, deleted {[s.name for s in shown.of('delete')]}"
     created = {s.name for s in shown.of("create") if s.type in (IDENTITY, ROLE, FEDERATION)}
-    assert created == {"airflow-ui-tls-identity", "airflow-ui-tls-secrets-user", "airflow-ui-tls-federation"}, \
-        created
+    # And the Airflow identity's trust in the api-server's own account (components/kubernetes/ui_auth.py).
+    assert created == {"airflow-ui-tls-identity", "airflow-ui-tls-secrets-user", "airflow-ui-tls-federation",
+                       "airflow-task-logs-api-server-federation"}, created
     assert not shown.stopped and not shown.aks, (shown.refused, shown.protected_refusals, shown.aks)
     assert all(s.type != VAULT for s in shown.steps), "the vault is untouched"

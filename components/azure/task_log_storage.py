@@ -153,6 +153,21 @@ class TaskLogStorage(pulumi.ComponentResource):
             name, container, service_account_subject(settings.namespace), resource_group_name, location,
             oidc_issuer_url, client, child)
         self.grants = [role, federation]
+        if settings.ui.auth == "entra":
+            # With Entra ID sign-in the api-server runs as its own ServiceAccount
+            # (components/kubernetes/ui_auth.py), which this identity trusts too.
+            # After the first: Azure refuses concurrent writes of one identity's
+            # federated credentials with 409 (learn.microsoft.com/entra/workload-id/
+            # workload-identity-federation-considerations).
+            self.grants.append(managedidentity.FederatedIdentityCredential(
+                f"{name}-api-server-federation",
+                resource_group_name=resource_group_name,
+                resource_name_=identity.name,
+                issuer=oidc_issuer_url,
+                subject=service_account_subject(settings.namespace, names.API_SERVER_SERVICE_ACCOUNT),
+                audiences=[TOKEN_EXCHANGE_AUDIENCE],
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[federation]),
+            ))
         self.dag_container_ids = self._dag_containers(name, settings, resource_group_name, account, identity,
                                                       client, guarded, child)
         backup_client_id: pulumi.Output[str] | None = None

@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pulumi_kubernetes as kubernetes
 
-from components.kubernetes import k8s
+from components.kubernetes import k8s, ui_auth
 from components.kubernetes.dag_bundles import bundle_env, bundle_mounts, bundle_volumes
 from components.kubernetes.dag_bundles import identity_components as bundle_identity_components
 from components.kubernetes.external_database import ExternalDatabase
@@ -26,6 +26,7 @@ from components.model.airflow_cfg import AUTH_PASSWORDS_FILE, worker_cfg_env, wo
 from components.model.capacity import CapacityPlan, worker_disruption_allowance, worker_stop_seconds
 from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
 from components.model.settings import Settings
+from components.model.ui_auth import WEBSERVER_CONFIG_KEY, WEBSERVER_CONFIG_PATH, webserver_config
 
 # How long `pulumi up` gives the worker StatefulSet to reach its replica
 # count beyond the warm shutdown of the workers it removes.
@@ -33,6 +34,8 @@ WORKER_AWAIT_SLACK_SECONDS = 300
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 DB_CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 AUTH_SECRET_DIR = "/secrets/auth"
+# The api-server's pod template: changes with its webserver_config.py only.
+WEBSERVER_CONFIG_CHECKSUM = "airflow-aks/webserver-config-checksum"
 CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
 
 
@@ -157,6 +160,9 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             *extra.pop("volumes", []),
         ]
         id_labels, id_spec = log_identity(component, with_identity) if identity else ({}, {})
+        if component == ui_auth.API_SERVER_COMPONENT and ui_auth.entra_on(settings):
+            # Its own account, which carries the Azure identity's client ID too if it has one.
+            id_labels, id_spec = ui_auth.api_server_identity(settings)
         return {
             "metadata": {"labels": {**_labels(component), **id_labels},
                          "annotations": {CHECKSUM_ANNOTATION: config_checksum, **(annotations or {})}},
@@ -186,10 +192,12 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
         return k8s.service(f"{component}-service", f"airflow-{component}", ns, _labels(component), port_name,
                            port, headless=headless)
 
+    # Entra ID sign-in: FAB's webserver_config.py, read by the api-server only.
+    web_config = {WEBSERVER_CONFIG_KEY: webserver_config(settings.ui)} if ui_auth.entra_on(settings) else {}
     objects = [
         KubeObject("ConfigMap", "config", {
             "metadata": {"name": names.CONFIG_MAP, "namespace": ns, "labels": _labels("config")},
-            "data": {"airflow.cfg": airflow_cfg},
+            "data": {"airflow.cfg": airflow_cfg, **web_config},
         }),
         KubeObject("ConfigMap", "env", {
             "metadata": {"name": names.ENV_CONFIG_MAP, "namespace": ns, "labels": _labels("config")},
@@ -216,6 +224,30 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
 
     # api-server: UI, REST API and the Execution API every running task talks to.
     api_health = _http_probe("/api/v2/monitor/health", names.API_SERVER_PORT)
+    if web_config:
+        sign_in: dict[str, Any] = {
+            "mounts": [{"name": "config", "mount_path": WEBSERVER_CONFIG_PATH, "sub_path": WEBSERVER_CONFIG_KEY,
+                        "read_only": True}],
+            # A subPath mount never sees a changed ConfigMap: the api-server
+            # alone rolls when only its sign-in settings change.
+            "pod": {"annotations": {WEBSERVER_CONFIG_CHECKSUM: checksum(web_config[WEBSERVER_CONFIG_KEY])}},
+        }
+    else:
+        sign_in = {
+            "mounts": [{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"}],
+            # SimpleAuthManager opens its passwords file for writing, so it gets
+            # a copy of the Secret in a writable emptyDir.
+            "pod": {"init_containers": [{
+                "name": "auth-passwords",
+                "image": image,
+                "command": ["cp", f"{AUTH_SECRET_DIR}/{AUTH_PASSWORDS_KEY}", AUTH_PASSWORDS_FILE],
+                "volume_mounts": [{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"},
+                                  {"name": "auth-secret", "mount_path": AUTH_SECRET_DIR, "read_only": True}],
+                "resources": control("api-server"),
+                "security_context": hardened,
+            }], "volumes": [{"name": "auth", "empty_dir": {}},
+                            {"name": "auth-secret", "secret": {"secret_name": names.AUTH_SECRET}}]},
+        }
     objects.append(deployment("api-server", plan.control_plane.api_server.replicas, pod(
         "api-server",
         [container(
@@ -224,21 +256,9 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             readiness_probe={**api_health, "period_seconds": 10, "timeout_seconds": 5},
             liveness_probe={**api_health, "initial_delay_seconds": 30, "period_seconds": 15,
                             "timeout_seconds": 10, "failure_threshold": 5},
-            volume_mounts=[{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"}],
+            volume_mounts=sign_in["mounts"],
         )],
-        # SimpleAuthManager opens its passwords file for writing, so it gets
-        # a copy of the Secret in a writable emptyDir.
-        init_containers=[{
-            "name": "auth-passwords",
-            "image": image,
-            "command": ["cp", f"{AUTH_SECRET_DIR}/{AUTH_PASSWORDS_KEY}", AUTH_PASSWORDS_FILE],
-            "volume_mounts": [{"name": "auth", "mount_path": f"{names.AIRFLOW_HOME}/auth"},
-                              {"name": "auth-secret", "mount_path": AUTH_SECRET_DIR, "read_only": True}],
-            "resources": control("api-server"),
-            "security_context": hardened,
-        }],
-        volumes=[{"name": "auth", "empty_dir": {}},
-                 {"name": "auth-secret", "secret": {"secret_name": names.AUTH_SECRET}}],
+        **sign_in["pod"],
     )))
     objects.append(service("api-server", "http", names.API_SERVER_PORT))
     # Drains and upgrades take one api-server at a time: with two replicas the

@@ -225,6 +225,9 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
         gateway = outside(f"{names.UI_GATEWAY} gateway", names.ui_gateway_namespace(settings.namespace),
                           gateway_pod_labels())
         found.append(Flow(gateway, api_server, names.API_SERVER_PORT, why="the UI's gateway (HTTPRoute)"))
+    if settings.ui.auth == "entra":
+        # The token request and the id token's signing keys (webserver_config.py).
+        found.append(Flow(api_server, AZURE_PUBLIC, HTTPS_PORT, why="Entra ID sign-in (tokens and signing keys)"))
     if settings.flower:
         found.append(Flow(ANYWHERE, airflow("flower"), names.FLOWER_PORT, why="Flower UI clients"))
     if settings.worker_scaling == "keda" and external_database is None:

@@ -22,6 +22,7 @@ from components.kubernetes.postgres import Postgres, postgres_objects
 from components.kubernetes.rabbitmq import RabbitMQ, rabbitmq_objects
 from components.kubernetes.secrets import AirflowSecrets, secret_objects
 from components.kubernetes.task_logs import TaskLogStore, task_log_objects
+from components.kubernetes.ui_auth import api_server_account
 from components.kubernetes.ui_gateway import ui_gateway_objects
 from components.model import names
 from components.model.settings import Settings
@@ -48,6 +49,7 @@ def kube_objects(config: StackConfig, image: pulumi.Input[str],
         namespace_object(s),
         *secret_objects(s, secret_values),
         *task_log_objects(s, task_log_store),
+        *api_server_account(s, task_log_store),
         *dag_bundle_objects(s, dag_bundle_tokens),
         *(postgres_objects(s, plan) if external_database is None else []),
         *pgbouncer_objects(s, plan, external_database),
@@ -117,6 +119,9 @@ class Workloads(pulumi.ComponentResource):
                                  external_database=external_database, opts=child)
         after_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
         task_logs = [k8s.declare(o, name, after_namespace) for o in task_log_objects(settings, task_log_store)]
+        # The workload identity webhook refuses a pod whose ServiceAccount is missing.
+        task_logs += [k8s.declare(o, name, after_namespace)
+                      for o in api_server_account(settings, task_log_store)]
         # The git bundles' tokens: Pulumi secrets from the stack's config, into a Secret only.
         bundle_secrets = [k8s.declare(o, name, after_namespace)
                           for o in dag_bundle_objects(settings, read_tokens(settings))]

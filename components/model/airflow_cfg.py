@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from components.model import names
+from components.model import names, ui_auth
 from components.model.capacity import (
     SQLALCHEMY_MAX_OVERFLOW,
     SQLALCHEMY_POOL_SIZE,
@@ -92,8 +92,9 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
             "dags_folder": DAGS_FOLDER,
             "load_examples": "False",
             "execution_api_server_url": f"{api_server_url(settings.namespace)}/execution/",
-            "simple_auth_manager_users": f"{ADMIN_USER}:admin",
-            "simple_auth_manager_passwords_file": AUTH_PASSWORDS_FILE,
+            # Here, not with the other sections' additions: a stack without Entra
+            # sign-in keeps its airflow.cfg text, so its pods do not roll.
+            **auth_manager_options(settings).pop("core"),
             # Airflow stops a task that runs past longestTaskSeconds, so the
             # grace periods, consumer timeout and drain timeouts sized from it
             # hold: the task fails as timed out instead of being SIGKILLed
@@ -170,12 +171,26 @@ def airflow_options(settings: Settings, plan: CapacityPlan) -> Options:
     # DAG bundles (components/model/dag_bundles.py): the list and the
     # writable volume they are kept on.
     options["dag_processor"] = bundle_options(settings)
-    for section, values in {**remote_logging_options(settings), **metrics_options(settings),
-                            **secrets_options(settings)}.items():
-        options.setdefault(section, {}).update(values)
+    sign_in = auth_manager_options(settings)
+    sign_in.pop("core")
+    for extra in (sign_in, remote_logging_options(settings), metrics_options(settings), secrets_options(settings)):
+        for section, values in extra.items():
+            options.setdefault(section, {}).update(values)
     for section in sorted(settings.airflow_config):
         options.setdefault(section, {}).update(settings.airflow_config[section])
     return options
+
+
+def auth_manager_options(settings: Settings) -> Options:
+    """Who signs in to the UI (the `ui` key): Airflow's SimpleAuthManager (its
+    default) with the one admin the program generates a password for, or Entra
+    ID through the FAB auth manager (components/model/ui_auth.py)."""
+    if settings.ui.auth == "entra":
+        return ui_auth.auth_options(settings.ui)
+    return {"core": {
+        "simple_auth_manager_users": f"{ADMIN_USER}:admin",
+        "simple_auth_manager_passwords_file": AUTH_PASSWORDS_FILE,
+    }}
 
 
 DAGBAG_IMPORT_TIMEOUT_ENV = "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT"

@@ -76,6 +76,14 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
     ("metrics", "statsd_host"): "it is the statsd-exporter Service the program declares (`metrics`)",
     ("metrics", "statsd_port"): "it is the statsd-exporter Service the program declares (`metrics`)",
     ("metrics", "statsd_prefix"): "the statsd-exporter's mapping matches metric names by it (`metrics`)",
+    # Sign-in (components/model/ui_auth.py).
+    ("core", "auth_manager"): "use the `ui` key (`auth: simple` or `auth: entra`, Entra ID through the FAB "
+                              "auth manager)",
+    ("api", "base_url"): "use the `ui` key: with `exposure: gateway` it is https://<ui.host>",
+    ("fab", "config_file"): "use the `ui` key: it names the webserver_config.py the program generates for "
+                            "Entra ID sign-in",
+    ("fab", "enable_proxy_fix"): "use the `ui` key: behind the gateway FAB must trust X-Forwarded-Proto, or "
+                                 "Entra ID gets an http:// redirect URI",
 }
 
 # airflow.cfg options the program sets (or reads) that a stack may override,

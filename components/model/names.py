@@ -16,6 +16,9 @@ AIRFLOW_UID = 50000
 
 API_SERVER = "airflow-api-server"
 API_SERVER_PORT = 8080
+# With Entra ID sign-in the api-server runs as its own ServiceAccount: the app
+# registration trusts that account's tokens (components/model/ui_auth.py).
+API_SERVER_SERVICE_ACCOUNT = "airflow-api-server"
 SCHEDULER = "airflow-scheduler"
 SCHEDULER_HEALTH_PORT = 8974
 DAG_PROCESSOR = "airflow-dag-processor"
