@@ -8,8 +8,9 @@ from components import __version__
 from components.azure.database import FlexibleServer
 from components.azure.image import AirflowImage
 from components.azure.key_vault import PURGE_PROTECTION_OUTPUT, SecretsVault
-from components.azure.platform import Platform
+from components.azure.platform import GATEWAY_API_UPDATE_FLAGS, Platform
 from components.azure.task_log_storage import TaskLogStorage
+from components.azure.ui_gateway import UiGatewayIdentity
 from components.config import read_stack_config
 from components.history import last_outputs
 from components.kubernetes import k8s
@@ -18,6 +19,7 @@ from components.kubernetes.task_logs import TaskLogStore
 from components.kubernetes.workloads import Workloads, port_forward_command
 from components.model import vnet
 from components.model.names import ADMIN_USER
+from components.model.ui_auth import federated_credential
 from components.model.upgrades import checked_airflow_version, checked_database
 
 stack = pulumi.get_stack()
@@ -52,6 +54,7 @@ if settings.target == "aks":
     image_dependencies: list[pulumi.Resource] = [image, platform.acr_pull]
     worker_gate: pulumi.Output[bool] | None = platform.worker_gate
     task_log_store: TaskLogStore | None = None
+    ui_tls_client_id: pulumi.Output[str] | None = None
     if settings.remote_task_logs:
         task_logs = TaskLogStorage(
             "airflow-task-logs",
@@ -76,9 +79,29 @@ if settings.target == "aks":
             pulumi.export("keyVaultName", vault.name)
             pulumi.export("keyVaultUri", vault.uri)
             pulumi.export(PURGE_PROTECTION_OUTPUT, vault.purge_protection)
+            if settings.ui.tls_key_vault_certificate:
+                # The gateway reads its certificate with an identity of its own,
+                # allowed that one certificate: its role and federation first.
+                ui_tls = UiGatewayIdentity("airflow-ui-tls", settings=settings,
+                                           resource_group_name=platform.resource_group_name,
+                                           location=settings.location, oidc_issuer_url=platform.oidc_issuer_url,
+                                           vault_id=vault.vault_id, vault_uri=vault.uri)
+                ui_tls_client_id = ui_tls.client_id
+                image_dependencies += ui_tls.grants
     pulumi.export("resourceGroupName", platform.resource_group_name)
     pulumi.export("registryLoginServer", platform.registry_login_server)
     pulumi.export("clusterName", platform.cluster_name)
+    if settings.ui.gateway:
+        # Two cluster settings the pinned Azure provider cannot send (README, "Reach the UI").
+        pulumi.export("uiGatewayEnableCommand", pulumi.Output.concat(
+            "az aks update --resource-group ", platform.resource_group_name, " --name ", platform.cluster_name,
+            " ", GATEWAY_API_UPDATE_FLAGS))
+        pulumi.export("uiUrl", settings.ui.url)
+    if settings.ui.auth == "entra":
+        credential = federated_credential(settings.namespace)
+        pulumi.export("uiRedirectUri", settings.ui.redirect_uri)
+        pulumi.export("uiFederatedCredential", {"issuer": platform.oidc_issuer_url,
+                                                "subject": credential.subject, "audience": credential.audience})
     pulumi.export(
         "getCredentialsCommand",
         pulumi.Output.concat(
@@ -92,6 +115,7 @@ else:
     provider = k8s.provider("local-k8s", context=settings.kube_context)
     # A local cluster writes task logs only to an emulator, with no Azure store.
     image_dependencies, worker_gate, task_log_store = [image], None, None
+    ui_tls_client_id = None
 
 # Every Airflow pod and the migration Job take the image through the check
 # that the database was not migrated by a newer Airflow (refused at preview).
@@ -105,6 +129,7 @@ workloads = Workloads(
     worker_gate=worker_gate,
     task_log_store=task_log_store,
     external_database=external_database,
+    ui_tls_identity_client_id=ui_tls_client_id,
 )
 if settings.target == "aks":
     # A pool that shrinks waits for the workers it would otherwise interrupt.

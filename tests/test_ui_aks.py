@@ -12,6 +12,7 @@ SDK carries them.
 from __future__ import annotations
 
 import inspect
+import json
 import runpy
 from typing import Any
 
@@ -80,14 +81,9 @@ def ok(run: ProgramRun) -> ProgramRun:
 
 
 def with_ui_identity() -> None:
-    """__main__.py, then the identity wired as the lead would (report snippet)."""
+    """__main__.py, with test-only exports of what the identity and the vault hold."""
     program = runpy.run_path(str(ROOT / "__main__.py"), run_name="__main__")
-    settings, platform, vault = program["settings"], program["platform"], program["vault"]
-    ui_tls = UiGatewayIdentity("airflow-ui-tls", settings=settings,
-                               resource_group_name=platform.resource_group_name, location=settings.location,
-                               oidc_issuer_url=platform.oidc_issuer_url, vault_id=vault.vault_id,
-                               vault_uri=vault.uri)
-    # Test-only exports, to read the component's outputs.
+    ui_tls, vault = program["ui_tls"], program["vault"]
     pulumi.export("testUiTlsClientId", ui_tls.client_id)
     pulumi.export("testUiTlsCertificateUri", ui_tls.certificate_uri)
     pulumi.export("testVaultId", vault.vault_id)
@@ -134,18 +130,22 @@ def test_port_forward_declares_neither(runs: dict[str, ProgramRun], stack: str) 
         assert key not in cluster.inputs, f"{stack} {cluster.name}: {key} without a gateway"
 
 
-def test_nothing_the_sdk_cannot_send_is_declared_or_exported(gateway: ProgramRun,
-                                                              runs: dict[str, ProgramRun]) -> None:
+def test_nothing_the_sdk_cannot_send_is_declared_and_the_command_is_exported(
+        gateway: ProgramRun, runs: dict[str, ProgramRun]) -> None:
     """(a) gatewayAPI and (b) gatewayAPIImplementations are not in the
-    installed SDK; the program neither fakes them nor exports a UI address
-    that would not answer until `az aks update` has turned them on."""
+    installed SDK; the program does not fake them: it exports the one-time
+    `az aks update` that turns them on, with the UI's address and sign-in values."""
     cluster = gateway.one(AKS)
     profile = plain(cluster.inputs["ingressProfile"])
     assert "gatewayAPI" not in profile and "gatewayAPIImplementations" not in profile["webAppRouting"], \
         f"{cluster.name}: nothing beyond API 2025-09-01"
     test_only = {k for k in gateway.outputs if k.startswith("test")}
-    assert set(gateway.outputs) - test_only == set(runs["prod"].outputs), "the ui block adds no stack output"
+    added = set(gateway.outputs) - test_only - set(runs["prod"].outputs)
+    assert added == {"uiGatewayEnableCommand", "uiUrl", "uiRedirectUri", "uiFederatedCredential"}, added
     assert GATEWAY_API_UPDATE_FLAGS == "--enable-gateway-api --enable-app-routing-istio"
+    command = gateway.outputs["uiGatewayEnableCommand"]
+    assert command.startswith("az aks update --resource-group ") and command.endswith(GATEWAY_API_UPDATE_FLAGS), \
+        f"uiGatewayEnableCommand: {command}"
 
 
 def test_the_installed_sdk_still_lacks_the_gateway_api_fields() -> None:
@@ -255,3 +255,30 @@ def test_turning_the_gateway_on_for_a_deployed_prod_updates_the_cluster(runs: di
                        "airflow-task-logs-api-server-federation"}, created
     assert not shown.stopped and not shown.aks, (shown.refused, shown.protected_refusals, shown.aks)
     assert all(s.type != VAULT for s in shown.steps), "the vault is untouched"
+
+
+def test_with_the_gateway_and_entra_no_secret_is_in_a_config_map_a_literal_or_a_plain_output(
+        gateway: ProgramRun) -> None:
+    """Prod with the ui block: every value the program generates stays in the
+    Secrets and the secret outputs; Entra sign-in adds none (no client secret)."""
+    from tests.test_workloads import WORKLOAD_KINDS, all_strings, containers, label
+
+    needles = set(gateway.generated)
+    assert len(needles) >= 6, "the mocks recorded the generated passwords and keys"
+    for m in gateway.manifests():
+        if m["kind"] == "Secret":
+            continue
+        if m["kind"] in WORKLOAD_KINDS:
+            texts = [e.get("value", "") for c in containers(m) for e in c.get("env", [])]
+            texts += [a for c in containers(m) for a in c.get("args", []) + c.get("command", [])]
+        else:
+            texts = all_strings(m)
+        assert not [n for n in needles for t in texts if n in t], f"{label(m)} holds a secret value"
+    webserver = [m for m in gateway.manifests() if m["kind"] == "ConfigMap"
+                 and "webserver_config.py" in m.get("data", {})]
+    assert webserver, "the api-server's webserver_config.py is in a ConfigMap"
+    assert "client_secret" not in webserver[0]["data"]["webserver_config.py"].lower().replace(
+        "client_secret=none", ""), f"{label(webserver[0])}: no client secret in webserver_config.py"
+    plain_outputs = {k: v for k, v in gateway.outputs.items() if k not in gateway.secret_outputs}
+    leaked = [k for k, v in plain_outputs.items() for n in needles if n in json.dumps(v, default=str)]
+    assert not leaked, f"plain outputs holding a generated secret: {leaked}"
