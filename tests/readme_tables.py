@@ -22,3 +22,12 @@ def table_after(heading: str) -> dict[str, list[str]]:
         elif rows:
             break
     return rows
+
+
+def readme_ui_example() -> dict:
+    """The `ui` block README's "Reach the UI" shows (after its ui-example marker)."""
+    import yaml
+
+    text = (ROOT / "README.md").read_text()
+    block = text.split("<!-- ui-example -->", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    return yaml.safe_load(block)["airflow-aks:ui"]

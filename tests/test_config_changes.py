@@ -16,7 +16,7 @@ from components.model.capacity import worker_drain_minutes, worker_stop_seconds
 from tests.conftest import config_for
 from tests.harness import ProgramRun, plain, run_program, stack_file_config
 from tests.preview import Live, Preview, forces_replacement, preview, summary
-from tests.readme_tables import table_after
+from tests.readme_tables import readme_ui_example, table_after
 
 HEADING = "### What a config change does"
 # The deployed prod stack, busy: the autoscaler runs 3 worker nodes, KEDA's HPA
@@ -58,6 +58,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`airflowVersion` 3.3.2 → 3.3.1": {"airflowVersion": "3.3.1"},
     "`kubernetesVersion` 1.35 → 1.36": {"kubernetesVersion": "1.36"},
     "`namespace` airflow → airflow-prod": {"namespace": "airflow-prod"},
+    "`ui` port-forward → gateway (README's example)": {"ui": readme_ui_example()},
     "`database` in-cluster → azure": {"database": "azure"},
     "`taskLogRetentionDays` 30 → 7": {"taskLogRetentionDays": 7},
     "`remoteTaskLogs` true → false": {"remoteTaskLogs": False},

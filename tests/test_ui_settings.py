@@ -100,3 +100,12 @@ def test_what_cannot_work_is_refused_naming_the_key(ui: dict[str, Any], extra: d
 def test_a_local_cluster_has_no_gateway() -> None:
     problems = problems_of(target="local", ui=gateway_ui(tls={"secretName": "airflow-ui-tls"}))
     assert "target: aks" in problems["ui.exposure"], problems
+
+
+def test_readmes_example_is_a_valid_gateway_for_prod() -> None:
+    from components.config import stack_file_config
+    from tests.readme_tables import readme_ui_example
+
+    values = {k.split(":", 1)[1]: v for k, v in stack_file_config("prod").items() if k.startswith("airflow-aks:")}
+    ui = parse(**{**values, "ui": readme_ui_example()}).ui
+    assert ui.gateway and ui.auth == "entra" and ui.tls_key_vault_certificate == "airflow-ui", ui
