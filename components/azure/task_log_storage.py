@@ -268,20 +268,33 @@ def _container_writer(stem: str, container: storage.BlobContainer, subject: str,
     RoleAssignment); both stay known in previews, as the identity and the
     container have no input that a config change updates in place.
     """
+    return federated_identity(stem, "blob-contributor", BLOB_DATA_CONTRIBUTOR_ROLE, container.id, subject,
+                              resource_group_name, location, oidc_issuer_url, client, child)
+
+
+def federated_identity(stem: str, role_suffix: str, role: str, scope: pulumi.Input[str], subject: str,
+                       resource_group_name: pulumi.Input[str], location: pulumi.Input[str],
+                       oidc_issuer_url: pulumi.Input[str], client: pulumi.Output,
+                       child: pulumi.ResourceOptions) -> tuple[managedidentity.UserAssignedIdentity,
+                                                               authorization.RoleAssignment,
+                                                               managedidentity.FederatedIdentityCredential]:
+    """A user-assigned identity `<stem>-identity` with one role on one scope
+    (`<stem>-<role_suffix>`) and its federation with one ServiceAccount
+    (`<stem>-federation`, audience api://AzureADTokenExchange)."""
     identity = managedidentity.UserAssignedIdentity(
         f"{stem}-identity",
         resource_group_name=resource_group_name,
         location=location,
         opts=child,
     )
-    role = authorization.RoleAssignment(
-        f"{stem}-blob-contributor",
+    assignment = authorization.RoleAssignment(
+        f"{stem}-{role_suffix}",
         principal_id=identity.principal_id,
         # Without it Azure looks the principal up in Entra ID, which may
         # not have replicated a new identity yet.
         principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-        role_definition_id=role_definition_id(client.subscription_id, BLOB_DATA_CONTRIBUTOR_ROLE),
-        scope=container.id,
+        role_definition_id=role_definition_id(client.subscription_id, role),
+        scope=scope,
         opts=child,
     )
     federation = managedidentity.FederatedIdentityCredential(
@@ -293,4 +306,4 @@ def _container_writer(stem: str, container: storage.BlobContainer, subject: str,
         audiences=[TOKEN_EXCHANGE_AUDIENCE],
         opts=child,
     )
-    return identity, role, federation
+    return identity, assignment, federation

@@ -15,11 +15,10 @@ and the Gateway are the Kubernetes side's.
 from __future__ import annotations
 
 import pulumi
-from pulumi_azure_native import authorization, managedidentity
+from pulumi_azure_native import authorization
 
 from components.azure.key_vault import SECRETS_USER_ROLE
-from components.azure.platform import role_definition_id
-from components.azure.task_log_storage import TOKEN_EXCHANGE_AUDIENCE, service_account_subject
+from components.azure.task_log_storage import federated_identity, service_account_subject
 from components.model import names
 from components.model.settings import Settings
 
@@ -85,31 +84,10 @@ class UiGatewayIdentity(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         client = authorization.get_client_config_output()
 
-        identity = managedidentity.UserAssignedIdentity(
-            f"{name}-identity",
-            resource_group_name=resource_group_name,
-            location=location,
-            opts=child,
-        )
-        role = authorization.RoleAssignment(
-            f"{name}-secrets-user",
-            principal_id=identity.principal_id,
-            # Without it Azure looks the principal up in Entra ID, which may
-            # not have replicated a new identity yet.
-            principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
-            role_definition_id=role_definition_id(client.subscription_id, SECRETS_USER_ROLE),
-            scope=pulumi.Output.from_input(vault_id).apply(lambda v: certificate_secret_scope(v, certificate)),
-            opts=child,
-        )
-        federation = managedidentity.FederatedIdentityCredential(
-            f"{name}-federation",
-            resource_group_name=resource_group_name,
-            resource_name_=identity.name,
-            issuer=oidc_issuer_url,
-            subject=tls_service_account_subject(settings.namespace),
-            audiences=[TOKEN_EXCHANGE_AUDIENCE],
-            opts=child,
-        )
+        scope = pulumi.Output.from_input(vault_id).apply(lambda v: certificate_secret_scope(v, certificate))
+        identity, role, federation = federated_identity(
+            name, "secrets-user", SECRETS_USER_ROLE, scope, tls_service_account_subject(settings.namespace),
+            resource_group_name, location, oidc_issuer_url, client, child)
         self.grants = [role, federation]
         self.client_id = identity.client_id
         self.principal_id = identity.principal_id
