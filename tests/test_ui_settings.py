@@ -109,3 +109,8 @@ def test_readmes_example_is_a_valid_gateway_for_prod() -> None:
     values = {k.split(":", 1)[1]: v for k, v in stack_file_config("prod").items() if k.startswith("airflow-aks:")}
     ui = parse(**{**values, "ui": readme_ui_example()}).ui
     assert ui.gateway and ui.auth == "entra" and ui.tls_key_vault_certificate == "airflow-ui", ui
+
+
+def test_no_role_can_be_given_to_visitors_who_have_not_signed_in() -> None:
+    problems = problems_of(keyVault=True, ui=gateway_ui(), airflowConfig={"fab": {"auth_role_public": "Viewer"}})
+    assert "ui.entra.roleGroups" in problems["airflowConfig.fab.auth_role_public"], problems

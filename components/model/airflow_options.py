@@ -84,6 +84,10 @@ MANAGED_AIRFLOW_OPTIONS: dict[tuple[str, str], str] = {
                             "Entra ID sign-in",
     ("fab", "enable_proxy_fix"): "use the `ui` key: behind the gateway FAB must trust X-Forwarded-Proto, or "
                                  "Entra ID gets an http:// redirect URI",
+    # Not set by the program: FAB's role for visitors who have not signed in.
+    # Any role there opens the UI on the gateway's public address to anyone.
+    ("fab", "auth_role_public"): "it stays unset, so visitors who have not signed in get no role on the "
+                                 "gateway's public address; give people roles through `ui.entra.roleGroups`",
 }
 
 # airflow.cfg options the program sets (or reads) that a stack may override,
