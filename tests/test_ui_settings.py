@@ -114,3 +114,9 @@ def test_readmes_example_is_a_valid_gateway_for_prod() -> None:
 def test_no_role_can_be_given_to_visitors_who_have_not_signed_in() -> None:
     problems = problems_of(keyVault=True, ui=gateway_ui(), airflowConfig={"fab": {"auth_role_public": "Viewer"}})
     assert "ui.entra.roleGroups" in problems["airflowConfig.fab.auth_role_public"], problems
+
+
+def test_the_gateways_namespace_must_fit_a_dns_label() -> None:
+    problems = problems_of(keyVault=True, namespace="a" * 62, ui=gateway_ui())
+    assert "at most 60 characters" in problems["namespace"], problems
+    assert parse(keyVault=True, namespace="a" * 60, ui=gateway_ui()).ui.gateway

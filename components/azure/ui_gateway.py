@@ -23,14 +23,9 @@ from components.model import names
 from components.model.settings import Settings
 
 
-def gateway_namespace(namespace: str) -> str:
-    """The namespace the UI's Gateway, and the TLS ServiceAccount, live in."""
-    return f"{namespace}{names.UI_GATEWAY_NAMESPACE_SUFFIX}"
-
-
 def tls_service_account_subject(namespace: str) -> str:
     """The `sub` of the TLS ServiceAccount's tokens, for the Airflow namespace `namespace`."""
-    return service_account_subject(gateway_namespace(namespace), names.UI_TLS_SERVICE_ACCOUNT)
+    return service_account_subject(names.ui_gateway_namespace(namespace), names.UI_TLS_SERVICE_ACCOUNT)
 
 
 def certificate_secret_scope(vault_id: str, certificate: str) -> str:

@@ -1105,6 +1105,12 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     bundle_tokens = _dag_bundle_tokens(values, dag_bundles, secret_keys, problems)
     key_vault = _key_vault(values, target, remote_logs, airflow_version, problems)
     ui = parse_ui(get("ui"), target=target, key_vault=key_vault, problems=problems)
+    if ui is not None and ui.gateway and namespace is not None:
+        gateway_ns = names.ui_gateway_namespace(namespace)
+        if len(gateway_ns) > 63:
+            problems.append(("namespace", f"must be at most {63 - len(gateway_ns) + len(namespace)} characters with "
+                             f"`ui.exposure: gateway`: the gateway's namespace {gateway_ns!r} is a DNS label "
+                             "(63 at most)"))
 
     if k8s_version is not None and target == "aks":
         why = _aks_support(k8s_version)
