@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.model.settings import ConfigError, Settings, parse_settings
+from tests.test_settings import parse, problems_of
 
 TENANT = "11111111-2222-3333-4444-555555555555"
 CLIENT = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -24,16 +24,6 @@ def gateway_ui(**changes: Any) -> dict[str, Any]:
     }
     ui.update(changes)
     return {k: v for k, v in ui.items() if v is not None}
-
-
-def parse(**values: Any) -> Settings:
-    return parse_settings(values, stack="test", location="westeurope")
-
-
-def problems_of(**values: Any) -> dict[str, str]:
-    with pytest.raises(ConfigError) as err:
-        parse(**values)
-    return dict(err.value.problems)
 
 
 def test_the_default_is_port_forward_with_the_generated_admin() -> None:

@@ -21,6 +21,7 @@ from components.azure.key_vault import SECRETS_USER_ROLE
 from components.azure.task_log_storage import federated_identity, service_account_subject
 from components.model import names
 from components.model.settings import Settings
+from components.model.ui import certificate_uri
 
 
 def tls_service_account_subject(namespace: str) -> str:
@@ -40,13 +41,6 @@ def certificate_secret_scope(vault_id: str, certificate: str) -> str:
     holds Airflow's connections.
     """
     return f"{vault_id.rstrip('/')}/secrets/{certificate}"
-
-
-def certificate_uri(vault_uri: str, certificate: str) -> str:
-    """The listener's `tls-cert-keyvault-uri`: unversioned, so the operator
-    follows a renewed certificate (app-routing-gateway-api-dns-tls.md). Azure
-    reports the vault URI with a trailing slash."""
-    return f"{vault_uri.rstrip('/')}/certificates/{certificate}"
 
 
 class UiGatewayIdentity(pulumi.ComponentResource):

@@ -25,7 +25,7 @@ import pulumi
 from components.kubernetes.k8s import KubeObject
 from components.model import names
 from components.model.settings import Settings
-from components.model.ui import EXECUTION_API_PATH
+from components.model.ui import EXECUTION_API_PATH, certificate_uri
 
 GATEWAY_API = "gateway.networking.k8s.io"
 HTTPS_PORT = 443
@@ -77,14 +77,11 @@ def gateway_pod_labels() -> dict[str, str]:
     return {GATEWAY_POD_NAME_LABEL: names.UI_GATEWAY}
 
 
-def certificate_uri(key_vault_uri: pulumi.Input[str], certificate: str) -> pulumi.Input[str]:
-    """https://<vault>.vault.azure.net/certificates/<name>, unversioned (the vault's URI ends with '/')."""
-    def text(uri: str) -> str:
-        return f"{uri.rstrip('/')}/certificates/{certificate}"
-
+def listener_certificate_uri(key_vault_uri: pulumi.Input[str], certificate: str) -> pulumi.Input[str]:
+    """The certificate's unversioned URI (components/model/ui.py), from the vault's."""
     if isinstance(key_vault_uri, str):  # the offline render's placeholder
-        return text(key_vault_uri)
-    return pulumi.Output.from_input(key_vault_uri).apply(text)
+        return certificate_uri(key_vault_uri, certificate)
+    return pulumi.Output.from_input(key_vault_uri).apply(lambda uri: certificate_uri(uri, certificate))
 
 
 def _tls(settings: Settings, key_vault_uri: pulumi.Input[str] | None) -> dict[str, Any]:
@@ -93,7 +90,7 @@ def _tls(settings: Settings, key_vault_uri: pulumi.Input[str] | None) -> dict[st
         if key_vault_uri is None:
             raise ValueError("ui.tls.keyVaultCertificate needs the Key Vault's URI (SecretsVault)")
         return {"mode": "Terminate", "options": {
-            TLS_KEYVAULT_URI_OPTION: certificate_uri(key_vault_uri, ui.tls_key_vault_certificate),
+            TLS_KEYVAULT_URI_OPTION: listener_certificate_uri(key_vault_uri, ui.tls_key_vault_certificate),
             TLS_SERVICE_ACCOUNT_OPTION: names.UI_TLS_SERVICE_ACCOUNT}}
     assert ui.tls_secret_name is not None
     # A kubernetes.io/tls Secret the user keeps in the gateway's namespace.

@@ -106,6 +106,13 @@ class UiSettings:
         return f"{self.url}{CALLBACK_PATH}" if self.url and self.auth == "entra" else None
 
 
+def certificate_uri(vault_uri: str, certificate: str) -> str:
+    """The listener's `tls-cert-keyvault-uri`: unversioned, so the operator
+    follows a renewed certificate (app-routing-gateway-api-dns-tls.md). Azure
+    reports the vault URI with a trailing slash."""
+    return f"{vault_uri.rstrip('/')}/certificates/{certificate}"
+
+
 def _check_host(v: str) -> str | None:
     labels = v.split(".")
     if v != v.lower() or len(v) > 253 or len(labels) < 2 or not all(_DNS_LABEL.fullmatch(x) for x in labels):
