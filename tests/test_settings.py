@@ -242,6 +242,7 @@ def test_a_stack_image_without_tag_and_digest_is_refused(key: str, image: str) -
 
 def test_the_pinned_defaults_pass_when_a_stack_names_them() -> None:
     defaults = parse()
+    assert "@sha256:" in defaults.postgres_image and "@sha256:" in defaults.rabbitmq_image, "pinned by default"
     again = parse(postgresImage=defaults.postgres_image, rabbitmqImage=defaults.rabbitmq_image)
     assert (again.postgres_image, again.rabbitmq_image) == (defaults.postgres_image, defaults.rabbitmq_image)
 
