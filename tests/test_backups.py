@@ -25,7 +25,7 @@ from components.kubernetes import backups
 from components.kubernetes.backup_upload import CUSTOM_FORMAT_MAGIC, blob_name, check_dump
 from components.kubernetes.secrets import PASSWORD_KEY
 from components.model import names
-from components.model.settings import DEFAULT_BACKUP_SCHEDULE, ConfigError, parse_settings
+from components.model.settings import DEFAULT_BACKUP_SCHEDULE, DEFAULTS, ConfigError, parse_settings
 from tests.harness import (
     BACKUP_CLIENT_ID,
     BACKUP_PRINCIPAL_ID,
@@ -127,7 +127,7 @@ def test_the_cronjob_dumps_postgres_directly_on_the_schedule(runs: dict[str, Pro
     assert spec["jobTemplate"]["spec"]["backoffLimit"] == backups.BACKOFF_LIMIT
     dump, upload = containers(cron)["dump"], containers(cron)["upload"]
     assert [c["name"] for c in pod_of(cron)["spec"]["initContainers"]] == ["dump"], "the dump runs first"
-    assert dump["image"] == "postgres:17", "the server's own image: pg_dump of its major version"
+    assert dump["image"] == DEFAULTS["postgresImage"], "the server's own image: pg_dump of its major version"
     assert dump["command"][:2] == ["pg_dump", "--format=custom"]
     env = env_of(dump)
     # Straight to PostgreSQL's Service, not PgBouncer's (on by default).

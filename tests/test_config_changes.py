@@ -53,8 +53,9 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`flower` false → true": {"flower": True},
     "`postgresStorageGiB` 32 → 64": {"postgresStorageGiB": 64},
     "`rabbitmqStorageGiB` 8 → 16": {"rabbitmqStorageGiB": 16},
-    "`postgresImage` postgres:17 → postgres:17.6": {"postgresImage": "postgres:17.6"},
-    "`rabbitmqImage` rabbitmq:4.1 → rabbitmq:4.2": {"rabbitmqImage": "rabbitmq:4.2"},
+    # Another release by its digest (a stand-in digest: the mocks pull nothing).
+    "`postgresImage` postgres:17.11 → postgres:17.12": {"postgresImage": "postgres:17.12@sha256:" + "1" * 64},
+    "`rabbitmqImage` rabbitmq:4.1.8 → rabbitmq:4.2.9": {"rabbitmqImage": "rabbitmq:4.2.9@sha256:" + "2" * 64},
     "`airflowVersion` 3.3.2 → 3.3.1": {"airflowVersion": "3.3.1"},
     "`kubernetesVersion` 1.35 → 1.36": {"kubernetesVersion": "1.36"},
     "`namespace` airflow → airflow-prod": {"namespace": "airflow-prod"},

@@ -42,7 +42,7 @@ def test_min_replicas_with_fixed_workers_is_refused() -> None:
 
 @pytest.mark.parametrize(("key", "value"), [("pgbouncerMetadataPoolSize", 40),
                                             ("pgbouncerResultBackendPoolSize", 20),
-                                            ("pgbouncerImage", "example/pgbouncer:1.23")])
+                                            ("pgbouncerImage", "example/pgbouncer:1.23@sha256:" + "a" * 64)])
 def test_pgbouncer_keys_without_pgbouncer_are_refused(key: str, value: Any) -> None:
     problems = problems_of(pgbouncer=False, **{key: value})
     assert list(problems) == [key], f"{key} with pgbouncer false"

@@ -224,9 +224,27 @@ def test_rabbitmq_older_than_3_13_is_refused() -> None:
 
 
 @pytest.mark.parametrize("image", ["rabbitmq:3.13", "rabbitmq:4.1", "rabbitmq:4.3.0-management",
-                                   "myregistry.azurecr.io/mirror/rabbitmq:4.2.1", "rabbitmq:4.1@sha256:" + "a" * 64])
+                                   "myregistry.azurecr.io/mirror/rabbitmq:4.2.1"])
 def test_pinned_rabbitmq_releases_pass(image: str) -> None:
-    assert parse(rabbitmqImage=image).rabbitmq_image == image
+    pinned = f"{image}@sha256:{'a' * 64}"
+    assert parse(rabbitmqImage=pinned).rabbitmq_image == pinned
+
+
+@pytest.mark.parametrize(("key", "image"), [("postgresImage", "postgres:17.11"), ("rabbitmqImage", "rabbitmq:4.1.8"),
+                                            ("pgbouncerImage", "example/pgbouncer:1.23"),
+                                            ("postgresImage", "postgres@sha256:" + "a" * 64),
+                                            ("postgresImage", "postgres:17.11@sha256:abc")])
+def test_a_stack_image_without_tag_and_digest_is_refused(key: str, image: str) -> None:
+    why = problems_of(**{key: image})[key]
+    assert "`<repository>:<tag>@sha256:<64 hex>`" in why and repr(image) in why, f"{key}={image}: {why}"
+    assert "scripts/image-digests --resolve" in why and "imageID" in why, f"{key}: the fix is named"
+
+
+def test_the_pinned_defaults_pass_when_a_stack_names_them() -> None:
+    defaults = parse()
+    assert "@sha256:" in defaults.postgres_image and "@sha256:" in defaults.rabbitmq_image, "pinned by default"
+    again = parse(postgresImage=defaults.postgres_image, rabbitmqImage=defaults.rabbitmq_image)
+    assert (again.postgres_image, again.rabbitmq_image) == (defaults.postgres_image, defaults.rabbitmq_image)
 
 
 @pytest.mark.parametrize(("key", "value", "says"), [

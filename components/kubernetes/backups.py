@@ -65,11 +65,23 @@ DUMP_LIMITS = {"cpu": "1000m", "memory": "512Mi"}
 UPLOAD_LIMITS = {"cpu": "500m", "memory": "512Mi"}
 STORAGE_ENV = "BACKUP_STORAGE"
 CONTAINER_ENV = "BACKUP_CONTAINER"
+# On a local stack the upload step runs the Airflow image loaded into the
+# cluster under a content tag (components/azure/image.py), never pulled.
+LOCAL_UPLOAD_SKIPS = {
+    "CKV_K8S_15": "local stack: the upload step's Airflow image is loaded into the local cluster, not pushed to "
+                  "a registry, so it must not be pulled",
+    "CKV_K8S_43": "local stack: the upload step's Airflow image is loaded into the local cluster under a content "
+                  "tag; there is no registry digest",
+}
 SKIPS = {
-    **k8s.PINNED_TAG_SKIPS,
     "CKV_K8S_35": "pg_dump reads the database password from PGPASSWORD; the value comes from a Secret "
                   "through secretKeyRef",
 }
+
+
+def _skips(settings: Settings) -> dict[str, str]:
+    local = LOCAL_UPLOAD_SKIPS if settings.target == "local" else {}
+    return {**k8s.image_skips(settings.postgres_image), **local, **SKIPS}
 
 
 def backups_on(settings: Settings, store: TaskLogStore | None) -> bool:
@@ -172,7 +184,7 @@ def backup_objects(settings: Settings, image: pulumi.Input[str], store: TaskLogS
     }
     objects.append(KubeObject("CronJob", "backup", {
         "metadata": {"name": names.DATABASE_BACKUP, "namespace": ns, "labels": LABELS,
-                     "annotations": k8s.checkov_skips(SKIPS)},
+                     "annotations": k8s.checkov_skips(_skips(settings))},
         "spec": {
             "schedule": settings.database_backup_schedule,
             "time_zone": TIME_ZONE,

@@ -14,13 +14,13 @@ import pulumi
 
 from components.kubernetes import k8s
 from components.kubernetes.k8s import KubeObject, resources
-from components.model import names
+from components.model import images, names
 from components.model.airflow_cfg import STATSD_PREFIX
 from components.model.capacity import CapacityPlan
 from components.model.settings import Settings
 
-# The exporter Airflow's Helm chart runs.
-STATSD_EXPORTER_IMAGE = "quay.io/prometheus/statsd-exporter:v0.28.0"
+# The exporter Airflow's Helm chart runs; images.json names its release and digest.
+STATSD_EXPORTER_IMAGE = images.image("statsd-exporter")
 MAPPING_KEY = "mappings.yml"
 LABELS = {"app.kubernetes.io/name": "statsd-exporter", "app.kubernetes.io/part-of": "airflow"}
 # Runs as nobody; it writes nothing.
@@ -84,7 +84,7 @@ def metrics_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]:
         }),
         KubeObject("Deployment", "deployment", {
             "metadata": {"name": names.STATSD, "namespace": ns, "labels": LABELS,
-                         "annotations": k8s.checkov_skips(k8s.PINNED_TAG_SKIPS)},
+                         **k8s.skip_annotations(k8s.image_skips(STATSD_EXPORTER_IMAGE))},
             "spec": {
                 "replicas": 1,
                 "selector": {"match_labels": LABELS},

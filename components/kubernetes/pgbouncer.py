@@ -150,7 +150,7 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan,
         k8s.service("service", names.PGBOUNCER, ns, LABELS, "pgbouncer", names.PGBOUNCER_PORT),
         KubeObject("Deployment", "deployment", {
             "metadata": {"name": names.PGBOUNCER, "namespace": ns, "labels": LABELS,
-                         "annotations": k8s.checkov_skips(k8s.PINNED_TAG_SKIPS)},
+                         **k8s.skip_annotations(k8s.image_skips(settings.pgbouncer_image))},
             "spec": {
                 "replicas": 1,
                 "selector": {"match_labels": LABELS},

@@ -23,7 +23,6 @@ SOCKET_DIR = "/var/run/postgresql"
 DATA_CLAIM = f"{names.POSTGRES}-data"
 LABELS = {"app.kubernetes.io/name": "postgres", "app.kubernetes.io/part-of": "airflow"}
 SKIPS = {
-    **k8s.PINNED_TAG_SKIPS,
     "CKV_K8S_35": "the image reads its initial password from POSTGRES_PASSWORD; the value comes from a Secret "
                   "through secretKeyRef",
     "CKV_K8S_40": "the image's own postgres user (uid 999) owns the data on the claim",
@@ -70,7 +69,7 @@ def postgres_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
         k8s.service("service", names.POSTGRES, ns, LABELS, "postgres", names.POSTGRES_PORT, headless=True),
         KubeObject("StatefulSet", "statefulset", {
             "metadata": {"name": names.POSTGRES, "namespace": ns, "labels": LABELS,
-                         "annotations": k8s.checkov_skips(SKIPS)},
+                         "annotations": k8s.checkov_skips({**k8s.image_skips(settings.postgres_image), **SKIPS})},
             "spec": {
                 "service_name": names.POSTGRES,
                 "replicas": 1,

@@ -97,7 +97,6 @@ ENABLE_FEATURE_FLAGS = (
 )
 LABELS = {"app.kubernetes.io/name": "rabbitmq", "app.kubernetes.io/part-of": "airflow"}
 SKIPS = {
-    **k8s.PINNED_TAG_SKIPS,
     "CKV_K8S_35": "the image reads its default user's password from RABBITMQ_DEFAULT_PASS; the value comes "
                   "from a Secret through secretKeyRef",
     "CKV_K8S_40": "the image's own rabbitmq user (uid 999) owns the data on the claim",
@@ -166,7 +165,7 @@ def rabbitmq_objects(settings: Settings, plan: CapacityPlan) -> list[KubeObject]
         k8s.service("service", names.RABBITMQ, ns, LABELS, "amqp", names.RABBITMQ_PORT, headless=True),
         KubeObject("StatefulSet", "statefulset", {
             "metadata": {"name": names.RABBITMQ, "namespace": ns, "labels": LABELS,
-                         "annotations": k8s.checkov_skips(SKIPS)},
+                         "annotations": k8s.checkov_skips({**k8s.image_skips(settings.rabbitmq_image), **SKIPS})},
             "spec": {
                 "service_name": names.RABBITMQ,
                 "replicas": 1,

@@ -14,11 +14,11 @@ import json
 import math
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from components.model import catalogues, names, vnet
+from components.model import catalogues, images, names, vnet
 from components.model.airflow_options import (  # noqa: F401  (re-exported: where the tables were)
     MANAGED_AIRFLOW_OPTIONS,
     REMOVED_AIRFLOW_OPTIONS,
@@ -180,6 +180,8 @@ class Settings:
     longest_task_seconds: int
     flower: bool
     pgbouncer: bool
+    # Images run by digest, the tag kept for readers (images.py); a stack's own
+    # value must name its digest (_check_pinned_image).
     pgbouncer_image: str
     # Server connections PgBouncer keeps per database alias; None: derived.
     pgbouncer_metadata_pool_size: int | None
@@ -273,13 +275,14 @@ DEFAULTS: dict[str, Any] = {
     "taskRetryDelaySeconds": 60,
     "flower": False,
     "pgbouncer": True,
-    "pgbouncerImage": "apache/airflow:airflow-pgbouncer-2025.03.05-1.23.1",
+    # The pinned references of components/model/images.json.
+    "pgbouncerImage": images.image("pgbouncer"),
     "pgbouncerMetadataPoolSize": None,
     "pgbouncerResultBackendPoolSize": None,
     "postgresStorageGiB": 32,
     "rabbitmqStorageGiB": 8,
-    "postgresImage": "postgres:17",
-    "rabbitmqImage": "rabbitmq:4.1",
+    "postgresImage": images.image("postgres"),
+    "rabbitmqImage": images.image("rabbitmq"),
     "airflowVersion": "3.3.2",
     "kubernetesVersion": "1.35",
     "namespace": "airflow",
@@ -384,6 +387,20 @@ def _check_image(v: str) -> str | None:
     if re.search(r"\s", v) or not re.fullmatch(r"[\w.\-/:@]+", v):
         return f"must be a container image reference such as 'postgres:17', got {v!r}"
     return None
+
+
+def _check_pinned_image(v: str) -> str | None:
+    """A stack's own image names its digest, as the defaults do: a tag alone is
+    pulled once per node (IfNotPresent) and can be moved by the registry to another
+    build, so the nodes could run different builds under one name."""
+    bad = _check_image(v)
+    if bad or images.has_digest(v):
+        return bad
+    return (f"must name the image by tag and digest, `<repository>:<tag>@sha256:<64 hex>` (e.g. "
+            f"{images.image('postgres')!r}), got {v!r}: a tag alone can be moved to another build. "
+            "`scripts/image-digests --resolve <repository>:<tag>` prints the reference with its digest; to keep "
+            "the image a pod runs now, take the digest of its `kubectl get pod <pod> -o "
+            "jsonpath='{.status.containerStatuses[0].imageID}'`")
 
 
 # RabbitMQ: 3.13 or newer (older releases lack the deprecated-features
@@ -922,6 +939,15 @@ WIDEST_WHY = (f"the widest run measured with one scheduler and one PostgreSQL ({
               "scheduler queued every task in 5.0 s); this design does not scale either out")
 
 
+def _image_value(values: Mapping[str, Any], key: str, problems: Problems,
+                 check: Callable[[str], str | None]) -> str | None:
+    """An image key: the default from images.json, or the stack's own, which must also name its digest."""
+    raw = values.get(key)
+    if raw is None:
+        return str_value(DEFAULTS[key], key, problems, check)
+    return str_value(raw, key, problems, lambda v: check(v) or _check_pinned_image(v))
+
+
 def _int_widest(raw: Any, key: str, problems: Problems) -> int | None:
     """A task count (parallelism, a DAG's width or its active tasks): a whole
     number from 1 to MAX_PARALLELISM, the ceiling given with its reason."""
@@ -1051,7 +1077,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
                       else ("fixed" if target == "local" else "keda"))
     min_replicas = int_value(get("workerMinReplicas"), "workerMinReplicas", 0, 1000, problems)
     pgbouncer = bool_value(get("pgbouncer"), "pgbouncer", problems)
-    pgbouncer_image = str_value(get("pgbouncerImage"), "pgbouncerImage", problems, _check_image)
+    pgbouncer_image = _image_value(values, "pgbouncerImage", problems, _check_image)
     meta_pool_raw, result_pool_raw = values.get("pgbouncerMetadataPoolSize"), values.get(
         "pgbouncerResultBackendPoolSize")
     meta_pool = (int_value(meta_pool_raw, "pgbouncerMetadataPoolSize", 1, 10_000, problems)
@@ -1060,8 +1086,8 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
                    if result_pool_raw is not None else None)
     pg_storage = int_value(get("postgresStorageGiB"), "postgresStorageGiB", 1, 16_384, problems)
     mq_storage = int_value(get("rabbitmqStorageGiB"), "rabbitmqStorageGiB", 1, 16_384, problems)
-    pg_image = str_value(get("postgresImage"), "postgresImage", problems, _check_image)
-    mq_image = str_value(get("rabbitmqImage"), "rabbitmqImage", problems, _check_rabbitmq_image)
+    pg_image = _image_value(values, "postgresImage", problems, _check_image)
+    mq_image = _image_value(values, "rabbitmqImage", problems, _check_rabbitmq_image)
     airflow_version = str_value(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
     if airflow_version is not None:
         # The image installs this version's pinned set (app/Dockerfile); without one the
