@@ -107,11 +107,6 @@ def test_the_deploying_identity_is_cluster_admin_and_the_provider_waits_for_it(r
         "airflow-k8s: the first `pulumi up` is forbidden until the role is assigned"
 
 
-def test_the_role_is_the_built_in_aks_rbac_cluster_admin() -> None:
-    # MicrosoftDocs/azure-docs articles/role-based-access-control/built-in-roles/containers.md
-    assert AKS_RBAC_CLUSTER_ADMIN_ROLE == "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
-
-
 # --- the provider's kubeconfig --------------------------------------------------------------
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

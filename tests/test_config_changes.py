@@ -214,11 +214,6 @@ def test_the_readme_says_what_the_preview_shows(base: ProgramRun, label: str) ->
     # federated credential's subject or a lifecycle rule change in place.
     ("azure-native:containerservice:ManagedCluster", "oidcIssuerProfile.enabled", True, False),
     ("azure-native:containerservice:ManagedCluster", "securityProfile.workloadIdentity.enabled", True, False),
-    # Nor Entra ID, local accounts or the API server's access (docs/aks-access.md).
-    ("azure-native:containerservice:ManagedCluster", "aadProfile.enableAzureRBAC", True, False),
-    ("azure-native:containerservice:ManagedCluster", "disableLocalAccounts", True, False),
-    ("azure-native:containerservice:ManagedCluster", "apiServerAccessProfile.enablePrivateCluster", True, False),
-    ("azure-native:containerservice:ManagedCluster", "apiServerAccessProfile.authorizedIPRanges", True, False),
     ("azure-native:managedidentity:FederatedIdentityCredential", "subject", True, False),
     ("azure-native:storage:ManagementPolicy", "policy.rules", True, False),
     # diff.go lists no networking.k8s.io kind: a NetworkPolicy's rules change in place (taskEgress).

@@ -258,11 +258,6 @@ def pulumi_jobs() -> list[tuple[str, str]]:
     return found
 
 
-def test_the_jobs_that_run_the_program_are_the_previews_and_applies() -> None:
-    assert pulumi_jobs() == [("deploy.yml", "preview-dev"), ("deploy.yml", "up-dev"), ("deploy.yml", "preview-prod"),
-                             ("deploy.yml", "up-prod"), ("pull-request.yml", "preview")]
-
-
 @pytest.mark.parametrize(("name", "job_name"), pulumi_jobs())
 def test_every_job_that_runs_the_program_installs_kubelogin_and_signs_it_in_by_oidc(name: str,
                                                                                     job_name: str) -> None:
