@@ -92,11 +92,32 @@ BACKUP_CLIENT_ID = "cccccccc-1111-0000-0000-000000000007"
 UI_TLS_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000008"
 UI_TLS_CLIENT_ID = "cccccccc-1111-0000-0000-000000000009"
 ENTRA_TOKEN = "entra-access-token"
-FAKE_KUBECONFIG = """apiVersion: v1
+# What listClusterUserCredential returns for a cluster with local accounts:
+# a client certificate and key, and a token. The cluster entry is the one the
+# recorded states' provider has (tests/upgrade/states).
+LOCAL_ACCOUNT_KUBECONFIG = """apiVersion: v1
 kind: Config
 clusters: [{name: aks, cluster: {server: "https://aks.example.invalid:443"}}]
-users: [{name: user, user: {token: mock}}]
-contexts: [{name: aks, context: {cluster: aks, user: user}}]
+users: [{name: clusterUser_rg_aks, user: {client-certificate-data: MOCKCERT, client-key-data: MOCKKEY,
+  token: MOCKTOKEN}}]
+contexts: [{name: aks, context: {cluster: aks, user: clusterUser_rg_aks}}]
+current-context: aks
+"""
+# And with Entra ID and `format: exec`: kubelogin set for a device-code
+# sign-in with AKS's public client (Azure/kubelogin docs/book/src/concepts/
+# aks.md), no secret.
+ENTRA_EXEC_KUBECONFIG = f"""apiVersion: v1
+kind: Config
+clusters: [{{name: aks, cluster: {{server: "https://aks.example.invalid:443"}}}}]
+users:
+- name: clusterUser_rg_aks
+  user:
+    exec:
+      apiVersion: client.authentication.k8s.io/v1beta1
+      command: kubelogin
+      args: [get-token, --environment, AzurePublicCloud, --server-id, 6dae42f8-4368-4678-94ff-3960e28e3630,
+             --client-id, 80faf920-1908-4b52-b5ef-a8e7bedfc67a, --tenant-id, {TENANT}, --login, devicecode]
+contexts: [{{name: aks, context: {{cluster: aks, user: clusterUser_rg_aks}}}}]
 current-context: aks
 """
 
@@ -257,10 +278,15 @@ class Mocks(pulumi.runtime.Mocks):
                     "identity": cluster.get("identity"),
                     "agentPoolProfiles": pools, "oidcIssuerProfile": cluster.get("oidcIssuerProfile"),
                     "networkProfile": cluster.get("networkProfile"),
+                    "apiServerAccessProfile": cluster.get("apiServerAccessProfile"),
                     "workloadAutoScalerProfile": cluster.get("workloadAutoScalerProfile")}
             return {**read, **self.live_cluster}
         if args.token == "azure-native:containerservice:listManagedClusterUserCredentials":
-            value = base64.b64encode(FAKE_KUBECONFIG.encode()).decode()
+            # `format` applies to clusters with Entra ID only (the API's CredentialFormatParameter).
+            cluster = self.clusters.get(args.args.get("resourceName"), {})
+            entra = bool((cluster.get("aadProfile") or {}).get("managed")) and args.args.get("format") == "exec"
+            listed = ENTRA_EXEC_KUBECONFIG if entra else LOCAL_ACCOUNT_KUBECONFIG
+            value = base64.b64encode(listed.encode()).decode()
             return {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
         raise NotImplementedError(f"no mock answer for invoke {args.token}")
 

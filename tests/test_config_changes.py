@@ -77,6 +77,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`airflowConfig` adds an option": {"airflowConfig": {"core": {"dagbag_import_timeout": "60"}}},
     "`taskEgress` adds an entry": {"taskEgress": [{"cidr": "10.20.0.0/16", "port": 5432}]},
     "`keyVault` true → false": {"keyVault": False},
+    "`apiServerAuthorizedIpRanges` [] → [203.0.113.0/24]": {"apiServerAuthorizedIpRanges": ["203.0.113.0/24"]},
 }
 
 

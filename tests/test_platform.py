@@ -14,7 +14,6 @@ from components.model.names import DAGS_FOLDER, WORKER_POOL_LABEL_KEY, WORKER_PO
 from tests.conftest import config_for
 from tests.harness import (
     ENTRA_TOKEN,
-    FAKE_KUBECONFIG,
     KUBELET_OBJECT_ID,
     SUBSCRIPTION,
     TENANT,
@@ -46,9 +45,10 @@ def test_one_resource_group_registry_cluster_and_worker_pool(runs: dict[str, Pro
     # AcrPull, the task-log identity's role (tests/test_task_log_storage.py),
     # the backup identity's (tests/test_backups.py) and in prod, with keyVault,
     # the vault's reader role (tests/test_key_vault.py).
+    # The deploying identity's cluster-admin role (tests/test_aks_access.py).
     assert sorted(r.name for r in run.of_type(ROLE)) == sorted([
-        "airflow-acr-pull", "airflow-task-logs-backup-blob-contributor", "airflow-task-logs-blob-contributor",
-        *(["airflow-kv-secrets-user"] if stack == "prod" else [])])
+        "airflow-acr-pull", "airflow-cluster-admin", "airflow-task-logs-backup-blob-contributor",
+        "airflow-task-logs-blob-contributor", *(["airflow-kv-secrets-user"] if stack == "prod" else [])])
 
 
 @pytest.mark.parametrize(("stack", "sku"), [("dev", "Basic"), ("prod", "Standard")])
@@ -197,11 +197,11 @@ def test_the_preview_leaves_the_registry_password_unknown_for_a_saved_plan() -> 
     assert isinstance(entry["password"], pulumi.output.Unknown), entry["password"]
 
 
-def test_kubernetes_provider_uses_the_cluster_kubeconfig(runs: dict[str, ProgramRun]) -> None:
-    provider = runs["prod"].one(K8S)
-    kubeconfig = provider.inputs["kubeconfig"]
-    assert kubeconfig["value"] == FAKE_KUBECONFIG, "decoded from the cluster's user credentials"
-    assert len(kubeconfig) == 2, "kept as a secret"
+def test_kubernetes_provider_uses_the_cluster_from_the_user_credentials(runs: dict[str, ProgramRun]) -> None:
+    # Its user runs kubelogin and holds nothing secret (tests/test_aks_access.py).
+    kubeconfig = runs["prod"].one(K8S).inputs["kubeconfig"]
+    assert isinstance(kubeconfig, str), "airflow-k8s: no secret to keep"
+    assert 'server: https://aks.example.invalid:443' in kubeconfig, "airflow-k8s: the listed cluster's address"
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
+import os
+import platform
 import re
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -241,3 +245,82 @@ def test_pull_requests_from_forks_get_the_tests_but_no_preview() -> None:
     wf = load("pull-request.yml")
     assert "if" not in wf["jobs"]["test"]
     assert wf["jobs"]["preview"]["if"] == "github.event.pull_request.head.repo.full_name == github.repository"
+
+
+# kubelogin: the Kubernetes provider's kubeconfig runs it to sign in to AKS with Entra ID
+# (docs/aks-access.md), so every job that runs the program installs it first.
+def pulumi_jobs() -> list[tuple[str, str]]:
+    found = []
+    for name in ("deploy.yml", "pull-request.yml"):
+        for job_name, each in load(name)["jobs"].items():
+            if steps(each, "pulumi/actions@"):
+                found.append((name, job_name))
+    return found
+
+
+@pytest.mark.parametrize(("name", "job_name"), pulumi_jobs())
+def test_every_job_that_runs_the_program_installs_kubelogin_and_signs_it_in_by_oidc(name: str,
+                                                                                    job_name: str) -> None:
+    each = load(name)["jobs"][job_name]
+    labels = [s.get("uses", re.sub(r"\s#.*", "", s.get("run", "")).strip()) for s in each["steps"]]
+    assert "scripts/install-kubelogin" in labels, f"{name}/{job_name}: kubelogin is not installed"
+    installed = labels.index("scripts/install-kubelogin")
+    login = next(i for i, label in enumerate(labels) if label.startswith("azure/login@"))
+    program = next(i for i, s in enumerate(each["steps"])
+                   if "pulumi preview" in s.get("run", "") or "pulumi up" in s.get("run", "")
+                   or "command" in s.get("with", {}))
+    assert login < installed < program, f"{name}/{job_name}: after the checkout and login, before the program"
+    env = each["env"]
+    # kubelogin reads these over the kubeconfig's `--login azurecli` (Azure/kubelogin
+    # pkg/internal/token/options.go, UpdateFromEnv): a fresh GitHub OIDC token per call.
+    assert env.get("AAD_LOGIN_METHOD") == "workloadidentity", f"{name}/{job_name}: AAD_LOGIN_METHOD"
+    assert env.get("AZURE_CLIENT_ID") == env["ARM_CLIENT_ID"], f"{name}/{job_name}: AZURE_CLIENT_ID"
+    assert env.get("AZURE_TENANT_ID") == env["ARM_TENANT_ID"], f"{name}/{job_name}: AZURE_TENANT_ID"
+    assert each["permissions"]["id-token"] == "write", f"{name}/{job_name}: the OIDC token kubelogin asks for"
+
+
+INSTALL_KUBELOGIN = ROOT / "scripts" / "install-kubelogin"
+KUBELOGIN_RELEASE = "https://github.com/Azure/kubelogin/releases/download/v0.2.19"
+
+
+def fake_release(tmp_path: Path, checksum: str | None = None) -> tuple[dict[str, str], Path, str]:
+    """A kubelogin release served by a stand-in `curl` that logs each URL it is asked for."""
+    os_name = {"Linux": "linux", "Darwin": "darwin"}[platform.system()]
+    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}[platform.machine()]
+    archive = f"kubelogin-{os_name}-{arch}.zip"
+    served = tmp_path / "served"
+    served.mkdir()
+    with zipfile.ZipFile(served / archive, "w") as z:
+        z.writestr(f"bin/{os_name}_{arch}/kubelogin", "#!/bin/sh\necho kubelogin-from-the-release\n")
+    digest = checksum or hashlib.sha256((served / archive).read_bytes()).hexdigest()
+    (served / f"{archive}.sha256").write_text(f"{digest}  {archive}\n")
+    fakebin = tmp_path / "fakebin"
+    fakebin.mkdir()
+    curl = fakebin / "curl"
+    curl.write_text('#!/bin/sh\nout=; url=\nwhile [ $# -gt 0 ]; do case "$1" in -o) out="$2"; shift 2;; '
+                    '--retry) shift 2;; -*) shift;; *) url="$1"; shift;; esac; done\n'
+                    f'echo "$url" >> "{tmp_path}/urls"\n'
+                    f'cp "{served}/$(basename "$url")" "$out"\n')
+    curl.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fakebin}:{os.environ['PATH']}", "GITHUB_PATH": str(tmp_path / "github_path")}
+    return env, tmp_path / "tools", archive
+
+
+def test_install_kubelogin_takes_the_pinned_release_and_checks_its_checksum(tmp_path: Path) -> None:
+    env, dest, archive = fake_release(tmp_path)
+    done = subprocess.run([str(INSTALL_KUBELOGIN), str(dest)], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "urls").read_text().split() == [f"{KUBELOGIN_RELEASE}/{archive}",
+                                                       f"{KUBELOGIN_RELEASE}/{archive}.sha256"]
+    ran = subprocess.run([str(dest / "kubelogin")], capture_output=True, text=True, timeout=10, check=False)
+    assert ran.stdout.strip() == "kubelogin-from-the-release", "installed, executable"
+    assert (tmp_path / "github_path").read_text().strip() == str(dest.resolve()), "on the job's PATH"
+
+
+def test_install_kubelogin_refuses_an_archive_that_does_not_match_its_checksum(tmp_path: Path) -> None:
+    env, dest, archive = fake_release(tmp_path, checksum="0" * 64)
+    done = subprocess.run([str(INSTALL_KUBELOGIN), str(dest)], env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 1 and f"{archive} v0.2.19 has SHA-256" in done.stderr, done.stderr
+    assert not (dest / "kubelogin").exists() and not (tmp_path / "github_path").exists()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -24,6 +24,7 @@ from components.azure.pools import (
 )
 from components.kubernetes import k8s
 from components.model.capacity import CapacityPlan, NodePoolPlan, worker_upgrade_settings
+from components.model.kubeconfig import entra_kubeconfig
 from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
 from components.model.settings import ConfigError, Settings
 
@@ -32,6 +33,13 @@ ACR_PULL_ROLE = "7f951dda-4ed3-4680-a7ca-43fe172d538d"
 # Built-in role "Network Contributor": the cluster identity's on the node subnet
 # of a VNet the program declares (`database: azure`).
 NETWORK_CONTRIBUTOR_ROLE = "4d97b98b-1d4f-4787-a291-c67834d212e7"
+# Built-in role "Azure Kubernetes Service RBAC Cluster Admin": every Kubernetes
+# action on the cluster under Azure RBAC (dataActions
+# Microsoft.ContainerService/managedClusters/*), plus listing the user
+# kubeconfig (MicrosoftDocs/azure-docs articles/role-based-access-control/
+# built-in-roles/containers.md). The deploying identity's, for the program's
+# Kubernetes provider.
+AKS_RBAC_CLUSTER_ADMIN_ROLE = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b"
 
 
 def role_definition_id(subscription_id: pulumi.Input[str], role: str) -> pulumi.Output[str]:
@@ -52,7 +60,31 @@ def live_problems(cluster: Any, settings: Settings, plan: CapacityPlan) -> list[
                                      ("workerPool", worker_pool, nodes.max_pods)]),
         *busy_pool_delete_refused(profiles, worker_pool, settings.longest_task_seconds),
         *network_engine_problems(getattr(cluster, "network_profile", None)),
+        *private_cluster_problems(getattr(cluster, "api_server_access_profile", None), settings.api_server_private),
     ]
+
+
+def private_cluster_problems(profile: Any, wanted: bool) -> list[tuple[str, str]]:
+    """apiServerPrivate changed for a cluster AKS cannot switch.
+
+    pulumi-azure-native updates apiServerAccessProfile in place (it is not in
+    provider/pkg/gen/replacement.go, and the AKS spec marks no part of it
+    create-only), but AKS turns private mode on or off only for a cluster with
+    API Server VNet Integration (azure-aks-docs articles/aks/private-clusters.md,
+    api-server-vnet-integration.md "Enable or disable private cluster mode on
+    an existing cluster"); for any other cluster the update would fail half
+    way. Refused at preview instead, with what to do (docs/aks-access.md).
+    """
+    if profile is None and not wanted:
+        return []
+    live = bool(getattr(profile, "enable_private_cluster", None))
+    if live == wanted or getattr(profile, "enable_vnet_integration", None):
+        return []
+    now = "private" if live else "public"
+    return [("apiServerPrivate", (
+        f"the cluster's API server is {now} and AKS cannot change that for a cluster without API Server VNet "
+        f"Integration: set apiServerPrivate back to {str(live).lower()}, or move to a new stack "
+        "(docs/aks-access.md, \"Private API server\")"))]
 
 
 def network_engine_problems(profile: Any) -> list[tuple[str, str]]:
@@ -193,6 +225,33 @@ def _decode_kubeconfig(kubeconfigs: list) -> str:
     return base64.b64decode(kubeconfigs[0].value).decode()
 
 
+def provider_kubeconfig(kubeconfigs: list) -> str:
+    """The provider's kubeconfig from AKS's listing: its cluster entry, kubelogin as the user."""
+    return entra_kubeconfig(_decode_kubeconfig(kubeconfigs))
+
+
+def aad_profile(tenant_id: pulumi.Input[str]) -> dict[str, Any]:
+    """AKS-managed Entra ID sign-in, with Azure RBAC deciding what each identity may do in Kubernetes.
+
+    Day 2: neither aadProfile nor disableLocalAccounts is in pulumi-azure-native's
+    replacement.go for ManagedCluster, so a deployed cluster is updated in
+    place, as `az aks update --enable-aad --enable-azure-rbac
+    --disable-local-accounts` does; AKS cannot turn Entra integration off again
+    (azure-aks-docs articles/aks/entra-id-control-plane-authentication.md).
+    """
+    return {"managed": True, "enable_azure_rbac": True, "tenant_id": tenant_id}
+
+
+def api_server_access_profile(ranges: Sequence[str], private: bool) -> dict[str, Any]:
+    """Who reaches the API server: the stack's CIDRs (none: any address), or the cluster's VNet only.
+
+    Always declared, so that emptying apiServerAuthorizedIpRanges sends the
+    empty list that turns the ranges off (api-server-authorized-ip-ranges.md,
+    "Disable API server authorized IP ranges").
+    """
+    return {"authorized_ip_ranges": list(ranges), "enable_private_cluster": private}
+
+
 class Platform(pulumi.ComponentResource):
     """Resource group, ACR, AKS (system pool + worker pool), AcrPull, and a Kubernetes provider."""
 
@@ -210,6 +269,8 @@ class Platform(pulumi.ComponentResource):
     # the pool has grown, or at once when the pool is about to shrink.
     worker_gate: pulumi.Output[bool]
     acr_pull: authorization.RoleAssignment
+    # The deploying identity's Kubernetes role, which the provider waits for.
+    cluster_admin: authorization.RoleAssignment
     # `database: azure`: the VNet the pools and the flexible server share.
     network: DatabaseNetwork | None
 
@@ -252,12 +313,27 @@ class Platform(pulumi.ComponentResource):
         subnet_grant = self._subnet_grant(name, live)
         worker_pool = self._worker_pool(name, settings, plan, group, cluster, live, subnet_grant)
         acr_pull = self._acr_pull(name, settings, cluster, registry, live)
+        self.cluster_admin = self._cluster_admin(name, cluster)
 
+        # The listing's `format: exec` answer holds no secret on a cluster
+        # with Entra ID; before this program turned Entra on (the update that
+        # does, read in its preview) it holds the local account's certificate.
+        # Only its cluster entry is kept (components/model/kubeconfig.py).
         credentials = containerservice.list_managed_cluster_user_credentials_output(
-            resource_group_name=group.name, resource_name=cluster.name
+            resource_group_name=group.name, resource_name=cluster.name, format="exec"
         )
-        kubeconfig = pulumi.Output.secret(credentials.kubeconfigs.apply(_decode_kubeconfig))
-        provider = k8s.provider(f"{name}-k8s", opts=child, kubeconfig=kubeconfig)
+        kubeconfig = credentials.kubeconfigs.apply(provider_kubeconfig)
+        # The first `pulumi up` would be forbidden without the role; as an
+        # option, not an input, so that the kubeconfig stays known in a
+        # preview (an unknown one makes pulumi-kubernetes replace the provider
+        # and every object: provider/pkg/provider/provider.go, DiffConfig).
+        # clusterIdentifier: the provider, and every object with it, is
+        # replaced only when the cluster is, not when the kubeconfig's cluster
+        # entry changes, as a CA rotation (`az aks rotate-certs`) changes it
+        # (DiffConfig; pulumi-kubernetes#2745). Added to a provider without
+        # one, it replaces nothing (DiffConfig skips an added identifier).
+        provider = k8s.provider(f"{name}-k8s", opts=pulumi.ResourceOptions(
+            parent=self, depends_on=[self.cluster_admin]), kubeconfig=kubeconfig, cluster_identifier=cluster.id)
 
         self.resource_group_name = group.name
         self.registry_id = registry.id
@@ -292,12 +368,20 @@ class Platform(pulumi.ComponentResource):
     def _cluster(self, name: str, settings: Settings, group_name: pulumi.Input[str], dns_prefix: str | None,
                  opts: pulumi.ResourceOptions) -> containerservice.ManagedCluster:
         system = settings.system_pool
+        tenant_id = authorization.get_client_config_output().tenant_id
         return containerservice.ManagedCluster(
             f"{name}-aks",
             resource_group_name=group_name,
             dns_prefix=dns_prefix or name,
             kubernetes_version=settings.kubernetes_version,
             enable_rbac=True,
+            # No standing admin credential: Entra ID sign-in with Azure RBAC,
+            # and the local accounts (whose listing hands out a cluster-admin
+            # certificate) off (docs/aks-access.md).
+            aad_profile=aad_profile(tenant_id),
+            disable_local_accounts=True,
+            api_server_access_profile=api_server_access_profile(settings.api_server_authorized_ip_ranges,
+                                                                settings.api_server_private),
             # Free has no uptime SLA for the API server; Standard has one.
             sku={"name": containerservice.ManagedClusterSKUName.BASE, "tier": settings.cluster_tier},
             identity={"type": containerservice.ResourceIdentityType.SYSTEM_ASSIGNED},
@@ -461,6 +545,24 @@ class Platform(pulumi.ComponentResource):
         """Name the worker StatefulSet a shrinking pool waits for. Call once,
         after declaring it, on every AKS deployment."""
         self._settle(workers.urn)
+
+    def _cluster_admin(self, name: str, cluster: containerservice.ManagedCluster) -> authorization.RoleAssignment:
+        """Azure Kubernetes Service RBAC Cluster Admin on the cluster for the identity running `pulumi up`.
+
+        With local accounts off, Azure RBAC is the only way into the Kubernetes
+        API, and this program's own objects go through it. principalId forces a
+        replacement (replacement.go), so a stack deployed by one identity
+        (CI) hands the role to another one that runs `pulumi up`: run it
+        from one identity (docs/aks-access.md).
+        """
+        client = authorization.get_client_config_output()
+        return authorization.RoleAssignment(
+            f"{name}-cluster-admin",
+            principal_id=client.object_id,
+            role_definition_id=role_definition_id(client.subscription_id, AKS_RBAC_CLUSTER_ADMIN_ROLE),
+            scope=cluster.id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _acr_pull(self, name: str, settings: Settings, cluster: containerservice.ManagedCluster,
                   registry: containerregistry.Registry, live: pulumi.Output[Any]) -> authorization.RoleAssignment:

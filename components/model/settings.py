@@ -10,6 +10,7 @@ Every problem found is collected and raised together as one ``ConfigError``.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -245,6 +246,11 @@ class Settings:
     key_vault: bool = False
     # ui: how a team reaches the UI and signs in (components/model/ui.py).
     ui: UiSettings = field(default_factory=UiSettings)
+    # The AKS API server: the CIDRs it accepts connections from (empty: any
+    # address, each caller still signing in with Entra ID), or reachable only
+    # from the cluster's VNet (docs/aks-access.md).
+    api_server_authorized_ip_ranges: tuple[str, ...] = ()
+    api_server_private: bool = False
     # The keys the stack set (pool keys also as "systemPool.vmSize" etc.), so
     # that a problem found later names what the user changed, not a default.
     keys_set: frozenset[str] = frozenset()
@@ -322,6 +328,10 @@ DEFAULTS: dict[str, Any] = {
     # How the UI is reached and signed in to: port-forward and the generated
     # admin by default; a gateway with Entra ID sign-in (components/model/ui.py).
     "ui": {},
+    # Who may reach the AKS API server: CIDRs (empty: any address; callers
+    # still need Entra ID and an Azure RBAC role), or a private cluster.
+    "apiServerAuthorizedIpRanges": [],
+    "apiServerPrivate": False,
 }
 # The derived backup schedule: once a night, off the hour the reference DAG
 # and most users' schedules start at.
@@ -440,6 +450,64 @@ def _check_acr_sku(v: str) -> str | None:
 
 def _check_cluster_tier(v: str) -> str | None:
     return None if v in CLUSTER_TIERS else f"must be one of {', '.join(CLUSTER_TIERS)}, got {v!r}"
+
+
+# AKS: "You can specify up to 200 authorized IP ranges" (azure-aks-docs
+# articles/aks/api-server-authorized-ip-ranges.md, "Limitations and considerations").
+MAX_AUTHORIZED_IP_RANGES = 200
+AUTHORIZED_RANGES_ALLOWED = (f"a list of at most {MAX_AUTHORIZED_IP_RANGES} CIDRs such as 203.0.113.0/24 "
+                             "(a single address as 203.0.113.7/32); empty: any address")
+
+
+def _authorized_ranges(raw: Any, problems: Problems) -> tuple[str, ...] | None:
+    """apiServerAuthorizedIpRanges: YAML list or the CLI's JSON text, each a network address."""
+    key = "apiServerAuthorizedIpRanges"
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw) if raw.strip() else []
+        except json.JSONDecodeError:
+            pass
+    if not isinstance(raw, list):
+        problems.append((key, f"must be {AUTHORIZED_RANGES_ALLOWED}; got {raw!r}"))
+        return None
+    found: list[str] = []
+    for i, item in enumerate(raw):
+        where = f"{key}[{i}]"
+        if not isinstance(item, str) or not item.strip():
+            problems.append((where, f"must be a CIDR such as 203.0.113.0/24, got {item!r}"))
+            continue
+        try:
+            network = ipaddress.ip_network(item.strip())
+        except ValueError:
+            problems.append((where, f"must be a CIDR such as 203.0.113.0/24 with its host bits zero, got {item!r}"))
+            continue
+        if str(network) in found:
+            problems.append((where, f"{network} is listed twice"))
+            continue
+        found.append(str(network))
+    if len(raw) > MAX_AUTHORIZED_IP_RANGES:
+        problems.append((key, f"must be {AUTHORIZED_RANGES_ALLOWED}; got {len(raw)} ranges"))
+        return None
+    return tuple(found) if len(found) == len(raw) else None
+
+
+def _api_server_access(values: Mapping[str, Any], target: str | None,
+                       problems: Problems) -> tuple[tuple[str, ...] | None, bool | None]:
+    """The AKS API server's authorized ranges and private mode (docs/aks-access.md)."""
+    ranges = _authorized_ranges(values.get("apiServerAuthorizedIpRanges", DEFAULTS["apiServerAuthorizedIpRanges"]),
+                                problems)
+    private = bool_value(values.get("apiServerPrivate", DEFAULTS["apiServerPrivate"]), "apiServerPrivate", problems)
+    if target == "local":
+        for key in ("apiServerAuthorizedIpRanges", "apiServerPrivate"):
+            if key in values and values[key] not in (None, "", [], "[]", False, "false"):
+                problems.append((key, "only applies to `target: aks` (the API server of the cluster the program "
+                                 f"creates); a local cluster has none: remove it; got {values[key]!r}"))
+    if private and ranges:
+        # api-server-authorized-ip-ranges.md: "You can't use this feature with private clusters".
+        problems.append(("apiServerAuthorizedIpRanges", "AKS applies authorized IP ranges to a public API server "
+                         "only; with `apiServerPrivate: true` the API server has no public address: remove the "
+                         f"ranges, or set apiServerPrivate to false; got {list(ranges)}"))
+    return ranges, private
 
 
 def _check_vm_size(v: str) -> str | None:
@@ -1131,6 +1199,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     bundle_tokens = _dag_bundle_tokens(values, dag_bundles, secret_keys, problems)
     key_vault = _key_vault(values, target, remote_logs, airflow_version, problems)
     ui = parse_ui(get("ui"), target=target, key_vault=key_vault, problems=problems)
+    api_ranges, api_private = _api_server_access(values, target, problems)
     if ui is not None and ui.gateway and namespace is not None:
         gateway_ns = names.ui_gateway_namespace(namespace)
         if len(gateway_ns) > 63:
@@ -1187,6 +1256,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     assert prewarm is not None and timezone is not None
     assert database is not None and backup_days is not None
     assert dag_bundles is not None and bundle_tokens is not None and ui is not None
+    assert api_ranges is not None and api_private is not None
     return Settings(
         stack=stack,
         target=target,
@@ -1247,5 +1317,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
         dag_bundle_tokens=bundle_tokens,
         key_vault=bool(key_vault),
         ui=ui,
+        api_server_authorized_ip_ranges=api_ranges,
+        api_server_private=api_private,
         keys_set=_keys_set(values),
     )
