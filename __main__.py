@@ -68,11 +68,13 @@ if settings.target == "aks":
         image_dependencies += task_logs.grants
         pulumi.export("taskLogStorageAccount", task_logs.account_name)
         if settings.key_vault:
-            # Connections and variables: read with the same identity, so the
-            # pods wait for its Key Vault role as for its task-log grants.
+            # Connections and variables: read with the same identities (the
+            # api-server's is the log reader), so the pods wait for their Key
+            # Vault roles as for their task-log grants.
             vault = SecretsVault("airflow-kv", settings=settings,
                                  resource_group_name=platform.resource_group_name, location=settings.location,
                                  reader_principal_id=task_logs.identity_principal_id,
+                                 api_server_principal_id=task_logs.reader_principal_id,
                                  last_outputs=last_outputs())
             task_log_store = dataclasses.replace(task_logs.store, key_vault_url=vault.uri)
             image_dependencies += vault.grants

@@ -59,7 +59,8 @@ def render(stack: str, out: Path, project_dir: Path = PROJECT_DIR) -> list[Path]
                for key in keys}
     store = (TaskLogStore("https://<storage account>.blob.core.windows.net", "<log identity client ID>",
                           "<tenant ID>", "<backup identity client ID>",
-                          key_vault_url="https://<key vault>.vault.azure.net/" if settings.key_vault else None)
+                          key_vault_url="https://<key vault>.vault.azure.net/" if settings.key_vault else None,
+                          reader_client_id="<log reader identity client ID>")
              if settings.remote_task_logs and settings.target == "aks" else None)
     external = EXTERNAL_DATABASE_PLACEHOLDER if settings.database == "azure" else None
     tls_identity = "<ui TLS identity client ID>" if settings.ui.tls_key_vault_certificate else None

@@ -88,6 +88,9 @@ TASK_LOG_CLIENT_ID = "cccccccc-1111-0000-0000-000000000005"
 # The database backup's identity (its logical name says "backup").
 BACKUP_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000006"
 BACKUP_CLIENT_ID = "cccccccc-1111-0000-0000-000000000007"
+# The api-server's log reader identity (its logical name says "reader").
+LOG_READER_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000010"
+LOG_READER_CLIENT_ID = "cccccccc-1111-0000-0000-000000000011"
 # The UI gateway's TLS identity (its logical name says "ui-tls").
 UI_TLS_PRINCIPAL_ID = "pppppppp-0000-0000-0000-000000000008"
 UI_TLS_CLIENT_ID = "cccccccc-1111-0000-0000-000000000009"
@@ -204,6 +207,8 @@ class Mocks(pulumi.runtime.Mocks):
                 state.update(principalId=BACKUP_PRINCIPAL_ID, clientId=BACKUP_CLIENT_ID, tenantId=TENANT)
             elif "ui-tls" in args.name:
                 state.update(principalId=UI_TLS_PRINCIPAL_ID, clientId=UI_TLS_CLIENT_ID, tenantId=TENANT)
+            elif "reader" in args.name:
+                state.update(principalId=LOG_READER_PRINCIPAL_ID, clientId=LOG_READER_CLIENT_ID, tenantId=TENANT)
             else:
                 state.update(principalId=TASK_LOG_PRINCIPAL_ID, clientId=TASK_LOG_CLIENT_ID, tenantId=TENANT)
         elif args.typ == "azure-native:keyvault:Vault":

@@ -718,9 +718,12 @@ class LocalDeployment:
             for item in container.get("env", []):
                 if "value" in item:
                     env[item["name"]] = self._rewrite(item["value"])
-                elif item["valueFrom"]["secretKeyRef"]["name"] == names.TASK_LOG_SECRET:
+                elif item["valueFrom"]["secretKeyRef"]["name"] in (names.TASK_LOG_SECRET,
+                                                                   names.TASK_LOG_READER_SECRET):
                     # The emulator instead of the declared store (workload
-                    # identity on AKS): same container, same Airflow options.
+                    # identity on AKS, the writers' or the api-server's): same
+                    # container, same Airflow options. The emulator has no
+                    # roles: a reader's key writes as well.
                     env[item["name"]] = task_logs.emulator_connection(self.services.azurite.endpoint)
                 elif item["valueFrom"]["secretKeyRef"]["name"] == DAG_BUNDLE_SECRET:
                     # A git bundle's connection, as declared.

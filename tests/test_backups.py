@@ -154,10 +154,11 @@ def test_the_backup_pod_has_its_own_identity_and_no_other(runs: dict[str, Progra
     pod = pod_of(run.manifest("CronJob", names.DATABASE_BACKUP))
     assert pod["metadata"]["labels"]["azure.workload.identity/use"] == "true"
     assert pod["spec"]["serviceAccountName"] == names.BACKUP_SERVICE_ACCOUNT
-    # The Airflow pods keep the log identity's account.
+    # The Airflow pods keep the log identities' accounts (the api-server its own, the log reader's).
     for m in run.manifests():
         spec = m.get("spec", {}).get("template", {}).get("spec", {})
-        assert spec.get("serviceAccountName") in (None, names.TASK_LOG_SERVICE_ACCOUNT), m["metadata"]
+        assert spec.get("serviceAccountName") in (None, names.TASK_LOG_SERVICE_ACCOUNT,
+                                                  names.API_SERVER_SERVICE_ACCOUNT), m["metadata"]
 
 
 def test_the_backup_container_and_its_role_are_apart_from_the_logs(runs: dict[str, ProgramRun]) -> None:

@@ -39,6 +39,7 @@ from components.model.airflow_cfg import (
 )
 from components.model.settings import ConfigError, parse_settings
 from tests.harness import (
+    LOG_READER_PRINCIPAL_ID,
     SUBSCRIPTION,
     TASK_LOG_PRINCIPAL_ID,
     TENANT,
@@ -159,19 +160,24 @@ def test_the_vault_uses_rbac_only_with_soft_delete_and_purge_protection(prod: Pr
     assert prod.outputs["keyVaultUri"] == f"https://{prod.outputs['keyVaultName']}.vault.azure.net/"
 
 
-def test_exactly_one_role_on_the_vault_for_the_airflow_identity(prod: ProgramRun) -> None:
+def test_the_vault_roles_are_secrets_user_for_the_airflow_identity_and_the_api_servers(prod: ProgramRun) -> None:
     on_vault = [r for r in prod.of_type(ROLE) if r.inputs["scope"].startswith(vault_id(prod))]
     readers = [r for r in prod.of_type(ROLE) if r.inputs["roleDefinitionId"].endswith(SECRETS_USER_ROLE)]
-    assert len(on_vault) == 1 and readers == on_vault
-    [role] = on_vault
-    assert role.inputs["scope"] == vault_id(prod)
-    assert role.inputs["roleDefinitionId"] == (
-        f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_USER_ROLE}")
-    # The Airflow pods' identity (the task-log one), not the backup identity or the deployer.
-    [identity] = [r for r in prod.of_type(IDENTITY) if r.name == "airflow-task-logs-identity"]
-    assert identity is not None
-    assert role.inputs["principalId"] == TASK_LOG_PRINCIPAL_ID
-    assert role.inputs["principalType"] == "ServicePrincipal"
+    assert sorted(r.name for r in on_vault) == ["airflow-kv-api-server-secrets-user", "airflow-kv-secrets-user"], \
+        "one role for the Airflow pods' identity, one for the api-server's"
+    assert readers == on_vault, "Key Vault Secrets User is granted on the vault only"
+    # The Airflow pods' identity (the task-log writers') and the api-server's (the log
+    # reader), not the backup identity or the deployer.
+    principals = {}
+    for role in on_vault:
+        assert role.inputs["scope"] == vault_id(prod), f"{role.name}: the vault itself"
+        assert role.inputs["roleDefinitionId"] == (
+            f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{SECRETS_USER_ROLE}"
+        ), f"{role.name}: Key Vault Secrets User"
+        assert role.inputs["principalType"] == "ServicePrincipal", role.name
+        principals[role.name] = role.inputs["principalId"]
+    assert principals == {"airflow-kv-secrets-user": TASK_LOG_PRINCIPAL_ID,
+                          "airflow-kv-api-server-secrets-user": LOG_READER_PRINCIPAL_ID}, principals
 
 
 def test_existing_resources_keep_their_names_and_parents(prod: ProgramRun) -> None:
@@ -181,7 +187,8 @@ def test_existing_resources_keep_their_names_and_parents(prod: ProgramRun) -> No
     assert before <= after
     added = {(t, n) for t, n, _ in after - before}
     assert added == {("airflow-aks:key_vault:SecretsVault", "airflow-kv"),
-                     (VAULT, vault_logical_name("airflow-kv", "prod")), (ROLE, "airflow-kv-secrets-user")}
+                     (VAULT, vault_logical_name("airflow-kv", "prod")), (ROLE, "airflow-kv-secrets-user"),
+                     (ROLE, "airflow-kv-api-server-secrets-user")}
 
 
 def test_the_backend_is_in_airflow_cfg_with_no_secret(prod: ProgramRun) -> None:
@@ -201,7 +208,10 @@ def test_the_readers_get_the_vault_url_and_the_identity(prod: ProgramRun) -> Non
         identity = template["metadata"]["labels"].get("azure.workload.identity/use") == "true"
         if component in VAULT_COMPONENTS:
             assert env.get(VAULT_URL_ENV) == prod.outputs["keyVaultUri"], component
-            assert identity and template["spec"]["serviceAccountName"] == names.TASK_LOG_SERVICE_ACCOUNT, component
+            # The api-server reads it with its own identity, the others with the Airflow pods'.
+            account = (names.API_SERVER_SERVICE_ACCOUNT if component == "api-server"
+                       else names.TASK_LOG_SERVICE_ACCOUNT)
+            assert identity and template["spec"]["serviceAccountName"] == account, component
         else:
             # The scheduler, the migration Job, the database backup: no vault.
             assert VAULT_URL_ENV not in env, component

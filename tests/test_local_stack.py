@@ -36,7 +36,9 @@ def test_every_kubernetes_workload_is_still_declared(local: ProgramRun, runs: di
     # the user says so) and the task-log ones (no Azure storage unless the
     # user names an emulator).
     keda = {("ScaledObject", names.WORKER), ("TriggerAuthentication", "airflow-keda")}
-    logs = {("ServiceAccount", names.TASK_LOG_SERVICE_ACCOUNT), ("Secret", names.TASK_LOG_SECRET)}
+    # With it, the api-server's own account and connection, for the log reader's identity.
+    logs = {("ServiceAccount", names.TASK_LOG_SERVICE_ACCOUNT), ("Secret", names.TASK_LOG_SECRET),
+            ("ServiceAccount", names.API_SERVER_SERVICE_ACCOUNT), ("Secret", names.TASK_LOG_READER_SECRET)}
     # Nor the database dumps, which go to that storage (tests/test_backups.py).
     dumps = {("CronJob", names.DATABASE_BACKUP), ("NetworkPolicy", names.DATABASE_BACKUP),
              ("ServiceAccount", names.BACKUP_SERVICE_ACCOUNT), ("ConfigMap", names.BACKUP_CONFIG_MAP)}

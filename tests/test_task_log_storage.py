@@ -12,6 +12,7 @@ import pytest
 from components.azure.platform import issuer_url, required_issuer_url
 from components.azure.task_log_storage import (
     BLOB_DATA_CONTRIBUTOR_ROLE,
+    BLOB_DATA_READER_ROLE,
     blob_endpoint_url,
     retention_rule,
     service_account_subject,
@@ -19,6 +20,8 @@ from components.azure.task_log_storage import (
 from components.model import names
 from tests import harness
 from tests.harness import (
+    LOG_READER_CLIENT_ID,
+    LOG_READER_PRINCIPAL_ID,
     OIDC_ISSUER_URL,
     SUBSCRIPTION,
     TASK_LOG_CLIENT_ID,
@@ -41,6 +44,14 @@ ROLE = "azure-native:authorization:RoleAssignment"
 STORAGE_TYPES = (ACCOUNT, CONTAINER, POLICY, IDENTITY, FEDERATION)
 COMPONENT = "airflow-task-logs"
 ROLE_NAME = f"{COMPONENT}-blob-contributor"
+# The api-server's identity: it reads task logs, never writes one.
+READER = f"{COMPONENT}-reader"
+READER_ROLE_NAME = f"{READER}-blob-reader"
+API_SERVER_SUBJECT = f"system:serviceaccount:airflow:{names.API_SERVER_SERVICE_ACCOUNT}"
+ENTRA_UI = {"exposure": "gateway", "host": "airflow.example.com", "tls": {"secretName": "airflow-ui-tls"},
+            "auth": "entra", "entra": {"tenantId": "11111111-2222-3333-4444-555555555555",
+                                       "clientId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
+                                       "roleGroups": {"Admin": ["99999999-8888-7777-6666-555555555555"]}}}
 
 
 def changed(**keys: Any) -> dict[str, Any]:
@@ -174,7 +185,8 @@ def test_the_issuer_stays_known_in_the_preview_of_a_cluster_update() -> None:
 
 
 def test_the_airflow_pods_start_after_the_role_and_the_federation(prod: ProgramRun) -> None:
-    grants = [prod.options_of(ROLE_NAME).resource, prod.options_of(f"{COMPONENT}-federation").resource]
+    grants = [prod.options_of(name).resource for name in (
+        ROLE_NAME, f"{COMPONENT}-federation", READER_ROLE_NAME, f"{READER}-federation")]
     pods = [o for o in prod.options if o.type in (
         "kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet", "kubernetes:batch/v1:Job")
         and o.name.startswith("workloads-airflow")]
@@ -182,6 +194,100 @@ def test_the_airflow_pods_start_after_the_role_and_the_federation(prod: ProgramR
     for o in pods:
         for grant in grants:
             assert grant in o.depends_on, f"{o.name} must wait for {grant._name}"  # type: ignore[attr-defined]
+
+
+# The log reader: the api-server's own identity ---------------------------------------------------
+
+def role_definition(role: str) -> str:
+    return f"/subscriptions/{SUBSCRIPTION}/providers/Microsoft.Authorization/roleDefinitions/{role}"
+
+
+def log_container_id(run: ProgramRun) -> str:
+    return f"{account_id(run)}/blobServices/default/containers/{names.TASK_LOG_CONTAINER}"
+
+
+@pytest.mark.parametrize("key_vault", [True, False], ids=["keyVault", "no keyVault"])
+def test_the_log_reader_may_read_the_log_container_and_nothing_else_of_the_account(
+        prod: ProgramRun, key_vault: bool) -> None:
+    run = prod if key_vault else ok(run_program("prod", changed(keyVault=False)))
+    identity = named(run, IDENTITY, f"{READER}-identity")
+    assert identity.inputs["location"] == "westeurope", identity.name
+    roles = {r.name: r.inputs for r in run.of_type(ROLE) if r.inputs["principalId"] == LOG_READER_PRINCIPAL_ID}
+    blob = roles.pop(READER_ROLE_NAME, None)
+    assert blob is not None, f"{READER_ROLE_NAME}: the log reader's role on the log container"
+    assert blob["roleDefinitionId"] == role_definition(BLOB_DATA_READER_ROLE), \
+        f"{READER_ROLE_NAME}: Storage Blob Data Reader, which cannot write or delete a blob"
+    assert blob["scope"] == log_container_id(run), f"{READER_ROLE_NAME}: the log container only"
+    assert blob["principalType"] == "ServicePrincipal", READER_ROLE_NAME
+    # With keyVault the api-server reads the vault too (tests/test_key_vault.py); nothing else.
+    assert set(roles) == ({"airflow-kv-api-server-secrets-user"} if key_vault else set()), \
+        f"{identity.name}: roles beyond reading the logs: {sorted(roles)}"
+
+
+@pytest.mark.parametrize("ui", ["simple", "entra"])
+def test_the_log_reader_trusts_the_api_servers_account_alone(ui: str) -> None:
+    run = ok(run_program("prod", changed(ui=ENTRA_UI) if ui == "entra" else None))
+    credential = named(run, FEDERATION, f"{READER}-federation")
+    assert credential.inputs["subject"] == API_SERVER_SUBJECT, credential.name
+    assert credential.inputs["issuer"] == OIDC_ISSUER_URL, f"{credential.name}: the cluster's OIDC issuer"
+    assert credential.inputs["audiences"] == ["api://AzureADTokenExchange"], credential.name
+    assert credential.inputs["resourceName"] == f"{READER}-identity0001", f"{credential.name}: on the reader"
+    on_reader = [r.name for r in run.of_type(FEDERATION) if r.inputs["resourceName"] == f"{READER}-identity0001"]
+    assert on_reader == [credential.name], f"{READER}-identity: trusts no other account: {on_reader}"
+
+
+@pytest.mark.parametrize(("stack", "ui"), [("dev", "simple"), ("prod", "simple"), ("prod", "entra")])
+def test_no_identity_that_may_write_trusts_the_api_servers_account(stack: str, ui: str) -> None:
+    run = ok(run_program(stack, {**stack_file_config(stack), "airflow-aks:ui": ENTRA_UI} if ui == "entra" else None))
+    identities = {f"{r.name}0001": r.name for r in run.of_type(IDENTITY)}
+    trusting = [identities[r.inputs["resourceName"]] for r in run.of_type(FEDERATION)
+                if r.inputs["subject"] == API_SERVER_SUBJECT]
+    assert trusting == [f"{READER}-identity"], f"{stack} {ui}: identities trusting the api-server: {trusting}"
+    readers_roles = [r for r in run.of_type(ROLE) if r.inputs["principalId"] == LOG_READER_PRINCIPAL_ID]
+    writes = [r.name for r in readers_roles if r.inputs["roleDefinitionId"] == role_definition(
+        BLOB_DATA_CONTRIBUTOR_ROLE)]
+    assert writes == [], f"{stack} {ui}: the api-server's identity may write blobs: {writes}"
+
+
+def pod_of(run: ProgramRun, kind: str, name: str) -> dict[str, Any]:
+    return run.manifest(kind, name)["spec"]["template"]
+
+
+def log_connection(run: ProgramRun, template: dict[str, Any]) -> dict[str, Any]:
+    """The wasb_default connection a pod reads, from the Secret and key its container names."""
+    [ref] = [e["valueFrom"]["secretKeyRef"] for c in template["spec"]["containers"] for e in c["env"]
+             if e["name"] == "AIRFLOW_CONN_WASB_DEFAULT"]
+    [secret] = [r for r in run.resources if r.type == "kubernetes:core/v1:Secret"
+                and plain(r.inputs)["metadata"]["name"] == ref["name"]]
+    return json.loads(plain(secret.inputs["stringData"])[ref["key"]])
+
+
+def identity_of(run: ProgramRun, template: dict[str, Any]) -> tuple[str, str | None]:
+    """The ServiceAccount a pod runs as, and the client ID that account names."""
+    assert template["metadata"]["labels"].get("azure.workload.identity/use") == "true", \
+        "the workload identity webhook acts on the label"
+    account = template["spec"]["serviceAccountName"]
+    annotations = run.manifest("ServiceAccount", account)["metadata"].get("annotations", {})
+    return account, annotations.get("azure.workload.identity/client-id")
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_the_api_server_runs_as_the_log_reader_the_workers_and_the_triggerer_as_the_writers(stack: str) -> None:
+    run = ok(run_program(stack))
+    api = pod_of(run, "Deployment", names.API_SERVER)
+    assert identity_of(run, api) == (names.API_SERVER_SERVICE_ACCOUNT, LOG_READER_CLIENT_ID), \
+        f"{stack} {names.API_SERVER}: its own account, naming the log reader's client ID"
+    assert log_connection(run, api)["extra"]["managed_identity_client_id"] == LOG_READER_CLIENT_ID, \
+        f"{stack} {names.API_SERVER}: wasb_default exchanges its token for the reader's identity"
+    for kind, name in (("StatefulSet", names.WORKER), ("StatefulSet", names.TRIGGERER)):
+        template = pod_of(run, kind, name)
+        assert identity_of(run, template) == (names.TASK_LOG_SERVICE_ACCOUNT, TASK_LOG_CLIENT_ID), \
+            f"{stack} {name}: the writers' account and identity"
+        assert log_connection(run, template)["extra"]["managed_identity_client_id"] == TASK_LOG_CLIENT_ID, \
+            f"{stack} {name}: wasb_default names the writers' identity"
+    writer = named(run, FEDERATION, f"{COMPONENT}-federation")
+    assert writer.inputs["subject"] == f"system:serviceaccount:airflow:{names.TASK_LOG_SERVICE_ACCOUNT}", \
+        f"{writer.name}: the writers' account"
 
 
 @pytest.fixture(scope="module")
@@ -274,6 +380,8 @@ def test_issuer_url_of_a_cluster_without_one() -> None:
 def test_declared_resource_types_are_the_ones_checked(prod: ProgramRun) -> None:
     found: list[DeclaredResource] = [r for r in prod.resources if r.type in STORAGE_TYPES]
     # With the in-cluster database's backups (tests/test_backups.py): a
-    # second container, identity and federation, and the same one policy.
-    assert sorted(r.type for r in found) == sorted([*STORAGE_TYPES, CONTAINER, IDENTITY, FEDERATION]), \
-        "one of each storage resource, and the backups' container, identity and federation"
+    # second container, identity and federation, and the same one policy;
+    # and the log reader's identity and federation.
+    assert sorted(r.type for r in found) == sorted([*STORAGE_TYPES, CONTAINER, IDENTITY, FEDERATION,
+                                                    IDENTITY, FEDERATION]), \
+        "one of each storage resource, the backups' container, identity and federation, the log reader's"

@@ -250,9 +250,9 @@ def test_turning_the_gateway_on_for_a_deployed_prod_updates_the_cluster(runs: di
     assert [s.name for s in shown.of("replace")] == ["workloads-airflow-migrate"] and not shown.of("delete"), \
         f"replaced {[s.name for s in shown.of('replace')]}, deleted {[s.name for s in shown.of('delete')]}"
     created = {s.name for s in shown.of("create") if s.type in (IDENTITY, ROLE, FEDERATION)}
-    # And the Airflow identity's trust in the api-server's own account (components/kubernetes/ui_auth.py).
-    assert created == {"airflow-ui-tls-identity", "airflow-ui-tls-secrets-user", "airflow-ui-tls-federation",
-                       "airflow-task-logs-api-server-federation"}, created
+    # The api-server's account and the log reader's trust in it exist without Entra ID too.
+    assert created == {"airflow-ui-tls-identity", "airflow-ui-tls-secrets-user", "airflow-ui-tls-federation"}, \
+        created
     assert not shown.stopped and not shown.aks, (shown.refused, shown.protected_refusals, shown.aks)
     assert all(s.type != VAULT for s in shown.steps), "the vault is untouched"
 

@@ -21,7 +21,7 @@ from components.model import catalogues, names, ui_auth
 from components.model.airflow_options import MANAGED_AIRFLOW_OPTIONS
 from components.model.ui import parse_ui
 from tests.conftest import config_for
-from tests.harness import ROOT, ProgramRun, run_program, stack_file_config
+from tests.harness import LOG_READER_CLIENT_ID, ROOT, ProgramRun, run_program, stack_file_config
 from tests.test_settings import problems_of
 
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -241,18 +241,16 @@ def test_the_api_server_alone_mounts_webserver_config_and_carries_the_identity_l
 
 
 @pytest.mark.parametrize(("changes", "client_id"), [
-    ({}, True), ({"remoteTaskLogs": False, "keyVault": False, "databaseBackupSchedule": ""}, False)],
+    ({}, LOG_READER_CLIENT_ID), ({"remoteTaskLogs": False, "keyVault": False, "databaseBackupSchedule": ""}, None)],
     ids=["with the Azure identity", "without"])
-def test_the_api_servers_account_carries_the_azure_identity_only_when_it_has_one(changes: dict[str, Any],
-                                                                               client_id: bool) -> None:
+def test_the_api_servers_account_carries_the_log_readers_identity_only_when_it_has_one(
+        changes: dict[str, Any], client_id: str | None) -> None:
     run = entra_run(**changes)
     account = run.manifest("ServiceAccount", names.API_SERVER_SERVICE_ACCOUNT)
     assert account["automountServiceAccountToken"] is False
     annotations = account["metadata"].get("annotations", {})
-    assert ("azure.workload.identity/client-id" in annotations) == client_id, annotations
-    if client_id:
-        task_logs = run.manifest("ServiceAccount", names.TASK_LOG_SERVICE_ACCOUNT)
-        assert annotations == task_logs["metadata"]["annotations"], "the same Azure identity as the task logs"
+    assert annotations.get("azure.workload.identity/client-id") == client_id, \
+        f"ServiceAccount/{names.API_SERVER_SERVICE_ACCOUNT}: the log reader's client ID, or none: {annotations}"
 
 
 def test_changed_role_groups_roll_the_api_server_only() -> None:
@@ -266,15 +264,15 @@ def test_changed_role_groups_roll_the_api_server_only() -> None:
     assert annotations[0] != annotations[1], "api-server rolls to read the new webserver_config.py"
 
 
-def test_the_shipped_stacks_api_server_is_unchanged_without_entra() -> None:
+def test_without_entra_the_api_server_keeps_its_password_and_runs_as_its_own_account() -> None:
+    # Without Entra ID the api-server still has its own account on AKS with
+    # remote task logs: the log reader's identity (tests/test_task_log_storage.py).
     run = run_program("prod")
     assert run.error is None, run.error
     api = pod_template(run, "Deployment", names.API_SERVER)
     assert [c["name"] for c in api["spec"]["initContainers"]] == ["auth-passwords"]
-    assert api["spec"]["serviceAccountName"] == names.TASK_LOG_SERVICE_ACCOUNT
+    assert api["spec"]["serviceAccountName"] == names.API_SERVER_SERVICE_ACCOUNT, names.API_SERVER
     assert ui_auth.WEBSERVER_CONFIG_KEY not in run.manifest("ConfigMap", names.CONFIG_MAP)["data"]
-    assert not [m for m in run.manifests() if m["kind"] == "ServiceAccount"
-                and m["metadata"]["name"] == names.API_SERVER_SERVICE_ACCOUNT]
 
 
 def test_entra_opens_the_api_servers_https_to_entra_id() -> None:
@@ -286,14 +284,11 @@ def test_entra_opens_the_api_servers_https_to_entra_id() -> None:
                 if f.src.name == names.API_SERVER and f.dst == AZURE_PUBLIC]
 
 
-def test_the_azure_identity_trusts_the_api_servers_account_after_its_first_credential() -> None:
-    run = entra_run()
-    [first] = [r for r in run.of_type(FEDERATION) if r.name == "airflow-task-logs-federation"]
-    [api] = [r for r in run.of_type(FEDERATION) if r.name == "airflow-task-logs-api-server-federation"]
-    assert api.inputs["subject"] == f"system:serviceaccount:airflow:{names.API_SERVER_SERVICE_ACCOUNT}", api.name
-    assert api.inputs["issuer"] == first.inputs["issuer"] and api.inputs["resourceName"] == first.inputs[
-        "resourceName"], f"{api.name}: the task-log identity, the cluster's issuer"
-    assert api.inputs["audiences"] == ["api://AzureADTokenExchange"], api.name
-    assert run.options_of(first.name).resource in run.options_of(api.name).depends_on, \
-        f"{api.name}: Azure refuses concurrent writes of one identity's credentials"
-    assert not [r for r in run_program("prod").of_type(FEDERATION) if "api-server" in r.name]
+def test_with_entra_only_the_log_reader_trusts_the_api_servers_account() -> None:
+    """The app registration trusts the api-server's account (uiFederatedCredential); of the
+    program's identities only the log reader does, as without Entra ID: Entra ID adds no
+    federation, and none of the writers'."""
+    subject = f"system:serviceaccount:airflow:{names.API_SERVER_SERVICE_ACCOUNT}"
+    for run in (entra_run(), run_program("prod")):
+        trusting = sorted(r.name for r in run.of_type(FEDERATION) if r.inputs["subject"] == subject)
+        assert trusting == ["airflow-task-logs-reader-federation"], f"{FEDERATION}: {trusting}"

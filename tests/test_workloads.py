@@ -71,6 +71,9 @@ def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> No
         ("ScaledObject", names.WORKER), ("TriggerAuthentication", "airflow-keda"),
         # Task logs in Blob Storage and StatsD metrics, both on by default on AKS.
         ("ServiceAccount", names.TASK_LOG_SERVICE_ACCOUNT), ("Secret", names.TASK_LOG_SECRET),
+        # The api-server's own account and connection, for the log reader's identity
+        # (tests/test_task_log_storage.py).
+        ("ServiceAccount", names.API_SERVER_SERVICE_ACCOUNT), ("Secret", names.TASK_LOG_READER_SECRET),
         ("ConfigMap", names.STATSD), ("Deployment", names.STATSD), ("Service", names.STATSD),
         ("PodDisruptionBudget", names.API_SERVER), ("PodDisruptionBudget", names.SCHEDULER),
         ("PodDisruptionBudget", names.PGBOUNCER), ("PodDisruptionBudget", names.WORKER),
@@ -187,7 +190,8 @@ def all_strings(value: Any) -> list[str]:
 def test_no_secret_literal_in_any_config_map_or_env_value(runs: dict[str, ProgramRun], stack: str) -> None:
     run = runs[stack]
     secrets = [r for r in run.resources if r.type == "kubernetes:core/v1:Secret"]
-    assert len(secrets) == 6
+    # With the api-server's task-log connection, apart from the writers'.
+    assert len(secrets) == 7
     for r in secrets:
         assert is_secret(r.inputs["stringData"]), f"{r.name}: stringData is a Pulumi secret"
     # Every password and key the program generates (recorded by the mocks).
@@ -471,25 +475,33 @@ def test_only_the_log_pods_get_the_azure_identity(runs: dict[str, ProgramRun]) -
         template = m["spec"]["template"]
         uses = template["metadata"]["labels"].get("azure.workload.identity/use") == "true"
         account_name = template["spec"].get("serviceAccountName")
-        assert uses == (account_name == names.TASK_LOG_SERVICE_ACCOUNT), label(m)
+        component = template["metadata"]["labels"]["app.kubernetes.io/component"]
+        # The api-server runs as its own account, the log reader's (tests/test_task_log_storage.py).
+        own = names.API_SERVER_SERVICE_ACCOUNT if component == "api-server" else names.TASK_LOG_SERVICE_ACCOUNT
+        assert uses == (account_name == own), label(m)
         if uses:
-            with_identity.add(template["metadata"]["labels"]["app.kubernetes.io/component"])
+            with_identity.add(component)
+        secret = names.TASK_LOG_READER_SECRET if component == "api-server" else names.TASK_LOG_SECRET
         for c in template["spec"]["containers"]:
             [conn] = [e for e in c["env"] if e["name"] == "AIRFLOW_CONN_WASB_DEFAULT"]
-            assert conn["valueFrom"]["secretKeyRef"] == {"name": names.TASK_LOG_SECRET, "key": "connection"}, \
-                label(m)
+            assert conn["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "connection"}, label(m)
     # Prod's keyVault adds the dag-processor, which reads the vault (tests/test_key_vault.py).
     assert with_identity == {"worker", "triggerer", "api-server", "dag-processor"}, \
         "they write or read task logs, or read the vault; nothing else"
 
 
-def test_the_log_connection_holds_no_key(runs: dict[str, ProgramRun]) -> None:
+def test_the_log_connections_hold_no_key(runs: dict[str, ProgramRun]) -> None:
     run = runs["prod"]
-    [secret] = [r for r in run.resources if r.type == "kubernetes:core/v1:Secret"
-                and plain(r.inputs)["metadata"]["name"] == names.TASK_LOG_SECRET]
-    connection = json.loads(plain(secret.inputs["stringData"])["connection"])
-    assert connection["host"].startswith("https://") and connection["host"].endswith(".blob.core.windows.net"), \
-        connection
-    assert set(connection["extra"]) == {"managed_identity_client_id", "workload_identity_tenant_id"}, \
-        f"{names.TASK_LOG_SECRET}: identity only, no key, SAS or connection string"
-    assert "password" not in connection and "login" not in connection
+    secrets = {plain(r.inputs)["metadata"]["name"]: plain(r.inputs["stringData"]) for r in run.resources
+               if r.type == "kubernetes:core/v1:Secret"
+               and plain(r.inputs)["metadata"]["name"] in (names.TASK_LOG_SECRET, names.TASK_LOG_READER_SECRET)}
+    assert sorted(secrets) == sorted([names.TASK_LOG_SECRET, names.TASK_LOG_READER_SECRET]), \
+        "the writers' connection and the api-server's"
+    for name, data in secrets.items():
+        assert list(data) == ["connection"], name
+        connection = json.loads(data["connection"])
+        assert connection["host"].startswith("https://") and connection["host"].endswith(
+            ".blob.core.windows.net"), f"{name}: {connection}"
+        assert set(connection["extra"]) == {"managed_identity_client_id", "workload_identity_tenant_id"}, \
+            f"{name}: identity only, no key, SAS or connection string"
+        assert "password" not in connection and "login" not in connection, name

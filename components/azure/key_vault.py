@@ -1,8 +1,8 @@
 """The Azure Key Vault Airflow reads connections and variables from (`keyVault`).
 
-Access is Azure RBAC only: no access policy, and one role assignment, Key
-Vault Secrets User scoped to this vault, for the Airflow pods' identity (the
-federated one in task_log_storage.py). Who adds secrets is the team's to grant
+Access is Azure RBAC only: no access policy, and Key Vault Secrets User
+scoped to this vault for the Airflow pods' identity (the federated one in
+task_log_storage.py) and for the api-server's (the log reader there). Who adds secrets is the team's to grant
 (README "Connections and secrets"): Azure gives nobody data-plane access to
 an RBAC vault by default, not even the subscription's Owner.
 """
@@ -67,7 +67,7 @@ def purge_protection(protect: bool, last: Mapping[str, Any] | None) -> bool:
 
 
 class SecretsVault(pulumi.ComponentResource):
-    """The vault and the one role assignment that lets the Airflow pods read it."""
+    """The vault and the role assignments that let the Airflow pods read it."""
 
     name: pulumi.Output[str]
     vault_id: pulumi.Output[str]
@@ -85,7 +85,10 @@ class SecretsVault(pulumi.ComponentResource):
         reader_principal_id: pulumi.Input[str],
         last_outputs: pulumi.Output[Mapping[str, Any]],
         opts: pulumi.ResourceOptions | None = None,
+        api_server_principal_id: pulumi.Input[str] | None = None,
     ) -> None:
+        """reader_principal_id: the Airflow pods' identity; api_server_principal_id:
+        the api-server's own (the log reader), if it has one."""
         super().__init__("airflow-aks:key_vault:SecretsVault", name, None, opts)
         client = authorization.get_client_config_output()
         protected = last_outputs.apply(lambda last: purge_protection(settings.protect, last))
@@ -108,9 +111,26 @@ class SecretsVault(pulumi.ComponentResource):
             # The team's secrets: `protect` keeps a config change from deleting them.
             opts=pulumi.ResourceOptions(parent=self, protect=settings.protect),
         )
-        role = authorization.RoleAssignment(
-            f"{name}-secrets-user",
-            principal_id=reader_principal_id,
+        self.grants = [self._secrets_user(f"{name}-secrets-user", reader_principal_id, vault, client)]
+        if api_server_principal_id is not None:
+            # The api-server serves the Execution API, whose connection and
+            # variable routes look them up on the server, the vault first
+            # (components/kubernetes/key_vault.py, VAULT_COMPONENTS): with its
+            # own identity, it needs the role as the other readers do.
+            self.grants.append(self._secrets_user(f"{name}-api-server-secrets-user", api_server_principal_id,
+                                                  vault, client))
+        self.name = vault.name
+        self.vault_id = vault.id
+        self.uri = vault.properties.apply(lambda p: p.vault_uri)  # type: ignore[assignment]
+        self.purge_protection = protected
+        self.register_outputs({"name": self.name, "id": self.vault_id, "uri": self.uri})
+
+    def _secrets_user(self, name: str, principal_id: pulumi.Input[str], vault: keyvault.Vault,
+                      client: pulumi.Output) -> authorization.RoleAssignment:
+        """Key Vault Secrets User on this vault for one identity."""
+        return authorization.RoleAssignment(
+            name,
+            principal_id=principal_id,
             # Without it Azure looks the principal up in Entra ID, which may
             # not have replicated a new identity yet.
             principal_type=authorization.PrincipalType.SERVICE_PRINCIPAL,
@@ -118,9 +138,3 @@ class SecretsVault(pulumi.ComponentResource):
             scope=vault.id,
             opts=pulumi.ResourceOptions(parent=self),
         )
-        self.grants = [role]
-        self.name = vault.name
-        self.vault_id = vault.id
-        self.uri = vault.properties.apply(lambda p: p.vault_uri)  # type: ignore[assignment]
-        self.purge_protection = protected
-        self.register_outputs({"name": self.name, "id": self.vault_id, "uri": self.uri})

@@ -1,5 +1,6 @@
 """The Azure side of task logs: a storage account that takes no key, its log
-container with a retention rule, and the identity that pods use to write there.
+container with a retention rule, the identity that pods use to write there,
+and the api-server's, which may only read it.
 
 The pods reach the identity through AKS workload identity: the
 FederatedIdentityCredential trusts tokens that the cluster's OIDC issuer signs
@@ -79,8 +80,9 @@ def blob_endpoint_url(endpoint: str | None) -> str:
 
 
 class TaskLogStorage(pulumi.ComponentResource):
-    """Storage account (Entra ID only), log container, retention, and the
-    federated identity allowed on that container alone; with backups of the
+    """Storage account (Entra ID only), log container, retention, the
+    federated identity allowed on that container alone, and the api-server's
+    that may read it; with backups of the
     in-cluster database, their container, its retention rule in the same
     policy (an account has one), and a second identity allowed on it alone."""
 
@@ -90,6 +92,9 @@ class TaskLogStorage(pulumi.ComponentResource):
     identity_id: pulumi.Output[str]
     identity_principal_id: pulumi.Output[str]
     identity_client_id: pulumi.Output[str]
+    # The log reader: the api-server's identity (with keyVault it reads the vault too).
+    reader_principal_id: pulumi.Output[str]
+    reader_client_id: pulumi.Output[str]
     # What the Kubernetes side needs: account URL, client and tenant IDs.
     store: TaskLogStore
     # What a pod needs before it can write a log: the role and the federation.
@@ -152,22 +157,10 @@ class TaskLogStorage(pulumi.ComponentResource):
         identity, role, federation = _container_writer(
             name, container, service_account_subject(settings.namespace), resource_group_name, location,
             oidc_issuer_url, client, child)
-        self.grants = [role, federation]
-        if settings.ui.auth == "entra":
-            # With Entra ID sign-in the api-server runs as its own ServiceAccount
-            # (components/kubernetes/ui_auth.py), which this identity trusts too.
-            # After the first: Azure refuses concurrent writes of one identity's
-            # federated credentials with 409 (learn.microsoft.com/entra/workload-id/
-            # workload-identity-federation-considerations).
-            self.grants.append(managedidentity.FederatedIdentityCredential(
-                f"{name}-api-server-federation",
-                resource_group_name=resource_group_name,
-                resource_name_=identity.name,
-                issuer=oidc_issuer_url,
-                subject=service_account_subject(settings.namespace, names.API_SERVER_SERVICE_ACCOUNT),
-                audiences=[TOKEN_EXCHANGE_AUDIENCE],
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[federation]),
-            ))
+        reader, reader_role, reader_federation = _container_reader(
+            f"{name}-reader", container, service_account_subject(settings.namespace, names.API_SERVER_SERVICE_ACCOUNT),
+            resource_group_name, location, oidc_issuer_url, client, child)
+        self.grants = [role, federation, reader_role, reader_federation]
         self.dag_container_ids = self._dag_containers(name, settings, resource_group_name, account, identity,
                                                       client, guarded, child)
         backup_client_id: pulumi.Output[str] | None = None
@@ -182,11 +175,14 @@ class TaskLogStorage(pulumi.ComponentResource):
         self.identity_id = identity.id
         self.identity_principal_id = identity.principal_id
         self.identity_client_id = identity.client_id
+        self.reader_principal_id = reader.principal_id
+        self.reader_client_id = reader.client_id
         self.store = TaskLogStore(
             account_url=account.primary_endpoints.apply(lambda e: blob_endpoint_url(e.blob)),
             client_id=identity.client_id,
             tenant_id=identity.tenant_id,
             backup_client_id=backup_client_id,
+            reader_client_id=reader.client_id,
         )
         self.register_outputs({
             "account_name": self.account_name,
@@ -269,6 +265,23 @@ def _container_writer(stem: str, container: storage.BlobContainer, subject: str,
     container have no input that a config change updates in place.
     """
     return federated_identity(stem, "blob-contributor", BLOB_DATA_CONTRIBUTOR_ROLE, container.id, subject,
+                              resource_group_name, location, oidc_issuer_url, client, child)
+
+
+def _container_reader(stem: str, container: storage.BlobContainer, subject: str,
+                      resource_group_name: pulumi.Input[str], location: pulumi.Input[str],
+                      oidc_issuer_url: pulumi.Input[str], client: pulumi.Output,
+                      child: pulumi.ResourceOptions) -> tuple[managedidentity.UserAssignedIdentity,
+                                                              authorization.RoleAssignment,
+                                                              managedidentity.FederatedIdentityCredential]:
+    """An identity that may read and list one container's blobs, nothing
+    else, federated with one ServiceAccount: the api-server's, which shows
+    task logs and never writes one (the Azure provider's WasbRemoteLogIO.read
+    lists the attempt's blobs and downloads them: airflow/providers/microsoft/
+    azure/log/wasb_task_handler.py, provider 15.2.1). Its own
+    identity, so that the writers' never trusts the api-server's account.
+    Names `<stem>-identity`, `<stem>-blob-reader`, `<stem>-federation`."""
+    return federated_identity(stem, "blob-reader", BLOB_DATA_READER_ROLE, container.id, subject,
                               resource_group_name, location, oidc_issuer_url, client, child)
 
 

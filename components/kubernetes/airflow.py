@@ -141,8 +141,9 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             "name": component,
             "image": image,
             "args": args,
-            "env": [*secret_env(direct_db), *(task_log_env() if logs_on else []), *bundle_env(settings, component),
-                    *vault_env(component, settings, task_log_store), *extra.pop("env", [])],
+            "env": [*secret_env(direct_db), *(task_log_env(component, settings) if logs_on else []),
+                    *bundle_env(settings, component), *vault_env(component, settings, task_log_store),
+                    *extra.pop("env", [])],
             "env_from": [{"config_map_ref": {"name": names.ENV_CONFIG_MAP}}],
             "resources": res,
             "volume_mounts": mounts,
@@ -160,9 +161,9 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             *extra.pop("volumes", []),
         ]
         id_labels, id_spec = log_identity(component, with_identity) if identity else ({}, {})
-        if component == ui_auth.API_SERVER_COMPONENT and ui_auth.entra_on(settings):
-            # Its own account, which carries the Azure identity's client ID too if it has one.
-            id_labels, id_spec = ui_auth.api_server_identity(settings)
+        if component == ui_auth.API_SERVER_COMPONENT:
+            # Never the writers' identity: its own account, with the log reader's.
+            id_labels, id_spec = ui_auth.api_server_identity(settings, task_log_store)
         return {
             "metadata": {"labels": {**_labels(component), **id_labels},
                          "annotations": {CHECKSUM_ANNOTATION: config_checksum, **(annotations or {})}},

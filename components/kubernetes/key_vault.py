@@ -3,7 +3,9 @@
 The vault's URI reaches those pods as an environment variable (the Azure side
 only knows it once the vault exists), and each of them runs as the
 ServiceAccount federated with the Airflow identity, the one Key Vault Secrets
-User is granted to (components/azure/key_vault.py). airflow.cfg holds the rest
+User is granted to (components/azure/key_vault.py), but the api-server, which
+runs as its own, federated with the log reader identity, granted the same role.
+airflow.cfg holds the rest
 of the backend's configuration (components/model/airflow_cfg.py, secrets_options).
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore
+from components.kubernetes.task_logs import LOG_READER, LOG_WRITERS, TaskLogStore
 from components.model.airflow_cfg import VAULT_URL_ENV
 from components.model.settings import Settings
 
@@ -38,11 +40,13 @@ def key_vault_on(settings: Settings, store: TaskLogStore | None) -> bool:
 
 
 def identity_components(settings: Settings, store: TaskLogStore | None) -> tuple[str, ...]:
-    """Every component that runs as the Airflow identity: the task-log ones,
-    and with keyVault those that read the vault (one identity, two grants)."""
+    """Every component that runs as the Airflow (log writers') identity: the
+    log writers, and with keyVault those that read the vault (one identity,
+    two grants) but the api-server, which reads it with its own identity, the
+    log reader (components/kubernetes/ui_auth.py)."""
     if not key_vault_on(settings, store):
-        return LOG_COMPONENTS
-    return LOG_COMPONENTS + tuple(c for c in VAULT_COMPONENTS if c not in LOG_COMPONENTS)
+        return LOG_WRITERS
+    return LOG_WRITERS + tuple(c for c in VAULT_COMPONENTS if c not in LOG_WRITERS and c != LOG_READER)
 
 
 def vault_env(component: str, settings: Settings, store: TaskLogStore | None) -> list[dict[str, Any]]:

@@ -1,5 +1,5 @@
-"""The api-server's side of Entra ID sign-in (`ui.auth: entra`): its own
-ServiceAccount, the workload identity label, and its webserver_config.py.
+"""The api-server's own ServiceAccount and workload identity label, for Entra
+ID sign-in (`ui.auth: entra`) and for its Azure identity: the log reader.
 
 The api-server proves itself to Entra ID with the token the workload identity
 webhook projects into pods labelled azure.workload.identity/use=true. The
@@ -12,10 +12,13 @@ addEnvironmentVariables, addProjectedVolume). The webhook refuses a pod whose
 ServiceAccount does not exist yet, so the account is declared before the pods.
 
 The account is the api-server's alone: the app registration trusts its tokens,
-and no other pod (a worker running DAG code, say) can present one. With the
-Azure identity for task logs, the vault or blob bundles on, the same account
-carries that identity's client ID, and the identity trusts it too
-(components/azure/task_log_storage.py).
+and no other pod (a worker running DAG code, say) can present one. With remote
+task logs on AKS the api-server has it with or without Entra ID, and it
+carries the client ID of the log reader identity, which trusts this account
+alone and may read the log container, not write it (and read the vault with
+keyVault; components/azure/task_log_storage.py). The log writers' identity
+does not trust it: the api-server, the one Airflow component reachable from
+outside the cluster, cannot overwrite or delete a task's log.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 import pulumi
 
 from components.kubernetes.k8s import KubeObject
-from components.kubernetes.task_logs import TaskLogStore, task_logs_on
+from components.kubernetes.task_logs import TaskLogStore, reader_client_id, task_logs_on
 from components.model import names
 from components.model.settings import Settings
 
@@ -39,17 +42,22 @@ def entra_on(settings: Settings) -> bool:
 
 
 def azure_identity_client_id(settings: Settings, store: TaskLogStore | None) -> pulumi.Input[str] | None:
-    """The client ID of the Azure identity the api-server runs as besides, if any: with
-    remote task logs on AKS (and with them the vault and blob bundles), as in
-    components/kubernetes/airflow.py."""
+    """The client ID of the Azure identity the api-server runs as, if any: the
+    log reader's, with remote task logs on AKS."""
     if store is None or settings.target != "aks" or not task_logs_on(settings, store):
         return None
-    return store.client_id
+    return reader_client_id(store)
+
+
+def own_account(settings: Settings, store: TaskLogStore | None) -> bool:
+    """Whether the api-server runs as its own ServiceAccount: for Entra ID
+    sign-in, or for its Azure identity."""
+    return entra_on(settings) or azure_identity_client_id(settings, store) is not None
 
 
 def api_server_account(settings: Settings, store: TaskLogStore | None) -> list[KubeObject]:
-    """The api-server's ServiceAccount with Entra ID sign-in."""
-    if not entra_on(settings):
+    """The api-server's ServiceAccount, with the log reader's client ID if it has that identity."""
+    if not own_account(settings, store):
         return []
     client_id = azure_identity_client_id(settings, store)
     annotations = {CLIENT_ID_ANNOTATION: client_id} if client_id is not None else {}
@@ -62,8 +70,8 @@ def api_server_account(settings: Settings, store: TaskLogStore | None) -> list[K
     })]
 
 
-def api_server_identity(settings: Settings) -> tuple[dict[str, str], dict[str, Any]]:
-    """Pod labels and spec fields of the api-server with Entra ID sign-in."""
-    if not entra_on(settings):
+def api_server_identity(settings: Settings, store: TaskLogStore | None) -> tuple[dict[str, str], dict[str, Any]]:
+    """Pod labels and spec fields of the api-server when it has its own account."""
+    if not own_account(settings, store):
         return {}, {}
     return {WORKLOAD_IDENTITY_LABEL: "true"}, {"service_account_name": names.API_SERVER_SERVICE_ACCOUNT}

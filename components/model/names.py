@@ -65,6 +65,9 @@ def service_host(service: str, namespace: str) -> str:
 TASK_LOG_CONTAINER = "airflow-logs"
 TASK_LOG_SERVICE_ACCOUNT = "airflow-task-logs"
 TASK_LOG_SECRET = "airflow-task-logs"
+# On AKS the api-server only reads task logs, as an identity of its own: its
+# connection names that identity (components/kubernetes/task_logs.py).
+TASK_LOG_READER_SECRET = "airflow-task-logs-reader"
 # Airflow's StatsD metrics, turned into Prometheus metrics.
 STATSD = "airflow-statsd"
 STATSD_PORT = 9125
