@@ -44,11 +44,13 @@ def test_one_resource_group_registry_cluster_and_worker_pool(runs: dict[str, Pro
         run.one(typ)
     # AcrPull, the task-log identity's role (tests/test_task_log_storage.py),
     # the backup identity's (tests/test_backups.py) and in prod, with keyVault,
-    # the vault's reader role (tests/test_key_vault.py).
+    # the vault's reader roles (tests/test_key_vault.py); the log reader's
+    # (tests/test_task_log_storage.py).
     # The deploying identity's cluster-admin role (tests/test_aks_access.py).
     assert sorted(r.name for r in run.of_type(ROLE)) == sorted([
         "airflow-acr-pull", "airflow-cluster-admin", "airflow-task-logs-backup-blob-contributor",
-        "airflow-task-logs-blob-contributor", *(["airflow-kv-secrets-user"] if stack == "prod" else [])])
+        "airflow-task-logs-blob-contributor", "airflow-task-logs-reader-blob-reader",
+        *(["airflow-kv-secrets-user", "airflow-kv-api-server-secrets-user"] if stack == "prod" else [])])
 
 
 @pytest.mark.parametrize(("stack", "sku"), [("dev", "Basic"), ("prod", "Standard")])

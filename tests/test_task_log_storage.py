@@ -340,7 +340,8 @@ def test_without_remote_task_logs_no_storage_is_declared() -> None:
     run = ok(run_program("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False)))
     for typ in STORAGE_TYPES:
         assert run.of_type(typ) == [], f"{typ}: declared with remoteTaskLogs false"
-    assert [r.name for r in run.of_type(ROLE)] == ["airflow-acr-pull"], f"{ROLE}: only AcrPull"
+    assert sorted(r.name for r in run.of_type(ROLE)) == ["airflow-acr-pull", "airflow-cluster-admin"], \
+        f"{ROLE}: only AcrPull and the deployer's RBAC Cluster Admin"
     assert "taskLogStorageAccount" not in run.outputs
     assert run.one(AKS).inputs["oidcIssuerProfile"] == {"enabled": True}, "the cluster keeps its issuer"
 
