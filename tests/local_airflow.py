@@ -38,11 +38,12 @@ import psycopg
 from mirakuru import TCPExecutor
 
 from components.config import stack_file_config
-from components.kubernetes import rabbitmq, task_logs, workloads
+from components.kubernetes import database_roles, rabbitmq, task_logs, workloads
 from components.kubernetes.dag_bundles import DAG_BUNDLE_SECRET
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.secrets import DIRECT_CONN_KEY
 from components.model import names
+from components.model.database_roles import roles_sql
 from tests.harness import ProgramRun, plain, run_program
 from tests.real_airflow import ROOT, airflow_env, run_airflow_python
 
@@ -745,11 +746,17 @@ class LocalDeployment:
     def prepare(self) -> None:
         """Fresh database and vhost, with the users the program generated passwords for."""
         pg_password = self._secret(names.POSTGRES_SECRET)["password"]
+        roles_command, roles_env = self.roles_job()
+        superuser = roles_env["PGUSER"]
+        # The image's superuser in the cluster; the flexible server's admin
+        # (the TLS-only stand-in) is no superuser but may create roles and databases.
+        attributes = "CREATEDB CREATEROLE" if self.services.postgres.tls else "SUPERUSER"
         with self.services.postgres.admin() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [self.db_user]).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [superuser]).fetchone()
             verb = "ALTER" if exists else "CREATE"
-            conn.execute(f"{verb} ROLE {self.db_user} LOGIN PASSWORD '{pg_password}'")
-            conn.execute(f"CREATE DATABASE {self.database} OWNER {self.db_user}")
+            conn.execute(f"{verb} ROLE {superuser} LOGIN {attributes} PASSWORD '{pg_password}'")
+            conn.execute(f"CREATE DATABASE {self.database} OWNER {superuser}")
+        self.create_roles(roles_command, roles_env)
         mq = self.services.rabbitmq
         mq_password = self._secret(names.RABBITMQ_SECRET)["password"]
         with contextlib.suppress(RuntimeError):
@@ -777,6 +784,32 @@ class LocalDeployment:
         auth_dir.mkdir(exist_ok=True)
         for key, value in auth.items():
             (auth_dir / key).write_text(value)
+
+    def roles_job(self) -> tuple[str, dict[str, str]]:
+        """The declared roles Job's command and environment, its Secret values
+        resolved and pointed at the local server and this deployment's database."""
+        [job] = [m for m in self.run.manifests() if m["kind"] == "Job"
+                 and m["metadata"]["labels"]["app.kubernetes.io/component"] == "database-roles"]
+        [container] = job["spec"]["template"]["spec"]["containers"]
+        env = {}
+        for item in container["env"]:
+            ref = item.get("valueFrom", {}).get("secretKeyRef")
+            env[item["name"]] = self._secret(ref["name"])[ref["key"]] if ref else item["value"]
+        assert env.pop(database_roles.SQL_ENV) == roles_sql(), "the declared script is the builder's"
+        assert (env["PGHOST"], env["PGDATABASE"]) == (self.db_host, names.POSTGRES_DB)
+        assert container["command"][:2] == ["bash", "-c"]
+        return container["command"][2], {
+            **env, "PGHOST": "127.0.0.1", "PGPORT": str(self.services.postgres.port), "PGDATABASE": self.database,
+            database_roles.SQL_ENV: roles_sql(self.database)}
+
+    def create_roles(self, command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """What the roles Job does: its command, with the server's psql."""
+        path = f"{self.services.postgres.bin}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+        done = subprocess.run(["bash", "-c", command], env={"PATH": path, **env}, capture_output=True, text=True,
+                              timeout=120, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"roles job failed:\n{done.stdout}{done.stderr}")
+        return done
 
     @property
     def remote_logs(self) -> bool:

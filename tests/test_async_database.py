@@ -57,8 +57,10 @@ def test_the_async_url_is_psycopg_through_the_pgbouncer_alias(runs: dict[str, Pr
 
 def test_without_pgbouncer_the_async_url_goes_straight_to_postgres(direct_run: ProgramRun) -> None:
     env = env_secret(direct_run)
-    assert env[ASYNC_KEY] == env["sql-alchemy-conn-direct"].replace("postgresql+psycopg2://",
-                                                                    "postgresql+psycopg_async://")
+    assert env[ASYNC_KEY] == env["sql-alchemy-conn"].replace("postgresql+psycopg2://",
+                                                             "postgresql+psycopg_async://")
+    assert env["sql-alchemy-conn"].split("@")[1] == env["sql-alchemy-conn-direct"].split("@")[1], \
+        "the server the migration reaches directly"
     assert f"@{names.service_host(names.POSTGRES, 'airflow')}:{names.POSTGRES_PORT}/" in env[ASYNC_KEY]
 
 

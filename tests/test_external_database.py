@@ -23,7 +23,7 @@ from components.config import stack_file_config
 from components.kubernetes import k8s
 from components.kubernetes.external_database import ExternalDatabase, server_root_cas
 from components.kubernetes.pgbouncer import CONFIG_DIR, ROOT_CAS_KEY
-from components.kubernetes.secrets import DIRECT_CONN_KEY, PASSWORD_KEY
+from components.kubernetes.secrets import DIRECT_CONN_KEY, PASSWORD_KEY, ROLE_PASSWORD_KEYS
 from components.kubernetes.workloads import kube_objects
 from components.model import names, vnet
 from components.render import EXTERNAL_DATABASE_PLACEHOLDER, SECRET_PLACEHOLDER, render
@@ -102,9 +102,11 @@ def test_no_postgresql_in_the_cluster(azure: ProgramRun, server: ExternalDatabas
     assert [m for m in azure.manifests() if is_postgres_object(m)] == []
     assert not any(r.name.endswith("-postgres") for r in azure.of_type("random:index/randomPassword:RandomPassword")), \
         "no generated database password: the server's admin password is used"
-    # KEDA's TriggerAuthentication still reads the database password from
-    # the postgres Secret, which now holds the server's.
-    assert secret_data(azure, names.POSTGRES_SECRET) == {PASSWORD_KEY: server.password}
+    # The postgres Secret holds the server's admin password (for the roles
+    # Job alone) and the generated passwords of the roles the pods log in as.
+    data = secret_data(azure, names.POSTGRES_SECRET)
+    assert data.pop(PASSWORD_KEY) == server.password
+    assert set(data) == set(ROLE_PASSWORD_KEYS.values()) and server.password not in data.values()
 
 
 def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun, server: ExternalDatabase) -> None:
@@ -116,7 +118,7 @@ def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun, server: Exter
     settings = dict(line.split(" = ", 1) for line in ini if " = " in line and not line.startswith("airflow-"))
     assert settings["server_tls_sslmode"] == "verify-full"
     assert settings["server_tls_protocols"] == "secure"
-    assert settings["stats_users"] == server.admin_user
+    assert settings["stats_users"] == names.DATABASE_APP_ROLE
     # The CA file is where the pod mounts the ConfigMap's roots.
     ca_file = settings["server_tls_ca_file"]
     pod = azure.manifest("Deployment", names.PGBOUNCER)["spec"]["template"]
@@ -136,8 +138,9 @@ def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun, server: Exter
     # A changed ini or roots file rolls the pod.
     assert pod["metadata"]["annotations"][k8s.CHECKSUM_ANNOTATION] == k8s.checksum(
         config_map["pgbouncer.ini"], config_map[ROOT_CAS_KEY])
+    app_password = secret_data(azure, names.POSTGRES_SECRET)[ROLE_PASSWORD_KEYS[names.DATABASE_APP_ROLE]]
     assert secret_data(azure, names.PGBOUNCER_SECRET)["users.txt"] == \
-        f'"{server.admin_user}" "{server.password}"\n'
+        f'"{names.DATABASE_APP_ROLE}" "{app_password}"\n', "PgBouncer logs in as the app role, not the admin"
 
 
 def database_urls(run: ProgramRun) -> dict[str, str]:
@@ -157,10 +160,14 @@ def test_every_database_url_reaches_the_server_only_over_tls(azure: ProgramRun, 
     urls = database_urls(run)
     assert set(urls) == {"sql-alchemy-conn", "sql-alchemy-conn-async", "result-backend", DIRECT_CONN_KEY}
     pgbouncer = names.service_host(names.PGBOUNCER, "airflow")
+    passwords = secret_data(run, names.POSTGRES_SECRET)
     to_server = set()
     for key, url in urls.items():
         parts = parse(url)
-        assert (parts.username, parts.password) == (server.admin_user, server.password), key
+        # The migration as the owner, every component as the app role; never the admin.
+        role = names.DATABASE_OWNER_ROLE if key == DIRECT_CONN_KEY else names.DATABASE_APP_ROLE
+        assert (parts.username, parts.password) == (role, passwords[ROLE_PASSWORD_KEYS[role]]), key
+        assert server.password not in url, key
         if parts.hostname == pgbouncer:
             assert bouncer and parts.port == names.PGBOUNCER_PORT, key
             continue
@@ -170,7 +177,8 @@ def test_every_database_url_reaches_the_server_only_over_tls(azure: ProgramRun, 
         to_server.add(key)
     # With PgBouncer only the migration Job's URL goes direct; without it, all.
     assert to_server == ({DIRECT_CONN_KEY} if bouncer else set(urls))
-    [job] = [m for m in run.manifests() if m["kind"] == "Job"]
+    [job] = [m for m in run.manifests() if m["kind"] == "Job"
+             and m["metadata"]["labels"]["app.kubernetes.io/component"] == "migrate"]
     migrate = job["spec"]["template"]["spec"]["containers"][0]
     [conn] = [e for e in migrate["env"] if e["name"] == "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert conn["valueFrom"]["secretKeyRef"] == {"name": names.ENV_SECRET, "key": DIRECT_CONN_KEY}
@@ -181,11 +189,11 @@ def test_kedas_query_goes_to_the_server_over_tls(azure: ProgramRun, server: Exte
                  if t["type"] == "postgresql"]
     meta = trigger["metadata"]
     assert (meta["host"], meta["port"], meta["userName"], meta["dbName"]) == (
-        server.host, str(names.POSTGRES_PORT), server.admin_user, names.POSTGRES_DB)
+        server.host, str(names.POSTGRES_PORT), names.DATABASE_KEDA_ROLE, names.POSTGRES_DB)
     assert meta["sslmode"] in TLS_SSLMODES
     auth = azure.manifest("TriggerAuthentication", trigger["authenticationRef"]["name"])
     assert auth["spec"]["secretTargetRef"] == [{"parameter": "password", "name": names.POSTGRES_SECRET,
-                                                "key": PASSWORD_KEY}]
+                                                "key": ROLE_PASSWORD_KEYS[names.DATABASE_KEDA_ROLE]}]
 
 
 @pytest.mark.parametrize("bouncer", [True, False])
@@ -197,7 +205,8 @@ def test_the_server_password_is_only_in_secrets(azure: ProgramRun, azure_no_boun
     assert all(is_secret(r.inputs["stringData"]) for r in secrets), "Pulumi secrets in the state"
     holding = {plain(r.inputs)["metadata"]["name"] for r in secrets
                if any(server.password in s for s in all_strings(plain(r.inputs["stringData"])))}
-    assert holding >= {names.ENV_SECRET, names.POSTGRES_SECRET}
+    # Only the roles Job reads it, from the postgres Secret: no URL or userlist carries it.
+    assert holding == {names.POSTGRES_SECRET}
     for m in run.manifests():
         if m["kind"] != "Secret":
             assert not [s for s in all_strings(m) if server.password in s or "sslmode=" in s], \
@@ -223,6 +232,7 @@ def test_only_the_servers_clients_reach_its_subnet_on_5432(azure: ProgramRun, az
     server = declared_server(run)
     allowed = egress_to_server(run, server)
     clients = {names.PGBOUNCER, names.MIGRATE} if bouncer else {f"airflow-{c}" for c in AIRFLOW_DB_COMPONENTS}
+    clients.add(names.DATABASE_ROLES)
     assert set(allowed) == clients
     for rules in allowed.values():
         assert rules == [{"ports": [{"port": names.POSTGRES_PORT, "protocol": "TCP"}],
@@ -244,7 +254,7 @@ def test_only_the_servers_clients_reach_its_subnet_on_5432(azure: ProgramRun, az
 
 def test_the_migration_job_waits_for_no_postgresql(azure: ProgramRun, runs: dict[str, ProgramRun]) -> None:
     def job_waits_for(run: ProgramRun) -> set[str]:
-        [job] = [o for o in run.options if o.type == "kubernetes:batch/v1:Job"]
+        job = run.options_of("workloads-airflow-migrate")
         return {r._name for r in job.depends_on}  # type: ignore[attr-defined]
 
     assert "workloads-postgres-statefulset" in job_waits_for(runs["prod"]), "the in-cluster shape waits for it"
@@ -315,7 +325,9 @@ def test_pgbouncer_and_the_migration_wait_for_the_servers_database_and_parameter
     wanted = {r.name for r in run.resources if r.type in (
         "azure-native:dbforpostgresql:Database", "azure-native:dbforpostgresql:Configuration")}
     assert len(wanted) >= 3, f"the airflow database and at least two parameters: {wanted}"
-    [job] = [o for o in run.options if o.type == "kubernetes:batch/v1:Job"]
+    job = run.options_of("workloads-airflow-migrate")
     assert wanted <= {r._name for r in job.depends_on}, "the migration Job waits for the server's database"  # type: ignore[attr-defined]
+    roles = run.options_of("workloads-database-roles-database-roles")
+    assert wanted <= {r._name for r in roles.depends_on}, "the roles Job waits for the server's database"  # type: ignore[attr-defined]
     bouncer = run.options_of("workloads-pgbouncer-deployment")
     assert wanted <= {r._name for r in bouncer.depends_on}, "PgBouncer waits for the server's database"  # type: ignore[attr-defined]

@@ -101,7 +101,7 @@ def test_a_fanout_wider_than_128_runs_all_at_once_through_pgbouncer_to_a_tls_onl
     with tls_only_postgres(services) as tls_services, deployment(tls_services, config,
                                                                  external_database=server) as d:
         assert d.pgbouncer is not None
-        assert (d.db_user, d.db_host) == (server.admin_user, server.host), "the declared direct URL"
+        assert (d.db_user, d.db_host) == (names.DATABASE_OWNER_ROLE, server.host), "the declared direct URL"
         pg = tls_services.postgres
         with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry .* no encryption"):
             psycopg.connect(host="127.0.0.1", port=pg.port, user=server.admin_user, password=server.password,

@@ -81,7 +81,7 @@ def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> No
         *{("NetworkPolicy", n) for n in (
             names.API_SERVER, names.SCHEDULER, names.DAG_PROCESSOR, names.TRIGGERER, names.WORKER, names.MIGRATE,
             names.POSTGRES, names.PGBOUNCER, names.RABBITMQ, names.STATSD, "airflow-all-pods",
-            "airflow-default-deny")},
+            "airflow-default-deny", names.DATABASE_ROLES)},
         # Nightly dumps of the in-cluster database (tests/test_backups.py).
         ("CronJob", names.DATABASE_BACKUP), ("ConfigMap", names.BACKUP_CONFIG_MAP),
         ("ServiceAccount", names.BACKUP_SERVICE_ACCOUNT), ("NetworkPolicy", names.DATABASE_BACKUP),
@@ -229,7 +229,8 @@ def test_migration_job_precedes_the_components(runs: dict[str, ProgramRun], stac
     for name in ("api-server", "scheduler", "dag-processor", "triggerer", "worker"):
         opts = run.options_of(f"workloads-airflow-{name}")
         assert job.resource in opts.depends_on, f"workloads-airflow-{name} must wait for the migration job"
-    manifest = next(m for m in run.manifests() if m["kind"] == "Job")
+    manifest = next(m for m in run.manifests() if m["kind"] == "Job"
+                    and m["metadata"]["labels"]["app.kubernetes.io/component"] == "migrate")
     command = manifest["spec"]["template"]["spec"]["containers"][0]["args"][-1]
     slots = config_for(stack).plan.default_pool_slots
     assert command.startswith("airflow db migrate && ")
@@ -445,7 +446,9 @@ def test_pgbouncer_config_comes_from_the_plan_and_its_users_from_a_secret(runs: 
     assert not any(n in ini for n in run.generated), "no password in the ConfigMap"
     [users] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
                if plain(r.inputs)["metadata"]["name"] == names.PGBOUNCER_SECRET]
-    assert users["users.txt"].startswith(f'"{names.POSTGRES_USER}" "MOCKSECRET')
+    assert users["users.txt"].startswith(f'"{names.DATABASE_APP_ROLE}" "MOCKSECRET'), \
+        "PgBouncer's user: the components' role, not the superuser"
+    assert f"stats_users = {names.DATABASE_APP_ROLE}\n" in ini, "pgbouncer.ini: its stats user is the userlist's"
     pod = run.manifest("Deployment", names.PGBOUNCER)["spec"]["template"]["spec"]
     sources = pod["volumes"][0]["projected"]["sources"]
     assert {"secret": {"name": names.PGBOUNCER_SECRET, "items": [{"key": "users.txt", "path": "users.txt"}]}} \
@@ -458,7 +461,10 @@ def test_pgbouncer_off_connects_straight_to_postgres() -> None:
     assert not [m for m in run.manifests() if m["metadata"].get("name") == names.PGBOUNCER]
     [env] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
              if plain(r.inputs)["metadata"]["name"] == names.ENV_SECRET]
-    assert env["sql-alchemy-conn"] == env["sql-alchemy-conn-direct"]
+    # The same server and database; the components as the app role, the migration as the owner.
+    assert env["sql-alchemy-conn"].split("@")[1] == env["sql-alchemy-conn-direct"].split("@")[1]
+    assert env["sql-alchemy-conn"].startswith(f"postgresql+psycopg2://{names.DATABASE_APP_ROLE}:")
+    assert env["sql-alchemy-conn-direct"].startswith(f"postgresql+psycopg2://{names.DATABASE_OWNER_ROLE}:")
 
 
 def test_only_the_log_pods_get_the_azure_identity(runs: dict[str, ProgramRun]) -> None:

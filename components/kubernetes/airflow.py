@@ -17,13 +17,14 @@ from components.kubernetes.dag_bundles import bundle_env, bundle_mounts, bundle_
 from components.kubernetes.dag_bundles import identity_components as bundle_identity_components
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
-from components.kubernetes.keda import keda_objects
+from components.kubernetes.keda import QUERY_COLUMNS, QUERY_TABLE, keda_objects
 from components.kubernetes.key_vault import identity_components, vault_env
 from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
 from components.kubernetes.task_logs import TaskLogStore, log_identity, task_log_env, task_logs_on
 from components.model import names
 from components.model.airflow_cfg import AUTH_PASSWORDS_FILE, worker_cfg_env, workload_env
 from components.model.capacity import CapacityPlan, worker_disruption_allowance, worker_stop_seconds
+from components.model.database_roles import after_migration_sql
 from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE
 from components.model.settings import Settings
 from components.model.ui_auth import WEBSERVER_CONFIG_KEY, WEBSERVER_CONFIG_PATH, webserver_config
@@ -37,6 +38,9 @@ AUTH_SECRET_DIR = "/secrets/auth"
 # The api-server's pod template: changes with its webserver_config.py only.
 WEBSERVER_CONFIG_CHECKSUM = "airflow-aks/webserver-config-checksum"
 CELERY_APP = "airflow.providers.celery.executors.celery_executor.app"
+# Run by the migration Job as the owner role, after the migration (app/config).
+AFTER_MIGRATE_SCRIPT = "airflow_aks_after_migrate.py"
+AFTER_MIGRATE_SQL_ENV = "AIRFLOW_AKS_AFTER_MIGRATE_SQL"
 
 
 def worker_await_annotations(replicas: int, longest_task_seconds: int) -> dict[str, str]:
@@ -58,10 +62,13 @@ def worker_await_annotations(replicas: int, longest_task_seconds: int) -> dict[s
 
 
 def migration_command(default_pool_slots: int) -> str:
-    """Migrate the schema, then size default_pool: [core] default_pool_task_slot_count only
-    applies when the pool is first created, so an existing pool is resized here."""
-    return (f"airflow db migrate && airflow pools set default_pool {default_pool_slots} "
-            f"{shlex.quote('Default pool')}")
+    """Migrate the schema, make what the components' role cannot (the Celery
+    result backend's tables) and grant KEDA's role its columns, then size
+    default_pool: [core] default_pool_task_slot_count only applies when the
+    pool is first created, so an existing pool is resized here. The script
+    is where the image copies app/config ($AIRFLOW_HOME/config)."""
+    return (f"airflow db migrate && python \"$AIRFLOW_HOME/config/{AFTER_MIGRATE_SCRIPT}\" && "
+            f"airflow pools set default_pool {default_pool_slots} {shlex.quote('Default pool')}")
 
 
 def _labels(component: str) -> dict[str, str]:
@@ -218,6 +225,8 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                     # _create_global_lock_postgresql) across transactions, which
                     # transaction pooling would hand to other clients.
                     direct_db=True,
+                    env=[{"name": AFTER_MIGRATE_SQL_ENV,
+                          "value": after_migration_sql(QUERY_TABLE, QUERY_COLUMNS)}],
                 )], restart_policy="OnFailure"),
             },
         }, stage="migration"),

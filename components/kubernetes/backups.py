@@ -136,7 +136,11 @@ def backup_objects(settings: Settings, image: pulumi.Input[str], store: TaskLogS
         "image": settings.postgres_image,
         "command": ["pg_dump", "--format=custom", "--no-password", f"--file={DUMP_FILE}"],
         # libpq's environment (PostgreSQL docs, "Environment Variables"):
-        # the server's Service directly, as the migration Job connects.
+        # the server's Service directly, as the migration Job connects. As
+        # the superuser, not a least-privilege role: pg_dump must read every
+        # table, sequence and role-owned object (the app role lacks sequences'
+        # ownership and KEDA's reads two columns), and the pod runs no DAG
+        # code, only pg_dump and the uploader.
         "env": [
             {"name": "PGHOST", "value": names.service_host(names.POSTGRES, ns)},
             {"name": "PGPORT", "value": str(names.POSTGRES_PORT)},

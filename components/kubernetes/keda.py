@@ -19,7 +19,7 @@ from typing import Any
 
 from components.kubernetes.external_database import DIRECT_SSLMODE, ExternalDatabase
 from components.kubernetes.k8s import KubeObject
-from components.kubernetes.secrets import PASSWORD_KEY
+from components.kubernetes.secrets import ROLE_PASSWORD_KEYS
 from components.model import names
 from components.model.capacity import CapacityPlan
 from components.model.prewarm import PrewarmPlan
@@ -70,11 +70,17 @@ def keda_paused(settings: Settings) -> bool:
     return settings.worker_scaling != "keda"
 
 
+# What worker_query reads, and all KEDA's role may read
+# (components/model/database_roles.py, after_migration_sql).
+QUERY_TABLE = "task_instance"
+QUERY_COLUMNS = ("state", "queue")
+
+
 def worker_query(worker_concurrency: int, queue: str = CELERY_QUEUE) -> str:
     """Workers needed now: queued + running task instances / tasks per worker, rounded up."""
     # The queue name comes from airflowConfig: quoted as an SQL literal.
     quoted = queue.replace("'", "''")
-    return (f"SELECT ceil(count(*)::decimal / {worker_concurrency}) FROM task_instance "
+    return (f"SELECT ceil(count(*)::decimal / {worker_concurrency}) FROM {QUERY_TABLE} "
             f"WHERE state IN ('queued', 'running') AND queue = '{quoted}'")
 
 
@@ -124,17 +130,17 @@ def keda_objects(settings: Settings, plan: CapacityPlan,
     # every few seconds; the plan counts its connections. KEDA builds a
     # libpq-style connection string from these fields, sslmode included
     # (kedacore/keda pkg/scalers/postgresql_scaler.go, buildConnArray): to the
-    # flexible server over TLS, to the in-cluster server without.
-    server = {"host": names.service_host(names.POSTGRES, ns), "user": names.POSTGRES_USER, "sslmode": "disable"}
+    # flexible server over TLS, to the in-cluster server without. As KEDA's
+    # own role, which may read only the query's columns.
+    server = {"host": names.service_host(names.POSTGRES, ns), "sslmode": "disable"}
     if external_database is not None:
-        server = {"host": external_database.host, "user": external_database.admin_user,  # type: ignore[dict-item]
-                  "sslmode": DIRECT_SSLMODE}
+        server = {"host": external_database.host, "sslmode": DIRECT_SSLMODE}  # type: ignore[dict-item]
     trigger: dict[str, Any] = {
         "type": "postgresql",
         "metadata": {
             "host": server["host"],
             "port": str(names.POSTGRES_PORT),
-            "userName": server["user"],
+            "userName": names.DATABASE_KEDA_ROLE,
             "dbName": names.POSTGRES_DB,
             "sslmode": server["sslmode"],
             "query": worker_query(settings.worker_concurrency, celery_queue(settings)),
@@ -148,7 +154,8 @@ def keda_objects(settings: Settings, plan: CapacityPlan,
         KubeObject("TriggerAuthentication", "keda-auth", {
             "metadata": {"name": TRIGGER_AUTH, "namespace": ns, "labels": labels},
             "spec": {"secretTargetRef": [
-                {"parameter": "password", "name": names.POSTGRES_SECRET, "key": PASSWORD_KEY}]},
+                {"parameter": "password", "name": names.POSTGRES_SECRET,
+                 "key": ROLE_PASSWORD_KEYS[names.DATABASE_KEDA_ROLE]}]},
         }, stage="worker-scaler"),
         KubeObject("ScaledObject", "worker-scaler", {
             "metadata": {"name": names.WORKER, "namespace": ns, "labels": labels,

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 import pulumi
 
-from components.kubernetes import backups, k8s, metrics, pgbouncer, postgres, rabbitmq
+from components.kubernetes import backups, database_roles, k8s, metrics, pgbouncer, postgres, rabbitmq
 from components.kubernetes.airflow import component_labels
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
@@ -156,6 +156,7 @@ PGBOUNCER = pods(names.PGBOUNCER, pgbouncer.LABELS)
 RABBITMQ = pods(names.RABBITMQ, rabbitmq.LABELS)
 STATSD = pods(names.STATSD, metrics.LABELS)
 DATABASE_BACKUP = pods(names.DATABASE_BACKUP, backups.LABELS)
+DATABASE_ROLES = pods(names.DATABASE_ROLES, database_roles.LABELS)
 
 
 @dataclass(frozen=True)
@@ -217,6 +218,8 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
     if settings.pgbouncer:
         found.append(Flow(airflow("migrate"), server, names.POSTGRES_PORT, why="airflow db migrate, direct"))
         found.append(Flow(PGBOUNCER, server, names.POSTGRES_PORT, why="PgBouncer's server connections"))
+    # The roles Job, as the superuser or admin: straight to the server.
+    found.append(Flow(DATABASE_ROLES, server, names.POSTGRES_PORT, why="the database's roles (psql), direct"))
     for component, port in LOG_SERVERS.items():
         found.append(Flow(api_server, airflow(component), port, why="logs of running and deferred tasks"))
     if settings.ui.gateway:

@@ -31,7 +31,7 @@ def pgbouncer_ini(settings: Settings, bouncer: PgBouncerPlan, *, postgres_host: 
                   postgres_port: int = names.POSTGRES_PORT, dbname: str = names.POSTGRES_DB,
                   listen_addr: str = "*", listen_port: int = names.PGBOUNCER_PORT,
                   auth_file: str = f"{CONFIG_DIR}/{USERLIST_KEY}", extra: Sequence[str] = (),
-                  user: str = names.POSTGRES_USER, server_tls: bool = False) -> str:
+                  user: str = names.DATABASE_APP_ROLE, server_tls: bool = False) -> str:
     """pgbouncer.ini: one database alias per pool, both onto the metadata database.
 
     server_tls: the server is the flexible server (`postgres_host`), reached
@@ -56,7 +56,7 @@ def pgbouncer_ini(settings: Settings, bouncer: PgBouncerPlan, *, postgres_host: 
         "reserve_pool_size = 0",
         "auth_type = scram-sha-256",
         f"auth_file = {auth_file}",
-        # SHOW POOLS / SHOW CLIENTS on the admin console, for the Airflow user.
+        # SHOW POOLS / SHOW CLIENTS on the admin console, for the components' role.
         f"stats_users = {user}",
         "ignore_startup_parameters = extra_float_digits",
         "server_reset_query =",
@@ -85,9 +85,10 @@ def _server_tls_lines() -> list[str]:
     ]
 
 
-def userlist(password: str, user: str = names.POSTGRES_USER) -> str:
+def userlist(password: str, user: str = names.DATABASE_APP_ROLE) -> str:
     """auth_file: the one user, with its password in clear (PgBouncer then logs
-    in to PostgreSQL with SCRAM as that user)."""
+    in to PostgreSQL with SCRAM as that user): the app role, never the
+    superuser or admin, which would give every client that user's rights."""
     return f'"{user}" "{password}"\n'
 
 
@@ -119,7 +120,7 @@ def pgbouncer_objects(settings: Settings, plan: CapacityPlan,
     else:
         db = external_database
         ini = _once_known(db.host, lambda host: pgbouncer_ini(settings, bouncer, postgres_host=host,
-                                                              user=db.admin_user, server_tls=True))
+                                                              server_tls=True))
         roots = server_root_cas()
         data = {INI_KEY: ini, ROOT_CAS_KEY: roots}
         config_checksum = _once_known(ini, lambda text: k8s.checksum(text, roots))

@@ -32,10 +32,18 @@ ENV_SECRET_KEYS: dict[str, str] = {
 }
 # The migration Job's connection: straight to PostgreSQL, not through PgBouncer.
 DIRECT_CONN_KEY = "sql-alchemy-conn-direct"
-# The database password (in names.POSTGRES_SECRET): the in-cluster server's
-# generated one, or the flexible server's admin password; KEDA's trigger
-# reads it from there in both cases.
+# The database superuser's password (in names.POSTGRES_SECRET): the in-cluster
+# server's generated one, or the flexible server's admin password. Only the
+# server itself, the roles Job and the backups use it.
 PASSWORD_KEY = "password"
+# The least-privilege roles' passwords (components/model/database_roles.py),
+# in names.POSTGRES_SECRET beside the superuser's or admin's: the roles Job
+# sets them, the URLs, PgBouncer's userlist and KEDA's trigger use them.
+ROLE_PASSWORD_KEYS = {
+    names.DATABASE_OWNER_ROLE: "owner-password",
+    names.DATABASE_APP_ROLE: "app-password",
+    names.DATABASE_KEDA_ROLE: "keda-password",
+}
 AUTH_PASSWORDS_KEY = "simple_auth_manager_passwords.json"
 
 
@@ -48,7 +56,7 @@ def secret_specs(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Secret name -> (Pulumi name suffix, keys it holds)."""
     specs = {
         names.ENV_SECRET: ("env", (*ENV_SECRET_KEYS.values(), DIRECT_CONN_KEY)),
-        names.POSTGRES_SECRET: ("postgres", (PASSWORD_KEY,)),
+        names.POSTGRES_SECRET: ("postgres", (PASSWORD_KEY, *ROLE_PASSWORD_KEYS.values())),
         names.RABBITMQ_SECRET: ("rabbitmq", (PASSWORD_KEY,)),
         names.AUTH_SECRET: ("auth", (AUTH_PASSWORDS_KEY,)),
     }
@@ -69,20 +77,20 @@ def secret_objects(settings: Settings, values: Mapping[str, pulumi.Input[str]]) 
     ]
 
 
-def connection_urls(settings: Settings, password: pulumi.Input[str],
+def connection_urls(settings: Settings, app_password: pulumi.Input[str], owner_password: pulumi.Input[str],
                     external_database: ExternalDatabase | None = None) -> dict[str, pulumi.Output[str]]:
     """The metadata database (sync and async) and result backend URLs: through
-    PgBouncer when it is on, each onto its own pool; and the direct one for the
-    migration Job.
+    PgBouncer when it is on, each onto its own pool, as the app role; and the
+    direct one for the migration Job, as the owner role (the only login that
+    may change the schema).
 
     With an external database every URL that reaches the server directly
     carries sslmode (libpq's keyword, which psycopg2, psycopg 3 and SQLAlchemy
-    pass on from the URL's query), and logs in as the server's admin user;
-    the URLs to PgBouncer stay inside the cluster (PgBouncer's own server
-    connections use TLS, pgbouncer.py)."""
-    user = names.POSTGRES_USER if external_database is None else external_database.admin_user
+    pass on from the URL's query); the URLs to PgBouncer stay inside the
+    cluster (PgBouncer's own server connections use TLS, pgbouncer.py)."""
 
-    def url(scheme: str, host: pulumi.Input[str], port: int, db: str, query: str = "") -> pulumi.Output[str]:
+    def url(scheme: str, host: pulumi.Input[str], port: int, db: str, query: str = "", *,
+            user: str = names.DATABASE_APP_ROLE, password: pulumi.Input[str] = app_password) -> pulumi.Output[str]:
         return pulumi.Output.concat(scheme, "://", user, ":", password, "@", host, ":", str(port), "/", db, query)
 
     direct: tuple[pulumi.Input[str], int, str, str] = (
@@ -101,7 +109,8 @@ def connection_urls(settings: Settings, password: pulumi.Input[str],
         # transaction mode. psycopg 3 with preparing turned off (airflow.cfg,
         # app/config/airflow_aks_database.py) works on any PgBouncer version.
         "sql-alchemy-conn-async": url("postgresql+psycopg_async", *metadata),
-        DIRECT_CONN_KEY: url("postgresql+psycopg2", *direct),
+        DIRECT_CONN_KEY: url("postgresql+psycopg2", *direct, user=names.DATABASE_OWNER_ROLE,
+                             password=owner_password),
         "result-backend": url("db+postgresql", *results),
     }
 
@@ -120,8 +129,9 @@ class AirflowSecrets(pulumi.ComponentResource):
         external_database: ExternalDatabase | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
-        """external_database: its admin user and password replace the
-        generated database password (no RandomPassword for it then)."""
+        """external_database: its admin password replaces the generated
+        superuser password (no RandomPassword for it then); the roles'
+        passwords are generated either way."""
         super().__init__("airflow-aks:secrets:AirflowSecrets", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
 
@@ -131,10 +141,12 @@ class AirflowSecrets(pulumi.ComponentResource):
 
         if external_database is None:
             pg_password = password("postgres")
-            pg_user = names.POSTGRES_USER
         else:
             pg_password = pulumi.Output.from_input(external_database.password)
-            pg_user = external_database.admin_user
+        # On either server: the roles Job makes them (database_roles.py).
+        role_passwords = {role: password(f"postgres-{role.removeprefix('airflow_')}")
+                          for role in ROLE_PASSWORD_KEYS}
+        app_password = role_passwords[names.DATABASE_APP_ROLE]
         mq_password = password("rabbitmq")
         api_secret_key = password("api-secret-key", 64)
         jwt_secret = password("jwt-secret", 64)
@@ -145,8 +157,11 @@ class AirflowSecrets(pulumi.ComponentResource):
         env = names.ENV_SECRET
         values: dict[str, pulumi.Input[str]] = {
             **{f"{env}/{key}": url
-               for key, url in connection_urls(settings, pg_password, external_database).items()},
-            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": pg_password.apply(lambda pw: userlist(pw, pg_user)),
+               for key, url in connection_urls(settings, app_password, role_passwords[names.DATABASE_OWNER_ROLE],
+                                               external_database).items()},
+            # PgBouncer's clients are the components: it logs in to the server as the app role too.
+            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": app_password.apply(
+                lambda pw: userlist(pw, names.DATABASE_APP_ROLE)),
             f"{env}/broker-url": pulumi.Output.concat("amqp://", names.RABBITMQ_USER, ":", mq_password, "@",
                                                       mq_host, ":", str(names.RABBITMQ_PORT), "/",
                                                       names.RABBITMQ_VHOST),
@@ -154,6 +169,7 @@ class AirflowSecrets(pulumi.ComponentResource):
             f"{env}/api-secret-key": api_secret_key,
             f"{env}/jwt-secret": jwt_secret,
             f"{names.POSTGRES_SECRET}/{PASSWORD_KEY}": pg_password,
+            **{f"{names.POSTGRES_SECRET}/{ROLE_PASSWORD_KEYS[role]}": pw for role, pw in role_passwords.items()},
             f"{names.RABBITMQ_SECRET}/{PASSWORD_KEY}": mq_password,
             f"{names.AUTH_SECRET}/{AUTH_PASSWORDS_KEY}": admin_password.apply(
                 lambda pw: json.dumps({names.ADMIN_USER: pw})),

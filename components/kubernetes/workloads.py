@@ -13,6 +13,7 @@ from components.kubernetes import k8s
 from components.kubernetes.airflow import Airflow, airflow_objects
 from components.kubernetes.backups import DatabaseBackup, backup_objects, backups_on
 from components.kubernetes.dag_bundles import dag_bundle_objects, read_tokens
+from components.kubernetes.database_roles import DatabaseRoles, database_roles_objects
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.metrics import Metrics, metrics_objects
@@ -52,6 +53,7 @@ def kube_objects(config: StackConfig, image: pulumi.Input[str],
         *api_server_account(s, task_log_store),
         *dag_bundle_objects(s, dag_bundle_tokens),
         *(postgres_objects(s, plan) if external_database is None else []),
+        *database_roles_objects(s, plan, external_database),
         *pgbouncer_objects(s, plan, external_database),
         *rabbitmq_objects(s, plan),
         *metrics_objects(s, plan),
@@ -137,6 +139,11 @@ class Workloads(pulumi.ComponentResource):
             database = [postgres.stateful_set]
         else:
             database = list(external_database.ready)
+        # The least-privilege roles before anything logs in as them: PgBouncer
+        # (its userlist is the app role's), the migration (the owner) and KEDA.
+        roles = DatabaseRoles(f"{name}-database-roles", settings=settings, plan=plan, after=[*ready, *database],
+                              external_database=external_database, opts=child)
+        database = [*database, roles.job]
         rabbitmq = RabbitMQ(f"{name}-rabbitmq", settings=settings, plan=plan, after=ready, opts=child)
         # Airflow reaches the database through PgBouncer when it is on; the
         # migration Job, which waits for every backend, goes direct.

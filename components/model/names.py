@@ -34,6 +34,15 @@ POSTGRES = "airflow-postgres"
 POSTGRES_PORT = 5432
 POSTGRES_DB = "airflow"
 POSTGRES_USER = "airflow"
+# Least-privilege roles beside that superuser (or the flexible server's
+# admin), made by the database-roles Job (components/model/database_roles.py):
+# the owner of Airflow's tables, which only the migration Job logs in as;
+# the role every Airflow component logs in as (DML only); KEDA's, which reads
+# two columns of task_instance.
+DATABASE_OWNER_ROLE = "airflow_owner"
+DATABASE_APP_ROLE = "airflow_app"
+DATABASE_KEDA_ROLE = "airflow_keda"
+DATABASE_ROLES = "airflow-database-roles"
 
 # PgBouncer: one database alias per pool, both onto POSTGRES_DB.
 PGBOUNCER = "airflow-pgbouncer"
