@@ -116,6 +116,20 @@ def test_each_client_logs_in_as_its_own_role(prod: ProgramRun) -> None:
     assert auth == [{"parameter": "password", "name": names.POSTGRES_SECRET, "key": "keda-password"}]
 
 
+def test_pgbouncer_serves_every_client_as_the_app_role(prod: ProgramRun) -> None:
+    """The userlist keeps 0.7.0's login for pods that have not rolled yet; the
+    ini's user= makes every server connection the app role's."""
+    secrets = {plain(r.inputs)["metadata"]["name"]: plain(r.inputs["stringData"])
+               for r in prod.of_type("kubernetes:core/v1:Secret")}
+    users = secrets[names.PGBOUNCER_SECRET]["users.txt"].splitlines()
+    assert [u.split('"')[1] for u in users] == [names.DATABASE_APP_ROLE, names.POSTGRES_USER], \
+        f"{names.PGBOUNCER_SECRET}: the app role, then the upgrade's login"
+    ini = prod.manifest("ConfigMap", names.PGBOUNCER)["data"]["pgbouncer.ini"]
+    pools = [line for line in ini.splitlines() if " = host=" in line]
+    assert len(pools) == 2 and all(f" user={names.DATABASE_APP_ROLE} " in p for p in pools), \
+        f"{names.PGBOUNCER} pgbouncer.ini: both pools log in as the app role: {pools}"
+
+
 def test_the_roles_passwords_are_generated_secrets(prod: ProgramRun) -> None:
     generated = {r.name for r in prod.of_type("random:index/randomPassword:RandomPassword")}
     assert {f"workloads-secrets-postgres-{r.removeprefix('airflow_')}" for r in ROLES} <= generated
@@ -185,6 +199,17 @@ def test_a_0_7_0_database_gets_its_roles_and_each_role_only_its_rights(services:
                     keda.execute(f"SELECT * FROM {table}")
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 keda.execute("SELECT executor_config FROM task_instance")
+        # A pod of 0.7.0 not rolled yet (a worker finishing its tasks) logs in
+        # to PgBouncer with the superuser's URL and is served as the app role.
+        assert d.pgbouncer is not None, "dev runs PgBouncer"
+        superuser = d._secret(names.POSTGRES_SECRET)[PASSWORD_KEY]
+        with psycopg.connect(host="127.0.0.1", port=d.pgbouncer.port, user=names.POSTGRES_USER,
+                             password=superuser, dbname=names.PGBOUNCER_RESULT_BACKEND_DB, autocommit=True,
+                             prepare_threshold=None) as old_pod:
+            assert old_pod.execute("SELECT current_user").fetchone() == (names.DATABASE_APP_ROLE,), \
+                "pgbouncer: the 0.7.0 login is served as the app role"
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                old_pod.execute("COPY (SELECT 1) TO PROGRAM 'true'")
         # A second run of the Job (a new template) changes nothing and fails on nothing.
         create_roles(*d.roles_job())
     finally:

@@ -139,8 +139,12 @@ def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun, server: Exter
     assert pod["metadata"]["annotations"][k8s.CHECKSUM_ANNOTATION] == k8s.checksum(
         config_map["pgbouncer.ini"], config_map[ROOT_CAS_KEY])
     app_password = secret_data(azure, names.POSTGRES_SECRET)[ROLE_PASSWORD_KEYS[names.DATABASE_APP_ROLE]]
+    admin_password = secret_data(azure, names.POSTGRES_SECRET)[PASSWORD_KEY]
+    # The admin's entry only lets 0.7.0's pods in until they roll; the ini's
+    # user= serves them as the app role (tests/test_database_roles.py).
     assert secret_data(azure, names.PGBOUNCER_SECRET)["users.txt"] == \
-        f'"{names.DATABASE_APP_ROLE}" "{app_password}"\n', "PgBouncer logs in as the app role, not the admin"
+        f'"{names.DATABASE_APP_ROLE}" "{app_password}"\n"{names.POSTGRES_USER}" "{admin_password}"\n', \
+        "PgBouncer logs in as the app role, not the admin"
 
 
 def database_urls(run: ProgramRun) -> dict[str, str]:

@@ -19,7 +19,6 @@ import pulumi_kubernetes as kubernetes
 from components.kubernetes import k8s
 from components.kubernetes.external_database import DIRECT_SSLMODE, ExternalDatabase
 from components.kubernetes.k8s import KubeObject, resources
-from components.kubernetes.postgres import POSTGRES_UID
 from components.kubernetes.secrets import PASSWORD_KEY, ROLE_PASSWORD_KEYS
 from components.model import names
 from components.model.capacity import CapacityPlan
@@ -30,8 +29,11 @@ from components.model.settings import Settings
 LABELS = {"app.kubernetes.io/name": "database-roles", "app.kubernetes.io/component": "database-roles",
           "app.kubernetes.io/part-of": "airflow"}
 SQL_ENV = "DATABASE_ROLES_SQL"
+# psql is only a client here and owns no file: any unprivileged user, above
+# the host's range (checkov CKV_K8S_40), not the image's postgres (999).
+# libpq asks the system for the user's name only when PGUSER is unset.
+ROLES_JOB_UID = 10001
 SKIPS = {
-    **k8s.PINNED_TAG_SKIPS,
     "CKV_K8S_35": "psql reads the passwords from PGPASSWORD and the DATABASE_*_PASSWORD variables; the "
                   "values come from a Secret through secretKeyRef",
 }
@@ -68,16 +70,17 @@ def database_roles_objects(settings: Settings, plan: CapacityPlan,
         "env": [*_server_env(settings, external_database), *passwords, {"name": SQL_ENV, "value": roles_sql()}],
         # It runs alone, just before the migration Job: the plan's room for that one.
         "resources": resources(plan.control_plane.pods["migration"]),
-        "security_context": {**k8s.container_security(), "run_as_user": POSTGRES_UID, "run_as_group": POSTGRES_UID},
+        "security_context": {**k8s.container_security(), "run_as_user": ROLES_JOB_UID, "run_as_group": ROLES_JOB_UID},
     }
     return [KubeObject("Job", "database-roles", {
-        "metadata": {"namespace": settings.namespace, "labels": LABELS, "annotations": k8s.checkov_skips(SKIPS)},
+        "metadata": {"namespace": settings.namespace, "labels": LABELS, "annotations": k8s.checkov_skips(
+            {**k8s.image_skips(settings.postgres_image), **SKIPS})},
         "spec": {
             "backoff_limit": 6,
             "template": {
                 "metadata": {"labels": LABELS},
                 "spec": {
-                    "security_context": {"run_as_user": POSTGRES_UID, "run_as_group": POSTGRES_UID,
+                    "security_context": {"run_as_user": ROLES_JOB_UID, "run_as_group": ROLES_JOB_UID,
                                          "run_as_non_root": True, "seccomp_profile": k8s.RUNTIME_DEFAULT_SECCOMP},
                     "automount_service_account_token": False,
                     "containers": [container],

@@ -39,7 +39,11 @@ def pgbouncer_ini(settings: Settings, bouncer: PgBouncerPlan, *, postgres_host: 
     arguments let the test tooling run the same file on loopback.
     """
     host = postgres_host or names.service_host(names.POSTGRES, settings.namespace)
-    target = f"host={host} port={postgres_port} dbname={dbname}"
+    # user=: every server connection logs in as the app role, whichever
+    # userlist entry the client authenticated as (PgBouncer doc/config.md,
+    # [databases] user: one pool per database then), so the 0.7.0 login kept
+    # for the upgrade (userlist) never reaches the server.
+    target = f"host={host} port={postgres_port} dbname={dbname} user={user}"
     lines = [
         "[databases]",
         f"{names.PGBOUNCER_METADATA_DB} = {target} pool_size={bouncer.metadata_pool}",
@@ -85,11 +89,20 @@ def _server_tls_lines() -> list[str]:
     ]
 
 
-def userlist(password: str, user: str = names.DATABASE_APP_ROLE) -> str:
-    """auth_file: the one user, with its password in clear (PgBouncer then logs
-    in to PostgreSQL with SCRAM as that user): the app role, never the
-    superuser or admin, which would give every client that user's rights."""
-    return f'"{user}" "{password}"\n'
+def userlist(password: str, user: str = names.DATABASE_APP_ROLE,
+             upgrade_login: tuple[str, str] | None = None) -> str:
+    """auth_file: the app role, with its password in clear (PgBouncer logs in
+    to PostgreSQL with SCRAM as that user, pgbouncer_ini's user=).
+
+    upgrade_login: the superuser's (or admin's) name and password, which pods
+    of 0.7.0 still carry in their URLs until they roll, a worker only after
+    its running tasks, hours later. PgBouncer accepts it from clients but
+    serves them as the app role, so their result-backend writes keep working
+    through the upgrade without that login's rights."""
+    lines = [f'"{user}" "{password}"']
+    if upgrade_login is not None:
+        lines.append(f'"{upgrade_login[0]}" "{upgrade_login[1]}"')
+    return "\n".join(lines) + "\n"
 
 
 T = TypeVar("T")

@@ -141,8 +141,10 @@ class AirflowSecrets(pulumi.ComponentResource):
 
         if external_database is None:
             pg_password = password("postgres")
+            pg_user = names.POSTGRES_USER
         else:
             pg_password = pulumi.Output.from_input(external_database.password)
+            pg_user = external_database.admin_user
         # On either server: the roles Job makes them (database_roles.py).
         role_passwords = {role: password(f"postgres-{role.removeprefix('airflow_')}")
                           for role in ROLE_PASSWORD_KEYS}
@@ -160,8 +162,8 @@ class AirflowSecrets(pulumi.ComponentResource):
                for key, url in connection_urls(settings, app_password, role_passwords[names.DATABASE_OWNER_ROLE],
                                                external_database).items()},
             # PgBouncer's clients are the components: it logs in to the server as the app role too.
-            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": app_password.apply(
-                lambda pw: userlist(pw, names.DATABASE_APP_ROLE)),
+            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": pulumi.Output.all(app_password, pg_password).apply(
+                lambda pws: userlist(pws[0], names.DATABASE_APP_ROLE, upgrade_login=(pg_user, pws[1]))),
             f"{env}/broker-url": pulumi.Output.concat("amqp://", names.RABBITMQ_USER, ":", mq_password, "@",
                                                       mq_host, ":", str(names.RABBITMQ_PORT), "/",
                                                       names.RABBITMQ_VHOST),
