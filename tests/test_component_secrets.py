@@ -10,14 +10,20 @@ under another name or through another Secret is caught as well.
 
 from __future__ import annotations
 
+import base64
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from components.model import component_secrets, names
+from components.model.airflow_cfg import SECRET_ENV
 from components.model.component_secrets import COMPONENT_SECRETS, KEYS
 from tests.harness import ProgramRun, component_secret_values, is_secret, plain, run_program, stack_file_config
+from tests.local_airflow import Services, deployment, free_port, stack_config, wait_for
+from tests.test_task_logs_and_metrics import small_fanout, task_log
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 FLOWER_ENV = KEYS[component_secrets.FLOWER_BASIC_AUTH].env
@@ -196,3 +202,78 @@ def test_no_policy_admits_a_connection_to_flower(variants: dict[str, ProgramRun]
     assert any("Ingress" in p["spec"]["policyTypes"] for p in policies), f"{variant}: Flower is isolated for ingress"
     admitting = [p["metadata"]["name"] for p in policies if p["spec"].get("ingress")]
     assert not admitting, f"{variant}: {admitting} admit connections to Flower"
+
+
+# --------------------------------------------------------------------------
+# Real Airflow: each component as a local process with exactly its container's env
+# --------------------------------------------------------------------------
+
+
+def secret_env_of(env: dict[str, str]) -> set[str]:
+    return {name for name in env if name in SECRET_ENV}
+
+
+@pytest.mark.real
+def test_a_dag_runs_with_each_component_on_its_own_keys_and_a_running_tasks_log_comes_from_the_worker(
+        services: Services) -> None:
+    """Migration, api-server, scheduler, dag-processor, triggerer and worker
+    each start with only the keys of their own Secret; the scheduler's tokens
+    pass the api-server, tasks run, and the api-server fetches a running
+    task's log from the worker's log server, signed with the key they share."""
+    with deployment(services, small_fanout(width=2, sleep=40)) as d:
+        for component, w in d.workloads.items():
+            assert secret_env_of(w.env) == set(component_secrets.component_env(component)), component
+        run_id = d.trigger()
+
+        def running() -> list[str]:
+            return [r[0] for r in d.query("SELECT task_id FROM task_instance WHERE run_id = %s AND state = "
+                                          "'running' ORDER BY task_id", [run_id])]
+
+        wait_for("a running task", lambda: bool(running()), timeout=180, interval=0.5)
+        task_id = running()[0]
+        served = ""
+
+        def from_worker() -> bool:
+            nonlocal served
+            served = task_log(d, run_id, task_id)
+            return f":{names.WORKER_LOG_PORT}/log/" in served
+
+        wait_for(f"{task_id}'s log from the worker's log server", from_worker, timeout=30, interval=2)
+        assert "!!!!" not in served and "Could not read served logs" not in served, served[:3000]
+        obs = d.observe(run_id, tasks=2, timeout=240)
+        assert obs.states == {"success": 2}, obs.states
+
+
+@pytest.mark.real
+def test_flower_refuses_a_request_without_its_password(services: Services) -> None:
+    """Flower started with its declared env (broker URL and basic auth only)."""
+    with deployment(services, stack_config("dev", flower=True), start=False) as d:
+        flower = d.workloads["flower"]
+        assert secret_env_of(flower.env) == set(component_secrets.component_env("flower"))
+        port = free_port()
+        d.extra_env = {"AIRFLOW__CELERY__FLOWER_PORT": str(port)}
+        d.start("flower")
+        url = f"http://127.0.0.1:{port}/api/workers"
+
+        def status(headers: dict[str, str]) -> int:
+            try:
+                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+                    return r.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        def answers() -> bool:
+            if d.processes["flower"].poll() is not None:
+                raise RuntimeError(f"flower exited: {d.logs('flower')[-3000:]}")
+            try:
+                status({})
+            except OSError:
+                return False
+            return True
+
+        wait_for("Flower listening", answers, timeout=120, interval=1)
+        assert status({}) == 401, "without credentials"
+        wrong = base64.b64encode(f"{names.FLOWER_USER}:wrong".encode()).decode()
+        assert status({"Authorization": f"Basic {wrong}"}) == 401, "with a wrong password"
+        right = base64.b64encode(flower.env[FLOWER_ENV].encode()).decode()
+        assert status({"Authorization": f"Basic {right}"}) == 200, "with the generated user:password"
