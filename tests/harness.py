@@ -23,6 +23,7 @@ from pulumi.runtime.stack import run_pulumi_func
 
 from components.azure import acr_auth
 from components.config import stack_file_config
+from components.model import names
 from tests.upgrade.recorder import RecordingMonitor, Registration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -385,6 +386,18 @@ async def _dependency_names(value: Any) -> set[str]:
     if isinstance(value, (list, tuple)):
         return set().union(*[await _dependency_names(v) for v in value])
     return set()
+
+
+def component_secret_values(run: ProgramRun) -> dict[str, str]:
+    """Every key of the Airflow components' Secrets (airflow-env-<component>), each
+    with the one value all the Secrets that hold it agree on."""
+    values: dict[str, str] = {}
+    for r in run.of_type("kubernetes:core/v1:Secret"):
+        name = plain(r.inputs)["metadata"]["name"]
+        if name.startswith(f"{names.ENV_SECRET}-"):
+            for key, value in plain(r.inputs["stringData"]).items():
+                assert values.setdefault(key, value) == value, f"Secret {name}: {key} differs from another's"
+    return values
 
 
 def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bool = False,

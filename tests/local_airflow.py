@@ -39,7 +39,6 @@ from mirakuru import TCPExecutor
 
 from components.config import stack_file_config
 from components.kubernetes import database_roles, rabbitmq, task_logs, workloads
-from components.kubernetes.dag_bundles import DAG_BUNDLE_SECRET
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.secrets import DIRECT_CONN_KEY
 from components.model import names
@@ -639,11 +638,10 @@ class LocalDeployment:
         self.namespace = run.outputs["namespace"]
         # Whom the migration Job's direct URL logs in as, and where: the
         # in-cluster Service, or the flexible server (`database: azure`).
-        direct = urlsplit(self._secret(names.ENV_SECRET)[DIRECT_CONN_KEY])
+        direct = urlsplit(self._secret(names.env_secret("migrate"))[DIRECT_CONN_KEY])
         assert direct.username is not None and direct.hostname is not None
         self.db_user, self.db_host = direct.username, direct.hostname
         self.pgbouncer = self._pgbouncer()
-        self.secret_data = self._secret_data()
         declared_cfg = run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
         self.cfg_text = self._rewrite(cfg_text if cfg_text is not None else declared_cfg)
         self.env_data = run.manifest("ConfigMap", names.ENV_CONFIG_MAP)["data"]
@@ -675,20 +673,18 @@ class LocalDeployment:
                               pod_root=workdir / "pod" if self.pgbouncer_as_pod else None,
                               server_host=self.db_host, server_ca=pg.ca_file if pg.tls else None)
 
-    def _secret_data(self) -> dict[str, str]:
-        data = dict(self._secret(names.ENV_SECRET))
+    def _secret_value(self, name: str, key: str) -> str:
+        """A key of one of the Secrets, its in-cluster addresses moved to the local services."""
+        value = self._secret(name)[key]
         if self.pgbouncer is not None:
             bouncer = f"@{names.service_host(names.PGBOUNCER, self.namespace)}:{names.PGBOUNCER_PORT}/"
-            data = {k: v.replace(bouncer, f"@127.0.0.1:{self.pgbouncer.port}/") for k, v in data.items()}
+            value = value.replace(bouncer, f"@127.0.0.1:{self.pgbouncer.port}/")
         pg_host = f"{self.db_host}:{names.POSTGRES_PORT}"
         mq_host = f"{names.service_host(names.RABBITMQ, self.namespace)}:{names.RABBITMQ_PORT}"
-        for key, value in data.items():
-            value = value.replace(f"@{pg_host}/{names.POSTGRES_DB}", f"@127.0.0.1:{self.services.postgres.port}/"
-                                  f"{self.database}")
-            value = value.replace(f"@{mq_host}/{names.RABBITMQ_VHOST}", f"@127.0.0.1:{self.services.rabbitmq.port}/"
-                                  f"{self.vhost}")
-            data[key] = value
-        return data
+        value = value.replace(f"@{pg_host}/{names.POSTGRES_DB}", f"@127.0.0.1:{self.services.postgres.port}/"
+                              f"{self.database}")
+        return value.replace(f"@{mq_host}/{names.RABBITMQ_VHOST}", f"@127.0.0.1:{self.services.rabbitmq.port}/"
+                             f"{self.vhost}")
 
     def _rewrite(self, text: str) -> str:
         api_host = f"{names.service_host(names.API_SERVER, self.namespace)}:{names.API_SERVER_PORT}"
@@ -726,14 +722,12 @@ class LocalDeployment:
                     # container, same Airflow options. The emulator has no
                     # roles: a reader's key writes as well.
                     env[item["name"]] = task_logs.emulator_connection(self.services.azurite.endpoint)
-                elif item["valueFrom"]["secretKeyRef"]["name"] == DAG_BUNDLE_SECRET:
-                    # A git bundle's connection, as declared.
-                    ref = item["valueFrom"]["secretKeyRef"]
-                    env[item["name"]] = self._secret(ref["name"])[ref["key"]]
                 else:
+                    # Exactly the key the container names, of the Secret it names
+                    # (a component's own, a git bundle's connection): a component
+                    # that needs more than its Secret holds fails here as in a pod.
                     ref = item["valueFrom"]["secretKeyRef"]
-                    assert ref["name"] == names.ENV_SECRET, f"{component}: unknown Secret {ref['name']}"
-                    env[item["name"]] = self.secret_data[ref["key"]]
+                    env[item["name"]] = self._secret_value(ref["name"], ref["key"])
             probe = container.get("readinessProbe") or container.get("livenessProbe")
             found[component] = Workload(component, container["args"], env, probe)
         return found

@@ -11,9 +11,10 @@ import pytest
 from components.config import stack_file_config
 from components.model import names
 from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
+from components.model.component_secrets import COMPONENT_SECRETS
 from components.model.settings import DEFAULTS
 from tests.conftest import config_for
-from tests.harness import ProgramRun, plain, run_program
+from tests.harness import ProgramRun, component_secret_values, run_program
 from tests.real_airflow import ROOT
 
 ASYNC_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"
@@ -22,9 +23,7 @@ WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
 
 
 def env_secret(run: ProgramRun) -> dict[str, str]:
-    [data] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
-              if plain(r.inputs)["metadata"]["name"] == names.ENV_SECRET]
-    return data
+    return component_secret_values(run)
 
 
 def database_options(run: ProgramRun) -> dict[str, str]:
@@ -91,11 +90,18 @@ def test_every_airflow_container_reads_the_async_url_from_the_secret(runs: dict[
     assert password in run.generated, "the generated PostgreSQL password"
     containers = airflow_containers(run)
     assert containers
+    with_async = set()
     for where, c in containers:
-        [item] = [e for e in c["env"] if e["name"] == ASYNC_ENV]
-        assert item == {"name": ASYNC_ENV, "valueFrom": {"secretKeyRef": {"name": names.ENV_SECRET,
-                                                                           "key": ASYNC_KEY}}}, where
+        items = [e for e in c["env"] if e["name"] == ASYNC_ENV]
+        # The components on the pooled metadata database (not the migration, workers or Flower).
+        if ASYNC_KEY in COMPONENT_SECRETS[c["name"]]:
+            with_async.add(c["name"])
+            assert items == [{"name": ASYNC_ENV, "valueFrom": {"secretKeyRef": {
+                "name": names.env_secret(c["name"]), "key": ASYNC_KEY}}}], where
+        else:
+            assert not items, f"{where}: an async database URL it does not use"
         assert not any(password in e.get("value", "") for e in c["env"]), f"{where}: a literal password"
+    assert with_async == {"api-server", "scheduler", "dag-processor", "triggerer"}, with_async
     for m in run.manifests():
         if m["kind"] == "ConfigMap":
             assert not any(password in v for v in m["data"].values()), m["metadata"]["name"]

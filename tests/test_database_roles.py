@@ -15,7 +15,7 @@ from components.kubernetes.keda import QUERY_COLUMNS, QUERY_TABLE, TRIGGER_AUTH,
 from components.kubernetes.secrets import PASSWORD_KEY, ROLE_PASSWORD_KEYS
 from components.model import names
 from components.model.database_roles import ROLE_PASSWORD_ENVS, after_migration_sql, roles_sql
-from tests.harness import ProgramRun, plain, run_program, stack_file_config
+from tests.harness import ProgramRun, component_secret_values, plain, run_program, stack_file_config
 from tests.local_airflow import LocalDeployment, Services, declared, image_command, stack_config
 
 ROLES = (names.DATABASE_OWNER_ROLE, names.DATABASE_APP_ROLE, names.DATABASE_KEDA_ROLE)
@@ -102,9 +102,9 @@ def test_pgbouncer_and_the_migration_wait_for_the_roles(prod: ProgramRun) -> Non
 def test_each_client_logs_in_as_its_own_role(prod: ProgramRun) -> None:
     secrets = {plain(r.inputs)["metadata"]["name"]: plain(r.inputs["stringData"])
                for r in prod.of_type("kubernetes:core/v1:Secret")}
-    env = secrets[names.ENV_SECRET]
+    env = component_secret_values(prod)
     for key in ("sql-alchemy-conn", "sql-alchemy-conn-async", "result-backend"):
-        assert f"://{names.DATABASE_APP_ROLE}:" in env[key], f"{names.ENV_SECRET}/{key}: the app role"
+        assert f"://{names.DATABASE_APP_ROLE}:" in env[key], f"{names.ENV_SECRET}-*/{key}: the app role"
     assert f"://{names.DATABASE_OWNER_ROLE}:" in env["sql-alchemy-conn-direct"], "the migration: the owner"
     assert secrets[names.PGBOUNCER_SECRET]["users.txt"].startswith(f'"{names.DATABASE_APP_ROLE}" ')
     assert not any(f"://{names.POSTGRES_USER}:" in v for v in env.values() if "postgres" in v.split("://")[0]), \

@@ -28,7 +28,7 @@ from components.kubernetes.workloads import kube_objects
 from components.model import names, vnet
 from components.render import EXTERNAL_DATABASE_PLACEHOLDER, SECRET_PLACEHOLDER, render
 from tests.conftest import config_for
-from tests.harness import ROOT, ProgramRun, is_secret, plain, run_program
+from tests.harness import ROOT, ProgramRun, component_secret_values, is_secret, plain, run_program
 from tests.local_airflow import declared
 from tests.schemas import SchemaError, validate_manifest
 from tests.test_render import manifests as rendered_manifests
@@ -148,7 +148,7 @@ def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun, server: Exter
 
 
 def database_urls(run: ProgramRun) -> dict[str, str]:
-    return {k: v for k, v in secret_data(run, names.ENV_SECRET).items() if "postgres" in v.partition("://")[0]}
+    return {k: v for k, v in component_secret_values(run).items() if "postgres" in v.partition("://")[0]}
 
 
 def parse(url: str) -> SplitResult:
@@ -185,7 +185,7 @@ def test_every_database_url_reaches_the_server_only_over_tls(azure: ProgramRun, 
              and m["metadata"]["labels"]["app.kubernetes.io/component"] == "migrate"]
     migrate = job["spec"]["template"]["spec"]["containers"][0]
     [conn] = [e for e in migrate["env"] if e["name"] == "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
-    assert conn["valueFrom"]["secretKeyRef"] == {"name": names.ENV_SECRET, "key": DIRECT_CONN_KEY}
+    assert conn["valueFrom"]["secretKeyRef"] == {"name": names.env_secret("migrate"), "key": DIRECT_CONN_KEY}
 
 
 def test_kedas_query_goes_to_the_server_over_tls(azure: ProgramRun, server: ExternalDatabase) -> None:
@@ -209,8 +209,9 @@ def test_the_server_password_is_only_in_secrets(azure: ProgramRun, azure_no_boun
     assert all(is_secret(r.inputs["stringData"]) for r in secrets), "Pulumi secrets in the state"
     holding = {plain(r.inputs)["metadata"]["name"] for r in secrets
                if any(server.password in s for s in all_strings(plain(r.inputs["stringData"])))}
-    # Only the roles Job reads it, from the postgres Secret: no URL or userlist carries it.
-    assert holding == {names.POSTGRES_SECRET}
+    # The roles Job reads it from the postgres Secret; PgBouncer's userlist
+    # keeps it for 0.7.0's pods until they roll (served as the app role). No URL carries it.
+    assert holding == ({names.POSTGRES_SECRET, names.PGBOUNCER_SECRET} if bouncer else {names.POSTGRES_SECRET})
     for m in run.manifests():
         if m["kind"] != "Secret":
             assert not [s for s in all_strings(m) if server.password in s or "sslmode=" in s], \
@@ -266,7 +267,7 @@ def test_the_migration_job_waits_for_no_postgresql(azure: ProgramRun, runs: dict
     assert not [n for n in waits if "postgres" in n and "secret" not in n], waits
     assert {"workloads-rabbitmq-statefulset", "workloads-pgbouncer-deployment"} <= waits
     # The Secrets carry the server's host: the Job waits for them.
-    assert {"workloads-secrets-env", "workloads-secrets-postgres"} <= waits
+    assert {"workloads-secrets-env-migrate", "workloads-secrets-postgres"} <= waits
 
 
 @pytest.mark.parametrize("bouncer", [True, False])

@@ -56,8 +56,10 @@ DEFAULT_PORTS = {"https": 443, "http": 80, "amqp": 5672}
 EXECUTION_API_CLIENTS = {"worker"}
 LOG_READERS = {"api-server"}
 # Services meant for clients outside the namespace: the UI and REST API
-# (portForwardCommand) and Flower's UI.
-CLIENT_SERVICES = {names.API_SERVER, names.FLOWER}
+# (portForwardCommand). Not Flower's: it is reached by `kubectl
+# port-forward` only, which enters the pod's network namespace and is no
+# flow a policy sees (network_policies.py).
+CLIENT_SERVICES = {names.API_SERVER}
 # The components that fetch DAG bundles: the dag-processor refreshes and
 # parses them (airflow/dag_processing/manager.py), each task's process on a
 # worker initializes its run's version (airflow/sdk/execution_time/
@@ -645,7 +647,8 @@ def test_the_flows_depend_on_the_settings(deployments: dict[str, Deployment]) ->
     assert ("airflow-scheduler", names.POSTGRES, names.POSTGRES_PORT, "TCP") in variant
     assert ("airflow-worker", STORAGE_ADDRESS.name, 443, "TCP") in prod
     assert not any(d == STORAGE_ADDRESS.name for _, d, _, _ in variant)
-    assert (INGRESS.name, names.FLOWER, names.FLOWER_PORT, "TCP") in variant
+    assert not any(d == names.FLOWER for _, d, _, _ in variant), "Flower admits no connection"
+    assert ("airflow-flower", names.RABBITMQ, names.RABBITMQ_PORT, "TCP") in variant
     assert (KEDA_OPERATOR.name, names.POSTGRES, names.POSTGRES_PORT, "TCP") in prod
     assert (names.DATABASE_BACKUP, names.POSTGRES, names.POSTGRES_PORT, "TCP") in prod
     assert (names.DATABASE_BACKUP, STORAGE_ADDRESS.name, 443, "TCP") in prod

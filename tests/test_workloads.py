@@ -12,12 +12,19 @@ import kubernetes_validate
 import pytest
 
 from components.config import stack_file_config
-from components.model import names
+from components.model import component_secrets, names
 from components.model.airflow_cfg import SECRET_ENV
 from components.model.names import WORKER_POOL_LABEL_KEY, WORKER_POOL_LABEL_VALUE, WORKER_POOL_TAINT
 from components.model.settings import DEFAULTS
 from tests.conftest import config_for
-from tests.harness import TASK_LOG_CLIENT_ID, ProgramRun, is_secret, plain, run_program
+from tests.harness import (
+    TASK_LOG_CLIENT_ID,
+    ProgramRun,
+    component_secret_values,
+    is_secret,
+    plain,
+    run_program,
+)
 from tests.schemas import SchemaError, validate_manifest
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
@@ -54,7 +61,8 @@ def test_every_object_is_declared(runs: dict[str, ProgramRun], stack: str) -> No
     found = {(m["kind"], m["metadata"].get("name")) for m in runs[stack].manifests()}
     expected = {
         ("Namespace", "airflow"),
-        ("Secret", names.ENV_SECRET), ("Secret", names.POSTGRES_SECRET),
+        *(("Secret", names.env_secret(c)) for c in component_secrets.components(flower=False)),
+        ("Secret", names.POSTGRES_SECRET),
         ("Secret", names.RABBITMQ_SECRET), ("Secret", names.AUTH_SECRET),
         ("ConfigMap", names.CONFIG_MAP), ("ConfigMap", names.ENV_CONFIG_MAP), ("ConfigMap", names.RABBITMQ),
         ("StatefulSet", names.POSTGRES), ("Service", names.POSTGRES),
@@ -172,10 +180,13 @@ def test_airflow_pods_read_secrets_from_secret_references(runs: dict[str, Progra
     for m in airflow_workloads(runs[stack]):
         for c in m["spec"]["template"]["spec"]["containers"]:
             env = {e["name"]: e for e in c["env"]}
+            own = names.env_secret(m["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"])
             for name in SECRET_ENV:
-                assert name in env, f"{label(m)}/{c['name']}: {name} missing"
+                if name not in env:
+                    continue
                 assert "value" not in env[name], f"{label(m)}/{c['name']}: {name} is a literal"
-                assert env[name]["valueFrom"]["secretKeyRef"]["name"] == names.ENV_SECRET
+                assert env[name]["valueFrom"]["secretKeyRef"]["name"] == own, \
+                    f"{label(m)}/{c['name']}: {name} from its component's own Secret {own}"
 
 
 def all_strings(value: Any) -> list[str]:
@@ -190,8 +201,9 @@ def all_strings(value: Any) -> list[str]:
 def test_no_secret_literal_in_any_config_map_or_env_value(runs: dict[str, ProgramRun], stack: str) -> None:
     run = runs[stack]
     secrets = [r for r in run.resources if r.type == "kubernetes:core/v1:Secret"]
-    # With the api-server's task-log connection, apart from the writers'.
-    assert len(secrets) == 7
+    # postgres, rabbitmq, auth, pgbouncer, the writers' and the api-server's task-log
+    # connections, and a Secret per Airflow component.
+    assert len(secrets) == 6 + len(component_secrets.components(flower=False))
     for r in secrets:
         assert is_secret(r.inputs["stringData"]), f"{r.name}: stringData is a Pulumi secret"
     # Every password and key the program generates (recorded by the mocks).
@@ -214,7 +226,8 @@ def test_no_secret_literal_in_any_config_map_or_env_value(runs: dict[str, Progra
 
 
 def test_fernet_key_is_32_url_safe_bytes(runs: dict[str, ProgramRun]) -> None:
-    env = plain(next(r for r in runs["prod"].resources if r.name == "workloads-secrets-env").inputs["stringData"])
+    env = plain(next(r for r in runs["prod"].resources
+                     if r.name == "workloads-secrets-env-api-server").inputs["stringData"])
     key = env["fernet-key"]
     assert "+" not in key and "/" not in key
     assert len(base64.urlsafe_b64decode(key)) == 32
@@ -421,8 +434,7 @@ def _db_key(m: dict[str, Any]) -> str:
 
 def test_airflow_goes_through_pgbouncer_and_the_migration_goes_direct(runs: dict[str, ProgramRun]) -> None:
     run = runs["prod"]
-    [env] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
-             if plain(r.inputs)["metadata"]["name"] == names.ENV_SECRET]
+    env = component_secret_values(run)
     bouncer = f"@{names.service_host(names.PGBOUNCER, 'airflow')}:{names.PGBOUNCER_PORT}"
     assert env["sql-alchemy-conn"].endswith(f"{bouncer}/{names.PGBOUNCER_METADATA_DB}")
     assert env["result-backend"].startswith("db+postgresql://")
@@ -431,6 +443,9 @@ def test_airflow_goes_through_pgbouncer_and_the_migration_goes_direct(runs: dict
         f"@{names.service_host(names.POSTGRES, 'airflow')}:{names.POSTGRES_PORT}/{names.POSTGRES_DB}")
     for m in run.manifests():
         if m["kind"] in WORKLOAD_KINDS and m["metadata"].get("labels", {}).get("app.kubernetes.io/name") == "airflow":
+            component = m["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"]
+            if component in ("worker", "flower"):
+                continue  # no metadata database URL (test_component_secrets.py)
             want = "sql-alchemy-conn-direct" if m["kind"] == "Job" else "sql-alchemy-conn"
             assert _db_key(m) == want, f"{label(m)}: its database connection"
 
@@ -459,8 +474,7 @@ def test_pgbouncer_off_connects_straight_to_postgres() -> None:
     run = run_program("dev", {**stack_file_config("dev"), "airflow-aks:pgbouncer": False})
     assert run.error is None, run.error
     assert not [m for m in run.manifests() if m["metadata"].get("name") == names.PGBOUNCER]
-    [env] = [plain(r.inputs["stringData"]) for r in run.of_type("kubernetes:core/v1:Secret")
-             if plain(r.inputs)["metadata"]["name"] == names.ENV_SECRET]
+    env = component_secret_values(run)
     # The same server and database; the components as the app role, the migration as the owner.
     assert env["sql-alchemy-conn"].split("@")[1] == env["sql-alchemy-conn-direct"].split("@")[1]
     assert env["sql-alchemy-conn"].startswith(f"postgresql+psycopg2://{names.DATABASE_APP_ROLE}:")

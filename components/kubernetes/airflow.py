@@ -19,9 +19,9 @@ from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import CHECKSUM_ANNOTATION, KubeObject, checksum, resources
 from components.kubernetes.keda import QUERY_COLUMNS, QUERY_TABLE, keda_objects
 from components.kubernetes.key_vault import identity_components, vault_env
-from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, DIRECT_CONN_KEY, ENV_SECRET_KEYS
+from components.kubernetes.secrets import AUTH_PASSWORDS_KEY
 from components.kubernetes.task_logs import TaskLogStore, log_identity, task_log_env, task_logs_on
-from components.model import names
+from components.model import component_secrets, names
 from components.model.airflow_cfg import AUTH_PASSWORDS_FILE, worker_cfg_env, workload_env
 from components.model.capacity import CapacityPlan, worker_disruption_allowance, worker_stop_seconds
 from components.model.database_roles import after_migration_sql
@@ -33,7 +33,6 @@ from components.model.ui_auth import WEBSERVER_CONFIG_KEY, WEBSERVER_CONFIG_PATH
 # count beyond the warm shutdown of the workers it removes.
 WORKER_AWAIT_SLACK_SECONDS = 300
 SAFE_TO_EVICT_ANNOTATION = "cluster-autoscaler.kubernetes.io/safe-to-evict"
-DB_CONN_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"
 AUTH_SECRET_DIR = "/secrets/auth"
 # The api-server's pod template: changes with its webserver_config.py only.
 WEBSERVER_CONFIG_CHECKSUM = "airflow-aks/webserver-config-checksum"
@@ -106,10 +105,10 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     env_data = workload_env(settings)
     # A changed airflow.cfg or environment rolls every Airflow pod.
     config_checksum = checksum(airflow_cfg, json.dumps(env_data, sort_keys=True))
-    def secret_env(direct_db: bool = False) -> list[dict[str, Any]]:
-        keys = {**ENV_SECRET_KEYS, **({DB_CONN_ENV: DIRECT_CONN_KEY} if direct_db else {})}
-        return [{"name": env, "value_from": {"secret_key_ref": {"name": names.ENV_SECRET, "key": key}}}
-                for env, key in keys.items()]
+    def secret_env(component: str) -> list[dict[str, Any]]:
+        # Only the keys the component uses, from its own Secret (component_secrets.py says why each).
+        return [{"name": env, "value_from": {"secret_key_ref": {"name": names.env_secret(component), "key": key}}}
+                for env, key in component_secrets.component_env(component).items()]
     # A read-only root: what the components write goes to emptyDirs (/tmp,
     # logs, the api-server's auth), shown by tests/test_written_paths.py.
     hardened = k8s.container_security()
@@ -132,8 +131,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
     vault_readers = identity_components(settings, task_log_store)
     with_identity = vault_readers + tuple(c for c in bundle_identity_components(settings) if c not in vault_readers)
 
-    def container(component: str, args: list[str], res: dict[str, Any], direct_db: bool = False,
-                  **extra: Any) -> dict[str, Any]:
+    def container(component: str, args: list[str], res: dict[str, Any], **extra: Any) -> dict[str, Any]:
         mounts = [
             {"name": "config", "mount_path": f"{names.AIRFLOW_HOME}/airflow.cfg", "sub_path": "airflow.cfg",
              "read_only": True},
@@ -148,7 +146,7 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
             "name": component,
             "image": image,
             "args": args,
-            "env": [*secret_env(direct_db), *(task_log_env(component, settings) if logs_on else []),
+            "env": [*secret_env(component), *(task_log_env(component, settings) if logs_on else []),
                     *bundle_env(settings, component), *vault_env(component, settings, task_log_store),
                     *extra.pop("env", [])],
             "env_from": [{"config_map_ref": {"name": names.ENV_CONFIG_MAP}}],
@@ -220,11 +218,11 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                 "backoff_limit": 6,
                 "template": pod("migrate", [container(
                     "migrate", ["bash", "-c", migration_command(plan.default_pool_slots)], control("migration"),
+                    # Its database URL is the direct one (component_secrets.DIRECT_CONN):
                     # `airflow db migrate` holds a session-level advisory lock
                     # (pg_advisory_lock and SET LOCK_TIMEOUT, airflow/utils/db.py
                     # _create_global_lock_postgresql) across transactions, which
                     # transaction pooling would hand to other clients.
-                    direct_db=True,
                     env=[{"name": AFTER_MIGRATE_SQL_ENV,
                           "value": after_migration_sql(QUERY_TABLE, QUERY_COLUMNS)}],
                 )], restart_policy="OnFailure"),

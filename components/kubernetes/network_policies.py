@@ -38,7 +38,7 @@ from components.kubernetes.k8s import KubeObject
 from components.kubernetes.key_vault import VAULT_COMPONENTS, key_vault_on
 from components.kubernetes.task_logs import LOG_COMPONENTS, TaskLogStore, task_logs_on
 from components.kubernetes.ui_gateway import gateway_pod_labels
-from components.model import dag_bundles, names
+from components.model import component_secrets, dag_bundles, names
 from components.model.egress import EgressRule
 from components.model.settings import Settings
 
@@ -114,6 +114,12 @@ def outside(name: str, namespace: str | None, labels: dict[str, str] | None = No
     return Peer(name, None, selector)
 
 
+# The keys whose URLs lead to the metadata database, through PgBouncer when it is on.
+POOLED_DATABASE_KEYS = {
+    component_secrets.SQL_ALCHEMY_CONN: "metadata database",
+    component_secrets.SQL_ALCHEMY_CONN_ASYNC: "metadata database",
+    component_secrets.RESULT_BACKEND: "Celery result backend",
+}
 ANYWHERE = Peer("anywhere")
 # Every pod of the deployment (a pod someone else starts in the namespace gets nothing).
 EVERY_POD = pods(ALL_PODS, {"app.kubernetes.io/part-of": "airflow"})
@@ -172,8 +178,7 @@ class Flow:
 
 def airflow_components(settings: Settings) -> list[str]:
     """The Airflow pods the deployment runs (component label values)."""
-    return ["migrate", "api-server", "scheduler", "dag-processor", "triggerer", "worker",
-            *(["flower"] if settings.flower else [])]
+    return component_secrets.components(settings.flower)
 
 
 def emulator_port(endpoint: str) -> int:
@@ -200,10 +205,18 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
     ]
     for component in airflow_components(settings):
         src = airflow(component)
-        # Every Airflow pod carries the metadata database, result backend and
-        # broker URLs (the airflow-env Secret) and airflow.cfg's StatsD host.
-        found.append(Flow(src, database, database_port, why="metadata database and Celery result backend"))
-        found.append(Flow(src, RABBITMQ, names.RABBITMQ_PORT, why="Celery broker"))
+        # The URLs of the component's own Secret (component_secrets.py), and
+        # airflow.cfg's StatsD host, which every Airflow pod mounts.
+        keys = set(component_secrets.COMPONENT_SECRETS[component])
+        if keys & POOLED_DATABASE_KEYS.keys():
+            found.append(Flow(src, database, database_port, why=" and ".join(dict.fromkeys(
+                what for key, what in POOLED_DATABASE_KEYS.items() if key in keys))))
+        if component_secrets.DIRECT_CONN in keys:
+            # The migration Job holds a session-level advisory lock, so it
+            # connects straight to PostgreSQL (airflow.py).
+            found.append(Flow(src, server, names.POSTGRES_PORT, why="airflow db migrate, direct"))
+        if component_secrets.BROKER_URL in keys:
+            found.append(Flow(src, RABBITMQ, names.RABBITMQ_PORT, why="Celery broker"))
         if settings.metrics:
             found.append(Flow(src, STATSD, names.STATSD_PORT, "UDP", "StatsD metrics"))
         if component in EXECUTION_API_CLIENTS:
@@ -213,10 +226,7 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
         if component in VAULT_COMPONENTS and key_vault_on(settings, task_log_store):
             # The vault's public endpoint and Entra ID's token exchange, both HTTPS.
             found.append(Flow(src, AZURE_PUBLIC, HTTPS_PORT, why="connections and variables in Azure Key Vault"))
-    # The migration Job holds a session-level advisory lock, so it connects
-    # straight to PostgreSQL (airflow.py), besides its shared URLs above.
     if settings.pgbouncer:
-        found.append(Flow(airflow("migrate"), server, names.POSTGRES_PORT, why="airflow db migrate, direct"))
         found.append(Flow(PGBOUNCER, server, names.POSTGRES_PORT, why="PgBouncer's server connections"))
     # The roles Job, as the superuser or admin: straight to the server.
     found.append(Flow(DATABASE_ROLES, server, names.POSTGRES_PORT, why="the database's roles (psql), direct"))
@@ -231,8 +241,13 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
     if settings.ui.auth == "entra":
         # The token request and the id token's signing keys (webserver_config.py).
         found.append(Flow(api_server, AZURE_PUBLIC, HTTPS_PORT, why="Entra ID sign-in (tokens and signing keys)"))
-    if settings.flower:
-        found.append(Flow(ANYWHERE, airflow("flower"), names.FLOWER_PORT, why="Flower UI clients"))
+    # Flower: no ingress at all, only `kubectl port-forward`. The runtime
+    # serves a port-forward by entering the pod's network namespace and
+    # dialling localhost:<port> there (containerd
+    # pkg/cri/server/sandbox_portforward_linux.go, criService.portForward),
+    # and a policy cannot block a pod's loopback or its own node
+    # (kubernetes.io/docs/concepts/services-networking/network-policies,
+    # "What you can't do with network policies").
     if settings.worker_scaling == "keda" and external_database is None:
         # To the flexible server instead, KEDA's connection runs from its own
         # namespace to the subnet: no pod of this namespace takes part, so no

@@ -17,21 +17,11 @@ from components.kubernetes import k8s
 from components.kubernetes.external_database import DIRECT_SSLMODE, ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.pgbouncer import USERLIST_KEY, userlist
-from components.model import names
+from components.model import component_secrets, names
 from components.model.settings import Settings
 
-# Environment variable -> key in the airflow-env Secret.
-ENV_SECRET_KEYS: dict[str, str] = {
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": "sql-alchemy-conn",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC": "sql-alchemy-conn-async",
-    "AIRFLOW__CELERY__BROKER_URL": "broker-url",
-    "AIRFLOW__CELERY__RESULT_BACKEND": "result-backend",
-    "AIRFLOW__CORE__FERNET_KEY": "fernet-key",
-    "AIRFLOW__API__SECRET_KEY": "api-secret-key",
-    "AIRFLOW__API_AUTH__JWT_SECRET": "jwt-secret",
-}
 # The migration Job's connection: straight to PostgreSQL, not through PgBouncer.
-DIRECT_CONN_KEY = "sql-alchemy-conn-direct"
+DIRECT_CONN_KEY = component_secrets.DIRECT_CONN
 # The database superuser's password (in names.POSTGRES_SECRET): the in-cluster
 # server's generated one, or the flexible server's admin password. Only the
 # server itself, the roles Job and the backups use it.
@@ -54,8 +44,17 @@ def _url_safe(standard_b64: str) -> str:
 
 def secret_specs(settings: Settings) -> dict[str, tuple[str, tuple[str, ...]]]:
     """Secret name -> (Pulumi name suffix, keys it holds)."""
+    # A Secret per Airflow component, with only the values it uses: a node's
+    # kubelet may read only the Secrets of the pods it runs (the Node
+    # authorizer, kubernetes.io/docs/reference/access-authn-authz/node/),
+    # so a worker node (its own tainted pool on AKS) never holds the JWT
+    # secret, the Fernet key or the metadata database URL, which keys
+    # projected from one shared Secret would not give.
     specs = {
-        names.ENV_SECRET: ("env", (*ENV_SECRET_KEYS.values(), DIRECT_CONN_KEY)),
+        names.env_secret(c): (f"env-{c}", tuple(component_secrets.COMPONENT_SECRETS[c]))
+        for c in component_secrets.components(settings.flower)
+    }
+    specs |= {
         names.POSTGRES_SECRET: ("postgres", (PASSWORD_KEY, *ROLE_PASSWORD_KEYS.values())),
         names.RABBITMQ_SECRET: ("rabbitmq", (PASSWORD_KEY,)),
         names.AUTH_SECRET: ("auth", (AUTH_PASSWORDS_KEY,)),
@@ -75,6 +74,14 @@ def secret_objects(settings: Settings, values: Mapping[str, pulumi.Input[str]]) 
         })
         for secret, (suffix, keys) in secret_specs(settings).items()
     ]
+
+
+def component_values(settings: Settings, env_values: Mapping[str, pulumi.Input[str]]
+                     ) -> dict[str, pulumi.Input[str]]:
+    """The components' Secrets' values, keyed "<secret name>/<key>", from one value per key."""
+    return {f"{names.env_secret(c)}/{key}": env_values[key]
+            for c in component_secrets.components(settings.flower)
+            for key in component_secrets.COMPONENT_SECRETS[c]}
 
 
 def connection_urls(settings: Settings, app_password: pulumi.Input[str], owner_password: pulumi.Input[str],
@@ -156,20 +163,27 @@ class AirflowSecrets(pulumi.ComponentResource):
         fernet_key = random.RandomBytes(f"{name}-fernet-key", length=32, opts=child).base64.apply(_url_safe)
 
         mq_host = names.service_host(names.RABBITMQ, settings.namespace)
-        env = names.ENV_SECRET
+        # One value per key, whichever components' Secrets carry it: the same
+        # random resources as before, so no value changes on an upgrade.
+        env_values: dict[str, pulumi.Input[str]] = {
+            **connection_urls(settings, app_password, role_passwords[names.DATABASE_OWNER_ROLE],
+                              external_database),
+            component_secrets.BROKER_URL: pulumi.Output.concat(
+                "amqp://", names.RABBITMQ_USER, ":", mq_password, "@", mq_host, ":", str(names.RABBITMQ_PORT),
+                "/", names.RABBITMQ_VHOST),
+            component_secrets.FERNET_KEY: fernet_key,
+            component_secrets.API_SECRET_KEY: api_secret_key,
+            component_secrets.JWT_SECRET: jwt_secret,
+        }
+        if settings.flower:
+            # Created when Flower is turned on, kept in state like the others.
+            env_values[component_secrets.FLOWER_BASIC_AUTH] = pulumi.Output.concat(
+                names.FLOWER_USER, ":", password("flower"))
         values: dict[str, pulumi.Input[str]] = {
-            **{f"{env}/{key}": url
-               for key, url in connection_urls(settings, app_password, role_passwords[names.DATABASE_OWNER_ROLE],
-                                               external_database).items()},
+            **component_values(settings, env_values),
             # PgBouncer's clients are the components: it logs in to the server as the app role too.
             f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": pulumi.Output.all(app_password, pg_password).apply(
                 lambda pws: userlist(pws[0], names.DATABASE_APP_ROLE, upgrade_login=(pg_user, pws[1]))),
-            f"{env}/broker-url": pulumi.Output.concat("amqp://", names.RABBITMQ_USER, ":", mq_password, "@",
-                                                      mq_host, ":", str(names.RABBITMQ_PORT), "/",
-                                                      names.RABBITMQ_VHOST),
-            f"{env}/fernet-key": fernet_key,
-            f"{env}/api-secret-key": api_secret_key,
-            f"{env}/jwt-secret": jwt_secret,
             f"{names.POSTGRES_SECRET}/{PASSWORD_KEY}": pg_password,
             **{f"{names.POSTGRES_SECRET}/{ROLE_PASSWORD_KEYS[role]}": pw for role, pw in role_passwords.items()},
             f"{names.RABBITMQ_SECRET}/{PASSWORD_KEY}": mq_password,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 
-from components.model import names, ui_auth
+from components.model import component_secrets, names, ui_auth
 from components.model.capacity import (
     SQLALCHEMY_MAX_OVERFLOW,
     SQLALCHEMY_POOL_SIZE,
@@ -39,16 +39,8 @@ from components.model.settings import Settings
 AUTH_PASSWORDS_FILE = f"{AIRFLOW_HOME}/auth/simple_auth_manager_passwords.json"
 
 # Environment variables that carry secrets, each filled from a Kubernetes
-# Secret, never from the ConfigMap.
-SECRET_ENV = (
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN",
-    "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC",
-    "AIRFLOW__CELERY__BROKER_URL",
-    "AIRFLOW__CELERY__RESULT_BACKEND",
-    "AIRFLOW__CORE__FERNET_KEY",
-    "AIRFLOW__API__SECRET_KEY",
-    "AIRFLOW__API_AUTH__JWT_SECRET",
-)
+# Secret (the component's own, component_secrets.py), never from the ConfigMap.
+SECRET_ENV = tuple(dict.fromkeys(key.env for key in component_secrets.KEYS.values()))
 
 # app/config/airflow_aks_database.py: psycopg's prepared statements off for
 # the async engine behind PgBouncer.

@@ -28,6 +28,8 @@ WORKER = "airflow-worker"
 WORKER_LOG_PORT = 8793
 FLOWER = "airflow-flower"
 FLOWER_PORT = 5555
+# The user of Flower's basic auth; its password is generated (airflow-env-flower).
+FLOWER_USER = "admin"
 MIGRATE = "airflow-migrate"
 
 POSTGRES = "airflow-postgres"
@@ -57,6 +59,8 @@ RABBITMQ_VHOST = "airflow"
 
 CONFIG_MAP = "airflow-config"
 ENV_CONFIG_MAP = "airflow-env"
+# Each Airflow component's Secret is airflow-env-<component> (env_secret):
+# components/model/component_secrets.py says what each one holds.
 ENV_SECRET = "airflow-env"
 POSTGRES_SECRET = "airflow-postgres"
 RABBITMQ_SECRET = "airflow-rabbitmq"
@@ -116,3 +120,8 @@ UI_ROUTE = "airflow-ui"
 
 def ui_gateway_namespace(namespace: str) -> str:
     return f"{namespace}{UI_GATEWAY_NAMESPACE_SUFFIX}"
+
+
+def env_secret(component: str) -> str:
+    """The Secret of an Airflow component's generated values (component_secrets.COMPONENT_SECRETS)."""
+    return f"{ENV_SECRET}-{component}"
