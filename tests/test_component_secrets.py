@@ -14,6 +14,7 @@ import base64
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -170,6 +171,15 @@ def test_the_table_names_a_reason_and_an_airflow_source_for_every_key() -> None:
             assert key in KEYS, f"{component}: unknown key {key}"
             assert f"`{key}` ({KEYS[key].env})" in row, f"{component}: {key}"
             assert ".py" in why, f"{component}/{key}: the reason cites the Airflow code that reads it"
+
+
+def test_readme_and_docs_show_the_table() -> None:
+    root = Path(__file__).resolve().parents[1]
+    readme, docs = (root / "README.md").read_text(), (root / "docs" / "security.md").read_text()
+    assert component_secrets.secret_table(reasons=False) in readme, \
+        "README, Secrets per component: python -m components.model.component_secrets"
+    assert component_secrets.secret_table() in docs, \
+        "docs/security.md: python -m components.model.component_secrets --reasons"
 
 
 def test_flower_logs_in_with_a_generated_password(variants: dict[str, ProgramRun]) -> None:

@@ -144,11 +144,21 @@ def all_keys() -> set[str]:
     return {key for keys in COMPONENT_SECRETS.values() for key in keys}
 
 
-def secret_table() -> str:
-    """COMPONENT_SECRETS as a markdown table, one row per component (Flower's only with `flower` on)."""
-    rows = ["| Component | Secret | Keys (environment variable) | Why |", "| --- | --- | --- | --- |"]
+def secret_table(reasons: bool = True) -> str:
+    """COMPONENT_SECRETS as a markdown table, one row per component (Flower's
+    only with `flower` on); without `reasons`, the keys alone (README's)."""
+    head = ["| Component | Secret | Keys (environment variable) |" + (" Why |" if reasons else ""),
+            "| --- | --- | --- |" + (" --- |" if reasons else "")]
+    rows = []
     for component, keys in COMPONENT_SECRETS.items():
         listed = "<br>".join(f"`{key}` ({KEYS[key].env})" for key in keys)
         why = "<br>".join(f"`{key}`: {reason}" for key, reason in keys.items())
-        rows.append(f"| {component} | `{names.env_secret(component)}` | {listed} | {why} |")
-    return "\n".join(rows) + "\n"
+        rows.append(f"| {component} | `{names.env_secret(component)}` | {listed} |" + (f" {why} |" if reasons else ""))
+    return "\n".join(head + rows) + "\n"
+
+
+if __name__ == "__main__":
+    # README's table (--reasons: docs/security.md's).
+    import sys
+
+    print(secret_table("--reasons" in sys.argv), end="")
