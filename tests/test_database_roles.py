@@ -18,7 +18,7 @@ from components.model.database_roles import ROLE_PASSWORD_ENVS, after_migration_
 from tests.harness import ProgramRun, component_secret_values, plain, run_program, stack_file_config
 from tests.local_airflow import LocalDeployment, Services, declared, image_command, stack_config
 
-ROLES = (names.DATABASE_OWNER_ROLE, names.DATABASE_APP_ROLE, names.DATABASE_KEDA_ROLE)
+ROLES = (names.DATABASE_OWNER_ROLE, names.DATABASE_APP_ROLE, names.DATABASE_KEDA_ROLE, names.DATABASE_RESULTS_ROLE)
 
 
 # -- the SQL -------------------------------------------------------------------
@@ -53,9 +53,14 @@ def test_the_app_role_gets_dml_now_and_on_what_later_migrations_create() -> None
     assert "GRANT" in grants and "TRUNCATE" not in sql and "CREATE ON SCHEMA" not in sql
 
 
-def test_kedas_grant_is_the_columns_of_its_query() -> None:
-    assert after_migration_sql(QUERY_TABLE, QUERY_COLUMNS) == (
-        f"GRANT SELECT (state, queue) ON public.task_instance TO {names.DATABASE_KEDA_ROLE};\n")
+def test_kedas_grant_is_the_columns_of_its_query_and_the_results_role_celerys_tables() -> None:
+    assert after_migration_sql(QUERY_TABLE, QUERY_COLUMNS).splitlines() == [
+        f"GRANT SELECT (state, queue) ON public.task_instance TO {names.DATABASE_KEDA_ROLE};",
+        # and the results role's: Celery's tables and their sequences, nothing else.
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON public.celery_taskmeta, public.celery_tasksetmeta "
+        f"TO {names.DATABASE_RESULTS_ROLE};",
+        "GRANT USAGE, SELECT, UPDATE ON SEQUENCE public.task_id_sequence, public.taskset_id_sequence "
+        f"TO {names.DATABASE_RESULTS_ROLE};"]
     query = worker_query(16)
     assert f"FROM {QUERY_TABLE} " in query and all(c in query for c in QUERY_COLUMNS)
     with pytest.raises(ValueError, match="plain SQL identifier"):
@@ -103,8 +108,10 @@ def test_each_client_logs_in_as_its_own_role(prod: ProgramRun) -> None:
     secrets = {plain(r.inputs)["metadata"]["name"]: plain(r.inputs["stringData"])
                for r in prod.of_type("kubernetes:core/v1:Secret")}
     env = component_secret_values(prod)
-    for key in ("sql-alchemy-conn", "sql-alchemy-conn-async", "result-backend"):
+    for key in ("sql-alchemy-conn", "sql-alchemy-conn-async"):
         assert f"://{names.DATABASE_APP_ROLE}:" in env[key], f"{names.ENV_SECRET}-*/{key}: the app role"
+    assert f"://{names.DATABASE_RESULTS_ROLE}:" in env["result-backend"], \
+        f"{names.ENV_SECRET}-*/result-backend: the results role"
     assert f"://{names.DATABASE_OWNER_ROLE}:" in env["sql-alchemy-conn-direct"], "the migration: the owner"
     assert secrets[names.PGBOUNCER_SECRET]["users.txt"].startswith(f'"{names.DATABASE_APP_ROLE}" ')
     assert not any(f"://{names.POSTGRES_USER}:" in v for v in env.values() if "postgres" in v.split("://")[0]), \
@@ -116,18 +123,21 @@ def test_each_client_logs_in_as_its_own_role(prod: ProgramRun) -> None:
     assert auth == [{"parameter": "password", "name": names.POSTGRES_SECRET, "key": "keda-password"}]
 
 
-def test_pgbouncer_serves_every_client_as_the_app_role(prod: ProgramRun) -> None:
+def test_pgbouncer_serves_every_client_as_its_pools_role(prod: ProgramRun) -> None:
     """The userlist keeps 0.7.0's login for pods that have not rolled yet; the
     ini's user= makes every server connection the app role's."""
     secrets = {plain(r.inputs)["metadata"]["name"]: plain(r.inputs["stringData"])
                for r in prod.of_type("kubernetes:core/v1:Secret")}
     users = secrets[names.PGBOUNCER_SECRET]["users.txt"].splitlines()
-    assert [u.split('"')[1] for u in users] == [names.DATABASE_APP_ROLE, names.POSTGRES_USER], \
-        f"{names.PGBOUNCER_SECRET}: the app role, then the upgrade's login"
+    assert [u.split('"')[1] for u in users] == [names.DATABASE_APP_ROLE, names.DATABASE_RESULTS_ROLE,
+                                                names.POSTGRES_USER], \
+        f"{names.PGBOUNCER_SECRET}: the app and results roles, then the upgrade's login"
     ini = prod.manifest("ConfigMap", names.PGBOUNCER)["data"]["pgbouncer.ini"]
-    pools = [line for line in ini.splitlines() if " = host=" in line]
-    assert len(pools) == 2 and all(f" user={names.DATABASE_APP_ROLE} " in p for p in pools), \
-        f"{names.PGBOUNCER} pgbouncer.ini: both pools log in as the app role: {pools}"
+    pools = dict(line.split(" = ", 1) for line in ini.splitlines() if " = host=" in line)
+    assert f" user={names.DATABASE_APP_ROLE} " in pools[names.PGBOUNCER_METADATA_DB], \
+        f"{names.PGBOUNCER} pgbouncer.ini: the metadata pool logs in as the app role"
+    assert f" user={names.DATABASE_RESULTS_ROLE} " in pools[names.PGBOUNCER_RESULT_BACKEND_DB], \
+        f"{names.PGBOUNCER} pgbouncer.ini: the result backend's pool logs in as the results role"
 
 
 def test_the_roles_passwords_are_generated_secrets(prod: ProgramRun) -> None:
@@ -175,6 +185,12 @@ def test_a_0_7_0_database_gets_its_roles_and_each_role_only_its_rights(services:
                                         "pg_namespace n ON n.oid = relnamespace WHERE nspname = 'public'")}
         assert owners == {names.POSTGRES_USER}, "the 0.7.0 shape: the superuser owns it all"
         create_roles(*d.roles_job())
+        # Before any migration: PgBouncer's result pool may already log in as
+        # the results role, so the roles Job grants it 0.7.0's Celery tables.
+        with as_role(d, names.DATABASE_RESULTS_ROLE) as results:
+            results.execute("INSERT INTO celery_taskmeta (id, task_id, status) "
+                            "VALUES (nextval('task_id_sequence'), 'before-migrate', 'SUCCESS')")
+            results.execute("DELETE FROM celery_taskmeta WHERE task_id = 'before-migrate'")
         d.migrate()
         owners = {r[0] for r in d.query("SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class c JOIN "
                                         "pg_namespace n ON n.oid = relnamespace WHERE nspname = 'public'")}
@@ -192,6 +208,14 @@ def test_a_0_7_0_database_gets_its_roles_and_each_role_only_its_rights(services:
             app.execute("INSERT INTO celery_taskmeta (id, task_id, status) "
                         "VALUES (nextval('task_id_sequence'), 'roles-test', 'PENDING')")
             assert app.execute("SELECT count(*) FROM celery_taskmeta").fetchone() == (1,)
+        # The workers' result backend login: Celery's tables, nothing of Airflow's.
+        with as_role(d, names.DATABASE_RESULTS_ROLE) as results:
+            results.execute("INSERT INTO celery_taskmeta (id, task_id, status) "
+                            "VALUES (nextval('task_id_sequence'), 'results-test', 'SUCCESS')")
+            assert results.execute("SELECT count(*) FROM celery_taskmeta").fetchone() == (2,)
+            for table in ("connection", "variable", "task_instance", "dag_run"):
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    results.execute(f"SELECT * FROM {table}")
         with as_role(d, names.DATABASE_KEDA_ROLE) as keda:
             assert keda.execute(worker_query(16)).fetchone() == (0,), "KEDA's query runs as its role"
             for table in ("connection", "variable", "celery_taskmeta"):
@@ -206,8 +230,8 @@ def test_a_0_7_0_database_gets_its_roles_and_each_role_only_its_rights(services:
         with psycopg.connect(host="127.0.0.1", port=d.pgbouncer.port, user=names.POSTGRES_USER,
                              password=superuser, dbname=names.PGBOUNCER_RESULT_BACKEND_DB, autocommit=True,
                              prepare_threshold=None) as old_pod:
-            assert old_pod.execute("SELECT current_user").fetchone() == (names.DATABASE_APP_ROLE,), \
-                "pgbouncer: the 0.7.0 login is served as the app role"
+            assert old_pod.execute("SELECT current_user").fetchone() == (names.DATABASE_RESULTS_ROLE,), \
+                "pgbouncer: the 0.7.0 login is served as the result backend pool's role"
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 old_pod.execute("COPY (SELECT 1) TO PROGRAM 'true'")
         # A second run of the Job (a new template) changes nothing and fails on nothing.

@@ -140,11 +140,14 @@ def test_pgbouncer_verifies_the_server_over_tls(azure: ProgramRun, server: Exter
         config_map["pgbouncer.ini"], config_map[ROOT_CAS_KEY])
     app_password = secret_data(azure, names.POSTGRES_SECRET)[ROLE_PASSWORD_KEYS[names.DATABASE_APP_ROLE]]
     admin_password = secret_data(azure, names.POSTGRES_SECRET)[PASSWORD_KEY]
+    results_password = secret_data(azure, names.POSTGRES_SECRET)[ROLE_PASSWORD_KEYS[names.DATABASE_RESULTS_ROLE]]
     # The admin's entry only lets 0.7.0's pods in until they roll; the ini's
     # user= serves them as the app role (tests/test_database_roles.py).
-    assert secret_data(azure, names.PGBOUNCER_SECRET)["users.txt"] == \
-        f'"{names.DATABASE_APP_ROLE}" "{app_password}"\n"{names.POSTGRES_USER}" "{admin_password}"\n', \
-        "PgBouncer logs in as the app role, not the admin"
+    expected = (f'"{names.DATABASE_APP_ROLE}" "{app_password}"\n'
+                f'"{names.DATABASE_RESULTS_ROLE}" "{results_password}"\n'
+                f'"{names.POSTGRES_USER}" "{admin_password}"\n')
+    assert secret_data(azure, names.PGBOUNCER_SECRET)["users.txt"] == expected, \
+        "PgBouncer logs in as the app and results roles, not the admin"
 
 
 def database_urls(run: ProgramRun) -> dict[str, str]:
@@ -168,8 +171,9 @@ def test_every_database_url_reaches_the_server_only_over_tls(azure: ProgramRun, 
     to_server = set()
     for key, url in urls.items():
         parts = parse(url)
-        # The migration as the owner, every component as the app role; never the admin.
-        role = names.DATABASE_OWNER_ROLE if key == DIRECT_CONN_KEY else names.DATABASE_APP_ROLE
+        # The migration as the owner, the result backend as the results role, the rest as the app role.
+        role = {DIRECT_CONN_KEY: names.DATABASE_OWNER_ROLE,
+                "result-backend": names.DATABASE_RESULTS_ROLE}.get(key, names.DATABASE_APP_ROLE)
         assert (parts.username, parts.password) == (role, passwords[ROLE_PASSWORD_KEYS[role]]), key
         assert server.password not in url, key
         if parts.hostname == pgbouncer:

@@ -39,15 +39,18 @@ def pgbouncer_ini(settings: Settings, bouncer: PgBouncerPlan, *, postgres_host: 
     arguments let the test tooling run the same file on loopback.
     """
     host = postgres_host or names.service_host(names.POSTGRES, settings.namespace)
-    # user=: every server connection logs in as the app role, whichever
-    # userlist entry the client authenticated as (PgBouncer doc/config.md,
+    # user=: every server connection logs in as its pool's role (the app
+    # role; the results role), whichever userlist entry the client
+    # authenticated as (PgBouncer doc/config.md,
     # [databases] user: one pool per database then), so the 0.7.0 login kept
     # for the upgrade (userlist) never reaches the server.
-    target = f"host={host} port={postgres_port} dbname={dbname} user={user}"
+    target = f"host={host} port={postgres_port} dbname={dbname}"
     lines = [
         "[databases]",
-        f"{names.PGBOUNCER_METADATA_DB} = {target} pool_size={bouncer.metadata_pool}",
-        f"{names.PGBOUNCER_RESULT_BACKEND_DB} = {target} pool_size={bouncer.result_backend_pool}",
+        f"{names.PGBOUNCER_METADATA_DB} = {target} user={user} pool_size={bouncer.metadata_pool}",
+        # The result backend's pool as the results role, Celery's tables alone.
+        f"{names.PGBOUNCER_RESULT_BACKEND_DB} = {target} user={names.DATABASE_RESULTS_ROLE} "
+        f"pool_size={bouncer.result_backend_pool}",
         "",
         "[pgbouncer]",
         f"listen_addr = {listen_addr}",
@@ -90,9 +93,10 @@ def _server_tls_lines() -> list[str]:
 
 
 def userlist(password: str, user: str = names.DATABASE_APP_ROLE,
-             upgrade_login: tuple[str, str] | None = None) -> str:
+             upgrade_login: tuple[str, str] | None = None, results_password: str | None = None) -> str:
     """auth_file: the app role, with its password in clear (PgBouncer logs in
-    to PostgreSQL with SCRAM as that user, pgbouncer_ini's user=).
+    to PostgreSQL with SCRAM as that user, pgbouncer_ini's user=) and the
+    results role (the result backend's pool).
 
     upgrade_login: the superuser's (or admin's) name and password, which pods
     of 0.7.0 still carry in their URLs until they roll, a worker only after
@@ -100,6 +104,8 @@ def userlist(password: str, user: str = names.DATABASE_APP_ROLE,
     serves them as the app role, so their result-backend writes keep working
     through the upgrade without that login's rights."""
     lines = [f'"{user}" "{password}"']
+    if results_password is not None:
+        lines.append(f'"{names.DATABASE_RESULTS_ROLE}" "{results_password}"')
     if upgrade_login is not None:
         lines.append(f'"{upgrade_login[0]}" "{upgrade_login[1]}"')
     return "\n".join(lines) + "\n"

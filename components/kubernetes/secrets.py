@@ -33,6 +33,7 @@ ROLE_PASSWORD_KEYS = {
     names.DATABASE_OWNER_ROLE: "owner-password",
     names.DATABASE_APP_ROLE: "app-password",
     names.DATABASE_KEDA_ROLE: "keda-password",
+    names.DATABASE_RESULTS_ROLE: "results-password",
 }
 AUTH_PASSWORDS_KEY = "simple_auth_manager_passwords.json"
 
@@ -85,11 +86,12 @@ def component_values(settings: Settings, env_values: Mapping[str, pulumi.Input[s
 
 
 def connection_urls(settings: Settings, app_password: pulumi.Input[str], owner_password: pulumi.Input[str],
-                    external_database: ExternalDatabase | None = None) -> dict[str, pulumi.Output[str]]:
+                    external_database: ExternalDatabase | None = None,
+                    results_password: pulumi.Input[str] = "") -> dict[str, pulumi.Output[str]]:
     """The metadata database (sync and async) and result backend URLs: through
     PgBouncer when it is on, each onto its own pool, as the app role; and the
     direct one for the migration Job, as the owner role (the only login that
-    may change the schema).
+    may change the schema); the result backend as the results role.
 
     With an external database every URL that reaches the server directly
     carries sslmode (libpq's keyword, which psycopg2, psycopg 3 and SQLAlchemy
@@ -118,7 +120,8 @@ def connection_urls(settings: Settings, app_password: pulumi.Input[str], owner_p
         "sql-alchemy-conn-async": url("postgresql+psycopg_async", *metadata),
         DIRECT_CONN_KEY: url("postgresql+psycopg2", *direct, user=names.DATABASE_OWNER_ROLE,
                              password=owner_password),
-        "result-backend": url("db+postgresql", *results),
+        "result-backend": url("db+postgresql", *results, user=names.DATABASE_RESULTS_ROLE,
+                              password=results_password),
     }
 
 
@@ -167,7 +170,7 @@ class AirflowSecrets(pulumi.ComponentResource):
         # random resources as before, so no value changes on an upgrade.
         env_values: dict[str, pulumi.Input[str]] = {
             **connection_urls(settings, app_password, role_passwords[names.DATABASE_OWNER_ROLE],
-                              external_database),
+                              external_database, role_passwords[names.DATABASE_RESULTS_ROLE]),
             component_secrets.BROKER_URL: pulumi.Output.concat(
                 "amqp://", names.RABBITMQ_USER, ":", mq_password, "@", mq_host, ":", str(names.RABBITMQ_PORT),
                 "/", names.RABBITMQ_VHOST),
@@ -182,8 +185,10 @@ class AirflowSecrets(pulumi.ComponentResource):
         values: dict[str, pulumi.Input[str]] = {
             **component_values(settings, env_values),
             # PgBouncer's clients are the components: it logs in to the server as the app role too.
-            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": pulumi.Output.all(app_password, pg_password).apply(
-                lambda pws: userlist(pws[0], names.DATABASE_APP_ROLE, upgrade_login=(pg_user, pws[1]))),
+            f"{names.PGBOUNCER_SECRET}/{USERLIST_KEY}": pulumi.Output.all(
+                app_password, role_passwords[names.DATABASE_RESULTS_ROLE], pg_password).apply(
+                lambda pws: userlist(pws[0], names.DATABASE_APP_ROLE, upgrade_login=(pg_user, pws[2]),
+                                     results_password=pws[1])),
             f"{names.POSTGRES_SECRET}/{PASSWORD_KEY}": pg_password,
             **{f"{names.POSTGRES_SECRET}/{ROLE_PASSWORD_KEYS[role]}": pw for role, pw in role_passwords.items()},
             f"{names.RABBITMQ_SECRET}/{PASSWORD_KEY}": mq_password,

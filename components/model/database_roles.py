@@ -10,7 +10,11 @@ which the roles Job connects as and which nothing else of Airflow uses:
   (default privileges of the owner), no DDL, no superuser;
 - KEDA's role (names.DATABASE_KEDA_ROLE): SELECT on the columns its query
   reads, granted after each migration (after_migration_sql), once the table
-  exists.
+  exists;
+- the results role (names.DATABASE_RESULTS_ROLE), the Celery result
+  backend's login, which the workers carry: DML on Celery's two tables
+  alone, granted after each migration too, so task code that reads the
+  worker's URL reaches nothing of Airflow's.
 
 The text is for psql (the PostgreSQL image's client): it reads the passwords
 from the environment with \\getenv (psql 15 and later) rather than carrying
@@ -30,11 +34,17 @@ from components.model import names
 OWNER_PASSWORD_ENV = "DATABASE_OWNER_PASSWORD"
 APP_PASSWORD_ENV = "DATABASE_APP_PASSWORD"
 KEDA_PASSWORD_ENV = "DATABASE_KEDA_PASSWORD"
+RESULTS_PASSWORD_ENV = "DATABASE_RESULTS_PASSWORD"
 ROLE_PASSWORD_ENVS = {
     names.DATABASE_OWNER_ROLE: OWNER_PASSWORD_ENV,
     names.DATABASE_APP_ROLE: APP_PASSWORD_ENV,
     names.DATABASE_KEDA_ROLE: KEDA_PASSWORD_ENV,
+    names.DATABASE_RESULTS_ROLE: RESULTS_PASSWORD_ENV,
 }
+# Celery's database result backend (celery/backends/database/models.py:
+# Task and TaskSet, each with its id sequence): all the results role may touch.
+RESULT_TABLES = ("celery_taskmeta", "celery_tasksetmeta")
+RESULT_SEQUENCES = ("task_id_sequence", "taskset_id_sequence")
 SCHEMA = "public"
 APP_TABLE_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 APP_SEQUENCE_PRIVILEGES = "USAGE, SELECT, UPDATE"
@@ -95,15 +105,32 @@ def _app_grants(owner: str, app: str, keda: str, database: str) -> list[str]:
     cover what the owner's later migrations create."""
     return [
         f"SET ROLE {owner};",
-        f"GRANT CONNECT ON DATABASE {database} TO {app}, {keda};",
-        f"GRANT USAGE ON SCHEMA {SCHEMA} TO {app}, {keda};",
+        f"GRANT CONNECT ON DATABASE {database} TO {app}, {keda}, {names.DATABASE_RESULTS_ROLE};",
+        f"GRANT USAGE ON SCHEMA {SCHEMA} TO {app}, {keda}, {names.DATABASE_RESULTS_ROLE};",
         f"GRANT {APP_TABLE_PRIVILEGES} ON ALL TABLES IN SCHEMA {SCHEMA} TO {app};",
         f"GRANT {APP_SEQUENCE_PRIVILEGES} ON ALL SEQUENCES IN SCHEMA {SCHEMA} TO {app};",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {SCHEMA} GRANT {APP_TABLE_PRIVILEGES} "
         f"ON TABLES TO {app};",
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA {SCHEMA} GRANT {APP_SEQUENCE_PRIVILEGES} "
         f"ON SEQUENCES TO {app};",
+        *_grants_on_existing(),
         "RESET ROLE;",
+    ]
+
+
+def _grants_on_existing() -> list[str]:
+    """The results role's grants on Celery's tables where they already exist (a
+    database 0.7.0 left): given here too, before PgBouncer's result pool
+    logs in as that role, not only after the next migration."""
+    results = names.DATABASE_RESULTS_ROLE
+    tables = ", ".join(f"'{_ident(t)}'" for t in RESULT_TABLES)
+    sequences = ", ".join(f"'{_ident(q)}'" for q in RESULT_SEQUENCES)
+    return [
+        f"SELECT format('GRANT {APP_TABLE_PRIVILEGES} ON %I.%I TO {results}', schemaname, tablename) "
+        f"FROM pg_tables WHERE schemaname = '{SCHEMA}' AND tablename IN ({tables}) \\gexec",
+        f"SELECT format('GRANT {APP_SEQUENCE_PRIVILEGES} ON SEQUENCE %I.%I TO {results}', schemaname, "
+        f"sequencename) FROM pg_sequences WHERE schemaname = '{SCHEMA}' AND sequencename IN ({sequences}) "
+        "\\gexec",
     ]
 
 
@@ -127,4 +154,9 @@ def after_migration_sql(table: str, columns: Sequence[str]) -> str:
     if not columns:
         raise ValueError("KEDA's grant needs at least one column")
     cols = ", ".join(_ident(c) for c in columns)
-    return f"GRANT SELECT ({cols}) ON {SCHEMA}.{_ident(table)} TO {names.DATABASE_KEDA_ROLE};\n"
+    results = names.DATABASE_RESULTS_ROLE
+    tables = ", ".join(f"{SCHEMA}.{_ident(t)}" for t in RESULT_TABLES)
+    sequences = ", ".join(f"{SCHEMA}.{_ident(q)}" for q in RESULT_SEQUENCES)
+    return (f"GRANT SELECT ({cols}) ON {SCHEMA}.{_ident(table)} TO {names.DATABASE_KEDA_ROLE};\n"
+            f"GRANT {APP_TABLE_PRIVILEGES} ON {tables} TO {results};\n"
+            f"GRANT {APP_SEQUENCE_PRIVILEGES} ON SEQUENCE {sequences} TO {results};\n")

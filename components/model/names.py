@@ -44,6 +44,8 @@ POSTGRES_USER = "airflow"
 DATABASE_OWNER_ROLE = "airflow_owner"
 DATABASE_APP_ROLE = "airflow_app"
 DATABASE_KEDA_ROLE = "airflow_keda"
+# The Celery result backend's login (workers, scheduler): its two tables only.
+DATABASE_RESULTS_ROLE = "airflow_results"
 DATABASE_ROLES = "airflow-database-roles"
 
 # PgBouncer: one database alias per pool, both onto POSTGRES_DB.
