@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from components.model.parsing import cli_list
 
 KEY = "taskEgress"
 PROTOCOLS = ("TCP", "UDP")
@@ -157,11 +158,7 @@ def parse_task_egress(raw: Any, *, reserved: Sequence[Reserved] = ()) -> tuple[t
     problems: Problems = []
     if raw is None:
         return (), problems
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw) if raw.strip() else []
-        except json.JSONDecodeError:
-            pass
+    raw = cli_list(raw)
     if not isinstance(raw, list):
         return None, [(KEY, f"must be a list of destinations; {ALLOWED}; got {raw!r}")]
     rules = []

@@ -55,6 +55,17 @@ def str_value(raw: Any, key: str, problems: Problems, check: Callable[[str], str
     return raw.strip()
 
 
+def cli_list(raw: Any) -> Any:
+    """A list key as the stack file gives it (YAML) or as the Pulumi CLI passes
+    it (JSON text, empty for []); anything else unchanged, for the caller to refuse."""
+    if isinstance(raw, str):
+        try:
+            return json.loads(raw) if raw.strip() else []
+        except json.JSONDecodeError:
+            return raw
+    return raw
+
+
 def object_value(raw: Any, key: str, problems: Problems) -> dict[str, Any] | None:
     if isinstance(raw, str):
         try:

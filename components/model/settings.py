@@ -34,7 +34,7 @@ from components.model.drain import (
     max_longest_task_seconds,
 )
 from components.model.egress import EgressRule, Reserved, parse_task_egress
-from components.model.parsing import Problems, bool_value, int_value, object_value, str_value, unknown_key
+from components.model.parsing import Problems, bool_value, cli_list, int_value, object_value, str_value, unknown_key
 from components.model.python_packages import APP_DIR, constraints_file, constraints_versions
 from components.model.schedules import ALLOWED as ALLOWED_SCHEDULES
 from components.model.schedules import parse_cron
@@ -462,11 +462,7 @@ AUTHORIZED_RANGES_ALLOWED = (f"a list of at most {MAX_AUTHORIZED_IP_RANGES} CIDR
 def _authorized_ranges(raw: Any, problems: Problems) -> tuple[str, ...] | None:
     """apiServerAuthorizedIpRanges: YAML list or the CLI's JSON text, each a network address."""
     key = "apiServerAuthorizedIpRanges"
-    if isinstance(raw, str):
-        try:
-            raw = json.loads(raw) if raw.strip() else []
-        except json.JSONDecodeError:
-            pass
+    raw = cli_list(raw)
     if not isinstance(raw, list):
         problems.append((key, f"must be {AUTHORIZED_RANGES_ALLOWED}; got {raw!r}"))
         return None
