@@ -218,7 +218,7 @@ def test_only_the_fetchers_read_the_secret_and_mount_the_bundle_volume(prod: Pro
 def test_the_dag_container_and_a_reader_role_scoped_to_it(prod: ProgramRun) -> None:
     [container] = [r for r in prod.of_type(CONTAINER) if r.inputs["containerName"] == "airflow-dags"]
     assert container.inputs["publicAccess"] == "None"
-    readers = [r for r in prod.of_type(ROLE) if r.inputs["roleDefinitionId"].endswith(BLOB_DATA_READER_ROLE)]
+    readers = bundle_readers(prod)
     assert len(readers) == 1
     [reader] = readers
     account = container.inputs["accountName"]
@@ -230,12 +230,19 @@ def test_the_dag_container_and_a_reader_role_scoped_to_it(prod: ProgramRun) -> N
                                                                            ).waits_for()
 
 
+def bundle_readers(run: ProgramRun) -> list[Any]:
+    """Blob Data Reader role assignments but the api-server's on the task logs
+    (tests/test_task_log_storage.py)."""
+    return [r for r in run.of_type(ROLE) if r.inputs["roleDefinitionId"].endswith(BLOB_DATA_READER_ROLE)
+            and not r.inputs["scope"].endswith("/containers/airflow-logs")]
+
+
 def test_without_blob_bundles_the_dag_processor_has_no_azure_identity() -> None:
     # keyVault (on in prod) would give it the identity for the vault.
     run = prod_run(dagBundles=[{"name": "dags-folder", "kind": "image"}, GIT], keyVault=False)
     template = pods(run)["dag-processor"]
     assert "azure.workload.identity/use" not in template["metadata"]["labels"]
-    assert not [r for r in run.of_type(ROLE) if r.inputs["roleDefinitionId"].endswith(BLOB_DATA_READER_ROLE)]
+    assert not bundle_readers(run)
 
 
 def test_the_fetchers_reach_the_git_host_and_the_storage_account(prod: ProgramRun) -> None:

@@ -447,7 +447,9 @@ def test_prod_workers_scale_with_keda_from_zero_to_the_plan(runs: dict[str, Prog
     assert "/ 36)" in trigger["metadata"]["query"], "divided by workerConcurrency"
     assert trigger["metadata"]["host"].startswith(names.POSTGRES + "."), "straight to PostgreSQL, not PgBouncer"
     auth = run.manifest("TriggerAuthentication", "airflow-keda")["spec"]
-    assert auth["secretTargetRef"] == [{"parameter": "password", "name": names.POSTGRES_SECRET, "key": "password"}]
+    # KEDA's own read-only role's password (tests/test_database_roles.py).
+    assert auth["secretTargetRef"] == [{"parameter": "password", "name": names.POSTGRES_SECRET,
+                                        "key": "keda-password"}]
 
 
 def test_a_later_up_leaves_the_worker_replicas_to_keda(runs: dict[str, ProgramRun]) -> None:
