@@ -21,10 +21,11 @@ import psycopg
 import pytest
 
 from components.azure.task_log_storage import BLOB_DATA_CONTRIBUTOR_ROLE
-from components.kubernetes import backups
+from components.kubernetes import backups, database_roles
 from components.kubernetes.backup_upload import CUSTOM_FORMAT_MAGIC, blob_name, check_dump
 from components.kubernetes.secrets import PASSWORD_KEY
 from components.model import names
+from components.model.database_roles import roles_sql
 from components.model.settings import DEFAULT_BACKUP_SCHEDULE, DEFAULTS, ConfigError, parse_settings
 from tests.harness import (
     BACKUP_CLIENT_ID,
@@ -457,6 +458,11 @@ def test_a_dump_restored_into_a_new_postgres_has_the_same_runs_and_tasks(service
             with fresh.admin() as conn:
                 conn.execute(f"CREATE ROLE {names.POSTGRES_USER} SUPERUSER LOGIN")
                 conn.execute(f"CREATE DATABASE {names.POSTGRES_DB} OWNER {names.POSTGRES_USER}")
+            # And the roles, which the deployment's roles Job makes on a new
+            # server before the migration: the dump names them as owners and grantees.
+            command, env = d.roles_job()
+            d.create_roles(command, {**env, "PGPORT": str(fresh.port), "PGDATABASE": names.POSTGRES_DB,
+                                     database_roles.SQL_ENV: roles_sql(names.POSTGRES_DB)})
             # README step 3, twice: the second drops what the first restored.
             for _ in range(2):
                 run_step(restore_argv, {"PATH": f"{fresh.bin}:/usr/bin:/bin", "PGHOST": "127.0.0.1",
