@@ -30,7 +30,7 @@ from components.config import build_stack_config, project_values
 from components.kubernetes.airflow import CELERY_APP
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.pgbouncer import ROOT_CAS_KEY
-from components.kubernetes.secrets import AUTH_PASSWORDS_KEY
+from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, ROLE_PASSWORD_KEYS
 from components.model import names
 from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
 from tests.conftest import WIDEST
@@ -129,19 +129,24 @@ def test_a_fanout_wider_than_128_runs_all_at_once_through_pgbouncer_to_a_tls_onl
             "the migration job sized default_pool to parallelism"
         peak: dict[str, Any] = {"server": 0, "plain": 0, "clients": 0, "client_pools": set(), "tls": set()}
 
+        # PgBouncer's server logins are its pools' roles; its admin console
+        # takes the app role (stats_users).
+        app_password = d._secret(names.POSTGRES_SECRET)[ROLE_PASSWORD_KEYS[names.DATABASE_APP_ROLE]]
+        pool_roles = [names.DATABASE_APP_ROLE, names.DATABASE_RESULTS_ROLE]
+
         def on_sample(states: dict[str, int], now: float) -> None:
             [(server_conns, plain, versions)] = d.query(
                 "SELECT count(*), count(*) FILTER (WHERE NOT s.ssl), array_agg(DISTINCT s.version) "
                 "FROM pg_stat_activity a JOIN pg_stat_ssl s ON s.pid = a.pid "
-                "WHERE a.datname = %s AND a.usename = %s", [d.database, server.admin_user])
+                "WHERE a.datname = %s AND a.usename = ANY(%s)", [d.database, pool_roles])
             peak["server"] = max(peak["server"], server_conns)
             peak["plain"] = max(peak["plain"], plain)
             peak["tls"] |= {v for v in versions or [] if v}
-            clients = d.pgbouncer.show("CLIENTS", server.password)
+            clients = d.pgbouncer.show("CLIENTS", app_password)
             airflow_clients = [c for c in clients if c["database"] != "pgbouncer"]
             peak["clients"] = max(peak["clients"], len(airflow_clients))
             peak["client_pools"] |= {c["database"] for c in airflow_clients}
-            pools = {p["database"]: p for p in d.pgbouncer.show("POOLS", server.password)}
+            pools = {p["database"]: p for p in d.pgbouncer.show("POOLS", app_password)}
             assert set(pools) >= {"airflow-metadata", "airflow-result-backend"}
 
         run_id = d.trigger()
