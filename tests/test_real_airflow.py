@@ -515,7 +515,8 @@ def test_the_async_engine_serves_concurrent_waits_through_pgbouncer(small: Local
     assert finished == {"success": 256}, f"{finished}\n{d.logs('api-server')}"
     assert "prepared statement" not in d.logs("api-server", tail=1_000_000)
 
-    password = d.secret_data["sql-alchemy-conn"].split(":")[2].split("@")[0]
+    # PgBouncer's admin console takes the app role (stats_users).
+    password = d._secret(names.POSTGRES_SECRET)[ROLE_PASSWORD_KEYS[names.DATABASE_APP_ROLE]]
     config = {row["key"]: row["value"] for row in d.pgbouncer.show("CONFIG", password)}
     if int(config.get("max_prepared_statements", "0")) > 0:
         return  # this PgBouncer keeps prepared statements: the controls would pass too
