@@ -361,6 +361,11 @@ def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                     # stops taking tasks and waits for the running ones (warm
                     # shutdown) instead of the whole process group being killed.
                     env=[{"name": "DUMB_INIT_SETSID", "value": "0"},
+                         # No metadata database URL (component_secrets.py): unset,
+                         # Airflow's default is a SQLite file in AIRFLOW_HOME, which
+                         # the worker opens at start-up, on a read-only root. An
+                         # in-memory SQLite writes nothing (tests/test_written_paths.py).
+                         {"name": component_secrets.DB_CONN_ENV, "value": "sqlite://"},
                          *({"name": k, "value": v} for k, v in worker_cfg_env(settings, plan).items())],
                     ports=[{"name": "worker-logs", "container_port": names.WORKER_LOG_PORT}],
                     liveness_probe=worker_ping,
