@@ -157,8 +157,14 @@ class TaskLogStorage(pulumi.ComponentResource):
         identity, role, federation = _container_writer(
             name, container, service_account_subject(settings.namespace), resource_group_name, location,
             oidc_issuer_url, client, child)
-        reader, reader_role, reader_federation = _container_reader(
-            f"{name}-reader", container, service_account_subject(settings.namespace, names.API_SERVER_SERVICE_ACCOUNT),
+        # The api-server shows task logs and never writes one (the Azure
+        # provider's WasbRemoteLogIO.read lists an attempt's blobs and downloads
+        # them: airflow/providers/microsoft/azure/log/wasb_task_handler.py,
+        # provider 15.2.1): its own identity, which may only read the container,
+        # so that the writers' never trusts the api-server's account.
+        reader, reader_role, reader_federation = federated_identity(
+            f"{name}-reader", "blob-reader", BLOB_DATA_READER_ROLE, container.id,
+            service_account_subject(settings.namespace, names.API_SERVER_SERVICE_ACCOUNT),
             resource_group_name, location, oidc_issuer_url, client, child)
         self.grants = [role, federation, reader_role, reader_federation]
         self.dag_container_ids = self._dag_containers(name, settings, resource_group_name, account, identity,
@@ -265,23 +271,6 @@ def _container_writer(stem: str, container: storage.BlobContainer, subject: str,
     container have no input that a config change updates in place.
     """
     return federated_identity(stem, "blob-contributor", BLOB_DATA_CONTRIBUTOR_ROLE, container.id, subject,
-                              resource_group_name, location, oidc_issuer_url, client, child)
-
-
-def _container_reader(stem: str, container: storage.BlobContainer, subject: str,
-                      resource_group_name: pulumi.Input[str], location: pulumi.Input[str],
-                      oidc_issuer_url: pulumi.Input[str], client: pulumi.Output,
-                      child: pulumi.ResourceOptions) -> tuple[managedidentity.UserAssignedIdentity,
-                                                              authorization.RoleAssignment,
-                                                              managedidentity.FederatedIdentityCredential]:
-    """An identity that may read and list one container's blobs, nothing
-    else, federated with one ServiceAccount: the api-server's, which shows
-    task logs and never writes one (the Azure provider's WasbRemoteLogIO.read
-    lists the attempt's blobs and downloads them: airflow/providers/microsoft/
-    azure/log/wasb_task_handler.py, provider 15.2.1). Its own
-    identity, so that the writers' never trusts the api-server's account.
-    Names `<stem>-identity`, `<stem>-blob-reader`, `<stem>-federation`."""
-    return federated_identity(stem, "blob-reader", BLOB_DATA_READER_ROLE, container.id, subject,
                               resource_group_name, location, oidc_issuer_url, client, child)
 
 
