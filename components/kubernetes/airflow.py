@@ -96,7 +96,7 @@ def _jobs_check(job_type: str) -> dict[str, Any]:
 def airflow_objects(settings: Settings, plan: CapacityPlan, airflow_cfg: str,
                     image: pulumi.Input[str], task_log_store: TaskLogStore | None = None,
                     external_database: ExternalDatabase | None = None) -> list[KubeObject]:
-    """Every Airflow object, all reading the same airflow.cfg and the same Secret.
+    """Every Airflow object, all reading the same airflow.cfg, each component its own Secret.
 
     Stages order them: "migration" waits for the databases, "component" and
     "worker" wait for the migration.
