@@ -26,6 +26,7 @@ STATES = ROOT / "tests" / "upgrade" / "states"
 # The releases, and the last commit before the data StatefulSets moved
 # from volumeClaimTemplates to claims of their own (8a2887f).
 RELEASES = {
+    "v0.8.0": "9594b2b52d84153c32130365f01350e0f7f0e253",
     "v0.7.0": "098ba944582a67732b5cf14b41827363a9b5d5bb",
     "v0.6.0": "7b0e6e5846c843a1d8adcc7fcab3fc552b3a21b1",
     "v0.5.0": "7ee9d99c06411ceffc13c041b51b419763210fe9",
