@@ -1,4 +1,4 @@
-"""Read a table of README.md, for the tests that keep README's tables true."""
+"""Read README.md and the pages under docs/, for the tests that keep their figures true."""
 
 from __future__ import annotations
 
@@ -7,9 +7,26 @@ from tests.harness import ROOT
 README = (ROOT / "README.md").read_text()
 
 
-def table_after(heading: str) -> dict[str, list[str]]:
-    """The first table after `heading`: first cell -> the other cells (header row left out)."""
-    lines = README.split(heading, 1)[1].splitlines()[1:]
+def doc(page: str) -> str:
+    """The text of README.md or of a page under docs/ (``"docs/operations.md"``)."""
+    return (ROOT / page).read_text()
+
+
+def section(page: str, heading: str) -> str:
+    """From `heading` (a whole line of `page`) to the next heading of the same or a higher level."""
+    text = doc(page)
+    level = heading.split(" ", 1)[0]
+    assert f"\n{heading}\n" in f"\n{text}", f"{page} has no heading {heading!r}"
+    after = f"\n{text}".split(f"\n{heading}\n", 1)[1]
+    ends = [after.index(f"\n{'#' * n} ") for n in range(1, len(level) + 1) if f"\n{'#' * n} " in after]
+    return after[:min(ends)] if ends else after
+
+
+def table_after(heading: str, page: str = "README.md") -> dict[str, list[str]]:
+    """The first table after `heading` in `page`: first cell -> the other cells (header row left out)."""
+    text = README if page == "README.md" else doc(page)
+    assert heading in text, f"{page} has no {heading!r}"
+    lines = text.split(heading, 1)[1].splitlines()[1:]
     rows: dict[str, list[str]] = {}
     header_seen = False
     for line in lines:
@@ -24,10 +41,9 @@ def table_after(heading: str) -> dict[str, list[str]]:
     return rows
 
 
-def readme_ui_example() -> dict:
-    """The `ui` block README's "Reach the UI" shows (after its ui-example marker)."""
+def readme_ui_example(page: str = "README.md") -> dict:
+    """The `ui` block a page shows for "Reach the UI" (after its ui-example marker)."""
     import yaml
 
-    text = (ROOT / "README.md").read_text()
-    block = text.split("<!-- ui-example -->", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
+    block = doc(page).split("<!-- ui-example -->", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     return yaml.safe_load(block)["airflow-aks:ui"]
