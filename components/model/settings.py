@@ -62,6 +62,8 @@ ACR_SKUS = ("Basic", "Standard", "Premium")
 # Standard has the financially backed one, Premium adds long-term support.
 CLUSTER_TIERS = ("Free", "Standard", "Premium")
 TARGETS = ("aks", "local")
+# How the worker replicas are set: by KEDA from the queued and running tasks, or always `workers`.
+WORKER_SCALINGS = ("keda", "fixed")
 # Where Airflow's metadata database runs: a PostgreSQL StatefulSet in the
 # cluster, or an Azure Database for PostgreSQL flexible server.
 DATABASES = ("in-cluster", "azure")
@@ -392,6 +394,14 @@ def _pool_int(raw: Any, pool: str, field: str, problems: Problems) -> int | None
     return int_value(raw, f"{pool}.{field}", *POOL_INT_RANGES[field], problems)
 
 
+def deployable_airflow_versions() -> tuple[str, ...]:
+    """The airflowVersion values parse_settings accepts: releases with a constraints file and an
+    airflow.cfg catalogue."""
+    releases = catalogues.airflow_releases()
+    return tuple(v for v in constraints_versions()
+                 if v in releases and catalogues.airflow_config(v) is not None)
+
+
 def _check_airflow_version(v: str) -> str | None:
     m = _AIRFLOW_VERSION_RE.match(v)
     if not m:
@@ -440,7 +450,7 @@ def _check_namespace(v: str) -> str | None:
 
 
 def _check_scaling(v: str) -> str | None:
-    if v not in ("keda", "fixed"):
+    if v not in WORKER_SCALINGS:
         return f"must be 'keda' (workers follow the queued and running tasks) or 'fixed', got {v!r}"
     return None
 
