@@ -17,8 +17,13 @@ from typing import Any
 Problems = list[tuple[str, str]]
 
 
+def whole_number(lo: int, hi: int) -> str:
+    """What int_value accepts, as its messages and docs/configuration.md say it."""
+    return f"a whole number from {lo} to {hi}"
+
+
 def int_value(raw: Any, key: str, lo: int, hi: int, problems: Problems) -> int | None:
-    allowed = f"a whole number from {lo} to {hi}"
+    allowed = whole_number(lo, hi)
     if isinstance(raw, bool):
         problems.append((key, f"must be {allowed}, got {raw!r}"))
         return None

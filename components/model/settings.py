@@ -62,6 +62,8 @@ ACR_SKUS = ("Basic", "Standard", "Premium")
 # Standard has the financially backed one, Premium adds long-term support.
 CLUSTER_TIERS = ("Free", "Standard", "Premium")
 TARGETS = ("aks", "local")
+# How the worker replicas are set: by KEDA from the queued and running tasks, or always `workers`.
+WORKER_SCALINGS = ("keda", "fixed")
 # Where Airflow's metadata database runs: a PostgreSQL StatefulSet in the
 # cluster, or an Azure Database for PostgreSQL flexible server.
 DATABASES = ("in-cluster", "azure")
@@ -258,7 +260,7 @@ class Settings:
 
 
 # Every key the program reads, with its default (None: derived from other keys).
-# README's config reference documents each; a test keeps the two in step.
+# components/model/key_docs.py documents each, for docs/configuration.md.
 DEFAULTS: dict[str, Any] = {
     "target": "aks",
     "kubeContext": None,
@@ -339,6 +341,66 @@ DEFAULT_BACKUP_SCHEDULE = "15 1 * * *"
 KEY_NAMES = tuple(DEFAULTS)
 
 POOL_KEYS = ("vmSize", "count", "minCount", "maxCount", "maxPods", "pricePerHour", "vcpus", "memoryGiB")
+# The cluster autoscaler's bounds: the worker pool's only (the system pool has a fixed count).
+AUTOSCALE_POOL_KEYS = ("minCount", "maxCount")
+SYSTEM_POOL_KEYS = tuple(k for k in POOL_KEYS if k not in AUTOSCALE_POOL_KEYS)
+
+# The whole numbers each key accepts, bounds included. parse_settings checks
+# them and docs/configuration.md prints them (components/model/key_docs.py).
+INT_RANGES: dict[str, tuple[int, int]] = {
+    # Task counts stop at the widest run measured (_int_widest says why).
+    "parallelism": (1, MAX_PARALLELISM),
+    "maxActiveTasksPerDag": (1, MAX_PARALLELISM),
+    "fanoutTasks": (1, MAX_PARALLELISM),
+    "workerConcurrency": (1, 512),
+    "workers": (1, 2_000),
+    "workerMinReplicas": (0, 1000),
+    "maxActiveRunsPerDag": (1, 10_000),
+    "taskQueuedTimeoutSeconds": (300, 86_400),
+    "apiServerReplicas": (1, 20),
+    "workerMemoryPerSlotMiB": (32, 65_536),
+    "workerCpuPerSlotMillicores": (1, 16_000),
+    "fanoutSleepSeconds": (0, 86_400),
+    # On AKS also at most max_longest_task_seconds() (_limits_and_conflicts).
+    "longestTaskSeconds": (60, 7 * 86_400),
+    "heartbeatIntervalSeconds": (5, 60),
+    "taskRetries": (0, 10),
+    "taskRetryDelaySeconds": (0, 86_400),
+    "pgbouncerMetadataPoolSize": (1, 10_000),
+    "pgbouncerResultBackendPoolSize": (1, 10_000),
+    "postgresStorageGiB": (1, 16_384),
+    "rabbitmqStorageGiB": (1, 16_384),
+    "databaseBackupRetentionDays": (7, 35),
+    "taskLogRetentionDays": (1, 36_500),
+}
+POOL_INT_RANGES: dict[str, tuple[int, int]] = {
+    "count": (1, 1000),
+    "minCount": (0, 1000),
+    "maxCount": (1, 1000),
+    "maxPods": (30, 250),
+    # Azure's largest sizes have a few hundred vCPU and some TiB of memory.
+    "vcpus": (MIN_VCPUS, 1024),
+    "memoryGiB": (MIN_MEMORY_GIB, 32_768),
+}
+# What one node may cost an hour, in the user's currency.
+POOL_PRICE_RANGE = (0, 1000)
+
+
+def _int(raw: Any, key: str, problems: Problems) -> int | None:
+    return int_value(raw, key, *INT_RANGES[key], problems)
+
+
+def _pool_int(raw: Any, pool: str, field: str, problems: Problems) -> int | None:
+    return int_value(raw, f"{pool}.{field}", *POOL_INT_RANGES[field], problems)
+
+
+def deployable_airflow_versions() -> tuple[str, ...]:
+    """The airflowVersion values parse_settings accepts: releases with a constraints file and an
+    airflow.cfg catalogue."""
+    releases = catalogues.airflow_releases()
+    return tuple(v for v in constraints_versions()
+                 if v in releases and catalogues.airflow_config(v) is not None)
+
 
 def _check_airflow_version(v: str) -> str | None:
     m = _AIRFLOW_VERSION_RE.match(v)
@@ -388,7 +450,7 @@ def _check_namespace(v: str) -> str | None:
 
 
 def _check_scaling(v: str) -> str | None:
-    if v not in ("keda", "fixed"):
+    if v not in WORKER_SCALINGS:
         return f"must be 'keda' (workers follow the queued and running tasks) or 'fixed', got {v!r}"
     return None
 
@@ -517,21 +579,21 @@ def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
     obj = object_value(raw, key, problems) if raw is not None else {}
     if obj is None:
         return None
-    known = POOL_KEYS if allow_autoscale else tuple(k for k in POOL_KEYS if k not in ("minCount", "maxCount"))
+    known = POOL_KEYS if allow_autoscale else SYSTEM_POOL_KEYS
     before = len(problems)
     for k in sorted(obj):
         if k not in known:
             problems.append((f"{key}.{k}", unknown_key(k, known)))
     merged = {**default, **obj}
     vm_size = str_value(merged.get("vmSize"), f"{key}.vmSize", problems, _check_vm_size)
-    max_pods = int_value(merged.get("maxPods"), f"{key}.maxPods", 30, 250, problems)
+    max_pods = _pool_int(merged.get("maxPods"), key, "maxPods", problems)
     count = min_count = max_count = None
     if "count" in merged:
-        count = int_value(merged["count"], f"{key}.count", 1, 1000, problems)
+        count = _pool_int(merged["count"], key, "count", problems)
     if "minCount" in obj:
-        min_count = int_value(obj["minCount"], f"{key}.minCount", 0, 1000, problems)
+        min_count = _pool_int(obj["minCount"], key, "minCount", problems)
     if "maxCount" in obj:
-        max_count = int_value(obj["maxCount"], f"{key}.maxCount", 1, 1000, problems)
+        max_count = _pool_int(obj["maxCount"], key, "maxCount", problems)
     if "count" in obj and ("minCount" in obj or "maxCount" in obj):
         problems.append((f"{key}.count", "set either count (a fixed size) or minCount/maxCount "
                          "(cluster autoscaler), not both"))
@@ -541,10 +603,8 @@ def _pool(raw: Any, key: str, default: Mapping[str, Any], problems: Problems,
     elif min_count is not None and max_count is not None and min_count > max_count:
         problems.append((f"{key}.minCount", f"must not exceed maxCount ({max_count}), got {min_count}"))
     price = _price(obj["pricePerHour"], f"{key}.pricePerHour", problems) if "pricePerHour" in obj else None
-    # Azure's largest sizes have a few hundred vCPU and some TiB of memory.
-    vcpus = int_value(obj["vcpus"], f"{key}.vcpus", MIN_VCPUS, 1024, problems) if "vcpus" in obj else None
-    memory = (int_value(obj["memoryGiB"], f"{key}.memoryGiB", MIN_MEMORY_GIB, 32_768, problems)
-              if "memoryGiB" in obj else None)
+    vcpus = _pool_int(obj["vcpus"], key, "vcpus", problems) if "vcpus" in obj else None
+    memory = _pool_int(obj["memoryGiB"], key, "memoryGiB", problems) if "memoryGiB" in obj else None
     if vm_size is not None:
         _pool_size(key, vm_size, obj, vcpus, memory, problems)
     if len(problems) > before or vm_size is None or max_pods is None:
@@ -589,8 +649,9 @@ def _price(raw: Any, key: str, problems: Problems) -> float | None:
     except ValueError:
         problems.append((key, f"must be a number of currency units per node-hour, got {raw!r}"))
         return None
-    if not 0 <= value <= 1000:
-        problems.append((key, f"must be from 0 to 1000 per node-hour, got {value}"))
+    lo, hi = POOL_PRICE_RANGE
+    if not lo <= value <= hi:
+        problems.append((key, f"must be from {lo} to {hi} per node-hour, got {value}"))
         return None
     return value
 
@@ -613,8 +674,8 @@ def _task_logs(values: Mapping[str, Any], target: str | None,
     if remote and target == "local" and emulator_raw is None:
         problems.append(("remoteTaskLogs", "on a local cluster task logs can only go to a storage emulator: "
                          "set taskLogEmulatorEndpoint too, or leave remoteTaskLogs off"))
-    retention = int_value(values.get("taskLogRetentionDays", DEFAULTS["taskLogRetentionDays"]),
-                     "taskLogRetentionDays", 1, 36_500, problems)
+    retention = _int(values.get("taskLogRetentionDays", DEFAULTS["taskLogRetentionDays"]), "taskLogRetentionDays",
+                     problems)
     return remote, retention, emulator
 
 
@@ -1020,7 +1081,7 @@ def _int_widest(raw: Any, key: str, problems: Problems) -> int | None:
     if value is not None and value > MAX_PARALLELISM:
         problems.append((key, f"must be at most {MAX_PARALLELISM}: {WIDEST_WHY}; got {value}"))
         return None
-    return int_value(raw, key, 1, MAX_PARALLELISM, problems)
+    return _int(raw, key, problems)
 
 
 def _keys_set(values: Mapping[str, Any]) -> frozenset[str]:
@@ -1115,41 +1176,41 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     if kube_context is not None and target != "local":
         problems.append(("kubeContext", "only applies to `target: local` (AKS stacks use the cluster they create)"))
     parallelism = _int_widest(get("parallelism"), "parallelism", problems)
-    concurrency = int_value(get("workerConcurrency"), "workerConcurrency", 1, 512, problems)
+    concurrency = _int(get("workerConcurrency"), "workerConcurrency", problems)
     workers_raw = values.get("workers")
-    workers = int_value(workers_raw, "workers", 1, 2_000, problems) if workers_raw is not None else None
+    workers = _int(workers_raw, "workers", problems) if workers_raw is not None else None
     mat_raw = values.get("maxActiveTasksPerDag")
     max_tasks = (_int_widest(mat_raw, "maxActiveTasksPerDag", problems)
                  if mat_raw is not None else parallelism)
-    max_runs = int_value(get("maxActiveRunsPerDag"), "maxActiveRunsPerDag", 1, 10_000, problems)
-    queued_timeout = int_value(get("taskQueuedTimeoutSeconds"), "taskQueuedTimeoutSeconds", 300, 86_400, problems)
+    max_runs = _int(get("maxActiveRunsPerDag"), "maxActiveRunsPerDag", problems)
+    queued_timeout = _int(get("taskQueuedTimeoutSeconds"), "taskQueuedTimeoutSeconds", problems)
     api_raw = values.get("apiServerReplicas")
-    api_replicas = int_value(api_raw, "apiServerReplicas", 1, 20, problems) if api_raw is not None else None
-    mem_slot = int_value(get("workerMemoryPerSlotMiB"), "workerMemoryPerSlotMiB", 32, 65_536, problems)
-    cpu_slot = int_value(get("workerCpuPerSlotMillicores"), "workerCpuPerSlotMillicores", 1, 16_000, problems)
+    api_replicas = _int(api_raw, "apiServerReplicas", problems) if api_raw is not None else None
+    mem_slot = _int(get("workerMemoryPerSlotMiB"), "workerMemoryPerSlotMiB", problems)
+    cpu_slot = _int(get("workerCpuPerSlotMillicores"), "workerCpuPerSlotMillicores", problems)
     fanout_raw = values.get("fanoutTasks")
     fanout_tasks = (_int_widest(fanout_raw, "fanoutTasks", problems)
                     if fanout_raw is not None else parallelism)
-    fanout_sleep = int_value(get("fanoutSleepSeconds"), "fanoutSleepSeconds", 0, 86_400, problems)
-    longest_task = int_value(get("longestTaskSeconds"), "longestTaskSeconds", 60, 7 * 86_400, problems)
-    heartbeat = int_value(get("heartbeatIntervalSeconds"), "heartbeatIntervalSeconds", 5, 60, problems)
-    retries = int_value(get("taskRetries"), "taskRetries", 0, 10, problems)
-    retry_delay = int_value(get("taskRetryDelaySeconds"), "taskRetryDelaySeconds", 0, 86_400, problems)
+    fanout_sleep = _int(get("fanoutSleepSeconds"), "fanoutSleepSeconds", problems)
+    longest_task = _int(get("longestTaskSeconds"), "longestTaskSeconds", problems)
+    heartbeat = _int(get("heartbeatIntervalSeconds"), "heartbeatIntervalSeconds", problems)
+    retries = _int(get("taskRetries"), "taskRetries", problems)
+    retry_delay = _int(get("taskRetryDelaySeconds"), "taskRetryDelaySeconds", problems)
     flower = bool_value(get("flower"), "flower", problems)
     scaling_raw = values.get("workerScaling")
     worker_scaling = (str_value(scaling_raw, "workerScaling", problems, _check_scaling) if scaling_raw is not None
                       else ("fixed" if target == "local" else "keda"))
-    min_replicas = int_value(get("workerMinReplicas"), "workerMinReplicas", 0, 1000, problems)
+    min_replicas = _int(get("workerMinReplicas"), "workerMinReplicas", problems)
     pgbouncer = bool_value(get("pgbouncer"), "pgbouncer", problems)
     pgbouncer_image = _image_value(values, "pgbouncerImage", problems, _check_image)
     meta_pool_raw, result_pool_raw = values.get("pgbouncerMetadataPoolSize"), values.get(
         "pgbouncerResultBackendPoolSize")
-    meta_pool = (int_value(meta_pool_raw, "pgbouncerMetadataPoolSize", 1, 10_000, problems)
+    meta_pool = (_int(meta_pool_raw, "pgbouncerMetadataPoolSize", problems)
                  if meta_pool_raw is not None else None)
-    result_pool = (int_value(result_pool_raw, "pgbouncerResultBackendPoolSize", 1, 10_000, problems)
+    result_pool = (_int(result_pool_raw, "pgbouncerResultBackendPoolSize", problems)
                    if result_pool_raw is not None else None)
-    pg_storage = int_value(get("postgresStorageGiB"), "postgresStorageGiB", 1, 16_384, problems)
-    mq_storage = int_value(get("rabbitmqStorageGiB"), "rabbitmqStorageGiB", 1, 16_384, problems)
+    pg_storage = _int(get("postgresStorageGiB"), "postgresStorageGiB", problems)
+    mq_storage = _int(get("rabbitmqStorageGiB"), "rabbitmqStorageGiB", problems)
     pg_image = _image_value(values, "postgresImage", problems, _check_image)
     mq_image = _image_value(values, "rabbitmqImage", problems, _check_rabbitmq_image)
     airflow_version = str_value(get("airflowVersion"), "airflowVersion", problems, _check_airflow_version)
@@ -1187,7 +1248,7 @@ def parse_settings(values: Mapping[str, Any], *, stack: str,
     database = str_value(get("database"), "database", problems, _check_database)
     if database == "azure" and target == "local":
         problems.append(("database", "`azure` needs `target: aks`; a local cluster keeps `in-cluster`"))
-    backup_days = int_value(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", 7, 35, problems)
+    backup_days = _int(get("databaseBackupRetentionDays"), "databaseBackupRetentionDays", problems)
     backup_schedule = _backup_schedule(values, target, database, remote_logs, problems)
     db_ha, db_geo, db_sku = _database_server(values, database, problems)
     task_egress = _task_egress(values.get("taskEgress"), target, database, problems)
