@@ -265,7 +265,8 @@ def test_the_cost_table_is_what_the_plan_prices() -> None:
 def test_the_quick_start_quotes_the_stacks() -> None:
     dev, prod = config_for("dev").settings, config_for("prod").settings
     text = " ".join(README.split())
-    assert f"Deploy dev ({dev.parallelism} tasks at once" in text, "README: dev's parallelism"
+    assert f"Deploy dev ({dev.parallelism} tasks at once, one system node," in text, "README: dev's parallelism"
+    assert config_for("dev").plan.control_plane.system_nodes == 1, "README: dev's one system node"
     assert (f"(dev: {dev.fanout_tasks} tasks of {dev.fanout_sleep_seconds} s each, hourly)" in text
             and dev.fanout_schedule == "0 * * * *"), "README: dev's reference DAG"
     assert f"the prod stack runs {prod.parallelism:,} tasks at the same time" in text, "README: prod's parallelism"

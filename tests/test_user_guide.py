@@ -148,6 +148,13 @@ def test_the_deploying_identity_section_lists_every_role_the_program_assigns() -
     assert set(rows) == {ROLE_NAMES[r] for r in roles}, f"{GUIDE}, What the deploying identity needs: the roles"
 
 
+def test_the_guide_quotes_the_stacks() -> None:
+    prod = config_for("prod").settings
+    text = " ".join(section(GUIDE, "## Deploy").split())
+    assert f"`prod` ({prod.parallelism:,} tasks at once, `protect` on, a Key Vault)" in text, GUIDE
+    assert prod.protect and prod.key_vault and not config_for("dev").settings.protect, "the stack files"
+
+
 def test_the_key_vault_commands_use_the_names_airflow_looks_up() -> None:
     text = section(GUIDE, "## Connections and secrets")
     names = re.findall(r"az keyvault secret set --vault-name \$VAULT --name ([\w-]+)", text)
