@@ -41,8 +41,8 @@ def table_after(heading: str, page: str = "README.md") -> dict[str, list[str]]:
     return rows
 
 
-def readme_ui_example(page: str = "README.md") -> dict:
-    """The `ui` block a page shows for "Reach the UI" (after its ui-example marker)."""
+def readme_ui_example(page: str = "docs/user-guide.md") -> dict:
+    """The `ui` block a page shows for "Reach the UI" (after its ui-example marker): the user guide's."""
     import yaml
 
     block = doc(page).split("<!-- ui-example -->", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]

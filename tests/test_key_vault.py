@@ -326,7 +326,7 @@ def test_real_airflow_reads_a_connection_and_a_variable_from_the_vault(prod: Pro
     (home / "airflow.cfg").write_text(cfg)
     worker_env = env_of(pod_specs(prod)["worker"])
     vault_url = worker_env[VAULT_URL_ENV]
-    # The secret names README's `az keyvault secret set` commands use.
+    # The secret names the user guide's `az keyvault secret set` commands use.
     secrets = {
         key_vault_secret_name(CONNECTIONS_PREFIX, "my_postgres"): json.dumps({
             "conn_type": "postgres", "host": "db.example.com", "port": 5432, "login": "etl",

@@ -19,6 +19,7 @@ import pytest
 from components.azure import image
 from components.model import python_packages as pp
 from components.model.settings import DEFAULTS, ConfigError, parse_settings
+from tests import readme_tables
 from tests.harness import ROOT, ProgramRun, run_program, stack_file_config
 from tests.preview import preview
 from tests.real_airflow import airflow_python
@@ -221,9 +222,8 @@ def test_a_conflicting_pin_fails_with_pips_message_naming_the_package(tmp_path: 
     assert f"The user requested (constraint) {package}=={pp.pins(constraints_text(DEFAULT))[package]}" in out
 
 
-def test_readme_states_the_sets_size_and_the_versions_with_constraints() -> None:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Add Python packages"):readme.index("### Rendering without Azure")]
+def test_the_user_guide_states_the_sets_size_and_the_versions_with_constraints() -> None:
+    section = readme_tables.section("docs/user-guide.md", "## Add Python packages")
     assert f"every package of that set ({len(pp.pins(constraints_text(DEFAULT)))} for {DEFAULT})" in section
     listed = " and ".join([", ".join(VERSIONS[:-1]), VERSIONS[-1]] if len(VERSIONS) > 1 else VERSIONS)
     assert f"listing the versions that have one ({listed} today" in section
