@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from components.model.settings import DEFAULTS
 from tests.conftest import config_for
 from tests.readme_tables import doc
 
