@@ -220,7 +220,7 @@ def test_no_policy_admits_a_connection_to_flower(variants: dict[str, ProgramRun]
 
 
 def secret_env_of(env: dict[str, str]) -> set[str]:
-    # The worker's in-memory SQLite placeholder (airflow.py) is no secret.
+    # The worker's in-memory SQLite placeholder (airflow_worker.py) is no secret.
     return {name for name, value in env.items() if name in SECRET_ENV and value != "sqlite://"}
 
 

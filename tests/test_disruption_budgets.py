@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from components.kubernetes.airflow import SAFE_TO_EVICT_ANNOTATION
+from components.kubernetes.airflow_worker import SAFE_TO_EVICT_ANNOTATION
 from components.model import names
 from components.model.capacity import worker_stop_seconds
 from tests.conftest import config_for

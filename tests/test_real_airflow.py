@@ -27,7 +27,7 @@ import psycopg
 import pytest
 
 from components.config import build_stack_config, project_values
-from components.kubernetes.airflow import CELERY_APP
+from components.kubernetes.airflow_worker import CELERY_APP
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.pgbouncer import ROOT_CAS_KEY
 from components.kubernetes.secrets import AUTH_PASSWORDS_KEY, ROLE_PASSWORD_KEYS

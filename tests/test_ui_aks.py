@@ -245,7 +245,7 @@ def test_turning_the_gateway_on_for_a_deployed_prod_updates_the_cluster(runs: di
     assert step is not None and step.op == "update", f"{cluster}: {step}"
     assert {p.split(".")[0] for p in step.paths} == {"ingressProfile", "addonProfiles"}, f"{cluster}: {step.paths}"
     # Entra ID sign-in changes airflow.cfg, and a Job's template cannot change: the migration Job
-    # is replaced (new name first, components/kubernetes/airflow.py) and migrates the FAB auth
+    # is replaced (new name first, components/kubernetes/airflow_migration.py) and migrates the FAB auth
     # manager's tables before the api-server starts with it. Nothing else is replaced.
     assert [s.name for s in shown.of("replace")] == ["workloads-airflow-migrate"] and not shown.of("delete"), \
         f"replaced {[s.name for s in shown.of('replace')]}, deleted {[s.name for s in shown.of('delete')]}"

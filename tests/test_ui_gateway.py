@@ -137,7 +137,7 @@ def test_only_the_airflow_namespace_attaches_routes() -> None:
 
 
 def api_server_service(settings: Settings) -> tuple[str, int]:
-    """The api-server's Service and port, as airflow.py declares them."""
+    """The api-server's Service and port, as airflow_api_server.py builds them."""
     config = config_for("prod", ui=UI_SECRET)
     [service] = [o for o in airflow_objects(settings, config.plan, config.airflow_cfg, "image:tag")
                  if o.kind == "Service" and o.name == names.API_SERVER]

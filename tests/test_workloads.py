@@ -185,7 +185,7 @@ def test_airflow_pods_read_secrets_from_secret_references(runs: dict[str, Progra
                 if name not in env:
                     continue
                 if c["name"] == "worker" and env[name].get("value") == "sqlite://":
-                    # The worker's placeholder database: in memory, no secret (airflow.py).
+                    # The worker's placeholder database: in memory, no secret (airflow_worker.py).
                     continue
                 assert "value" not in env[name], f"{label(m)}/{c['name']}: {name} is a literal"
                 assert env[name]["valueFrom"]["secretKeyRef"]["name"] == own, \

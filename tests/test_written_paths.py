@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 
 from components.kubernetes import rabbitmq
-from components.kubernetes.airflow import AUTH_SECRET_DIR
+from components.kubernetes.airflow_api_server import AUTH_SECRET_DIR
 from components.model import names
 from tests.harness import ProgramRun
 from tests.local_airflow import (

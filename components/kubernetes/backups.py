@@ -30,7 +30,7 @@ from typing import Any
 import pulumi
 
 from components.kubernetes import k8s
-from components.kubernetes.airflow import component_labels
+from components.kubernetes.airflow_pod import component_labels
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.postgres import POSTGRES_UID
 from components.kubernetes.secrets import PASSWORD_KEY

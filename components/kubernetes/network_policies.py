@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import pulumi
 
 from components.kubernetes import backups, database_roles, k8s, metrics, pgbouncer, postgres, rabbitmq
-from components.kubernetes.airflow import component_labels
+from components.kubernetes.airflow_pod import component_labels
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.k8s import KubeObject
 from components.kubernetes.key_vault import VAULT_COMPONENTS, key_vault_on
@@ -213,7 +213,7 @@ def flows(settings: Settings, task_log_store: TaskLogStore | None = None,
                 what for key, what in POOLED_DATABASE_KEYS.items() if key in keys))))
         if component_secrets.DIRECT_CONN in keys:
             # The migration Job holds a session-level advisory lock, so it
-            # connects straight to PostgreSQL (airflow.py).
+            # connects straight to PostgreSQL (airflow_migration.py).
             found.append(Flow(src, server, names.POSTGRES_PORT, why="airflow db migrate, direct"))
         if component_secrets.BROKER_URL in keys:
             found.append(Flow(src, RABBITMQ, names.RABBITMQ_PORT, why="Celery broker"))
