@@ -111,14 +111,19 @@ def test_the_scaling_table_is_prods_airflow_cfg() -> None:
     }, PAGE
 
 
-def test_the_scaling_prose_quotes_keda_and_the_plan() -> None:
+def test_the_scaling_prose_quotes_keda_and_the_plan(runs: dict[str, ProgramRun]) -> None:
     plan = config_for("prod").plan
+    # "each run one pod": every workload but the api-server and the workers.
+    single = {m["metadata"]["name"] for m in runs["prod"].manifests()
+              if m["kind"] in ("Deployment", "StatefulSet") and m["spec"].get("replicas") == 1}
+    assert single == {names.SCHEDULER, names.DAG_PROCESSOR, names.TRIGGERER, names.PGBOUNCER, names.POSTGRES,
+                      names.RABBITMQ, names.STATSD}, single
     assert plan.prewarm is not None
     expected = [
         f"Every {keda.POLLING_INTERVAL_SECONDS} s it counts",
         f"between `workerMinReplicas` ({DEFAULTS['workerMinReplicas']}) and the plan's workers "
         f"({plan.worker.replicas} on prod)",
-        f"one HPA period ({keda.SCALE_UP_PERIOD_SECONDS} s)",
+        f"the HPA asks for all the needed ones in its next period ({keda.SCALE_UP_PERIOD_SECONDS} s)",
         f"held for {keda.SCALE_DOWN_WINDOW_SECONDS} s",
         f"the last worker goes {keda.COOLDOWN_SECONDS} s after the last task",
         f"from {plan.prewarm.lead_minutes} minutes before",
