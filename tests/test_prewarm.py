@@ -313,7 +313,7 @@ def test_the_schema_check_reads_a_cron_triggers_metadata() -> None:
 
 
 def test_readme_says_what_prod_pre_warms() -> None:
-    from tests.readme_tables import README, section
+    from tests.readme_tables import section
     keda = " ".join(section("docs/architecture.md", "## KEDA").split())
     plan = config_for("prod").plan
     p = plan.prewarm
@@ -336,7 +336,6 @@ def test_readme_says_what_prod_pre_warms() -> None:
     # The scale-up it replaced: Percent 100 from 1 to the peak.
     doubling = startup.scale_up_periods("Percent", 100, 28)
     assert f"1, 2, 4, 8, 16, 28, {['one', 'two', 'three', 'four', 'five', 'six'][doubling - 1]} periods" in keda
-    from tests.readme_tables import section
     reference = " ".join(section("docs/configuration.md", "## prewarmSchedules").split())
     assert f"(`prewarm_lead_minutes`, {p.lead_minutes} min for prod)" in reference
     assert f"until {p.hold_minutes} minutes after it" in reference
