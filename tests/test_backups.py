@@ -1,7 +1,7 @@
 """Backups of the in-cluster database: the CronJob, its storage and identity
 under Pulumi mocks, the settings that turn it on or refuse, the uploader, and
 (marked `real`) a dump after a fan-out run, uploaded to Azurite, restored into
-a new PostgreSQL with README's commands, and read back by Airflow."""
+a new PostgreSQL with the commands of docs/operations.md, and read back by Airflow."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ CONTAINER = "azure-native:storage:BlobContainer"
 POLICY = "azure-native:storage:ManagementPolicy"
 FEDERATION = "azure-native:managedidentity:FederatedIdentityCredential"
 ROLE = "azure-native:authorization:RoleAssignment"
-README = (ROOT / "README.md").read_text()
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
 
 
 def changed(stack: str = "prod", **keys: Any) -> dict[str, Any]:
@@ -227,7 +227,7 @@ def test_a_local_cluster_with_the_emulator_dumps_there() -> None:
 
 
 def test_a_remote_task_log_switch_off_with_null_schedule_is_still_stopped_by_protect() -> None:
-    """README's config-change row: with the schedule null too, the account
+    """The config-change row of docs/operations.md: with the schedule null too, the account
     and both containers would go, which prod's `protect` stops."""
     from tests.preview import preview, summary
     from tests.test_config_changes import BUSY, deployed
@@ -264,10 +264,11 @@ def test_only_a_custom_format_archive_is_uploaded(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 
 def readme_restore_commands() -> tuple[str, list[str]]:
-    """From README's restore procedure: the pipeline that picks the newest blob
+    """From the restore procedure of docs/operations.md: the pipeline that picks the newest blob
     from the names `az storage blob list --query "[].name" --output tsv`
     prints, and the pg_restore command run in the PostgreSQL pod."""
-    section = README.split("### Back up and restore the database", 1)[1].split("\n### ", 1)[0]
+    # The procedure's shell comments start with "# ": the section ends at the next "## " heading.
+    section = OPERATIONS.split("\n## Back up and restore the database\n", 1)[1].split("\n## ", 1)[0]
     block = section.split("```sh\n", 1)[1].split("```", 1)[0]
     [listing] = [line for line in block.splitlines() if line.startswith("BLOB=$(az storage blob list")]
     assert '--query "[].name" --output tsv' in listing
@@ -439,7 +440,7 @@ def test_a_dump_restored_into_a_new_postgres_has_the_same_runs_and_tasks(service
             uploaded.append(name)
         dump_file = tmp_path / "pod-1" / "dump" / "airflow.dump"
 
-        # README step 1: the newest of the names the listing prints.
+        # Step 1 of the procedure: the newest of the names the listing prints.
         listed = blobs(azurite, "print('\\n'.join(b.name for b in c.list_blobs(name_starts_with='airflow-')))",
                        tmp_path)
         assert sorted(listed.split()) == sorted(uploaded)
@@ -463,7 +464,7 @@ def test_a_dump_restored_into_a_new_postgres_has_the_same_runs_and_tasks(service
             command, env = d.roles_job()
             d.create_roles(command, {**env, "PGPORT": str(fresh.port), "PGDATABASE": names.POSTGRES_DB,
                                      database_roles.SQL_ENV: roles_sql(names.POSTGRES_DB)})
-            # README step 3, twice: the second drops what the first restored.
+            # Step 3 of the procedure, twice: the second drops what the first restored.
             for _ in range(2):
                 run_step(restore_argv, {"PATH": f"{fresh.bin}:/usr/bin:/bin", "PGHOST": "127.0.0.1",
                                         "PGPORT": str(fresh.port)}, stdin=downloaded)

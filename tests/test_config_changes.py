@@ -1,4 +1,4 @@
-"""README's "What a config change does" table, kept true: for each row, the
+"""docs/operations.md's "What a config change does" table, kept true: for each row, the
 program runs under mocks for the prod stack and for the changed config, and
 tests/preview.py says what the preview would show (providers' diff rules)."""
 
@@ -18,7 +18,8 @@ from tests.harness import ProgramRun, plain, run_program, stack_file_config
 from tests.preview import Live, Preview, forces_replacement, preview, summary
 from tests.readme_tables import readme_ui_example, table_after
 
-HEADING = "### What a config change does"
+HEADING = "## What a config change does"
+PAGE = "docs/operations.md"
 # The deployed prod stack, busy: the autoscaler runs 3 worker nodes, KEDA's HPA
 # has set the worker replicas, the database was migrated by Airflow 3.3.2.
 BUSY_NODES = 3
@@ -32,7 +33,7 @@ PREVIOUS = {"airflowVersion": "3.3.2", "image": "airflowacr0001.azurecr.io/airfl
 BUSY = Live(fields={"workloads-airflow-worker": {"spec.replicas": 28}},
             managers={"workloads-airflow-worker": {"spec.replicas": "kube-controller-manager"}}, pools=[PROD_POOL])
 
-# Row label (the README's first cell) -> the keys it changes on the prod stack.
+# Row label (the table's first cell) -> the keys it changes on the prod stack.
 CHANGES: dict[str, dict[str, Any]] = {
     "`parallelism` 1000 → 500": {"parallelism": 500},
     "`parallelism` 1000 → 1200": {"parallelism": 1200},
@@ -59,7 +60,7 @@ CHANGES: dict[str, dict[str, Any]] = {
     "`airflowVersion` 3.3.2 → 3.3.1": {"airflowVersion": "3.3.1"},
     "`kubernetesVersion` 1.35 → 1.36": {"kubernetesVersion": "1.36"},
     "`namespace` airflow → airflow-prod": {"namespace": "airflow-prod"},
-    "`ui` port-forward → gateway (README's example)": {"ui": readme_ui_example()},
+    "`ui` port-forward → gateway (the user guide's example)": {"ui": readme_ui_example()},
     "`database` in-cluster → azure": {"database": "azure"},
     "`taskLogRetentionDays` 30 → 7": {"taskLogRetentionDays": 7},
     "`remoteTaskLogs` true → false": {"remoteTaskLogs": False},
@@ -162,7 +163,7 @@ DEPLOYMENTS = {
 
 
 def readme_rows() -> dict[str, list[str]]:
-    return table_after(HEADING)
+    return table_after(HEADING, page=PAGE)
 
 
 @pytest.fixture(scope="module")

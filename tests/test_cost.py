@@ -1,4 +1,4 @@
-"""README's "A day of the reference workload" table, recomputed from the plan."""
+"""The cost table of docs/operations.md (a day of the reference workload), recomputed from the plan."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import pytest
 
 from components.model import capacity
 from tests.conftest import config_for
-from tests.readme_tables import README, table_after
+from tests.readme_tables import doc, table_after
+
+PAGE = "docs/operations.md"
 
 
 def rows() -> dict[str, list[str]]:
-    return table_after("### A day of the reference workload")
+    return table_after("## Cost", page=PAGE)
 
 
 # The reference DAG's tasks: 100 s each (fanoutSleepSeconds).
@@ -24,7 +26,7 @@ def day(plan: capacity.CapacityPlan) -> tuple[float, capacity.DailyFootprint]:
 
 
 CASES = {
-    "seed: 6 x Standard_E4s_v3, always on": lambda: (60, capacity.seed_day()),
+    "hand-built: 6 x Standard_E4s_v3, always on": lambda: (60, capacity.seed_day()),
     "prod: 2 x Standard_D8s_v5 + 0-3 x Standard_E4s_v3, workers pre-warmed": lambda: day(config_for("prod").plan),
     "prod without pre-warm (`prewarmSchedules: []`), start-up not counted": lambda: day(
         config_for("prod", prewarmSchedules=[]).plan),
@@ -90,7 +92,7 @@ def test_the_paragraph_after_the_table_is_the_tables() -> None:
         "prod without pre-warm (`prewarmSchedules: []`), start-up not counted",
         "prod with a 2 x Standard_D4s_v5 system pool (the plan needs 1, one to spare)"))
     seed = capacity.seed_day()
-    text = " ".join(README.split("The system pool dominates.", 1)[1].split("\n\n", 1)[0].split())
+    text = " ".join(doc(PAGE).split("The system pool dominates.", 1)[1].split("\n\n", 1)[0].split())
     assert f"from {prod.vcpu_hours:.0f} to {d4.vcpu_hours:.0f} a day" in text
     assert f"at {d4.usd:.2f} USD a day it costs {d4.usd / seed.usd:.0%}".replace("%", " %") in text
     assert f"against {prod.usd / seed.usd:.0%}".replace("%", " %") in text

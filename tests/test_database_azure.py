@@ -329,11 +329,11 @@ def test_a_first_deployment_or_an_unchanged_database_goes_ahead(previous: dict[s
     assert run.of_type(CLUSTER)
 
 
-# --- README -----------------------------------------------------------------------
+# --- docs/architecture.md --------------------------------------------------------
 
 def _readme_blocks() -> list[list[str]]:
-    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = text.split("### Azure Database for PostgreSQL\n", 1)[1].split("\n### ", 1)[0]
+    section = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text().split(
+        "## Azure Database for PostgreSQL\n", 1)[1].split("\n## ", 1)[0]
     return [block.split("```", 1)[0].strip("\n").splitlines() for block in section.split("```\n")[1::2]]
 
 
@@ -344,8 +344,8 @@ def test_the_readme_shows_prod_s_plan_with_the_server() -> None:
         summary = config_for("prod", database="azure", **changes).plan.summary().splitlines()
         assert all(line in summary for line in lines), lines
     before = config_for("prod").plan
-    section = (Path(__file__).resolve().parent.parent / "README.md").read_text().split(
-        "### Azure Database for PostgreSQL\n", 1)[1]
+    section = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text().split(
+        "## Azure Database for PostgreSQL\n", 1)[1].split("\n## ", 1)[0]
     idle, peak = (sum(f.cost(getattr(f, n)) for f in before.footprint) for n in ("idle_nodes", "peak_nodes"))
     postgres = before.control_plane.postgres
     assert (f"were {idle:.2f} and {peak:.2f}\nUSD per hour, and the PostgreSQL pod's {postgres.memory_request_mib} "

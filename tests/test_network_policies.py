@@ -113,7 +113,7 @@ SERVER_DOMAIN = ".postgres.database.azure.com"
 OUTSIDE = (KUBE_DNS, KEDA_OPERATOR, OTHER_SYSTEM_POD, PROMETHEUS, INGRESS, AZURITE, STORAGE_ADDRESS,
            PRIVATE_ADDRESS, SERVER_ADDRESS)
 EMULATOR_ENDPOINT = "http://azurite.azurite:10000/devstoreaccount1"
-# What README calls the public addresses: everything outside the private
+# What docs/security.md calls the public addresses: everything outside the private
 # ranges (RFC 1918 and link-local). Azure Storage, Entra ID and an Azure
 # service named in taskEgress without a cidr may be at any of them.
 PRIVATE_RANGES = [ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
@@ -741,7 +741,7 @@ def test_policies_validate_against_the_kubernetes_schema(deployments: dict[str, 
 
 
 def flow_rows(settings: Settings, store: TaskLogStore | None) -> dict[str, str]:
-    """README's table: destination and port -> its sources, from the builder's flows."""
+    """docs/security.md's table: destination and port -> its sources, from the builder's flows."""
     rows: dict[str, set[str]] = {}
     for f in flows(settings, store):
         rows.setdefault(f"{f.dst.name} {f.port}/{f.protocol}", set()).add(f.src.name)
@@ -751,8 +751,8 @@ def flow_rows(settings: Settings, store: TaskLogStore | None) -> dict[str, str]:
 def test_readme_lists_the_flows_of_prod() -> None:
     settings = config_for("prod").settings
     store = TaskLogStore("https://<account>.blob.core.windows.net", "<client>", "<tenant>", "<backup client>")
-    readme = {dst: cells[0] for dst, cells in table_after("### Network policies").items()}
-    assert readme == flow_rows(settings, store), "README, Network policies: the flows of prod"
+    shown = {dst: cells[0] for dst, cells in table_after("## Network policies", page="docs/security.md").items()}
+    assert shown == flow_rows(settings, store), "docs/security.md, Network policies: the flows of prod"
 
 
 # --------------------------------------------------------------------------

@@ -313,13 +313,14 @@ def test_the_schema_check_reads_a_cron_triggers_metadata() -> None:
 
 
 def test_readme_says_what_prod_pre_warms() -> None:
-    from tests.readme_tables import README
-    keda = " ".join(README.split("### KEDA", 1)[1].split("\n### ", 1)[0].split())
+    from tests.readme_tables import section
+    keda = " ".join(section("docs/architecture.md", "## KEDA").split())
     plan = config_for("prod").plan
     p = plan.prewarm
     assert p is not None
     [[window]] = [s.windows for s in p.schedules]
-    assert (f"before each run ({p.lead_minutes} minutes for prod, from \"Start-up of a burst\") until "
+    assert (f"before each run ({p.lead_minutes} minutes for prod, from "
+            "[Start-up of a burst](#start-up-of-a-burst)) until "
             f"{p.hold_minutes} minutes after it: prod's is `start: {window.start}`, `end: {window.end}`, "
             f"`desiredReplicas: \"{p.replicas}\"`, `timezone: {p.timezone}`") in keda
     for schedule, says in (("0 * * * *", "starts at"), ("0 0 * * *", "at")):
@@ -335,7 +336,6 @@ def test_readme_says_what_prod_pre_warms() -> None:
     # The scale-up it replaced: Percent 100 from 1 to the peak.
     doubling = startup.scale_up_periods("Percent", 100, 28)
     assert f"1, 2, 4, 8, 16, 28, {['one', 'two', 'three', 'four', 'five', 'six'][doubling - 1]} periods" in keda
-    from tests.readme_tables import section
     reference = " ".join(section("docs/configuration.md", "## prewarmSchedules").split())
     assert f"(`prewarm_lead_minutes`, {p.lead_minutes} min for prod)" in reference
     assert f"until {p.hold_minutes} minutes after it" in reference
@@ -343,7 +343,8 @@ def test_readme_says_what_prod_pre_warms() -> None:
 
 def test_readme_says_where_a_changed_schedules_window_goes() -> None:
     from tests.readme_tables import table_after
-    notes = table_after("### What a config change does")["`fanoutSchedule` 0 * * * * → 30 6 * * *"][-1]
+    notes = table_after("## What a config change does", page="docs/operations.md")[
+        "`fanoutSchedule` 0 * * * * → 30 6 * * *"][-1]
     p = config_for("prod", fanoutSchedule="30 6 * * *").plan.prewarm
     assert p is not None
     [[w]] = [s.windows for s in p.schedules]

@@ -1,4 +1,4 @@
-"""README's opening commands and the figures its prose quotes from the program."""
+"""README's opening commands and the figures README and docs/ quote from the program."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from tests.conftest import config_for
 from tests.readme_tables import doc
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+ARCHITECTURE = doc("docs/architecture.md")
+DEVELOPMENT = doc("docs/development.md")
 
 
 def test_readme_opens_with_install_render_and_test_commands() -> None:
@@ -33,20 +35,20 @@ def test_the_preview_example_is_prods_capacity_summary() -> None:
 
 
 def test_the_quick_tier_leaves_out_as_many_tests_as_readme_says() -> None:
-    said = re.search(r'`scripts/test -m "not real"` runs ruff and every test but the (\d+) that start', README)
-    assert said, "README names the quick tier and how many tests it leaves out"
+    said = re.search(r"`scripts/test --fast` runs ruff and every test but the (\d+) marked `real`", DEVELOPMENT)
+    assert said, "docs/development.md names the fast tier and how many tests it leaves out"
     command = [sys.executable, "-m", "pytest", "-q", "--collect-only", "-m", "real", "-p", "no:cacheprovider"]
     done = subprocess.run(command, cwd=Path(__file__).resolve().parent.parent, capture_output=True, text=True,
                           timeout=300, check=False)
     collected = re.search(r"^(\d+)/\d+ tests collected", done.stdout, re.MULTILINE)
     assert collected, done.stdout[-2000:] + done.stderr[-2000:]
-    assert int(collected.group(1)) == int(said.group(1)), "tests marked real"
+    assert int(collected.group(1)) == int(said.group(1)), "docs/development.md: tests marked real"
 
 
 def test_the_pgbouncer_paragraph_quotes_prods_plan() -> None:
     prod, direct = config_for("prod").plan, config_for("prod", pgbouncer=False).plan
     d4 = config_for("prod", systemPool={"vmSize": "Standard_D4s_v5", "count": 2}).plan
-    paragraph = " ".join(README.split("The plan separates the two sides.", 1)[1].split("\n\n", 1)[0].split())
+    paragraph = " ".join(ARCHITECTURE.split("The plan separates the two sides.", 1)[1].split("\n\n", 1)[0].split())
     api = prod.control_plane.api_server
     expected = [
         f"metadata database: {prod.database.budget} client connections to PgBouncer, at most "
@@ -56,7 +58,7 @@ def test_the_pgbouncer_paragraph_quotes_prods_plan() -> None:
         f"request {api.replicas * api.pod.cpu_request_millicores}m",
     ]
     missing = [e for e in expected if e not in paragraph]
-    assert missing == [], f"README's PgBouncer paragraph does not say: {missing}"
+    assert missing == [], f"docs/architecture.md's PgBouncer paragraph does not say: {missing}"
 
 
 def test_the_api_server_paragraph_quotes_the_plan() -> None:
@@ -64,7 +66,7 @@ def test_the_api_server_paragraph_quotes_the_plan() -> None:
 
     prod = config_for("prod").plan
     api = prod.control_plane.api_server
-    text = " ".join(README.split("- **api-server.** It serves the Execution API", 1)[1]
+    text = " ".join(ARCHITECTURE.split("- **api-server.** It serves the Execution API", 1)[1]
                     .split("- **Control plane.**", 1)[0].split())
     times = "\N{MULTIPLICATION SIGN}"
     burst_m = round(1000 * sizing.MEASURED_API_BURST_START_CPU_S * 1000 / capacity.API_START_BURST_SECONDS)
@@ -84,7 +86,7 @@ def test_the_api_server_paragraph_quotes_the_plan() -> None:
         f"saturate ({api.max_running_tasks:,} for prod)",
     ]
     missing = [e for e in expected if e not in text]
-    assert missing == [], f"README's api-server paragraph does not say: {missing}"
+    assert missing == [], f"docs/architecture.md's api-server paragraph does not say: {missing}"
 
 
 # --- README's commands and figures, kept true to the program -------------------------------------

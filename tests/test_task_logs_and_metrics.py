@@ -78,7 +78,7 @@ def test_statsd_metrics_reach_the_configured_port(small: LocalDeployment) -> Non
         listener.close()
     assert obs.states == {"success": 4}, obs.states
     missing = sorted(set(ALERT_METRICS) - seen)
-    assert not missing, f"README promises {missing}; seen: {json.dumps(sorted(seen))[:3000]}"
+    assert not missing, f"docs/architecture.md promises {missing}; seen: {json.dumps(sorted(seen))[:3000]}"
 
 
 def test_task_logs_land_in_the_container_and_outlive_the_worker(small: LocalDeployment) -> None:
@@ -115,5 +115,5 @@ def test_task_logs_land_in_the_container_and_outlive_the_worker(small: LocalDepl
 
 
 def test_the_readme_lists_the_alert_metrics() -> None:
-    rows = table_after("### Metrics")
+    rows = table_after("## Metrics", page="docs/architecture.md")
     assert {k.strip("`"): v[0].strip("`") for k, v in rows.items()} == ALERT_METRICS
