@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -36,6 +37,7 @@ from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
 from tests.conftest import WIDEST
 from tests.local_airflow import (
     APP_CONFIG,
+    LocalAzurite,
     LocalDeployment,
     LocalPgBouncer,
     Services,
@@ -66,6 +68,19 @@ def test_services_run_with_the_declared_settings(services: Services) -> None:
     plan = build_stack_config(project_values(WIDEST), stack="dev", location="westeurope").plan
     assert services.postgres.setting("max_connections") == str(plan.database.max_connections)
     assert "{consumer_timeout,4200000}" in services.rabbitmq.environment()
+
+
+def test_azurite_stops_within_seconds(tmp_path: Path) -> None:
+    """Every session's end (and each traced run) stops the emulator: a stop
+    that waited for it to exit on SIGTERM took a minute."""
+    azurite = LocalAzurite(tmp_path)
+    azurite.start()
+    began = time.monotonic()
+    azurite.stop()
+    took = time.monotonic() - began
+    assert took < 10, f"Azurite took {took:.1f} s to stop"
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", azurite.port)) != 0, "Azurite still listens"
 
 
 def test_parallelism_caps_the_running_tasks(services: Services) -> None:
