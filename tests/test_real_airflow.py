@@ -435,12 +435,20 @@ def airflow_known_options(home: Path) -> dict[str, set[str]]:
     return {s: set(o) for s, o in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
+@pytest.fixture(scope="module")
+def known_options(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """Read once for the tests below: each read starts the Airflow interpreter
+    (seconds of CPU), and the answer depends on the installed Airflow only."""
+    return airflow_known_options(tmp_path_factory.mktemp("known-options"))
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_every_generated_option_exists_in_the_target_airflow(tmp_path: Path, stack: str) -> None:
+def test_every_generated_option_exists_in_the_target_airflow(known_options: dict[str, set[str]],
+                                                             stack: str) -> None:
     cfg = build_stack_config(project_values(stack_config(stack, airflowConfig={
         "core": {"dagbag_import_timeout": 60}, "logging": {"logging_level": "WARNING"}})),
         stack=stack, location="westeurope").airflow_cfg
-    known = airflow_known_options(tmp_path)
+    known = known_options
     section = None
     unknown = []
     for line in cfg.splitlines():
@@ -453,8 +461,8 @@ def test_every_generated_option_exists_in_the_target_airflow(tmp_path: Path, sta
     assert "celery" in known and "worker_concurrency" in known["celery"], "provider options are included"
 
 
-def test_a_misspelt_option_would_be_caught(tmp_path: Path) -> None:
-    known = airflow_known_options(tmp_path)
+def test_a_misspelt_option_would_be_caught(known_options: dict[str, set[str]]) -> None:
+    known = known_options
     assert "dag_concurrency" not in known["core"]
     assert "max_queued_runs_per_dag" not in known["core"]
 
