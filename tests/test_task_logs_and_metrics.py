@@ -30,10 +30,10 @@ pytestmark = pytest.mark.real
 # the session's real-component tests.
 
 
-def small_fanout(width: int, sleep: int) -> dict[str, object]:
+def small_fanout(width: int, sleep: int, **more: object) -> dict[str, object]:
     return stack_config("dev", parallelism=width, workerConcurrency=width, fanoutTasks=width,
                         fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
-                        systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+                        systemPool={"vmSize": "Standard_D8s_v5", "count": 1}, **more)
 
 
 @pytest.fixture(scope="module")
