@@ -23,7 +23,7 @@ from components.model import component_secrets, names
 from components.model.airflow_cfg import SECRET_ENV
 from components.model.component_secrets import COMPONENT_SECRETS, KEYS
 from tests.harness import ProgramRun, component_secret_values, is_secret, plain, run_program, stack_file_config
-from tests.local_airflow import Services, deployment, free_port, stack_config, wait_for
+from tests.local_airflow import LocalDeployment, Services, deployment, free_port, wait_for
 from tests.test_task_logs_and_metrics import small_fanout, task_log
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job")
@@ -221,67 +221,80 @@ def secret_env_of(env: dict[str, str]) -> set[str]:
     return {name for name, value in env.items() if name in SECRET_ENV and value != "sqlite://"}
 
 
+@pytest.fixture(scope="module")
+def flower_on(services: Services) -> Iterator[LocalDeployment]:
+    """One deployment, Flower on, for both real tests below: starting one
+    (migration, five components ready) takes about 45 s on 2 cores. Flower's
+    own process starts only in its test."""
+    with deployment(services, small_fanout(width=2, sleep=40, flower=True)) as d:
+        yield d
+
+
 @pytest.mark.real
 def test_a_dag_runs_with_each_component_on_its_own_keys_and_a_running_tasks_log_comes_from_the_worker(
-        services: Services) -> None:
+        flower_on: LocalDeployment) -> None:
     """Migration, api-server, scheduler, dag-processor, triggerer and worker
-    each start with only the keys of their own Secret; the scheduler's tokens
-    pass the api-server, tasks run, and the api-server fetches a running
-    task's log from the worker's log server, signed with the key they share."""
-    with deployment(services, small_fanout(width=2, sleep=40)) as d:
-        for component, w in d.workloads.items():
-            assert secret_env_of(w.env) == set(component_secrets.component_env(component)), component
-        run_id = d.trigger()
+    (and Flower, declared) each start with only the keys of their own Secret;
+    the scheduler's tokens pass the api-server, tasks run, and the api-server
+    fetches a running task's log from the worker's log server, signed with
+    the key they share."""
+    d = flower_on
+    for component, w in d.workloads.items():
+        assert secret_env_of(w.env) == set(component_secrets.component_env(component)), component
+    run_id = d.trigger()
 
-        def running() -> list[str]:
-            return [r[0] for r in d.query("SELECT task_id FROM task_instance WHERE run_id = %s AND state = "
-                                          "'running' ORDER BY task_id", [run_id])]
+    def running() -> list[str]:
+        return [r[0] for r in d.query("SELECT task_id FROM task_instance WHERE run_id = %s AND state = "
+                                      "'running' ORDER BY task_id", [run_id])]
 
-        wait_for("a running task", lambda: bool(running()), timeout=180, interval=0.5)
-        task_id = running()[0]
-        served = ""
+    wait_for("a running task", lambda: bool(running()), timeout=180, interval=0.5)
+    task_id = running()[0]
+    served = ""
 
-        def from_worker() -> bool:
-            nonlocal served
-            served = task_log(d, run_id, task_id)
-            return f":{names.WORKER_LOG_PORT}/log/" in served
+    def from_worker() -> bool:
+        nonlocal served
+        served = task_log(d, run_id, task_id)
+        return f":{names.WORKER_LOG_PORT}/log/" in served
 
-        wait_for(f"{task_id}'s log from the worker's log server", from_worker, timeout=30, interval=2)
-        assert "!!!!" not in served and "Could not read served logs" not in served, served[:3000]
-        obs = d.observe(run_id, tasks=2, timeout=240)
-        assert obs.states == {"success": 2}, obs.states
+    wait_for(f"{task_id}'s log from the worker's log server", from_worker, timeout=30, interval=2)
+    assert "!!!!" not in served and "Could not read served logs" not in served, served[:3000]
+    obs = d.observe(run_id, tasks=2, timeout=240)
+    assert obs.states == {"success": 2}, obs.states
 
 
 @pytest.mark.real
-def test_flower_refuses_a_request_without_its_password(services: Services) -> None:
+def test_flower_refuses_a_request_without_its_password(flower_on: LocalDeployment) -> None:
     """Flower started with its declared env (broker URL and basic auth only)."""
-    with deployment(services, stack_config("dev", flower=True), start=False) as d:
-        flower = d.workloads["flower"]
-        assert secret_env_of(flower.env) == set(component_secrets.component_env("flower"))
-        port = free_port()
-        d.extra_env = {"AIRFLOW__CELERY__FLOWER_PORT": str(port)}
+    d = flower_on
+    flower = d.workloads["flower"]
+    assert secret_env_of(flower.env) == set(component_secrets.component_env("flower"))
+    port = free_port()
+    d.extra_env = {"AIRFLOW__CELERY__FLOWER_PORT": str(port)}
+    try:
         d.start("flower")
-        url = f"http://127.0.0.1:{port}/api/workers"
+    finally:
+        d.extra_env = {}
+    url = f"http://127.0.0.1:{port}/api/workers"
 
-        def status(headers: dict[str, str]) -> int:
-            try:
-                with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
-                    return r.status
-            except urllib.error.HTTPError as e:
-                return e.code
+    def status(headers: dict[str, str]) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
 
-        def answers() -> bool:
-            if d.processes["flower"].poll() is not None:
-                raise RuntimeError(f"flower exited: {d.logs('flower')[-3000:]}")
-            try:
-                status({})
-            except OSError:
-                return False
-            return True
+    def answers() -> bool:
+        if d.processes["flower"].poll() is not None:
+            raise RuntimeError(f"flower exited: {d.logs('flower')[-3000:]}")
+        try:
+            status({})
+        except OSError:
+            return False
+        return True
 
-        wait_for("Flower listening", answers, timeout=120, interval=1)
-        assert status({}) == 401, "without credentials"
-        wrong = base64.b64encode(f"{names.FLOWER_USER}:wrong".encode()).decode()
-        assert status({"Authorization": f"Basic {wrong}"}) == 401, "with a wrong password"
-        right = base64.b64encode(flower.env[FLOWER_ENV].encode()).decode()
-        assert status({"Authorization": f"Basic {right}"}) == 200, "with the generated user:password"
+    wait_for("Flower listening", answers, timeout=120, interval=1)
+    assert status({}) == 401, "without credentials"
+    wrong = base64.b64encode(f"{names.FLOWER_USER}:wrong".encode()).decode()
+    assert status({"Authorization": f"Basic {wrong}"}) == 401, "with a wrong password"
+    right = base64.b64encode(flower.env[FLOWER_ENV].encode()).decode()
+    assert status({"Authorization": f"Basic {right}"}) == 200, "with the generated user:password"

@@ -15,6 +15,7 @@ import re
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import urllib.request
@@ -27,6 +28,7 @@ import psycopg
 import pytest
 
 from components.config import build_stack_config, project_values
+from components.kubernetes import task_logs
 from components.kubernetes.airflow_worker import CELERY_APP
 from components.kubernetes.external_database import ExternalDatabase
 from components.kubernetes.pgbouncer import ROOT_CAS_KEY
@@ -36,6 +38,7 @@ from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
 from tests.conftest import WIDEST
 from tests.local_airflow import (
     APP_CONFIG,
+    LocalAzurite,
     LocalDeployment,
     LocalPgBouncer,
     Services,
@@ -66,6 +69,27 @@ def test_services_run_with_the_declared_settings(services: Services) -> None:
     plan = build_stack_config(project_values(WIDEST), stack="dev", location="westeurope").plan
     assert services.postgres.setting("max_connections") == str(plan.database.max_connections)
     assert "{consumer_timeout,4200000}" in services.rabbitmq.environment()
+
+
+def test_azurite_stops_within_seconds(tmp_path: Path) -> None:
+    """Every session's end (and each traced run) stops the emulator after
+    deployments used it: such a stop took a minute when it waited for the
+    emulator to exit on SIGTERM."""
+    azurite = LocalAzurite(tmp_path / "azurite")
+    azurite.start()
+    try:
+        connection = json.loads(task_logs.emulator_connection(azurite.endpoint))["extra"]["connection_string"]
+        done = run_airflow_python("from azure.storage.blob import BlobServiceClient\n"
+                                  f"BlobServiceClient.from_connection_string({connection!r})"
+                                  ".create_container('used')", home=tmp_path)
+        assert done.returncode == 0, done.stderr[-2000:]
+    finally:
+        began = time.monotonic()
+        azurite.stop()
+        took = time.monotonic() - began
+    assert took < 10, f"Azurite took {took:.1f} s to stop"
+    with socket.socket() as sock:
+        assert sock.connect_ex(("127.0.0.1", azurite.port)) != 0, "Azurite still listens"
 
 
 def test_parallelism_caps_the_running_tasks(services: Services) -> None:
@@ -420,12 +444,20 @@ def airflow_known_options(home: Path) -> dict[str, set[str]]:
     return {s: set(o) for s, o in json.loads(done.stdout.strip().splitlines()[-1]).items()}
 
 
+@pytest.fixture(scope="module")
+def known_options(tmp_path_factory: pytest.TempPathFactory) -> dict[str, set[str]]:
+    """Read once for the tests below: each read starts the Airflow interpreter
+    (seconds of CPU), and the answer depends on the installed Airflow only."""
+    return airflow_known_options(tmp_path_factory.mktemp("known-options"))
+
+
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_every_generated_option_exists_in_the_target_airflow(tmp_path: Path, stack: str) -> None:
+def test_every_generated_option_exists_in_the_target_airflow(known_options: dict[str, set[str]],
+                                                             stack: str) -> None:
     cfg = build_stack_config(project_values(stack_config(stack, airflowConfig={
         "core": {"dagbag_import_timeout": 60}, "logging": {"logging_level": "WARNING"}})),
         stack=stack, location="westeurope").airflow_cfg
-    known = airflow_known_options(tmp_path)
+    known = known_options
     section = None
     unknown = []
     for line in cfg.splitlines():
@@ -438,8 +470,8 @@ def test_every_generated_option_exists_in_the_target_airflow(tmp_path: Path, sta
     assert "celery" in known and "worker_concurrency" in known["celery"], "provider options are included"
 
 
-def test_a_misspelt_option_would_be_caught(tmp_path: Path) -> None:
-    known = airflow_known_options(tmp_path)
+def test_a_misspelt_option_would_be_caught(known_options: dict[str, set[str]]) -> None:
+    known = known_options
     assert "dag_concurrency" not in known["core"]
     assert "max_queued_runs_per_dag" not in known["core"]
 

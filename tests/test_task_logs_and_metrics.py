@@ -14,12 +14,13 @@ import socket
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from components.kubernetes.metrics import ALERT_METRICS
 from components.model import names
-from tests.local_airflow import LocalDeployment, Services, deployment, stack_config
+from tests.local_airflow import LocalDeployment, Observation, Services, deployment, stack_config
 from tests.readme_tables import table_after
 from tests.test_real_airflow import api_token
 
@@ -30,17 +31,16 @@ pytestmark = pytest.mark.real
 # the session's real-component tests.
 
 
-def small_fanout(width: int, sleep: int) -> dict[str, object]:
+def small_fanout(width: int, sleep: int, **more: object) -> dict[str, object]:
     return stack_config("dev", parallelism=width, workerConcurrency=width, fanoutTasks=width,
                         fanoutSleepSeconds=sleep, workerPool={"vmSize": "Standard_E32s_v5"},
-                        systemPool={"vmSize": "Standard_D8s_v5", "count": 1})
+                        systemPool={"vmSize": "Standard_D8s_v5", "count": 1}, **more)
 
 
 @pytest.fixture(scope="module")
 def small(services: Services) -> Iterator[LocalDeployment]:
-    """One deployment for both tests below, each with a run of its own: starting
-    one takes about 40 s on 2 cores. The task-log test stops its worker, so it
-    comes last."""
+    """One deployment for both tests below: starting one takes about 40 s on 2
+    cores. The task-log test stops its worker, so it comes last."""
     with deployment(services, small_fanout(width=4, sleep=5)) as d:
         yield d
 
@@ -55,11 +55,21 @@ def task_log(d: LocalDeployment, run_id: str, task_id: str) -> str:
         return r.read().decode()
 
 
-def test_statsd_metrics_reach_the_configured_port(small: LocalDeployment) -> None:
+@dataclass
+class ObservedRun:
+    run_id: str
+    obs: Observation
+    metrics: set[str]
+
+
+@pytest.fixture(scope="module")
+def observed(small: LocalDeployment) -> ObservedRun:
+    """One run of the 4 tasks for both tests below (a run takes about 17 s
+    here): the StatsD names that reached the configured port while it ran,
+    and the run, its tasks' logs with it."""
     d = small
-    assert f"statsd_host = 127.0.0.1\nstatsd_port = {d.statsd_port}" in d.cfg_text
-    # Every metric below is sent again each scheduler loop, so listening on a
-    # running deployment misses none of them.
+    # Every metric in ALERT_METRICS is sent again each scheduler loop, so
+    # listening on a running deployment misses none of them.
     listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     listener.bind(("127.0.0.1", d.statsd_port))
     listener.settimeout(1.0)
@@ -73,21 +83,25 @@ def test_statsd_metrics_reach_the_configured_port(small: LocalDeployment) -> Non
             except TimeoutError:
                 continue
             seen |= {line.split(":", 1)[0] for line in packet.splitlines() if ":" in line}
-        obs = d.observe(run_id, tasks=4, timeout=180)
+        obs = d.observe(run_id, tasks=4, timeout=240)
     finally:
         listener.close()
-    assert obs.states == {"success": 4}, obs.states
-    missing = sorted(set(ALERT_METRICS) - seen)
-    assert not missing, f"docs/architecture.md promises {missing}; seen: {json.dumps(sorted(seen))[:3000]}"
+    return ObservedRun(run_id, obs, seen)
 
 
-def test_task_logs_land_in_the_container_and_outlive_the_worker(small: LocalDeployment) -> None:
-    d = small
+def test_statsd_metrics_reach_the_configured_port(small: LocalDeployment, observed: ObservedRun) -> None:
+    assert f"statsd_host = 127.0.0.1\nstatsd_port = {small.statsd_port}" in small.cfg_text
+    assert observed.obs.states == {"success": 4}, observed.obs.states
+    missing = sorted(set(ALERT_METRICS) - observed.metrics)
+    assert not missing, f"docs/architecture.md promises {missing}; seen: {json.dumps(sorted(observed.metrics))[:3000]}"
+
+
+def test_task_logs_land_in_the_container_and_outlive_the_worker(small: LocalDeployment,
+                                                                observed: ObservedRun) -> None:
+    d, run_id = small, observed.run_id
     assert d.remote_logs, "remote task logs are on by default for an AKS stack"
     assert "remote_base_log_folder = wasb://task-logs" in d.cfg_text
-    run_id = d.trigger()
-    obs = d.observe(run_id, tasks=4, timeout=240)
-    assert obs.states == {"success": 4}, obs.states
+    assert observed.obs.states == {"success": 4}, observed.obs.states
 
     def uploaded() -> dict[str, str]:
         return {name: text for name, text in d.log_blobs().items() if f"run_id={run_id}" in name}
