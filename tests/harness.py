@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextvars
+import gc
 import hashlib
 import json
 import runpy
@@ -474,9 +475,55 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
 
     original = acr_auth.exchange_for_refresh_token
     acr_auth.exchange_for_refresh_token = exchange
+    # A run allocates a great many objects: with the collector on, that triggers
+    # full collections, which walk every object the session keeps (the shared
+    # runs) and took about 40 % of a run. Its garbage is collected after.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         contextvars.Context().run(go)
     finally:
         acr_auth.exchange_for_refresh_token = original
+        if collecting:
+            gc.enable()
     run.registrations = monitor.registrations
     return run
+
+
+def fingerprint(run: ProgramRun) -> str:
+    """A digest of everything a test reads from a run, to tell whether one of them changed it."""
+    options = [(o.type, o.name, o.protect, [r._name for r in o.depends_on],  # type: ignore[attr-defined]
+                o.ignore_changes, o.input_dependencies) for o in run.options]
+    seen = [run.stack, [vars(r) for r in run.resources], run.invokes, run.generated, run.exchange.calls,
+            run.outputs, run.secret_outputs, options, [vars(r) for r in run.registrations], repr(run.error)]
+    return hashlib.sha256(json.dumps(seen, default=repr).encode()).hexdigest()
+
+
+# Program runs by their arguments, with each run's fingerprint when it was made.
+_SHARED: dict[str, tuple[ProgramRun, str]] = {}
+
+
+def shared_run(stack: str, config: dict[str, Any] | None = None, **options: Any) -> ProgramRun:
+    """run_program's result for these arguments, run once per test process (a run takes about a
+    second) and handed to every test that asks for the same: for tests that only read it.
+
+    A test that changes a shared run would pass its change to the next: each later call checks
+    the run is as it was made, and fails the test that gets it otherwise. A test that changes
+    what it is given copies it first (State.of), or calls run_program.
+    """
+    if "program" in options:
+        raise TypeError("shared_run runs __main__.py only: call run_program for another program")
+    values = stack_file_config(stack) if config is None else config
+    key = json.dumps([stack, values, {k: sorted(v) if isinstance(v, (set, frozenset)) else v
+                                      for k, v in sorted(options.items())}], sort_keys=True, default=repr)
+    if key not in _SHARED:
+        run = run_program(stack, values, **options)
+        _SHARED[key] = (run, fingerprint(run))
+    run, made = _SHARED[key]
+    assert fingerprint(run) == made, f"{stack}: a test changed the shared program run {key[:300]}"
+    return run
+
+
+def changed_shared_runs() -> list[str]:
+    """The keys of the shared runs that are no longer as they were made."""
+    return [key[:300] for key, (run, made) in _SHARED.items() if fingerprint(run) != made]
