@@ -14,7 +14,7 @@ from components.azure.pools import worker_pool_name
 from components.model import names
 from components.model.capacity import worker_drain_minutes, worker_stop_seconds
 from tests.conftest import config_for
-from tests.harness import ProgramRun, plain, run_program, stack_file_config
+from tests.harness import ProgramRun, plain, shared_run, stack_file_config
 from tests.preview import Live, Preview, forces_replacement, preview, summary
 from tests.readme_tables import readme_ui_example, table_after
 
@@ -83,7 +83,7 @@ CHANGES: dict[str, dict[str, Any]] = {
 
 def deployed(config: dict[str, Any]) -> ProgramRun:
     """The program against the deployed, busy prod stack (its cluster and pools as Azure lists them)."""
-    return run_program("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
+    return shared_run("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
                        live_system_pool=SYSTEM_POOL, live_worker_pools=[PROD_POOL], previous_outputs=PREVIOUS)
 
 
