@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextvars
 import gc
 import hashlib
@@ -442,6 +443,12 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
     def go() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        # The SDK calls the mock monitor (which records the run) from the loop's
+        # default executor. When the program fails, calls already handed to it
+        # go on after run_until_complete returns: waited for below, so a run's
+        # records are final when run_program returns.
+        calls = concurrent.futures.ThreadPoolExecutor()
+        loop.set_default_executor(calls)
         pulumi.runtime.set_all_config(cli_form(values), list(secret_keys))
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
                                  organization="organization")
@@ -470,6 +477,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
                 if isinstance(v, pulumi.Output) and loop.run_until_complete(v.is_secret())
             }
         finally:
+            calls.shutdown(wait=True)
             loop.close()
             asyncio.set_event_loop(None)
 
@@ -526,4 +534,4 @@ def shared_run(stack: str, config: dict[str, Any] | None = None, **options: Any)
 
 def changed_shared_runs() -> list[str]:
     """The keys of the shared runs that are no longer as they were made."""
-    return [key[:300] for key, (run, made) in _SHARED.items() if fingerprint(run) != made]
+    return [key for key, (run, made) in _SHARED.items() if fingerprint(run) != made]
