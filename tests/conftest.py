@@ -55,7 +55,7 @@ def _shared_runs_stay_as_made() -> Iterator[None]:
     after the last test, so a change made by the last test to read one fails the session too."""
     yield
     changed = changed_shared_runs()
-    assert changed == [], f"tests changed these shared program runs: {[key[:300] for key in changed]}"
+    assert changed == {}, f"tests changed these shared program runs: {changed}"
 
 
 # Large enough for every real-component test: PostgreSQL starts with the

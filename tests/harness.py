@@ -498,17 +498,24 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
     return run
 
 
-def fingerprint(run: ProgramRun) -> str:
-    """A digest of everything a test reads from a run, to tell whether one of them changed it."""
+def fingerprint(run: ProgramRun) -> dict[str, str]:
+    """Per part of a run a test reads, a digest: to tell whether a test changed it, and where."""
     options = [(o.type, o.name, o.protect, [r._name for r in o.depends_on],  # type: ignore[attr-defined]
                 o.ignore_changes, o.input_dependencies) for o in run.options]
-    seen = [run.stack, [vars(r) for r in run.resources], run.invokes, run.generated, run.exchange.calls,
-            run.outputs, run.secret_outputs, options, [vars(r) for r in run.registrations], repr(run.error)]
-    return hashlib.sha256(json.dumps(seen, default=repr).encode()).hexdigest()
+    parts = {"resources": [vars(r) for r in run.resources], "invokes": run.invokes, "generated": run.generated,
+             "exchange": run.exchange.calls, "outputs": run.outputs, "secret_outputs": run.secret_outputs,
+             "options": options, "registrations": [vars(r) for r in run.registrations], "error": repr(run.error)}
+    return {part: hashlib.sha256(json.dumps(value, default=repr).encode()).hexdigest()
+            for part, value in parts.items()}
+
+
+def _changed(run: ProgramRun, made: dict[str, str]) -> list[str]:
+    now = fingerprint(run)
+    return [part for part in made if now[part] != made[part]]
 
 
 # Program runs by their arguments, with each run's fingerprint when it was made.
-_SHARED: dict[str, tuple[ProgramRun, str]] = {}
+_SHARED: dict[str, tuple[ProgramRun, dict[str, str]]] = {}
 
 
 def shared_run(stack: str, config: dict[str, Any] | None = None, **options: Any) -> ProgramRun:
@@ -528,10 +535,12 @@ def shared_run(stack: str, config: dict[str, Any] | None = None, **options: Any)
         run = run_program(stack, values, **options)
         _SHARED[key] = (run, fingerprint(run))
     run, made = _SHARED[key]
-    assert fingerprint(run) == made, f"{stack}: a test changed the shared program run {key[:300]}"
+    changed = _changed(run, made)
+    assert changed == [], f"a test changed {changed} of the shared program run {key}"
     return run
 
 
-def changed_shared_runs() -> list[str]:
-    """The keys of the shared runs that are no longer as they were made."""
-    return [key for key, (run, made) in _SHARED.items() if fingerprint(run) != made]
+def changed_shared_runs() -> dict[str, list[str]]:
+    """The shared runs that are no longer as they were made: their keys, and what changed."""
+    found = {key: _changed(run, made) for key, (run, made) in _SHARED.items()}
+    return {key: parts for key, parts in found.items() if parts}

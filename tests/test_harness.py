@@ -26,7 +26,7 @@ def test_a_shared_run_a_test_changed_is_refused_to_the_next() -> None:
     secret = next(r for r in run.resources if r.type == "kubernetes:core/v1:Secret")
     secret.inputs["changed-by-a-test"] = True
     try:
-        with pytest.raises(AssertionError, match="a test changed the shared program run"):
+        with pytest.raises(AssertionError, match=r"a test changed \['resources'\] of the shared program run"):
             shared_run("dev", only_here())
         assert any(MARK in key for key in changed_shared_runs()), "the check after the session sees it too"
     finally:
