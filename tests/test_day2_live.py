@@ -240,7 +240,7 @@ def test_fixed_to_keda_unpauses_and_leaves_the_replicas_alone() -> None:
 
 def test_the_model_sees_the_conflict_without_patch_force() -> None:
     live = keda_owns_the_replicas()
-    base, after = ok(deployed(live.pools)), ok(deployed(live.pools, workerScaling="fixed"))
+    base, after = ok(deployed(live.pools)), State.of(ok(deployed(live.pools, workerScaling="fixed")))  # a copy
     annotations = reg(after, WORKERS).inputs["metadata"]["annotations"]
     del annotations["pulumi.com/patchForce"]
     assert preview(base, after, live).conflicts == [
