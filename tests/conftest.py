@@ -5,9 +5,18 @@ from typing import Any
 
 import pytest
 
+from components.azure import image
 from components.config import StackConfig, build_stack_config, project_values, stack_file_config
-from tests.harness import ProgramRun, run_program
+from tests.harness import ProgramRun, changed_shared_runs, shared_run
 from tests.local_airflow import Services, local_services, stack_config
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, prepare the image's build context (build/image-context) once, before the
+    workers start: each program run prepares it, and two runs preparing it at once in the same
+    checkout could delete each other's half-written files. Prepared, it is left as it is."""
+    if getattr(config, "workerinput", None) is None and config.getoption("numprocesses", None):
+        image.prepare_build_context()
 
 
 def config_for(stack: str, **changes: Any) -> StackConfig:
@@ -34,10 +43,19 @@ def dev() -> StackConfig:
 @pytest.fixture(scope="session")
 def runs() -> dict[str, ProgramRun]:
     """The program run under mocks for each shipped stack file."""
-    result = {stack: run_program(stack) for stack in ("dev", "prod")}
+    result = {stack: shared_run(stack) for stack in ("dev", "prod")}
     for stack, run in result.items():
         assert run.error is None, f"{stack}: {run.error}"
     return result
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _shared_runs_stay_as_made() -> Iterator[None]:
+    """The runs tests share (shared_run) are checked when handed out; this checks them once more
+    after the last test, so a change made by the last test to read one fails the session too."""
+    yield
+    changed = changed_shared_runs()
+    assert changed == {}, f"tests changed these shared program runs: {changed}"
 
 
 # Large enough for every real-component test: PostgreSQL starts with the

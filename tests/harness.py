@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextvars
+import gc
 import hashlib
 import json
 import runpy
@@ -441,6 +443,12 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
     def go() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
+        # The SDK calls the mock monitor (which records the run) from the loop's
+        # default executor. When the program fails, calls already handed to it
+        # go on after run_until_complete returns: waited for below, so a run's
+        # records are final when run_program returns.
+        calls = concurrent.futures.ThreadPoolExecutor()
+        loop.set_default_executor(calls)
         pulumi.runtime.set_all_config(cli_form(values), list(secret_keys))
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
                                  organization="organization")
@@ -469,14 +477,70 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
                 if isinstance(v, pulumi.Output) and loop.run_until_complete(v.is_secret())
             }
         finally:
+            calls.shutdown(wait=True)
             loop.close()
             asyncio.set_event_loop(None)
 
     original = acr_auth.exchange_for_refresh_token
     acr_auth.exchange_for_refresh_token = exchange
+    # A run allocates a great many objects: with the collector on, that triggers
+    # full collections, which walk every object the session keeps (the shared
+    # runs) and took about 40 % of a run. Its garbage is collected after.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         contextvars.Context().run(go)
     finally:
         acr_auth.exchange_for_refresh_token = original
+        if collecting:
+            gc.enable()
     run.registrations = monitor.registrations
     return run
+
+
+def fingerprint(run: ProgramRun) -> dict[str, str]:
+    """Per part of a run a test reads, a digest: to tell whether a test changed it, and where."""
+    options = [(o.type, o.name, o.protect, [r._name for r in o.depends_on],  # type: ignore[attr-defined]
+                o.ignore_changes, o.input_dependencies) for o in run.options]
+    parts = {"resources": [vars(r) for r in run.resources], "invokes": run.invokes, "generated": run.generated,
+             "exchange": run.exchange.calls, "outputs": run.outputs, "secret_outputs": run.secret_outputs,
+             "options": options, "registrations": [vars(r) for r in run.registrations], "error": repr(run.error)}
+    return {part: hashlib.sha256(json.dumps(value, default=repr).encode()).hexdigest()
+            for part, value in parts.items()}
+
+
+def _changed(run: ProgramRun, made: dict[str, str]) -> list[str]:
+    now = fingerprint(run)
+    return [part for part in made if now[part] != made[part]]
+
+
+# Program runs by their arguments, with each run's fingerprint when it was made.
+_SHARED: dict[str, tuple[ProgramRun, dict[str, str]]] = {}
+
+
+def shared_run(stack: str, config: dict[str, Any] | None = None, **options: Any) -> ProgramRun:
+    """run_program's result for these arguments, run once per test process (a run takes about a
+    second) and handed to every test that asks for the same: for tests that only read it.
+
+    A test that changes a shared run would pass its change to the next: each later call checks
+    the run is as it was made, and fails the test that gets it otherwise. A test that changes
+    what it is given copies it first (State.of), or calls run_program.
+    """
+    if "program" in options:
+        raise TypeError("shared_run runs __main__.py only: call run_program for another program")
+    values = stack_file_config(stack) if config is None else config
+    key = json.dumps([stack, values, {k: sorted(v) if isinstance(v, (set, frozenset)) else v
+                                      for k, v in sorted(options.items())}], sort_keys=True, default=repr)
+    if key not in _SHARED:
+        run = run_program(stack, values, **options)
+        _SHARED[key] = (run, fingerprint(run))
+    run, made = _SHARED[key]
+    changed = _changed(run, made)
+    assert changed == [], f"a test changed {changed} of the shared program run {key}"
+    return run
+
+
+def changed_shared_runs() -> dict[str, list[str]]:
+    """The shared runs that are no longer as they were made: their keys, and what changed."""
+    found = {key: _changed(run, made) for key, (run, made) in _SHARED.items()}
+    return {key: parts for key, parts in found.items() if parts}

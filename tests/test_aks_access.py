@@ -25,7 +25,7 @@ from tests.harness import (
     SUBSCRIPTION,
     TENANT,
     ProgramRun,
-    run_program,
+    shared_run,
     stack_file_config,
 )
 from tests.preview import preview
@@ -83,11 +83,11 @@ def test_the_cluster_signs_in_with_entra_id_and_has_no_local_accounts(runs: dict
 
 def test_the_authorized_ranges_and_private_mode_reach_the_cluster() -> None:
     ranges = ["203.0.113.0/24", "198.51.100.7/32"]
-    run = run_program("prod", with_config("prod", apiServerAuthorizedIpRanges=ranges))
+    run = shared_run("prod", with_config("prod", apiServerAuthorizedIpRanges=ranges))
     assert run.error is None, run.error
     profile = run.one(AKS).inputs["apiServerAccessProfile"]
     assert profile == {"authorizedIPRanges": ranges, "enablePrivateCluster": False}, f"airflow-aks: {profile}"
-    run = run_program("dev", with_config("dev", apiServerPrivate=True))
+    run = shared_run("dev", with_config("dev", apiServerPrivate=True))
     assert run.error is None, run.error
     assert run.one(AKS).inputs["apiServerAccessProfile"]["enablePrivateCluster"] is True, "airflow-aks: private"
 
@@ -218,7 +218,7 @@ def test_the_api_server_keys_are_refused_on_a_local_cluster(key: str, value: Any
 # --- day 2 ----------------------------------------------------------------------------------
 
 def deployed_prod(live_cluster: dict[str, Any] | None = None, **keys: Any) -> ProgramRun:
-    return run_program("prod", with_config("prod", **keys), preview=True, updating=frozenset({"airflow-aks"}),
+    return shared_run("prod", with_config("prod", **keys), preview=True, updating=frozenset({"airflow-aks"}),
                        live_cluster=live_cluster)
 
 

@@ -14,7 +14,7 @@ from components.model.airflow_cfg import CONNECT_ARGS_ASYNC
 from components.model.component_secrets import COMPONENT_SECRETS
 from components.model.settings import DEFAULTS
 from tests.conftest import config_for
-from tests.harness import ProgramRun, component_secret_values, run_program
+from tests.harness import ProgramRun, component_secret_values, shared_run
 from tests.real_airflow import ROOT
 
 ASYNC_ENV = "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_ASYNC"
@@ -40,7 +40,7 @@ def airflow_containers(run: ProgramRun) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def direct_run() -> ProgramRun:
-    run = run_program("dev", {**stack_file_config("dev"), "airflow-aks:pgbouncer": False})
+    run = shared_run("dev", {**stack_file_config("dev"), "airflow-aks:pgbouncer": False})
     assert run.error is None, run.error
     return run
 

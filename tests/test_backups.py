@@ -35,7 +35,7 @@ from tests.harness import (
     TASK_LOG_PRINCIPAL_ID,
     ProgramRun,
     plain,
-    run_program,
+    shared_run,
     stack_file_config,
 )
 from tests.local_airflow import LocalPostgres, Services, container_command, deployment, stack_config
@@ -184,7 +184,7 @@ def test_the_backup_container_and_its_role_are_apart_from_the_logs(runs: dict[st
 
 def test_one_policy_deletes_old_dumps_beside_old_logs() -> None:
     for days in (14, 7):
-        run = ok(run_program("prod", changed(databaseBackupRetentionDays=days)))
+        run = ok(shared_run("prod", changed(databaseBackupRetentionDays=days)))
         [policy] = run.of_type(POLICY)
         rules = {r["name"]: r for r in plain(policy.inputs["policy"])["rules"]}
         assert set(rules) == {"delete-old-task-logs", "delete-old-database-backups"}
@@ -202,22 +202,22 @@ def test_the_backup_waits_for_postgres_the_image_and_its_grant(runs: dict[str, P
 
 
 def test_a_changed_schedule_reaches_the_cronjob() -> None:
-    run = ok(run_program("prod", changed(databaseBackupSchedule="@weekly")))
+    run = ok(shared_run("prod", changed(databaseBackupSchedule="@weekly")))
     assert run.manifest("CronJob", names.DATABASE_BACKUP)["spec"]["schedule"] == "0 0 * * 0"
 
 
 def test_no_backup_objects_without_a_schedule() -> None:
-    run = ok(run_program("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False)))
+    run = ok(shared_run("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False)))
     assert run.of_type(CRONJOB) == []
     assert not [m for m in run.manifests() if names.DATABASE_BACKUP in json.dumps(m)]
     assert not [r for r in run.resources if "backup" in r.name]
-    local = ok(run_program("local"))
+    local = ok(shared_run("local"))
     assert local.of_type(CRONJOB) == [], "a local cluster without the emulator"
 
 
 def test_a_local_cluster_with_the_emulator_dumps_there() -> None:
     endpoint = "http://azurite.azurite:10000/devstoreaccount1"
-    run = ok(run_program("local", changed("local", taskLogEmulatorEndpoint=endpoint)))
+    run = ok(shared_run("local", changed("local", taskLogEmulatorEndpoint=endpoint)))
     cron = run.manifest("CronJob", names.DATABASE_BACKUP)
     storage = env_of(containers(cron)["upload"])["BACKUP_STORAGE"]
     assert storage == {"secretKeyRef": {"name": names.BACKUP_SECRET, "key": "connection"}}

@@ -22,7 +22,14 @@ import pytest
 from components.model import component_secrets, names
 from components.model.airflow_cfg import SECRET_ENV
 from components.model.component_secrets import COMPONENT_SECRETS, KEYS
-from tests.harness import ProgramRun, component_secret_values, is_secret, plain, run_program, stack_file_config
+from tests.harness import (
+    ProgramRun,
+    component_secret_values,
+    is_secret,
+    plain,
+    shared_run,
+    stack_file_config,
+)
 from tests.local_airflow import LocalDeployment, Services, deployment, free_port, wait_for
 from tests.test_task_logs_and_metrics import small_fanout, task_log
 
@@ -35,7 +42,7 @@ FORBIDDEN_ON_WORKERS = (component_secrets.JWT_SECRET, component_secrets.FERNET_K
 
 
 def with_flower(stack: str) -> ProgramRun:
-    run = run_program(stack, {**stack_file_config(stack), "airflow-aks:flower": True})
+    run = shared_run(stack, {**stack_file_config(stack), "airflow-aks:flower": True})
     assert run.error is None, run.error
     return run
 

@@ -14,8 +14,8 @@ from components.azure.pools import worker_pool_name
 from components.model import names
 from components.model.capacity import worker_drain_minutes, worker_stop_seconds
 from tests.conftest import config_for
-from tests.harness import ProgramRun, plain, run_program, stack_file_config
-from tests.preview import Live, Preview, forces_replacement, preview, summary
+from tests.harness import ProgramRun, plain, shared_run, stack_file_config
+from tests.preview import Live, Preview, State, forces_replacement, preview, summary
 from tests.readme_tables import readme_ui_example, table_after
 
 HEADING = "## What a config change does"
@@ -84,7 +84,7 @@ CHANGES: dict[str, dict[str, Any]] = {
 
 def deployed(config: dict[str, Any]) -> ProgramRun:
     """The program against the deployed, busy prod stack (its cluster and pools as Azure lists them)."""
-    return run_program("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
+    return shared_run("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
                        live_system_pool=SYSTEM_POOL, live_worker_pools=[PROD_POOL], previous_outputs=PREVIOUS)
 
 
@@ -231,7 +231,9 @@ def test_provider_replacement_rules(typ: str, path: str, mutable: bool, replaces
 def test_the_model_flags_a_config_map_replacement_without_the_mutable_flag(base: ProgramRun) -> None:
     config = stack_file_config("prod")
     config["airflow-aks:maxActiveRunsPerDag"] = 4
-    after = deployed(config)
+    run = deployed(config)
+    assert run.error is None, run.error
+    after = State.of(run)  # a copy: the run is shared
     for r in after.registrations:
         if r.type == "pulumi:providers:kubernetes":
             r.inputs.pop("enableConfigMapMutable", None)

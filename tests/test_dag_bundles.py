@@ -21,7 +21,7 @@ from components.kubernetes.dag_bundles import DAG_BUNDLE_SECRET, STORAGE_VOLUME
 from components.model import dag_bundles, names
 from components.model.settings import ConfigError, parse_settings
 from components.render import SECRET_PLACEHOLDER
-from tests.harness import ROOT, TASK_LOG_PRINCIPAL_ID, ProgramRun, is_secret, plain, run_program
+from tests.harness import ROOT, TASK_LOG_PRINCIPAL_ID, ProgramRun, is_secret, plain, shared_run
 from tests.readme_tables import section
 from tests.test_settings import parse, problems_of
 
@@ -41,7 +41,7 @@ def prod_run(**changes: Any) -> ProgramRun:
     config = stack_file_config("prod")
     config.update({"airflow-aks:dagBundles": BUNDLES, "airflow-aks:dagBundleTokens": {"team-repo": TOKEN}})
     config.update({f"airflow-aks:{k}": v for k, v in changes.items()})
-    run = run_program("prod", config, secret_keys=["airflow-aks:dagBundleTokens"])
+    run = shared_run("prod", config, secret_keys=["airflow-aks:dagBundleTokens"])
     assert run.error is None, run.error
     return run
 

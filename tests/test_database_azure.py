@@ -15,7 +15,7 @@ from components.model import database_server as pg
 from components.model.capacity import DatabaseServerPlan
 from components.model.settings import ConfigError
 from tests.conftest import config_for
-from tests.harness import CLUSTER_PRINCIPAL_ID, ProgramRun, is_secret, plain, run_program, stack_file_config
+from tests.harness import CLUSTER_PRINCIPAL_ID, ProgramRun, is_secret, plain, shared_run, stack_file_config
 from tests.preview import forces_replacement
 
 SERVER = "azure-native:dbforpostgresql:Server"
@@ -41,14 +41,14 @@ def server_plan(stack: str = "prod", **changes: Any) -> DatabaseServerPlan:
 
 @pytest.fixture(scope="module")
 def azure() -> ProgramRun:
-    run = run_program("prod", azure_config())
+    run = shared_run("prod", azure_config())
     assert run.error is None, run.error
     return run
 
 
 @pytest.fixture(scope="module")
 def in_cluster() -> ProgramRun:
-    run = run_program("prod")
+    run = shared_run("prod")
     assert run.error is None, run.error
     return run
 
@@ -235,7 +235,7 @@ def test_tls_and_max_connections_are_server_parameters(azure: ProgramRun) -> Non
 
 
 def test_backup_keys_and_high_availability_reach_the_server() -> None:
-    run = run_program("prod", azure_config(databaseBackupRetentionDays=35, databaseGeoRedundantBackup=True,
+    run = shared_run("prod", azure_config(databaseBackupRetentionDays=35, databaseGeoRedundantBackup=True,
                                            databaseHighAvailability=True))
     assert run.error is None, run.error
     server = plain(run.one(SERVER).inputs)
@@ -298,7 +298,7 @@ DEPLOYED_BEFORE_THE_KEY = {"airflowVersion": "3.3.2",
 
 
 def test_a_stack_deployed_in_cluster_is_refused_the_move_to_azure() -> None:
-    run = run_program("prod", azure_config(), preview=True, previous_outputs=DEPLOYED_BEFORE_THE_KEY)
+    run = shared_run("prod", azure_config(), preview=True, previous_outputs=DEPLOYED_BEFORE_THE_KEY)
     assert run.error is not None
     message = str(run.error)
     assert "airflow-aks:database: this stack's metadata database is in-cluster" in message
@@ -309,7 +309,7 @@ def test_a_stack_deployed_in_cluster_is_refused_the_move_to_azure() -> None:
 
 def test_a_stack_deployed_with_azure_is_refused_the_move_back() -> None:
     previous = {**DEPLOYED_BEFORE_THE_KEY, "database": "azure"}
-    run = run_program("prod", preview=True, previous_outputs=previous)
+    run = shared_run("prod", preview=True, previous_outputs=previous)
     assert run.error is not None
     assert "airflow-aks:database: this stack's metadata database is azure" in str(run.error)
     assert "new, empty in-cluster PostgreSQL" in str(run.error)
@@ -324,7 +324,7 @@ def test_a_stack_deployed_with_azure_is_refused_the_move_back() -> None:
 def test_a_first_deployment_or_an_unchanged_database_goes_ahead(previous: dict[str, Any] | None,
                                                               database: str) -> None:
     config = azure_config() if database == "azure" else stack_file_config("prod")
-    run = run_program("prod", config, preview=True, previous_outputs=previous)
+    run = shared_run("prod", config, preview=True, previous_outputs=previous)
     assert run.error is None, run.error
     assert run.of_type(CLUSTER)
 

@@ -15,7 +15,7 @@ from components.kubernetes.keda import QUERY_COLUMNS, QUERY_TABLE, TRIGGER_AUTH,
 from components.kubernetes.secrets import PASSWORD_KEY, ROLE_PASSWORD_KEYS
 from components.model import names
 from components.model.database_roles import ROLE_PASSWORD_ENVS, after_migration_sql, roles_sql
-from tests.harness import ProgramRun, component_secret_values, plain, run_program, stack_file_config
+from tests.harness import ProgramRun, component_secret_values, plain, shared_run, stack_file_config
 from tests.local_airflow import LocalDeployment, Services, declared, image_command, stack_config
 
 ROLES = (names.DATABASE_OWNER_ROLE, names.DATABASE_APP_ROLE, names.DATABASE_KEDA_ROLE, names.DATABASE_RESULTS_ROLE)
@@ -73,7 +73,7 @@ def test_kedas_grant_is_the_columns_of_its_query_and_the_results_role_celerys_ta
 
 @pytest.fixture(scope="module")
 def prod() -> ProgramRun:
-    run = run_program("prod", stack_file_config("prod"))
+    run = shared_run("prod", stack_file_config("prod"))
     assert run.error is None, run.error
     return run
 

@@ -20,7 +20,7 @@ from components.azure import acr_auth, image, platform
 from components.kubernetes import rabbitmq
 from components.model import capacity, names
 from components.model.settings import DEFAULTS
-from tests.harness import KUBELET_OBJECT_ID, ROOT, ProgramRun, plain, run_program, stack_file_config
+from tests.harness import KUBELET_OBJECT_ID, ROOT, ProgramRun, plain, shared_run, stack_file_config
 from tests.preview import preview
 from tests.real_airflow import run_airflow_python
 
@@ -104,7 +104,7 @@ def test_a_worker_vm_size_change_creates_the_new_pool_before_the_old_one_goes(ru
     # provider.go, deleteBeforeReplace). A new logical name makes it a create
     # now and a delete at the end of the update instead.
     before = runs["prod"].one(POOL)
-    after = ok(run_program("prod", changed("prod", workerPool={"vmSize": "Standard_E8s_v5"}))).one(POOL)
+    after = ok(shared_run("prod", changed("prod", workerPool={"vmSize": "Standard_E8s_v5"}))).one(POOL)
     assert before.name != after.name, "a new logical name: created, not replaced in place"
     assert (before.inputs["agentPoolName"], after.inputs["agentPoolName"]) == ("we4sv3", "we8sv5")
     assert after.inputs["nodeLabels"] == before.inputs["nodeLabels"], "workers may land on either pool meanwhile"
@@ -112,7 +112,7 @@ def test_a_worker_vm_size_change_creates_the_new_pool_before_the_old_one_goes(ru
 
 
 def test_a_system_vm_size_change_is_refused_at_preview_with_the_way_to_do_it() -> None:
-    run = run_program("prod", changed("prod", systemPool={"vmSize": "Standard_D16s_v5", "count": 2}),
+    run = shared_run("prod", changed("prod", systemPool={"vmSize": "Standard_D16s_v5", "count": 2}),
                       preview=True, updating=frozenset({"airflow-aks"}), live_system_vm_size="Standard_D8s_v5")
     assert run.error is not None, "AKS rejects a changed vmSize of the inline pool: the preview must stop"
     message = str(run.error)
@@ -122,7 +122,7 @@ def test_a_system_vm_size_change_is_refused_at_preview_with_the_way_to_do_it() -
 
 
 def test_an_unchanged_system_pool_passes_the_live_check() -> None:
-    ok(run_program("prod", preview=True, updating=frozenset({"airflow-aks"}),
+    ok(shared_run("prod", preview=True, updating=frozenset({"airflow-aks"}),
                    live_system_vm_size="Standard_D8s_v5"))
 
 
@@ -141,7 +141,7 @@ def test_storage_lives_in_a_claim_the_statefulset_mounts(runs: dict[str, Program
     claim = run.manifest("PersistentVolumeClaim", f"{name}-data")
     assert {"name": "data", "persistentVolumeClaim": {"claimName": f"{name}-data"}} in \
         sts["spec"]["template"]["spec"]["volumes"]
-    bigger = ok(run_program("prod", changed("prod", **{key: 100})))
+    bigger = ok(shared_run("prod", changed("prod", **{key: 100})))
     assert bigger.manifest("StatefulSet", name) == sts, f"{name}: the StatefulSet is unchanged"
     assert bigger.manifest("PersistentVolumeClaim", f"{name}-data")["spec"]["resources"]["requests"] == \
         {"storage": "100Gi"}
@@ -168,7 +168,7 @@ def test_dev_claims_are_not_protected(runs: dict[str, ProgramRun]) -> None:
 def test_the_kubernetes_provider_updates_config_maps_in_place(stack: str) -> None:
     # pulumi-kubernetes replaces a changed ConfigMap unless the provider has
     # enableConfigMapMutable (provider/pkg/provider/provider.go).
-    [provider] = ok(run_program(stack)).of_type("pulumi:providers:kubernetes")
+    [provider] = ok(shared_run(stack)).of_type("pulumi:providers:kubernetes")
     assert provider.inputs["enableConfigMapMutable"] == "true", f"{provider.name}: enableConfigMapMutable"
 
 
@@ -224,7 +224,7 @@ def test_acr_pull_principal_is_known_in_the_preview_of_a_cluster_update() -> Non
     # (pulumi-azure-native provider.go, Update with preview: inputs projected
     # onto outputs), and a changed principalId replaces a RoleAssignment
     # (provider/pkg/gen/replacement.go).
-    run = ok(run_program("prod", changed("prod", systemPool={"vmSize": "Standard_D8s_v5", "count": 3}),
+    run = ok(shared_run("prod", changed("prod", systemPool={"vmSize": "Standard_D8s_v5", "count": 3}),
                          preview=True, updating=frozenset({"airflow-aks"})))
     [role] = [r for r in run.of_type(ROLE) if r.name == "airflow-acr-pull"]
     assert role.inputs["principalId"] == KUBELET_OBJECT_ID, f"{role.name}: principalId must stay known"
@@ -234,7 +234,7 @@ def test_acr_pull_principal_is_known_in_the_preview_of_a_cluster_update() -> Non
 
 def test_the_kubelet_identity_would_be_unknown_from_the_cluster_outputs() -> None:
     """What the mocks do for a cluster under update: no identityProfile (the reason for the read)."""
-    run = ok(run_program("prod", preview=True, updating=frozenset({"airflow-aks"})))
+    run = ok(shared_run("prod", preview=True, updating=frozenset({"airflow-aks"})))
     [cluster] = run.of_type(AKS)
     assert "identityProfile" not in cluster.inputs
 
@@ -253,7 +253,7 @@ def deployed_pool(count: int, autoscale: bool = False, max_count: int | None = N
 
 def scaled(parallelism: int, live: dict[str, Any], preview: bool = True) -> ProgramRun:
     # workerScaling fixed: the program, not KEDA, sets the worker replicas.
-    return ok(run_program("prod", changed("prod", parallelism=parallelism, workerScaling="fixed"), preview=preview,
+    return ok(shared_run("prod", changed("prod", parallelism=parallelism, workerScaling="fixed"), preview=preview,
                           updating=frozenset({"airflow-aks"}), live_worker_pools=[live]))
 
 
@@ -299,7 +299,7 @@ def test_raising_parallelism_grows_the_pool_before_the_workers() -> None:
 
 def test_a_first_deployment_creates_nodes_before_workers() -> None:
     # No live pool (a new stack, or a new VM size's pool): nodes first.
-    run = ok(run_program("prod", preview=True))
+    run = ok(shared_run("prod", preview=True))
     name, pool = pool_of(run)
     assert name in run.options_of(WORKERS).waits_for() and WORKERS not in pool.waits_for()
     assert plain(run.one(POOL).inputs)["maxCount"] == 3, f"{name}: known in a first preview"
@@ -308,7 +308,7 @@ def test_a_first_deployment_creates_nodes_before_workers() -> None:
 def test_lowering_an_autoscaled_pool_ceiling_also_waits_for_the_workers() -> None:
     config = changed("prod", workerPool={"vmSize": "Standard_E4s_v3", "minCount": 0, "maxCount": 2},
                      parallelism=500)
-    run = ok(run_program("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
+    run = ok(shared_run("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
                          live_worker_pools=[deployed_pool(3, autoscale=True, max_count=4)]))
     name, pool = pool_of(run)
     assert WORKERS in pool.waits_for(), f"{name}: a lower maxCount waits for the worker StatefulSet"
@@ -318,7 +318,7 @@ def test_the_worker_scale_down_completes_only_when_removed_workers_have_exited()
     # pulumi-kubernetes provider/pkg/metadata/readiness.go (ReadyCondition):
     # waitFor replaces the default StatefulSet await on create and update,
     # and skipAwait would override it, so the worker must not carry skipAwait.
-    fixed = ok(run_program("prod", changed("prod", workerScaling="fixed")))
+    fixed = ok(shared_run("prod", changed("prod", workerScaling="fixed")))
     sts = fixed.manifest("StatefulSet", names.WORKER)
     annotations = sts["metadata"]["annotations"]
     assert "pulumi.com/skipAwait" not in annotations, f"{names.WORKER}: skipAwait would end the wait at once"

@@ -20,7 +20,7 @@ from components.kubernetes.keda import PAUSED_ANNOTATION
 from components.model import capacity, names
 from components.model.upgrades import deployed_airflow_version
 from tests.conftest import config_for
-from tests.harness import ProgramRun, plain, run_program, stack_file_config
+from tests.harness import ProgramRun, plain, shared_run, stack_file_config
 from tests.preview import Live, Preview, State, preview
 from tests.upgrade.recorder import Registration
 
@@ -47,7 +47,7 @@ def live_pool(count: int, *, name: str = E4, autoscale: bool = True, min_count: 
 def deployed(pools_: list[dict[str, Any]], previous: dict[str, Any] | None = None, **keys: Any) -> ProgramRun:
     config = stack_file_config("prod")
     config.update({f"airflow-aks:{k}": v for k, v in keys.items()})
-    return run_program("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
+    return shared_run("prod", config, preview=True, updating=frozenset({"airflow-aks"}),
                        live_system_pool={"vmSize": "Standard_D8s_v5", "maxPods": 110}, live_worker_pools=pools_,
                        previous_outputs=previous)
 
@@ -107,7 +107,7 @@ def test_a_ceiling_below_the_running_nodes_waits_for_the_autoscaler() -> None:
 
 
 def test_a_new_pool_starts_at_its_minimum() -> None:
-    after = ok(run_program("prod", preview=True))
+    after = ok(shared_run("prod", preview=True))
     sent = plain(reg(after, "airflow-workers-we4sv3").inputs)
     assert (sent["count"], sent["minCount"], sent["maxCount"]) == (0, 0, 3), "airflow-workers-we4sv3"
 
@@ -240,7 +240,7 @@ def test_fixed_to_keda_unpauses_and_leaves_the_replicas_alone() -> None:
 
 def test_the_model_sees_the_conflict_without_patch_force() -> None:
     live = keda_owns_the_replicas()
-    base, after = ok(deployed(live.pools)), ok(deployed(live.pools, workerScaling="fixed"))
+    base, after = ok(deployed(live.pools)), State.of(ok(deployed(live.pools, workerScaling="fixed")))  # a copy
     annotations = reg(after, WORKERS).inputs["metadata"]["annotations"]
     del annotations["pulumi.com/patchForce"]
     assert preview(base, after, live).conflicts == [

@@ -28,7 +28,7 @@ from components.kubernetes.workloads import kube_objects
 from components.model import names, vnet
 from components.render import EXTERNAL_DATABASE_PLACEHOLDER, SECRET_PLACEHOLDER, render
 from tests.conftest import config_for
-from tests.harness import ROOT, ProgramRun, component_secret_values, is_secret, plain, run_program
+from tests.harness import ROOT, ProgramRun, component_secret_values, is_secret, plain, shared_run
 from tests.local_airflow import declared
 from tests.schemas import SchemaError, validate_manifest
 from tests.test_render import manifests as rendered_manifests
@@ -48,7 +48,7 @@ def azure_config(**changes: Any) -> dict[str, Any]:
 
 
 def program(config: dict[str, Any]) -> ProgramRun:
-    run = run_program("prod", config)
+    run = shared_run("prod", config)
     assert run.error is None, run.error
     return run
 

@@ -45,7 +45,7 @@ from tests.harness import (
     TENANT,
     ProgramRun,
     plain,
-    run_program,
+    shared_run,
 )
 from tests.real_airflow import run_airflow_python
 from tests.test_task_log_storage import changed as config
@@ -61,7 +61,7 @@ POD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 
 @pytest.fixture(scope="module")
 def prod() -> ProgramRun:
-    return ok(run_program("prod", config(keyVault=True)))
+    return ok(shared_run("prod", config(keyVault=True)))
 
 
 def vault_id(run: ProgramRun) -> str:
@@ -181,7 +181,7 @@ def test_the_vault_roles_are_secrets_user_for_the_airflow_identity_and_the_api_s
 
 
 def test_existing_resources_keep_their_names_and_parents(prod: ProgramRun) -> None:
-    without = ok(run_program("prod", config(keyVault=False)))
+    without = ok(shared_run("prod", config(keyVault=False)))
     before = {(o.type, o.name, getattr(o.parent, "_name", None)) for o in without.options}
     after = {(o.type, o.name, getattr(o.parent, "_name", None)) for o in prod.options}
     assert before <= after
@@ -247,11 +247,11 @@ def test_the_dag_processor_may_reach_the_vault(prod: ProgramRun) -> None:
         return {p["port"] for rule in policy["spec"].get("egress", []) for p in rule["ports"]}
 
     assert 443 in egress_ports(prod)
-    assert 443 not in egress_ports(ok(run_program("prod", config(keyVault=False))))
+    assert 443 not in egress_ports(ok(shared_run("prod", config(keyVault=False))))
 
 
 def test_without_the_key_nothing_changes() -> None:
-    run = ok(run_program("prod", config(keyVault=False)))
+    run = ok(shared_run("prod", config(keyVault=False)))
     assert not run.of_type(VAULT)
     assert not {"keyVaultName", "keyVaultUri", PURGE_PROTECTION_OUTPUT} & set(run.outputs)
     assert "[secrets]" not in run.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
@@ -262,10 +262,10 @@ def test_without_the_key_nothing_changes() -> None:
 
 def test_day_two_keeps_purge_protection_once_on() -> None:
     # A stack without `protect`: off on a new vault, kept on where the last update had it on.
-    fresh = ok(run_program("prod", config(keyVault=True, protect=False)))
+    fresh = ok(shared_run("prod", config(keyVault=True, protect=False)))
     assert "enablePurgeProtection" not in plain(fresh.one(VAULT).inputs["properties"])
     assert fresh.outputs[PURGE_PROTECTION_OUTPUT] is False
-    kept = ok(run_program("prod", config(keyVault=True, protect=False),
+    kept = ok(shared_run("prod", config(keyVault=True, protect=False),
                           previous_outputs={PURGE_PROTECTION_OUTPUT: True}))
     assert plain(kept.one(VAULT).inputs["properties"])["enablePurgeProtection"] is True
     assert kept.outputs[PURGE_PROTECTION_OUTPUT] is True

@@ -11,12 +11,12 @@ from components.config import stack_file_config
 from components.model import names
 from components.model.settings import ConfigError, parse_settings
 from tests.conftest import config_for
-from tests.harness import ProgramRun, run_program
+from tests.harness import ProgramRun, shared_run
 
 
 @pytest.fixture(scope="module")
 def local() -> ProgramRun:
-    run = run_program("local")
+    run = shared_run("local")
     assert run.error is None, run.error
     return run
 
@@ -63,7 +63,7 @@ def test_kubernetes_objects_use_the_current_context(local: ProgramRun) -> None:
 def test_kube_context_reaches_the_provider() -> None:
     config = stack_file_config("local")
     config["airflow-aks:kubeContext"] = "kind-airflow"
-    run = run_program("local", config)
+    run = shared_run("local", config)
     assert run.error is None, run.error
     assert run.one("pulumi:providers:kubernetes").inputs["context"] == "kind-airflow"
 

@@ -22,7 +22,7 @@ import yaml
 from components.config import stack_file_config
 from components.model.settings import ConfigError
 from components.render import render
-from tests.harness import run_program
+from tests.harness import shared_run
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def test_the_render_refuses_it_naming_the_key(mistake: Mistake, tmp_path: Path) 
                          ids=[m.name for m in MISTAKES if m.text is None])
 def test_the_program_refuses_it_before_declaring_anything(mistake: Mistake, tmp_path: Path) -> None:
     config = yaml.safe_load(stack_text(mistake))["config"]
-    run = run_program(mistake.stack, config)
+    run = shared_run(mistake.stack, config)
     assert isinstance(run.error, pulumi.RunError), f"{mistake.name}: the program ran on ({run.error!r})"
     assert not run.resources, f"{mistake.name}: {len(run.resources)} resources declared before the refusal"
     line = problem_line(str(run.error), mistake.key)

@@ -38,7 +38,7 @@ from components.model.egress import AZURE_SERVICES
 from components.model.settings import ConfigError, Settings
 from components.model.ui_auth import WEBSERVER_CONFIG_KEY
 from tests.conftest import config_for
-from tests.harness import ProgramRun, run_program, stack_file_config
+from tests.harness import ProgramRun, shared_run, stack_file_config
 from tests.readme_tables import table_after
 from tests.schemas import validate_manifest
 from tests.test_ui_auth import ENTRA_UI
@@ -607,7 +607,7 @@ def deployments() -> dict[str, Deployment]:
     found = {}
     for variant, (stack, changes) in VARIANTS.items():
         config = {**stack_file_config(stack), **changes}
-        run = run_program(stack, config, secret_keys=["airflow-aks:dagBundleTokens"])
+        run = shared_run(stack, config, secret_keys=["airflow-aks:dagBundleTokens"])
         assert run.error is None, f"{variant}: {run.error}"
         found[variant] = deployment_of(run, changes.get("airflow-aks:taskEgress"))
     return found
@@ -789,7 +789,7 @@ def test_without_task_egress_the_policies_are_as_before(variant: str) -> None:
     (without keyVault, which prod turned on later and which opens 443 to the
     dag-processor: tests/test_key_vault.py)."""
     stack, changes = VARIANTS[variant]
-    run = run_program(stack, {**stack_file_config(stack), **changes, "airflow-aks:keyVault": False})
+    run = shared_run(stack, {**stack_file_config(stack), **changes, "airflow-aks:keyVault": False})
     assert run.error is None, run.error
     policies = [m for m in run.manifests() if m["kind"] == "NetworkPolicy"]
     assert without_the_roles_job(by_name(policies)) == by_name(BEFORE_TASK_EGRESS["variants"][variant]), variant
@@ -797,7 +797,7 @@ def test_without_task_egress_the_policies_are_as_before(variant: str) -> None:
 
 def test_an_empty_task_egress_renders_the_same_policies(deployments: dict[str, Deployment]) -> None:
     def policies(keys: dict[str, Any]) -> dict[str, dict[str, Any]]:
-        run = run_program(stack, {**stack_file_config(stack), "airflow-aks:taskEgress": [], **keys})
+        run = shared_run(stack, {**stack_file_config(stack), "airflow-aks:taskEgress": [], **keys})
         assert run.error is None, run.error
         return by_name([m for m in run.manifests() if m["kind"] == "NetworkPolicy"])
 
@@ -841,7 +841,7 @@ def test_prod_with_task_egress_renders_the_rules_on_the_workers_policy() -> None
     config = {**stack_file_config("prod"), "airflow-aks:taskEgress": [
         {"cidr": "10.20.0.0/16", "port": 5432}, {"service": "sql-database"},
         {"service": "communication-services-smtp", "cidr": "20.47.0.0/16"}]}
-    run = run_program("prod", config)
+    run = shared_run("prod", config)
     assert run.error is None, run.error
     public = {"cidr": "0.0.0.0/0", "except": ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]}
     expected = [
@@ -917,7 +917,7 @@ def test_the_metadata_database_subnet_is_refused_with_database_azure() -> None:
 def test_a_malformed_entry_stops_the_program_before_any_resource() -> None:
     config = {**stack_file_config("prod"), "airflow-aks:taskEgress": [{"cidr": "10.20.0.0/16", "port": 5432},
                                                                        {"service": "sql"}]}
-    run = run_program("prod", config)
+    run = shared_run("prod", config)
     assert isinstance(run.error, pulumi.RunError)
     assert "airflow-aks:taskEgress[1].service: unknown Azure service 'sql'" in str(run.error)
     assert run.resources == []

@@ -18,7 +18,7 @@ from tests.harness import (
     SUBSCRIPTION,
     TENANT,
     ProgramRun,
-    run_program,
+    shared_run,
     stack_file_config,
 )
 
@@ -101,7 +101,7 @@ def test_worker_pool_is_sized_from_the_plan(runs: dict[str, ProgramRun], stack: 
 
 
 def test_prod_worker_pool_autoscales_from_zero_to_three_e4s_v3() -> None:
-    pool = run_program("prod").one(POOL)
+    pool = shared_run("prod").one(POOL)
     assert (pool.inputs["vmSize"], pool.inputs["minCount"], pool.inputs["maxCount"]) == ("Standard_E4s_v3", 0, 3), \
         "the worker AgentPool: 28 workers at 10 per E4s_v3"
 
@@ -109,7 +109,7 @@ def test_prod_worker_pool_autoscales_from_zero_to_three_e4s_v3() -> None:
 def test_a_fixed_worker_set_has_a_fixed_pool() -> None:
     config = stack_file_config("prod")
     config["airflow-aks:workerScaling"] = "fixed"
-    pool = run_program("prod", config).one(POOL)
+    pool = shared_run("prod", config).one(POOL)
     assert (pool.inputs["count"], pool.inputs["enableAutoScaling"]) == (3, False)
     assert "minCount" not in pool.inputs and "maxCount" not in pool.inputs
 
@@ -126,7 +126,7 @@ def test_worker_pool_is_labelled_and_tainted_for_workers_only(runs: dict[str, Pr
 def test_autoscaler_bounds_reach_the_pool() -> None:
     config = stack_file_config("prod")
     config["airflow-aks:workerPool"] = {"vmSize": "Standard_E4s_v3", "minCount": 2, "maxCount": 8}
-    run = run_program("prod", config)
+    run = shared_run("prod", config)
     assert run.error is None, run.error
     pool = run.one(POOL)
     assert (pool.inputs["enableAutoScaling"], pool.inputs["minCount"], pool.inputs["maxCount"]) == (True, 2, 8)
@@ -178,7 +178,7 @@ def test_push_authenticates_with_an_exchanged_token_not_the_admin_user(runs: dic
 
 
 def test_preview_pushes_nothing_and_asks_for_no_token() -> None:
-    run = run_program("prod", preview=True)
+    run = shared_run("prod", preview=True)
     assert run.error is None, run.error
     assert run.exchange.calls == []
 
@@ -189,7 +189,7 @@ def test_the_preview_leaves_the_registry_password_unknown_for_a_saved_plan() -> 
     # ("violates plan"); an unknown one accepts any value (pulumi/pulumi
     # pkg/resource/deploy/plan.go, checkDiff and DeepEqualsIncludeUnknowns). The update's
     # token is never a value the preview knew, so the preview must not claim one ("").
-    run = run_program("prod", preview=True)
+    run = shared_run("prod", preview=True)
     assert run.error is None, run.error
     registries = run.one(IMAGE).inputs["registries"]
     assert "value" in registries and len(registries) == 2, "still a secret"

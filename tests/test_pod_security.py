@@ -16,7 +16,7 @@ from components.kubernetes import k8s
 from components.kubernetes.pgbouncer import pgbouncer_ini
 from components.model import names
 from tests.conftest import config_for
-from tests.harness import ProgramRun, run_program
+from tests.harness import ProgramRun, shared_run
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "Job", "CronJob")
 # Volume types the restricted profile admits.
@@ -27,7 +27,7 @@ STACKS = ("dev", "prod", "local")
 
 @pytest.fixture(scope="module")
 def all_runs(runs: dict[str, ProgramRun]) -> dict[str, ProgramRun]:
-    local = run_program("local")
+    local = shared_run("local")
     assert local.error is None, f"local: {local.error}"
     return {**runs, "local": local}
 

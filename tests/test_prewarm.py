@@ -18,7 +18,7 @@ from components.model.prewarm import PREWARM_HOLD_MINUTES
 from components.model.schedules import CronWindow, parse_cron, prewarm_windows
 from components.model.settings import ConfigError, parse_settings
 from tests.conftest import config_for
-from tests.harness import ProgramRun, run_program, stack_file_config
+from tests.harness import ProgramRun, shared_run, stack_file_config
 from tests.local_airflow import stack_config
 from tests.real_airflow import run_airflow_python
 from tests.schemas import SchemaError, validate_manifest
@@ -238,7 +238,7 @@ def crons(run: ProgramRun) -> list[dict[str, str]]:
 
 @pytest.mark.parametrize(("stack", "workers"), [("prod", 28), ("dev", 2)])
 def test_the_scaled_object_pre_warms_the_reference_dags_hourly_run(stack: str, workers: int) -> None:
-    run = run_program(stack)
+    run = shared_run(stack)
     plan = config_for(stack).plan
     assert plan.prewarm is not None
     lead = plan.prewarm.lead_minutes
@@ -253,7 +253,7 @@ def test_the_scaled_object_pre_warms_the_reference_dags_hourly_run(stack: str, w
 
 def test_the_scale_up_reaches_the_peak_in_one_period() -> None:
     for stack in ("prod", "dev"):
-        spec = scaler(run_program(stack))["spec"]
+        spec = scaler(shared_run(stack))["spec"]
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
         assert behavior["scaleUp"] == {"stabilizationWindowSeconds": 0, "policies": [
             {"type": "Pods", "value": spec["maxReplicaCount"], "periodSeconds": 15}]}, stack
@@ -274,12 +274,12 @@ def with_keys(stack: str, **changes: Any) -> dict[str, Any]:
 
 
 def test_a_stack_without_a_schedule_has_no_cron_trigger() -> None:
-    assert crons(run_program("prod", with_keys("prod", fanoutSchedule=None))) == []
-    assert crons(run_program("prod", with_keys("prod", prewarmSchedules=[]))) == []
+    assert crons(shared_run("prod", with_keys("prod", fanoutSchedule=None))) == []
+    assert crons(shared_run("prod", with_keys("prod", prewarmSchedules=[]))) == []
 
 
 def test_listed_schedules_get_their_windows() -> None:
-    run = run_program("prod", with_keys("prod", prewarmSchedules=["0,30 9 * * *", "0 18 * * 1-5"],
+    run = shared_run("prod", with_keys("prod", prewarmSchedules=["0,30 9 * * *", "0 18 * * 1-5"],
                                         airflowConfig={"core": {"default_timezone": "Europe/Amsterdam"}}))
     lead = config_for("prod").plan.prewarm.lead_minutes  # type: ignore[union-attr]
     got = {(c["start"], c["end"]) for c in crons(run)}
@@ -298,14 +298,14 @@ def test_listed_schedules_get_their_windows() -> None:
     ({"fanoutSchedule": "@weekly"}, "prewarmSchedules", "set prewarmSchedules: [] to pre-warm nothing"),
 ])
 def test_a_bad_schedule_stops_the_program_before_any_resource(changes: dict[str, Any], key: str, says: str) -> None:
-    run = run_program("prod", with_keys("prod", **changes))
+    run = shared_run("prod", with_keys("prod", **changes))
     assert isinstance(run.error, pulumi.RunError), "a clean error, without a traceback"
     assert f"airflow-aks:{key}: " in str(run.error) and says in str(run.error), str(run.error)
     assert run.resources == []
 
 
 def test_the_schema_check_reads_a_cron_triggers_metadata() -> None:
-    so = scaler(run_program("prod"))
+    so = scaler(shared_run("prod"))
     [cron] = [t for t in so["spec"]["triggers"] if t["type"] == "cron"]
     cron["metadata"]["desiredReplicas"] = 28  # KEDA's CRD: metadata is a map of strings
     with pytest.raises(SchemaError, match="desiredReplicas"):

@@ -20,7 +20,7 @@ from components.azure import image
 from components.model import python_packages as pp
 from components.model.settings import DEFAULTS, ConfigError, parse_settings
 from tests import readme_tables
-from tests.harness import ROOT, ProgramRun, run_program, stack_file_config
+from tests.harness import ROOT, ProgramRun, shared_run, stack_file_config
 from tests.preview import preview
 from tests.real_airflow import airflow_python
 from tests.test_image_context import docker_build_context_hash
@@ -113,7 +113,7 @@ def test_an_airflow_version_without_constraints_is_refused_naming_the_key_and_li
 
 
 def test_the_program_stops_before_declaring_anything_without_constraints() -> None:
-    run = run_program("prod", {**stack_file_config("prod"), "airflow-aks:airflowVersion": "3.2.2"})
+    run = shared_run("prod", {**stack_file_config("prod"), "airflow-aks:airflowVersion": "3.2.2"})
     assert run.error is not None and "airflowVersion" in str(run.error)
     assert not run.resources
 
@@ -129,7 +129,7 @@ def test_constraints_versions_reads_the_files_names(tmp_path: Path) -> None:
 
 
 def prod_run(version: str) -> ProgramRun:
-    run = run_program("prod", {**stack_file_config("prod"), "airflow-aks:airflowVersion": version})
+    run = shared_run("prod", {**stack_file_config("prod"), "airflow-aks:airflowVersion": version})
     assert run.error is None, run.error
     return run
 

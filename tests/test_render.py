@@ -15,7 +15,7 @@ import yaml
 from components.config import stack_config_from_file, stack_file_config
 from components.kubernetes import backups, key_vault
 from components.render import SECRET_PLACEHOLDER, render
-from tests.harness import ROOT, run_program
+from tests.harness import ROOT, shared_run
 from tests.schemas import validate_manifest
 
 
@@ -86,7 +86,7 @@ def without_deploy_time_values(objects: list[dict]) -> list[str]:
 @pytest.mark.parametrize("stack", ["dev", "prod", "local"])
 def test_render_is_what_the_program_declares(tmp_path: Path, stack: str) -> None:
     assert run_render(stack, tmp_path).returncode == 0
-    program = run_program(stack)
+    program = shared_run(stack)
     assert program.error is None, program.error
     rendered = manifests(tmp_path)
     assert without_deploy_time_values(rendered) == without_deploy_time_values(program.manifests())
@@ -104,4 +104,4 @@ def test_render_refuses_a_bad_stack_before_writing(tmp_path: Path) -> None:
 
 
 def test_render_reads_the_same_settings_as_the_program() -> None:
-    assert stack_config_from_file("prod").plan.to_output() == run_program("prod").outputs["capacityPlan"]
+    assert stack_config_from_file("prod").plan.to_output() == shared_run("prod").outputs["capacityPlan"]

@@ -16,7 +16,7 @@ import pytest
 from components.config import stack_file_config
 from components.render import render
 from components.stack_keys import provider_keys, stray_key_problems
-from tests.harness import ROOT, run_program
+from tests.harness import ROOT, shared_run
 
 
 def refused_render(tmp_path: Path, text: str) -> str:
@@ -64,7 +64,7 @@ def test_provider_keys_come_from_the_installed_sdk() -> None:
 
 def program_refusal(config: dict) -> str:
     """The program's error for a config, after checking it declared nothing."""
-    run = run_program("dev", config)
+    run = shared_run("dev", config)
     assert isinstance(run.error, pulumi.RunError), f"the program ran without refusing: {run.error!r}"
     assert not run.resources, f"resources declared before the refusal: {[r.name for r in run.resources][:5]}"
     return str(run.error)

@@ -30,7 +30,7 @@ from tests.harness import (
     DeclaredResource,
     ProgramRun,
     plain,
-    run_program,
+    shared_run,
     stack_file_config,
 )
 
@@ -72,7 +72,7 @@ def resolved(output: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def prod() -> ProgramRun:
-    return ok(run_program("prod"))
+    return ok(shared_run("prod"))
 
 
 def account_id(run: ProgramRun) -> str:
@@ -125,7 +125,7 @@ def test_a_lifecycle_rule_deletes_task_logs_after_the_retention(prod: ProgramRun
 
 
 def test_a_changed_retention_reaches_the_rule() -> None:
-    rule = lifecycle_rule(ok(run_program("prod", changed(taskLogRetentionDays=7))))
+    rule = lifecycle_rule(ok(shared_run("prod", changed(taskLogRetentionDays=7))))
     assert rule["definition"]["actions"]["baseBlob"]["delete"] == {"daysAfterModificationGreaterThan": 7}, POLICY
 
 
@@ -160,7 +160,7 @@ def test_the_identity_trusts_the_task_log_service_account_of_this_cluster(prod: 
 
 
 def test_the_subject_follows_the_namespace() -> None:
-    credential = named(ok(run_program("prod", changed(namespace="airflow-prod"))), FEDERATION,
+    credential = named(ok(shared_run("prod", changed(namespace="airflow-prod"))), FEDERATION,
                        f"{COMPONENT}-federation")
     assert credential.inputs["subject"] == f"system:serviceaccount:airflow-prod:{names.TASK_LOG_SERVICE_ACCOUNT}", \
         credential.name
@@ -177,7 +177,7 @@ def test_the_issuer_stays_known_in_the_preview_of_a_cluster_update() -> None:
     # In such a preview the cluster's outputs are its new inputs only
     # (pulumi-azure-native provider.go, Update with preview), so the issuer
     # comes from the live read; otherwise the credential would show a change.
-    run = ok(run_program("prod", changed(kubernetesVersion="1.36"), preview=True,
+    run = ok(shared_run("prod", changed(kubernetesVersion="1.36"), preview=True,
                          updating=frozenset({"airflow-aks"})))
     assert "oidcIssuerProfile" in run.one(AKS).inputs
     for credential in run.of_type(FEDERATION):
@@ -209,7 +209,7 @@ def log_container_id(run: ProgramRun) -> str:
 @pytest.mark.parametrize("key_vault", [True, False], ids=["keyVault", "no keyVault"])
 def test_the_log_reader_may_read_the_log_container_and_nothing_else_of_the_account(
         prod: ProgramRun, key_vault: bool) -> None:
-    run = prod if key_vault else ok(run_program("prod", changed(keyVault=False)))
+    run = prod if key_vault else ok(shared_run("prod", changed(keyVault=False)))
     identity = named(run, IDENTITY, f"{READER}-identity")
     assert identity.inputs["location"] == "westeurope", identity.name
     roles = {r.name: r.inputs for r in run.of_type(ROLE) if r.inputs["principalId"] == LOG_READER_PRINCIPAL_ID}
@@ -226,7 +226,7 @@ def test_the_log_reader_may_read_the_log_container_and_nothing_else_of_the_accou
 
 @pytest.mark.parametrize("ui", ["simple", "entra"])
 def test_the_log_reader_trusts_the_api_servers_account_alone(ui: str) -> None:
-    run = ok(run_program("prod", changed(ui=ENTRA_UI) if ui == "entra" else None))
+    run = ok(shared_run("prod", changed(ui=ENTRA_UI) if ui == "entra" else None))
     credential = named(run, FEDERATION, f"{READER}-federation")
     assert credential.inputs["subject"] == API_SERVER_SUBJECT, credential.name
     assert credential.inputs["issuer"] == OIDC_ISSUER_URL, f"{credential.name}: the cluster's OIDC issuer"
@@ -238,7 +238,7 @@ def test_the_log_reader_trusts_the_api_servers_account_alone(ui: str) -> None:
 
 @pytest.mark.parametrize(("stack", "ui"), [("dev", "simple"), ("prod", "simple"), ("prod", "entra")])
 def test_no_identity_that_may_write_trusts_the_api_servers_account(stack: str, ui: str) -> None:
-    run = ok(run_program(stack, {**stack_file_config(stack), "airflow-aks:ui": ENTRA_UI} if ui == "entra" else None))
+    run = ok(shared_run(stack, {**stack_file_config(stack), "airflow-aks:ui": ENTRA_UI} if ui == "entra" else None))
     identities = {f"{r.name}0001": r.name for r in run.of_type(IDENTITY)}
     trusting = [identities[r.inputs["resourceName"]] for r in run.of_type(FEDERATION)
                 if r.inputs["subject"] == API_SERVER_SUBJECT]
@@ -273,7 +273,7 @@ def identity_of(run: ProgramRun, template: dict[str, Any]) -> tuple[str, str | N
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
 def test_the_api_server_runs_as_the_log_reader_the_workers_and_the_triggerer_as_the_writers(stack: str) -> None:
-    run = ok(run_program(stack))
+    run = ok(shared_run(stack))
     api = pod_of(run, "Deployment", names.API_SERVER)
     assert identity_of(run, api) == (names.API_SERVER_SERVICE_ACCOUNT, LOG_READER_CLIENT_ID), \
         f"{stack} {names.API_SERVER}: its own account, naming the log reader's client ID"
@@ -304,7 +304,7 @@ def outputs_of_prod() -> tuple[ProgramRun, list[dict[str, Any]]]:
 
     harness.Mocks.new_resource = recording  # type: ignore[method-assign]
     try:
-        run = ok(run_program("prod"))
+        run = ok(harness.run_program("prod"))  # a run of its own: the mocks are patched
     finally:
         harness.Mocks.new_resource = original  # type: ignore[method-assign]
     return run, states
@@ -329,7 +329,7 @@ def test_no_storage_key_anywhere(outputs_of_prod: tuple[ProgramRun, list[dict[st
 
 
 def test_the_account_and_container_are_protected_in_prod_only(prod: ProgramRun) -> None:
-    dev = ok(run_program("dev"))
+    dev = ok(shared_run("dev"))
     for name in ("airflowtasklogs", f"{COMPONENT}-container"):
         assert prod.options_of(name).protect is True, f"{name}: holds the logs, protected in prod"
         assert dev.options_of(name).protect is False, f"{name}: not protected in dev"
@@ -337,7 +337,7 @@ def test_the_account_and_container_are_protected_in_prod_only(prod: ProgramRun) 
 
 def test_without_remote_task_logs_no_storage_is_declared() -> None:
     # Without the account the in-cluster database has no backups: said explicitly.
-    run = ok(run_program("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False)))
+    run = ok(shared_run("prod", changed(remoteTaskLogs=False, databaseBackupSchedule=None, keyVault=False)))
     for typ in STORAGE_TYPES:
         assert run.of_type(typ) == [], f"{typ}: declared with remoteTaskLogs false"
     assert sorted(r.name for r in run.of_type(ROLE)) == ["airflow-acr-pull", "airflow-cluster-admin"], \
@@ -347,7 +347,7 @@ def test_without_remote_task_logs_no_storage_is_declared() -> None:
 
 
 def test_the_local_target_declares_no_storage() -> None:
-    run = ok(run_program("local"))
+    run = ok(shared_run("local"))
     assert not [r for r in run.resources if r.type in STORAGE_TYPES or r.type == ROLE]
 
 

@@ -40,6 +40,7 @@ from tests.harness import (
     ProgramRun,
     plain,
     run_program,
+    shared_run,
     stack_file_config,
 )
 from tests.preview import AZURE_REPLACE, preview
@@ -115,7 +116,7 @@ def test_a_key_vault_certificate_enables_the_secrets_store_provider_with_rotatio
 
 
 def test_a_certificate_from_a_secret_needs_no_secrets_store_provider() -> None:
-    cluster = ok(run_program("prod", prod_with(WITH_SECRET))).one(AKS)
+    cluster = ok(shared_run("prod", prod_with(WITH_SECRET))).one(AKS)
     assert plain(cluster.inputs.get("ingressProfile", {})).get("webAppRouting", {}).get("enabled") is True, \
         f"{cluster.name}: app routing on with secretName too"
     assert "addonProfiles" not in cluster.inputs, f"{cluster.name}: no add-on without a Key Vault certificate"

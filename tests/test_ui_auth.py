@@ -21,7 +21,7 @@ from components.model import catalogues, names, ui_auth
 from components.model.airflow_options import MANAGED_AIRFLOW_OPTIONS
 from components.model.ui import parse_ui
 from tests.conftest import config_for
-from tests.harness import LOG_READER_CLIENT_ID, ROOT, ProgramRun, run_program, stack_file_config
+from tests.harness import LOG_READER_CLIENT_ID, ROOT, ProgramRun, shared_run, stack_file_config
 from tests.test_settings import problems_of
 
 TENANT = "11111111-2222-3333-4444-555555555555"
@@ -210,7 +210,7 @@ def test_the_app_registrations_federated_credential_names_the_api_servers_accoun
 def entra_run(stack: str = "prod", **changes: Any) -> ProgramRun:
     config = {**stack_file_config(stack), "airflow-aks:ui": ENTRA_UI,
               **{f"airflow-aks:{k}": v for k, v in changes.items()}}
-    run = run_program(stack, config)
+    run = shared_run(stack, config)
     assert run.error is None, run.error
     return run
 
@@ -256,7 +256,7 @@ def test_the_api_servers_account_carries_the_log_readers_identity_only_when_it_h
 def test_changed_role_groups_roll_the_api_server_only() -> None:
     before = entra_run()
     ui = {**ENTRA_UI, "entra": {**ENTRA_UI["entra"], "roleGroups": {"Admin": [ADMINS], "Op": [VIEWERS]}}}
-    after = run_program("prod", {**stack_file_config("prod"), "airflow-aks:ui": ui})
+    after = shared_run("prod", {**stack_file_config("prod"), "airflow-aks:ui": ui})
     assert after.error is None, after.error
     for kind, name in (("Deployment", names.SCHEDULER), ("StatefulSet", names.WORKER)):
         assert pod_template(before, kind, name) == pod_template(after, kind, name), f"{name} does not roll"
@@ -267,7 +267,7 @@ def test_changed_role_groups_roll_the_api_server_only() -> None:
 def test_without_entra_the_api_server_keeps_its_password_and_runs_as_its_own_account() -> None:
     # Without Entra ID the api-server still has its own account on AKS with
     # remote task logs: the log reader's identity (tests/test_task_log_storage.py).
-    run = run_program("prod")
+    run = shared_run("prod")
     assert run.error is None, run.error
     api = pod_template(run, "Deployment", names.API_SERVER)
     assert [c["name"] for c in api["spec"]["initContainers"]] == ["auth-passwords"]
@@ -289,6 +289,6 @@ def test_with_entra_only_the_log_reader_trusts_the_api_servers_account() -> None
     program's identities only the log reader does, as without Entra ID: Entra ID adds no
     federation, and none of the writers'."""
     subject = f"system:serviceaccount:airflow:{names.API_SERVER_SERVICE_ACCOUNT}"
-    for run in (entra_run(), run_program("prod")):
+    for run in (entra_run(), shared_run("prod")):
         trusting = sorted(r.name for r in run.of_type(FEDERATION) if r.inputs["subject"] == subject)
         assert trusting == ["airflow-task-logs-reader-federation"], f"{FEDERATION}: {trusting}"

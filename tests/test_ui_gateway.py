@@ -19,7 +19,7 @@ from components.kubernetes.ui_gateway import ui_gateway_objects
 from components.model import names
 from components.model.settings import Settings
 from tests.conftest import config_for
-from tests.harness import run_program, stack_file_config
+from tests.harness import shared_run, stack_file_config
 from tests.schemas import SchemaError, validate_manifest
 from tests.test_render import manifests, run_render
 
@@ -282,7 +282,7 @@ def test_a_kubernetes_version_without_vendored_crds_is_refused() -> None:
 def test_the_program_declares_them_and_they_validate() -> None:
     """Under Pulumi mocks (__main__.py through Workloads): the Gateway and the
     HTTPRoute as custom resources, after their namespaces, and valid."""
-    run = run_program("prod", {**stack_file_config("prod"), "airflow-aks:ui": UI_SECRET})
+    run = shared_run("prod", {**stack_file_config("prod"), "airflow-aks:ui": UI_SECRET})
     assert run.error is None, run.error
     gateway = run.manifest("Gateway", names.UI_GATEWAY)
     route = run.manifest("HTTPRoute", names.UI_ROUTE)

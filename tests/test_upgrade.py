@@ -10,6 +10,7 @@ StatefulSet's pod must mount the claim it mounted before.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,9 @@ from typing import Any
 import pytest
 
 from components.model import names
-from tests.harness import ROOT, ProgramRun, run_program, stack_file_config
+from tests.harness import ROOT, ProgramRun, shared_run, stack_file_config
 from tests.preview import Live, Preview, State, get_path, preview
-from tests.upgrade.capture import capture
+from tests.upgrade.capture import capture_stacks
 from tests.upgrade.recorder import Registration
 
 STATES = ROOT / "tests" / "upgrade" / "states"
@@ -98,11 +99,16 @@ def live_network(state: State, migrated: bool) -> dict[str, Any]:
 
 
 def upgrade(release: str, stack: str, busy: int, migrated: bool = True) -> tuple[State, ProgramRun, Preview]:
+    """The state `release` left, the current program's preview run against it, and what the preview shows.
+
+    The run is shared (tests here and in test_aks_access.py ask for the same 18): read it, or copy it
+    with State.of before changing it.
+    """
     state = load(release, stack)
     pools = pools_of(state, busy)
-    run = run_program(stack, stack_file_config(stack), preview=True, updating=frozenset({"airflow-aks"}),
-                      live_worker_pools=pools, previous_outputs=state.outputs,
-                      live_cluster={"networkProfile": live_network(state, migrated)})
+    run = shared_run(stack, stack_file_config(stack), preview=True, updating=frozenset({"airflow-aks"}),
+                     live_worker_pools=pools, previous_outputs=state.outputs,
+                     live_cluster={"networkProfile": live_network(state, migrated)})
     live = Live(pools=pools, objects=claim_templates(state))
     return state, run, preview(state, run, live)
 
@@ -156,11 +162,13 @@ def test_the_data_statefulsets_mount_the_claims_they_mounted(release: str, stack
 def test_a_stack_from_before_8a2887f_keeps_its_claim_templates() -> None:
     """The negative control: without ignoreChanges the templates would go and the StatefulSets be replaced."""
     state, run, _ = upgrade("before-8a2887f", "prod", busy=0)
-    for r in run.registrations:
+    assert run.error is None, run.error
+    without = State.of(run)  # a copy: the run is shared
+    for r in without.registrations:
         if r.type == "kubernetes:apps/v1:StatefulSet" and r.inputs["metadata"]["name"] in DATA_STATEFULSETS:
             assert r.ignore_changes == ["spec.volumeClaimTemplates"], r.name
             r.ignore_changes = []
-    replaced = {s.name for s in preview(state, run, Live(objects=claim_templates(state))).of("replace")}
+    replaced = {s.name for s in preview(state, without, Live(objects=claim_templates(state))).of("replace")}
     assert {"workloads-postgres-statefulset", "workloads-rabbitmq-statefulset"} <= replaced
 
 
@@ -191,11 +199,17 @@ def test_a_busy_autoscaled_pool_from_the_latest_release_is_updated_as_aks_accept
     assert shown.aks == [], shown.aks
 
 
+@functools.cache
+def captured(commit: str) -> dict[str, str]:
+    """What `commit` declares for each stack: one checkout serves both."""
+    return capture_stacks(commit, STACKS)
+
+
 @pytest.mark.parametrize(("release", "stack"), CASES)
 def test_the_recorded_states_are_what_git_history_declares(release: str, stack: str) -> None:
     if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{RELEASES[release]}^{{commit}}"],
                       capture_output=True, check=False).returncode != 0:
         pytest.fail(f"{RELEASES[release]} is not in this clone's history: clone with history (no --depth)")
-    assert capture(RELEASES[release], stack) == state_file(release, stack).read_text(), \
+    assert captured(RELEASES[release])[stack] == state_file(release, stack).read_text(), \
         f"{state_file(release, stack)}: regenerate with `venv/bin/python -m tests.upgrade.capture "\
         f"{RELEASES[release]} {stack}`"

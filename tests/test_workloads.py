@@ -24,6 +24,7 @@ from tests.harness import (
     is_secret,
     plain,
     run_program,
+    shared_run,
 )
 from tests.schemas import SchemaError, validate_manifest
 
@@ -315,7 +316,7 @@ def test_only_workers_get_the_task_start_import_timeout(runs: dict[str, ProgramR
 def test_a_stack_import_timeout_applies_everywhere_instead() -> None:
     config = stack_file_config("prod")
     config["airflow-aks:airflowConfig"] = {"core": {"dagbag_import_timeout": 600}}
-    run = run_program("prod", config)
+    run = shared_run("prod", config)
     [worker] = run.manifest("StatefulSet", names.WORKER)["spec"]["template"]["spec"]["containers"]
     assert all(e["name"] != "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT" for e in worker["env"]), \
         "an env var would shadow the stack's value on the workers"
@@ -371,7 +372,7 @@ def test_rabbitmq_consumer_timeout_is_above_the_longest_task() -> None:
     for longest in (3600, 4 * 3600):
         config = stack_file_config("prod")
         config["airflow-aks:longestTaskSeconds"] = longest
-        run = run_program("prod", config)
+        run = shared_run("prod", config)
         conf = run.manifest("ConfigMap", names.RABBITMQ)["data"]["20-airflow-aks.conf"]
         timeout_ms = int(re.search(r"^consumer_timeout = (\d+)$", conf, re.M).group(1))
         assert timeout_ms > longest * 1000, f"{names.RABBITMQ}: consumer_timeout {timeout_ms} ms"
@@ -382,7 +383,7 @@ def test_rabbitmq_consumer_timeout_is_above_the_longest_task() -> None:
 def test_changing_worker_concurrency_changes_the_cfg_and_rolls_the_workers(runs: dict[str, ProgramRun]) -> None:
     config = stack_file_config("prod")
     config["airflow-aks:workerConcurrency"] = 20
-    changed = run_program("prod", config)
+    changed = shared_run("prod", config)
     assert changed.error is None, changed.error
     before_cfg = runs["prod"].manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
     after_cfg = changed.manifest("ConfigMap", names.CONFIG_MAP)["data"]["airflow.cfg"]
@@ -406,7 +407,7 @@ def test_unchanged_config_gives_identical_objects() -> None:
 def test_flower_is_optional() -> None:
     config = stack_file_config("dev")
     config["airflow-aks:flower"] = True
-    run = run_program("dev", config)
+    run = shared_run("dev", config)
     assert run.error is None, run.error
     assert run.manifest("Deployment", names.FLOWER)["spec"]["template"]["spec"]["containers"][0]["args"] == \
         ["celery", "flower"]
@@ -474,7 +475,7 @@ def test_pgbouncer_config_comes_from_the_plan_and_its_users_from_a_secret(runs: 
 
 
 def test_pgbouncer_off_connects_straight_to_postgres() -> None:
-    run = run_program("dev", {**stack_file_config("dev"), "airflow-aks:pgbouncer": False})
+    run = shared_run("dev", {**stack_file_config("dev"), "airflow-aks:pgbouncer": False})
     assert run.error is None, run.error
     assert not [m for m in run.manifests() if m["metadata"].get("name") == names.PGBOUNCER]
     env = component_secret_values(run)
