@@ -2,4 +2,4 @@
 
 # This program's release (CHANGELOG.md). A stack exports it, so a later
 # release knows which one deployed it.
-__version__ = "0.8.0"
+__version__ = "0.9.0"

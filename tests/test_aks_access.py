@@ -251,7 +251,11 @@ def test_changing_the_authorized_ranges_updates_the_cluster_in_place() -> None:
     assert step.paths == ("apiServerAccessProfile.authorizedIPRanges",), step.paths
 
 
-@pytest.mark.parametrize(("release", "stack"), CASES)
+# 0.8.0 turned Entra ID on; the releases before it are the ones whose clusters this changes.
+BEFORE_ENTRA = [(release, stack) for release, stack in CASES if release not in ("v0.8.0",)]
+
+
+@pytest.mark.parametrize(("release", "stack"), BEFORE_ENTRA)
 def test_an_upgrade_turns_entra_on_in_place_and_keeps_the_provider(release: str, stack: str) -> None:
     state, run, shown = upgrade(release, stack, busy=0)
     assert run.error is None, f"{release} {stack}: {run.error}"
@@ -271,7 +275,7 @@ def test_an_upgrade_turns_entra_on_in_place_and_keeps_the_provider(release: str,
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_from_the_latest_release_azure_sees_the_cluster_update_and_the_role_only(stack: str) -> None:
+def test_from_0_7_0_azure_sees_the_cluster_update_and_the_role_only(stack: str) -> None:
     """Beside the task-log reader's new identity and grants (tests/test_task_log_storage.py),
     Azure sees the cluster updated in place and the deployer's role created, nothing else."""
     _, _, shown = upgrade("v0.7.0", stack, busy=0)
@@ -281,3 +285,12 @@ def test_from_the_latest_release_azure_sees_the_cluster_update_and_the_role_only
     assert azure == [("create", "airflow-cluster-admin", ()),
                      ("update", "airflow-aks", ("aadProfile", "apiServerAccessProfile", "disableLocalAccounts"))], \
         f"v0.7.0 {stack}: {azure}"
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_from_0_8_0_azure_sees_no_change(stack: str) -> None:
+    """0.9.0 changed documentation and tests only: a stack 0.8.0 deployed has nothing to change in Azure."""
+    _, run, shown = upgrade("v0.8.0", stack, busy=0)
+    assert run.error is None, f"v0.8.0 {stack}: {run.error}"
+    azure = [(s.op, s.name, s.paths) for s in shown.steps if s.type.startswith("azure-native:")]
+    assert azure == [], f"v0.8.0 {stack}: {azure}"

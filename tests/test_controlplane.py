@@ -22,7 +22,7 @@ from components.model.settings import DEFAULTS
 from tests.harness import ROOT
 from tests.readme_tables import table_after
 
-# Real components (scripts/test -m "not real" leaves these out for a quick run).
+# Real components (scripts/test --fast leaves these out for a quick run).
 pytestmark = pytest.mark.real
 
 TASKS = 200

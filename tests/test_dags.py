@@ -12,7 +12,7 @@ from components.model.settings import DEFAULTS
 from tests.conftest import config_for
 from tests.real_airflow import airflow_python, run_airflow_python
 
-# Real components (scripts/test -m "not real" leaves these out for a quick run).
+# Real components (scripts/test --fast leaves these out for a quick run).
 pytestmark = pytest.mark.real
 
 LOAD_FANOUT = """

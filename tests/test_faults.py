@@ -44,7 +44,7 @@ from tests.local_airflow import (
     wait_for,
 )
 
-# Real components (scripts/test -m "not real" leaves these out).
+# Real components (scripts/test --fast leaves these out).
 pytestmark = pytest.mark.real
 
 TASKS = 8

@@ -25,7 +25,7 @@ from components.kubernetes import rabbitmq
 from components.model import names
 from tests.local_airflow import RABBITMQ_BIN, LocalRabbitMQ, RabbitMQLayout, declared, wait_for
 
-# Real components (scripts/test -m "not real" leaves these out for a quick run).
+# Real components (scripts/test --fast leaves these out for a quick run).
 pytestmark = pytest.mark.real
 
 # The flag a node's first boot enables here; Debian's 3.10 has six more, all stable.

@@ -31,7 +31,7 @@ from components.model import names
 from tests.local_airflow import LocalRabbitMQ, RabbitMQLayout, declared, kubelet_set_volume_ownership
 from tests.real_airflow import run_airflow_python
 
-# Real components (scripts/test -m "not real" leaves these out for a quick run).
+# Real components (scripts/test --fast leaves these out for a quick run).
 pytestmark = pytest.mark.real
 
 # The layout of commit 0187cea: the claim at HOME, the image's default mnesia

@@ -52,7 +52,7 @@ from tests.local_airflow import (
 )
 from tests.real_airflow import AIRFLOW_VENV, airflow_env, run_airflow_python
 
-# Real components (scripts/test -m "not real" leaves these out for a quick run).
+# Real components (scripts/test --fast leaves these out for a quick run).
 pytestmark = pytest.mark.real
 
 # `services` (tests/conftest.py): one PostgreSQL, RabbitMQ and Azurite for the

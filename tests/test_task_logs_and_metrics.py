@@ -24,7 +24,7 @@ from tests.local_airflow import LocalDeployment, Observation, Services, deployme
 from tests.readme_tables import table_after
 from tests.test_real_airflow import api_token
 
-# Real components (scripts/test -m "not real" leaves these out for a quick run).
+# Real components (scripts/test --fast leaves these out for a quick run).
 pytestmark = pytest.mark.real
 
 # `services` (tests/conftest.py): PostgreSQL, RabbitMQ and Azurite, shared by

@@ -12,7 +12,7 @@ import pytest
 
 from tests.write_trace import PodFilesystem, Writes, strace_command, written_paths
 
-# Real components (scripts/test -m "not real" leaves these out for a quick run).
+# Real components (scripts/test --fast leaves these out for a quick run).
 pytestmark = pytest.mark.real
 
 WRITER = """

@@ -47,7 +47,7 @@ from tests.real_airflow import AIRFLOW_VENV, ROOT
 from tests.test_real_airflow import fanout
 from tests.write_trace import PodFilesystem, Writes, strace_command, written_paths
 
-# Real components (scripts/test -m "not real" leaves these out for a quick run).
+# Real components (scripts/test --fast leaves these out for a quick run).
 pytestmark = pytest.mark.real
 
 CONFIG = fanout(parallelism=4, width=4, sleep=5)
