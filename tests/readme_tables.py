@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from tests.harness import ROOT
 
 README = (ROOT / "README.md").read_text()
@@ -13,13 +15,20 @@ def doc(page: str) -> str:
 
 
 def section(page: str, heading: str) -> str:
-    """From `heading` (a whole line of `page`) to the next heading of the same or a higher level."""
+    """From `heading` (a whole line of `page`) to the next heading of the same or a higher level,
+    code blocks included: a shell comment in a fenced block (`# 1. ...`) is no heading."""
     text = doc(page)
-    level = heading.split(" ", 1)[0]
+    level = len(heading.split(" ", 1)[0])
     assert f"\n{heading}\n" in f"\n{text}", f"{page} has no heading {heading!r}"
     after = f"\n{text}".split(f"\n{heading}\n", 1)[1]
-    ends = [after.index(f"\n{'#' * n} ") for n in range(1, len(level) + 1) if f"\n{'#' * n} " in after]
-    return after[:min(ends)] if ends else after
+    kept, fenced = [], False
+    for line in after.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(rf"#{{1,{level}}} ", line):
+            break
+        kept.append(line)
+    return "\n".join(kept)
 
 
 def table_after(heading: str, page: str = "README.md") -> dict[str, list[str]]:

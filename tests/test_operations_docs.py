@@ -18,19 +18,18 @@ from components.kubernetes.pgbouncer import PGBOUNCER_DRAIN_SECONDS
 from components.model import names
 from components.model.capacity import WORKER_MAX_SURGE_NODES, worker_drain_minutes, worker_stop_seconds
 from components.model.settings import DEFAULTS
+from tests import readme_tables
 from tests.conftest import config_for
-from tests.harness import ROOT, ProgramRun
+from tests.harness import ProgramRun
 from tests.readme_tables import table_after
 
 PAGE = "docs/operations.md"
 TIMES = "\N{MULTIPLICATION SIGN}"
-TEXT = (ROOT / PAGE).read_text()
 
 
 def section(heading: str) -> str:
     """A "## " section of the page, code blocks included (their shell comments start with "# ")."""
-    assert f"\n## {heading}\n" in TEXT, f"{PAGE} has no section {heading!r}"
-    return TEXT.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
+    return readme_tables.section(PAGE, f"## {heading}")
 
 
 def flat(text: str) -> str:

@@ -12,6 +12,7 @@ from components.model.airflow_cfg import CONNECTIONS_PREFIX, VARIABLES_PREFIX, k
 from tests.conftest import config_for
 from tests.harness import ProgramRun, run_program, stack_file_config
 from tests.readme_tables import README, doc, section, table_after
+from tests.test_docs_links import anchors as page_anchors
 
 GUIDE = "docs/user-guide.md"
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,16 +29,11 @@ def test_the_guide_has_the_headings_other_pages_link_to() -> None:
     assert found == HEADINGS, f"{GUIDE}: its sections, in order"
 
 
-def anchor(heading: str) -> str:
-    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to dashes."""
-    return re.sub(r"[^\w\- ]", "", heading.lstrip("# ").strip().lower()).replace(" ", "-")
-
-
 @pytest.mark.parametrize(("page", "target"), [("README.md", GUIDE), (GUIDE, GUIDE), ("README.md", "README.md"),
                                               (GUIDE, "README.md")])
 def test_links_between_readme_and_the_guide_land_on_a_heading(page: str, target: str) -> None:
     base = Path(page).parent
-    anchors = {anchor(line) for line in doc(target).splitlines() if line.startswith("#")}
+    anchors = page_anchors(doc(target))
     links = re.findall(r"\]\(([^)#\s]*)#([\w-]+)\)", doc(page))
     assert links, f"{page} links somewhere"
     for path, fragment in links:
