@@ -13,6 +13,7 @@ import contextvars
 import gc
 import hashlib
 import json
+import pickle
 import runpy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from components.azure import acr_auth
 from components.config import stack_file_config
 from components.model import names
-from tests.upgrade.recorder import RecordingMonitor, Registration
+from tests.upgrade.recorder import RecordingMonitor, Registration, without_stack_traces
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "airflow-aks"
@@ -390,6 +391,28 @@ async def _dependency_names(value: Any) -> set[str]:
     return set()
 
 
+async def _record_input_dependencies(options: list[DeclaredOptions]) -> None:
+    """Each option's input_dependencies, all in one pass of the loop."""
+    with_props = [o for o in options if isinstance(o.props, dict)]
+    found = await asyncio.gather(*[_dependency_names(v) for o in with_props for v in o.props.values()])
+    names_of = iter(found)
+    for o in with_props:
+        o.input_dependencies = {k: next(names_of) for k in o.props}
+
+
+class _Inline(concurrent.futures.ThreadPoolExecutor):
+    """An executor that runs what it is given at once, on the caller's thread (asyncio takes
+    a ThreadPoolExecutor only; this one never starts a thread)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        try:
+            done.set_result(fn(*args, **kwargs))
+        except BaseException as err:  # handed to whoever awaits the call, as a thread pool would
+            done.set_exception(err)
+        return done
+
+
 def component_secret_values(run: ProgramRun) -> dict[str, str]:
     """Every key of the Airflow components' Secrets (airflow-env-<component>), each
     with the one value all the Secrets that hold it agree on."""
@@ -443,12 +466,9 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
     def go() -> None:
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
-        # The SDK calls the mock monitor (which records the run) from the loop's
-        # default executor. When the program fails, calls already handed to it
-        # go on after run_until_complete returns: waited for below, so a run's
-        # records are final when run_program returns.
-        calls = concurrent.futures.ThreadPoolExecutor()
-        loop.set_default_executor(calls)
+        # The SDK hands each call to the monitor to the loop's default executor;
+        # the mock monitor answers at once, so it answers on the loop's thread.
+        loop.set_default_executor(_Inline())
         pulumi.runtime.set_all_config(cli_form(values), list(secret_keys))
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=preview, monitor=monitor,
                                  organization="organization")
@@ -465,10 +485,7 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
             except BaseException as err:  # the test inspects it
                 run.error = err
                 return
-            for o in run.options:
-                if isinstance(o.props, dict):
-                    o.input_dependencies = {k: loop.run_until_complete(_dependency_names(v))
-                                            for k, v in o.props.items()}
+            loop.run_until_complete(_record_input_dependencies(run.options))
             root = runtime_settings.get_root_resource()
             exported = dict(root.outputs)  # type: ignore[union-attr]
             run.outputs = loop.run_until_complete(_resolve(exported))
@@ -477,7 +494,6 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
                 if isinstance(v, pulumi.Output) and loop.run_until_complete(v.is_secret())
             }
         finally:
-            calls.shutdown(wait=True)
             loop.close()
             asyncio.set_event_loop(None)
 
@@ -489,7 +505,8 @@ def run_program(stack: str, config: dict[str, Any] | None = None, *, preview: bo
     collecting = gc.isenabled()
     gc.disable()
     try:
-        contextvars.Context().run(go)
+        with without_stack_traces():
+            contextvars.Context().run(go)
     finally:
         acr_auth.exchange_for_refresh_token = original
         if collecting:
@@ -505,8 +522,16 @@ def fingerprint(run: ProgramRun) -> dict[str, str]:
     parts = {"resources": [vars(r) for r in run.resources], "invokes": run.invokes, "generated": run.generated,
              "exchange": run.exchange.calls, "outputs": run.outputs, "secret_outputs": run.secret_outputs,
              "options": options, "registrations": [vars(r) for r in run.registrations], "error": repr(run.error)}
-    return {part: hashlib.sha256(json.dumps(value, default=repr).encode()).hexdigest()
-            for part, value in parts.items()}
+    return {part: hashlib.sha256(_serialized(value)).hexdigest() for part, value in parts.items()}
+
+
+def _serialized(value: Any) -> bytes:
+    """A part of a run as bytes that change when it does: pickle (a tenth of JSON's time, and a
+    shared run is checked at every hand-out), JSON for what pickle cannot take."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return json.dumps(value, default=repr).encode()
 
 
 def _changed(run: ProgramRun, made: dict[str, str]) -> list[str]:

@@ -12,12 +12,16 @@ checked out from an older commit (tests/upgrade/capture.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from google.protobuf.json_format import MessageToDict
 from pulumi.runtime import mocks, rpc
+from pulumi.runtime import resource as sdk_resource
+from pulumi.runtime.proto import source_pb2
 
 SECRET_SIG_KEY = "4dabf18193072939515e22adb298388d"
 
@@ -113,6 +117,25 @@ class RecordingMonitor(mocks.MockMonitor):
             outputs=plain(self.resources[response.urn].state), read=True,
         ))
         return response
+
+
+@contextlib.contextmanager
+def without_stack_traces() -> Iterator[None]:
+    """The SDK without the call stack it sends with each registration.
+
+    For every resource the SDK walks the whole Python stack and reads each
+    frame's source line (pulumi/runtime/resource.py, _get_stack_trace), for
+    the engine to show where a resource was declared. A mock monitor keeps
+    none of it, and under pytest the stack is deep: 70 frames down, a run of
+    the prod stack took 1.26 s with it and 1.04 s without (this machine).
+    What is registered is otherwise the same.
+    """
+    original = sdk_resource._get_stack_trace
+    sdk_resource._get_stack_trace = source_pb2.StackTrace
+    try:
+        yield
+    finally:
+        sdk_resource._get_stack_trace = original
 
 
 def install() -> list[RecordingMonitor]:
