@@ -20,7 +20,7 @@ import pytest
 from components.model import names
 from tests.harness import ROOT, ProgramRun, shared_run, stack_file_config
 from tests.preview import Live, Preview, State, get_path, preview
-from tests.upgrade.capture import capture_stacks
+from tests.upgrade.capture import capture_commits
 from tests.upgrade.recorder import Registration
 
 STATES = ROOT / "tests" / "upgrade" / "states"
@@ -200,9 +200,9 @@ def test_a_busy_autoscaled_pool_from_the_latest_release_is_updated_as_aks_accept
 
 
 @functools.cache
-def captured(commit: str) -> dict[str, str]:
-    """What `commit` declares for each stack: one checkout serves both."""
-    return capture_stacks(commit, STACKS)
+def captured() -> dict[str, dict[str, str]]:
+    """What each release's commit declares for each stack, all captured by one interpreter."""
+    return capture_commits(list(RELEASES.values()), STACKS)
 
 
 @pytest.mark.parametrize(("release", "stack"), CASES)
@@ -210,6 +210,6 @@ def test_the_recorded_states_are_what_git_history_declares(release: str, stack: 
     if subprocess.run(["git", "-C", str(ROOT), "cat-file", "-e", f"{RELEASES[release]}^{{commit}}"],
                       capture_output=True, check=False).returncode != 0:
         pytest.fail(f"{RELEASES[release]} is not in this clone's history: clone with history (no --depth)")
-    assert captured(RELEASES[release])[stack] == state_file(release, stack).read_text(), \
+    assert captured()[RELEASES[release]][stack] == state_file(release, stack).read_text(), \
         f"{state_file(release, stack)}: regenerate with `venv/bin/python -m tests.upgrade.capture "\
         f"{RELEASES[release]} {stack}`"
