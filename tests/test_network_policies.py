@@ -21,6 +21,7 @@ import ipaddress
 import itertools
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,25 +173,32 @@ def port_matches(rule: dict[str, Any], port: int, protocol: str) -> bool:
     return False
 
 
-def direction_allows(policies: list[dict[str, Any]], ep: Endpoint, other: Endpoint, port: int, protocol: str,
-                     kind: str) -> bool:
-    """Whether the policies selecting `ep` let it send (Egress) to / receive (Ingress) from `other`."""
+def direction_rules(policies: list[dict[str, Any]], ep: Endpoint, other: Endpoint,
+                    kind: str) -> list[dict[str, Any]] | None:
+    """The rules of the policies selecting `ep` that let it send (Egress) to / receive (Ingress)
+    from `other` on some port; None when no policy selects `ep` for `kind`, which allows all."""
     key, peers_key = ("egress", "to") if kind == "Egress" else ("ingress", "from")
+    labels = ep.label_map
     selecting = [p for p in policies if p["metadata"]["namespace"] == ep.namespace
                  and kind in p["spec"].get("policyTypes", ["Ingress"])
-                 and selects(p["spec"]["podSelector"], ep.label_map)]
+                 and selects(p["spec"]["podSelector"], labels)]
     if not selecting:
-        return True
-    return any(port_matches(rule, port, protocol)
-               and (not rule.get(peers_key)
-                    or any(peer_matches(peer, p["metadata"]["namespace"], other) for peer in rule[peers_key]))
-               for p in selecting for rule in p["spec"].get(key, []))
+        return None
+    return [rule for p in selecting for rule in p["spec"].get(key, [])
+            if not rule.get(peers_key)
+            or any(peer_matches(peer, p["metadata"]["namespace"], other) for peer in rule[peers_key])]
 
 
-def allowed(policies: list[dict[str, Any]], src: Endpoint, dst: Endpoint, port: int, protocol: str) -> bool:
-    """Pods outside the namespace are governed by no policy here; addresses by none at all."""
-    out = src.ip is not None or direction_allows(policies, src, dst, port, protocol, "Egress")
-    return out and (dst.ip is not None or direction_allows(policies, dst, src, port, protocol, "Ingress"))
+def permits(rules: list[dict[str, Any]] | None, port: int, protocol: str) -> bool:
+    return rules is None or any(port_matches(rule, port, protocol) for rule in rules)
+
+
+def allowed_by(policies: list[dict[str, Any]], src: Endpoint, dst: Endpoint) -> Callable[[int, str], bool]:
+    """Whether `src` may reach `dst`, per port and protocol. Pods outside the namespace are
+    governed by no policy here; addresses by none at all."""
+    egress = None if src.ip is not None else direction_rules(policies, src, dst, "Egress")
+    ingress = None if dst.ip is not None else direction_rules(policies, dst, src, "Ingress")
+    return lambda port, protocol: permits(egress, port, protocol) and permits(ingress, port, protocol)
 
 
 # --------------------------------------------------------------------------
@@ -541,9 +549,9 @@ def allowed_flows(dep: Deployment, policies: list[dict[str, Any]]) -> set[Flow]:
             continue  # between two outsiders: not this deployment's business
         if src == dst:
             continue  # a pod cannot block access to itself
-        for port, proto in ports:
-            if allowed(policies, src, dst, port, proto):
-                found.add((src.name, dst.name, port, proto))
+        # Which rules apply depends on the two pods; only the port is checked per port.
+        allows = allowed_by(policies, src, dst)
+        found.update((src.name, dst.name, port, proto) for port, proto in ports if allows(port, proto))
     return found
 
 
