@@ -19,6 +19,17 @@ def pytest_configure(config: pytest.Config) -> None:
         image.prepare_build_context()
 
 
+# What this session collected before `-m` deselected any: the test files, and how many tests
+# are marked real (tests/test_readme.py reads it instead of collecting the suite again).
+COLLECTED = pytest.StashKey[tuple[frozenset[str], int]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    real = sum(1 for item in items if item.get_closest_marker("real") is not None)
+    config.stash[COLLECTED] = (frozenset(item.path.name for item in items), real)
+
+
 def config_for(stack: str, **changes: Any) -> StackConfig:
     """Settings, plan and cfg of a stack file, with some project keys changed (None deletes)."""
     values = project_values(stack_file_config(stack))

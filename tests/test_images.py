@@ -17,8 +17,9 @@ import pytest
 from components.azure.image import LOCAL_IMAGE
 from components.model import images
 from components.model.settings import DEFAULTS
+from components.render import render
 from tests.harness import ROOT
-from tests.test_render import manifests, run_render
+from tests.test_render import manifests
 
 STACKS = ("dev", "prod", "local")
 DIGEST = "sha256:" + "ab" * 32
@@ -47,9 +48,9 @@ def own_airflow_image(image: str) -> bool:
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[str, Any]]]:
     out = {}
     for stack in STACKS:
+        # The render command's own function, in this process (tests/test_render.py runs the command).
         path = tmp_path_factory.mktemp(f"render-{stack}")
-        done = run_render(stack, path)
-        assert done.returncode == 0, done.stderr
+        render(stack, path)
         out[stack] = manifests(path)
     return out
 

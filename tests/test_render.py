@@ -25,29 +25,40 @@ def run_render(stack: str, out: Path, project_dir: Path | None = None) -> subpro
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
 
 
+STACKS = ("dev", "prod", "local")
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, subprocess.CompletedProcess[str]]]:
+    """Each stack file rendered once by the command, for every test here that reads a render."""
+    outs = {stack: tmp_path_factory.mktemp(f"render-{stack}") for stack in STACKS}
+    return {stack: (out, run_render(stack, out)) for stack, out in outs.items()}
+
+
 def manifests(out: Path) -> list[dict]:
     return [yaml.safe_load(p.read_text()) for p in sorted((out / "manifests").glob("*.yaml"))]
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
-def test_render_writes_cfg_plan_and_manifests(tmp_path: Path, stack: str) -> None:
-    done = run_render(stack, tmp_path)
+@pytest.mark.parametrize("stack", STACKS)
+def test_render_writes_cfg_plan_and_manifests(rendered: dict[str, tuple[Path, subprocess.CompletedProcess[str]]],
+                                              stack: str) -> None:
+    out, done = rendered[stack]
     assert done.returncode == 0, done.stderr
     assert "task slots" in done.stdout
 
     cfg = configparser.ConfigParser(interpolation=None)
-    cfg.read_string((tmp_path / "airflow.cfg").read_text())
+    cfg.read_string((out / "airflow.cfg").read_text())
     values = stack_file_config(stack)
     parallelism = int(values.get("airflow-aks:parallelism", 32))
     concurrency = int(values.get("airflow-aks:workerConcurrency", 16))
     assert cfg["core"]["parallelism"] == str(parallelism)
     assert cfg["celery"]["worker_concurrency"] == str(concurrency)
 
-    plan = json.loads((tmp_path / "plan.json").read_text())
+    plan = json.loads((out / "plan.json").read_text())
     assert plan["parallelism"] == parallelism
     assert plan["worker"]["replicas"] == math.ceil(parallelism / concurrency)
 
-    objects = manifests(tmp_path)
+    objects = manifests(out)
     assert len(objects) >= 20
     for m in objects:
         validate_manifest(m, "1.35.0")
@@ -83,12 +94,14 @@ def without_deploy_time_values(objects: list[dict]) -> list[str]:
     return sorted(out)
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod", "local"])
-def test_render_is_what_the_program_declares(tmp_path: Path, stack: str) -> None:
-    assert run_render(stack, tmp_path).returncode == 0
+@pytest.mark.parametrize("stack", STACKS)
+def test_render_is_what_the_program_declares(rendered: dict[str, tuple[Path, subprocess.CompletedProcess[str]]],
+                                             stack: str) -> None:
+    out, done = rendered[stack]
+    assert done.returncode == 0, done.stderr
     program = shared_run(stack)
     assert program.error is None, program.error
-    rendered = manifests(tmp_path)
+    rendered = manifests(out)
     assert without_deploy_time_values(rendered) == without_deploy_time_values(program.manifests())
 
 
