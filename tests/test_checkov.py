@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from components.render import render
 from tests.harness import ROOT
+from tests.test_render import render_in_process
 from tests.test_ui_gateway import UI_KEY_VAULT, gateway_project
 
 CHECKOV = ROOT / "venv-checkov" / "bin" / "checkov"
@@ -81,9 +81,9 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, lis
         out = tmp_path_factory.mktemp(f"render-{slugs[stack]}")
         if stack in UI_VARIANTS:
             base, ui = UI_VARIANTS[stack]
-            render(base, out, gateway_project(tmp_path_factory.mktemp("project"), ui, base))
+            render_in_process(base, out, gateway_project(tmp_path_factory.mktemp("project"), ui, base))
         else:
-            render(stack, out)
+            render_in_process(stack, out)
         (out / "manifests").rename(scanned / slugs[stack])
     (scanned / BARE).mkdir()
     (scanned / BARE / "bare.yaml").write_text(yaml.safe_dump(bare_deployment()))

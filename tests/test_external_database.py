@@ -9,7 +9,6 @@ names a server in a VNet) is what Workloads connects to.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import ssl
 from pathlib import Path
@@ -26,13 +25,13 @@ from components.kubernetes.pgbouncer import CONFIG_DIR, ROOT_CAS_KEY
 from components.kubernetes.secrets import DIRECT_CONN_KEY, PASSWORD_KEY, ROLE_PASSWORD_KEYS
 from components.kubernetes.workloads import kube_objects
 from components.model import names, vnet
-from components.render import EXTERNAL_DATABASE_PLACEHOLDER, SECRET_PLACEHOLDER, render
+from components.render import EXTERNAL_DATABASE_PLACEHOLDER, SECRET_PLACEHOLDER
 from tests.conftest import config_for
 from tests.harness import ROOT, ProgramRun, component_secret_values, is_secret, plain, shared_run
 from tests.local_airflow import declared
 from tests.schemas import SchemaError, validate_manifest
 from tests.test_render import manifests as rendered_manifests
-from tests.test_render import without_deploy_time_values
+from tests.test_render import render_in_process, without_deploy_time_values
 from tests.test_workloads import all_strings
 
 SERVER_TYPE = "azure-native:dbforpostgresql:Server"
@@ -302,15 +301,7 @@ def test_the_offline_render_of_an_azure_stack_is_what_the_program_declares(tmp_p
     stack = (ROOT / "Pulumi.prod.yaml").read_text() + "  airflow-aks:database: azure\n"
     (tmp_path / "Pulumi.prod.yaml").write_text(stack)
     out = tmp_path / "out"
-    # The builders make Pulumi Outputs (Secret data), which need an event
-    # loop; a program run under mocks before this one has closed its own.
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        render("prod", out, project_dir=tmp_path)
-    finally:
-        loop.close()
-        asyncio.set_event_loop(None)
+    render_in_process("prod", out, project_dir=tmp_path)
     rendered = rendered_manifests(out)
     assert not [m for m in rendered if is_postgres_object(m)]
     [ini] = [m for m in rendered if m["kind"] == "ConfigMap" and m["metadata"]["name"] == names.PGBOUNCER]

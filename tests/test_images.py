@@ -17,9 +17,8 @@ import pytest
 from components.azure.image import LOCAL_IMAGE
 from components.model import images
 from components.model.settings import DEFAULTS
-from components.render import render
 from tests.harness import ROOT
-from tests.test_render import manifests
+from tests.test_render import manifests, render_in_process
 
 STACKS = ("dev", "prod", "local")
 DIGEST = "sha256:" + "ab" * 32
@@ -50,7 +49,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict[st
     for stack in STACKS:
         # The render command's own function, in this process (tests/test_render.py runs the command).
         path = tmp_path_factory.mktemp(f"render-{stack}")
-        render(stack, path)
+        render_in_process(stack, path)
         out[stack] = manifests(path)
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import configparser
 import json
 import math
@@ -14,7 +15,7 @@ import yaml
 
 from components.config import stack_config_from_file, stack_file_config
 from components.kubernetes import backups, key_vault
-from components.render import SECRET_PLACEHOLDER, render
+from components.render import PROJECT_DIR, SECRET_PLACEHOLDER, render
 from tests.harness import ROOT, shared_run
 from tests.schemas import validate_manifest
 
@@ -26,6 +27,19 @@ def run_render(stack: str, out: Path, project_dir: Path | None = None) -> subpro
 
 
 STACKS = ("dev", "prod", "local")
+
+
+def render_in_process(stack: str, out: Path, project_dir: Path | None = None) -> None:
+    """What the render command does, in this process. The builders mark secrets with
+    pulumi.Output.secret, which needs an event loop: the command has Python's default one;
+    here a program run under mocks (tests/harness.py) may have left none, so it gets its own."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        render(stack, out, project_dir or PROJECT_DIR)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 @pytest.fixture(scope="module")
