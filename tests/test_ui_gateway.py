@@ -21,7 +21,7 @@ from components.model.settings import Settings
 from tests.conftest import config_for
 from tests.harness import shared_run, stack_file_config
 from tests.schemas import SchemaError, validate_manifest
-from tests.test_render import manifests, run_render
+from tests.test_render import manifests, render_in_process
 
 # The stack config of the lead's preamble (prod-like), and its Secret variant.
 ENTRA = {"tenantId": "11111111-2222-3333-4444-555555555555", "clientId": "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee",
@@ -61,9 +61,8 @@ def gateway_project(directory: Path, ui: dict[str, Any], stack: str = "prod") ->
 
 
 def rendered(tmp_path: Path, ui: dict[str, Any]) -> list[dict[str, Any]]:
-    """The offline render (`python -m components.render`) of prod with this `ui` block."""
-    done = run_render("prod", tmp_path / "out", gateway_project(tmp_path / "project", ui))
-    assert done.returncode == 0, done.stderr
+    """The offline render of prod with this `ui` block (the render command's function, in this process)."""
+    render_in_process("prod", tmp_path / "out", gateway_project(tmp_path / "project", ui))
     return manifests(tmp_path / "out")
 
 
