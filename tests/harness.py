@@ -559,6 +559,11 @@ def shared_run(stack: str, config: dict[str, Any] | None = None, **options: Any)
     if key not in _SHARED:
         run = run_program(stack, values, **options)
         _SHARED[key] = (run, fingerprint(run))
+        # Kept to the end of the session: out of the collector's sight. Every full
+        # collection walked every shared run again (a quarter of a minute per
+        # worker); the young collection first frees the run's cyclic garbage.
+        gc.collect(1)
+        gc.freeze()
     run, made = _SHARED[key]
     changed = _changed(run, made)
     assert changed == [], f"a test changed {changed} of the shared program run {key}"
